@@ -1,0 +1,57 @@
+"""The Backend interface.
+
+Kept small on purpose (like an HTTP transport): observe a namespace, apply one op, and a
+few read-only queries about a namespace that policy needs (sysctls, bound sockets). The
+executor is the only caller of ``apply``.
+
+Errors: a backend raises only hostnet errors. In particular ``NotFoundError`` subclasses
+when the object an op names is missing (rollback and teardown treat that as done), and
+``ConflictError`` subclasses when it already exists.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from hostnet.model import BoundSocket, Snapshot
+from hostnet.ops import Op
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def apply(self, op: Op) -> None:
+        """Apply one op in ``op.ns``. Atomic: on error nothing of it remains."""
+
+    def observe(self, ns: str | None) -> Snapshot:
+        """Links, addresses, routes and nftables tables of one namespace."""
+
+    def namespaces(self) -> tuple[str, ...]:
+        """Names of the named namespaces (those under /run/netns), sorted."""
+
+    def sysctl(self, ns: str | None, key: str) -> str:
+        """Read /proc/sys/<key> as seen from ``ns``."""
+
+    def bound_sockets(
+        self, ns: str | None, ports: Collection[int] | None = None
+    ) -> tuple[BoundSocket, ...]:
+        """Listening TCP/SCTP and bound UDP sockets in ``ns`` (only ``ports`` if given),
+        with the pid and name of the owning process where visible."""
+
+    def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
+        """The JSON listing of one nftables table ("inet hostnet"), None if absent."""
+
+    def popen(
+        self, ns: str | None, argv: Sequence[str], **kwargs: Any
+    ) -> subprocess.Popen[Any]:
+        """Start ``argv`` (no shell) with its network namespace set to ``ns``."""
+
+    def release(self, ns: str | None) -> None:
+        """Drop any cached handle into ``ns`` (an open socket keeps a deleted namespace
+        alive)."""
+
+    def close(self) -> None:
+        """Release sockets and held ports."""

@@ -1,0 +1,653 @@
+"""An in-memory model of the Linux kernel's networking objects.
+
+This is a model, not a recorder: it refuses what the kernel refuses, with the same hostnet
+errors the netlink backend raises. The rules it enforces (each one is checked against the
+real kernel by the contract suite in :mod:`hostnet.testing.contract`):
+
+- interface names are 1..15 bytes and unique within a namespace;
+- a veth is two links; deleting either end deletes both, wherever the peer lives;
+- deleting a link deletes its macvlan/vxlan children and detaches bridge ports;
+- moving a link into a namespace that already has that name fails with EEXIST;
+- deleting a namespace destroys its links (and therefore the peers of its veths);
+- an address needs its link; the same address twice on a link is EEXIST;
+- a route needs its device, and a gateway reachable through a connected prefix on an
+  up link (ENETUNREACH otherwise); the same route twice is EEXIST;
+- IPv4 routes through a link are flushed when it goes down or is deleted;
+- lo gets 127.0.0.1/8 and ::1/128 when it comes up; ::1 goes away when it goes down;
+- a master must be a bridge in the same namespace;
+- a macvlan parent must exist in the namespace the op names and must not be loopback;
+  a passthru macvlan takes its parent exclusively;
+- binding a port that another socket of the same family holds is EADDRINUSE, with the
+  wildcard address clashing with every address of its family.
+
+State belongs to the instance; two fakes never share anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import itertools
+import json
+import os
+import random
+import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from hostnet import errors
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.names import check_ifname
+from hostnet.ops import (
+    SAME_NS,
+    AddAddress,
+    AddFdb,
+    AddLink,
+    AddNeighbour,
+    AddRoute,
+    Adopt,
+    BindPort,
+    CreateNamespace,
+    DelAddress,
+    DelFdb,
+    DelLink,
+    DelNeighbour,
+    DeleteNamespace,
+    DelRoute,
+    MoveLink,
+    NftBatch,
+    Op,
+    Release,
+    SetLinkUp,
+    SetMaster,
+    SetSysctl,
+    UnbindPort,
+)
+from hostnet.backends.fakenft import FakeNftables
+
+KNOWN_KINDS = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan"})
+MACVLAN_MODES = frozenset({"bridge", "private", "vepa", "passthru", "source"})
+
+DEFAULT_SYSCTLS = {
+    "net/ipv4/ip_forward": "0",
+    "net/ipv4/ip_local_port_range": "32768\t60999",
+    "net/ipv4/ip_local_reserved_ports": "",
+    "net/ipv6/conf/all/forwarding": "0",
+    "net/ipv4/conf/all/route_localnet": "0",
+    "net/ipv4/ip_unprivileged_port_start": "1024",
+}
+
+
+def _random_mac(rng: random.Random) -> str:
+    octets = [rng.randrange(256) for _ in range(6)]
+    octets[0] = (octets[0] & 0xFC) | 0x02  # unicast, locally administered
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+@attrs.define(eq=False)
+class _Link:
+    name: str
+    index: int
+    kind: str
+    mtu: int
+    mac: str
+    ns: _Namespace
+    up: bool = False
+    master: _Link | None = None
+    parent: _Link | None = None
+    peer: _Link | None = None
+    mode: str | None = None
+    vni: int | None = None
+    local: str | None = None
+    port: int | None = None
+
+
+@attrs.define(eq=False)
+class _Namespace:
+    name: str | None
+    links: dict[str, _Link] = attrs.field(factory=dict)
+    addresses: list[tuple[str, str]] = attrs.field(factory=list)  # (ifname, "ip/len")
+    routes: list[Route] = attrs.field(factory=list)
+    sysctls: dict[str, str] = attrs.field(factory=lambda: dict(DEFAULT_SYSCTLS))
+    sockets: list[BoundSocket] = attrs.field(factory=list)
+    neighbours: set[tuple[str, str, str]] = attrs.field(factory=set)
+    fdb: set[tuple[str, str, str]] = attrs.field(factory=set)
+    nft: FakeNftables = attrs.field(factory=FakeNftables)
+
+
+class FakeKernel:
+    """The fake backend. ``FakeKernel()`` starts with a root namespace holding ``lo``
+    (up) and ``eth0``; named namespaces are created by ops like on the real kernel.
+
+    >>> from hostnet.ops import CreateNamespace
+    >>> k = FakeKernel()
+    >>> k.apply(CreateNamespace(ns="app1"))
+    >>> [link.name for link in k.observe("app1").links]
+    ['lo']
+    """
+
+    name = "fake"
+
+    def __init__(self, *, seed: int | None = None, root_links: Sequence[str] = ("eth0",)):
+        self._rng = random.Random(seed)
+        self._index = itertools.count(1)
+        self._namespaces: dict[str | None, _Namespace] = {}
+        self._held: set[tuple[str | None, str, str, int]] = set()
+        root = self._new_namespace(None)
+        root.links["lo"].up = True
+        self._lo_up(root)
+        for name in root_links:
+            link = self._add(root, name, "device", mtu=1500)
+            link.up = True
+
+    # -- helpers the tests use to stand in for the world outside hostnet -------------
+
+    def bind_external(
+        self, ns: str | None, protocol: str, address: str, port: int, pid: int, process: str
+    ) -> None:
+        """Pretend another process bound a port in ``ns``."""
+        self._bind(self._ns(ns), BoundSocket(
+            protocol=protocol, address=address, port=port, pid=pid, process=process
+        ))
+
+    def unbind_external(self, ns: str | None, protocol: str, address: str, port: int) -> None:
+        space = self._ns(ns)
+        space.sockets = [
+            s for s in space.sockets
+            if (s.protocol, s.address, s.port) != (protocol, address, port)
+        ]
+
+    def set_sysctl(self, ns: str | None, key: str, value: str) -> None:
+        self._ns(ns).sysctls[key] = value
+
+    def add_device(self, ns: str | None, name: str, mtu: int = 1500, up: bool = True) -> None:
+        """Add a kind-less device (a stand-in for a NIC) to a namespace."""
+        space = self._ns(ns)
+        self._check_new_name(space, name)
+        self._add(space, name, "device", mtu=mtu).up = up
+
+    def dump(self) -> dict[str, Any]:
+        """Everything, as plain data: for comparing states before and after."""
+        out: dict[str, Any] = {}
+        for key, space in sorted(self._namespaces.items(), key=lambda kv: str(kv[0])):
+            snap = self.observe(key)
+            out[str(key)] = {
+                "links": sorted((attrs.asdict(link) for link in snap.links), key=str),
+                "addresses": sorted(map(str, snap.addresses)),
+                "routes": sorted(map(str, snap.routes)),
+                "sysctls": dict(space.sysctls),
+                "sockets": sorted(map(str, space.sockets)),
+                "nft": space.nft.dump(),
+                "neigh": sorted(space.neighbours),
+                "fdb": sorted(space.fdb),
+            }
+        return out
+
+    # -- Backend -----------------------------------------------------------------------
+
+    def namespaces(self) -> tuple[str, ...]:
+        return tuple(sorted(k for k in self._namespaces if k is not None))
+
+    def observe(self, ns: str | None) -> Snapshot:
+        space = self._ns(ns)
+        links = tuple(
+            Link(
+                name=link.name,
+                index=link.index,
+                kind=link.kind,
+                mtu=link.mtu,
+                mac=link.mac,
+                up=link.up,
+                master=link.master.name if link.master else None,
+                parent=link.parent.name if link.parent and link.parent.ns is space else None,
+                mode=link.mode,
+                vni=link.vni,
+                stats=LinkStats(),
+            )
+            for link in sorted(space.links.values(), key=lambda x: x.index)
+        )
+        return Snapshot(
+            ns=ns,
+            links=links,
+            addresses=tuple(Address(ifname=i, address=a) for i, a in space.addresses),
+            routes=tuple(space.routes),
+            nft_tables=space.nft.table_names(),
+        )
+
+    def sysctl(self, ns: str | None, key: str) -> str:
+        space = self._ns(ns)
+        try:
+            return space.sysctls[key]
+        except KeyError:
+            raise errors.NotFoundError(f"no sysctl {key!r} in the fake kernel") from None
+
+    def bound_sockets(
+        self, ns: str | None, ports: Collection[int] | None = None
+    ) -> tuple[BoundSocket, ...]:
+        return tuple(s for s in self._ns(ns).sockets if ports is None or s.port in ports)
+
+    def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
+        return self._ns(ns).nft.list_table(table)
+
+    def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
+        raise errors.UnsupportedError(
+            "the fake backend has no processes; run this on the netlink backend as root"
+        )
+
+    def release(self, ns: str | None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def apply(self, op: Op) -> None:
+        handler = getattr(self, f"_apply_{type(op).__name__}", None)
+        if handler is None:
+            raise errors.UnsupportedError(f"the fake backend does not model {type(op).__name__}")
+        handler(op)
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def _ns(self, ns: str | None) -> _Namespace:
+        try:
+            return self._namespaces[ns]
+        except KeyError:
+            raise errors.NamespaceNotFound(str(ns)) from None
+
+    def _new_namespace(self, name: str | None) -> _Namespace:
+        space = _Namespace(name)
+        self._namespaces[name] = space
+        self._add(space, "lo", "loopback", mtu=65536, mac="00:00:00:00:00:00")
+        return space
+
+    def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
+        if op.ns in self._namespaces:
+            raise errors.NamespaceExists(op.ns)
+        space = self._new_namespace(op.ns)
+        space.links["lo"].up = True
+        self._lo_up(space)
+
+    def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
+        space = self._ns(op.ns)
+        for link in list(space.links.values()):
+            if link.name in space.links:
+                self._delete_link(link)
+        self._held = {h for h in self._held if h[0] != op.ns}
+        del self._namespaces[op.ns]
+
+    def _apply_Adopt(self, op: Adopt) -> None:
+        space = self._ns(op.ns)
+        if op.kind == "link" and op.name not in space.links:
+            raise errors.LinkNotFound(op.name, op.ns)
+
+    def _apply_Release(self, op: Release) -> None:
+        pass
+
+    # -- links -------------------------------------------------------------------------
+
+    def _check_new_name(self, space: _Namespace, name: str) -> None:
+        check_ifname(name)  # the same rule the netlink backend applies before the kernel
+        if name in space.links:
+            raise errors.LinkExists(name, space.name)
+
+    def _add(
+        self, space: _Namespace, name: str, kind: str, *, mtu: int, mac: str | None = None
+    ) -> _Link:
+        link = _Link(
+            name=name,
+            index=next(self._index),
+            kind=kind,
+            mtu=mtu,
+            mac=mac or _random_mac(self._rng),
+            ns=space,
+        )
+        space.links[name] = link
+        return link
+
+    def _link(self, space: _Namespace, name: str) -> _Link:
+        try:
+            return space.links[name]
+        except KeyError:
+            raise errors.LinkNotFound(name, space.name) from None
+
+    def _apply_AddLink(self, op: AddLink) -> None:
+        space = self._ns(op.ns)
+        if op.kind not in KNOWN_KINDS:
+            raise errors.UnsupportedError(f"this kernel has no {op.kind!r} link type")
+        self._check_new_name(space, op.name)
+        if op.mtu is not None and not 68 <= op.mtu <= 65535:
+            raise errors.KernelError(f"create {op.name}", 22, f"mtu {op.mtu} out of range")
+        master = None
+        if op.master is not None:
+            master = self._link(space, op.master)
+            if master.kind != "bridge":
+                raise errors.KernelError(f"create {op.name}", 95, f"{op.master} is not a bridge")
+        if op.kind == "veth":
+            if not op.peer:
+                raise errors.InvalidOption("peer", op.peer, "a veth needs a peer name")
+            peer_space = space if op.peer_ns == SAME_NS else self._ns(op.peer_ns)
+            self._check_new_name(peer_space, op.peer)
+            if peer_space is space and op.peer == op.name:
+                raise errors.LinkExists(op.peer, space.name)
+            mtu = op.mtu or 1500
+            link = self._add(space, op.name, "veth", mtu=mtu, mac=op.mac)
+            peer = self._add(peer_space, op.peer, "veth", mtu=mtu, mac=op.peer_mac)
+            link.peer, peer.peer = peer, link
+            peer.up = op.peer_up
+        elif op.kind in ("macvlan", "macvtap"):
+            mode = op.mode or "bridge"
+            if mode not in MACVLAN_MODES:
+                raise errors.KernelError(f"create {op.name}", 22, f"unknown macvlan mode {mode}")
+            if not op.parent:
+                raise errors.KernelError(f"create {op.name}", 22, "a macvlan needs a parent")
+            parent_space = space if op.parent_ns == SAME_NS else self._ns(op.parent_ns)
+            parent = self._link(parent_space, op.parent)
+            if parent.kind == "loopback":
+                raise errors.KernelError(f"create {op.name}", 22, "lo cannot be a macvlan parent")
+            if parent.kind in ("macvlan", "macvtap"):
+                parent = parent.parent or parent
+            siblings = [
+                x for s in self._namespaces.values() for x in s.links.values()
+                if x.parent is parent and x.kind in ("macvlan", "macvtap")
+            ]
+            if siblings and (mode == "passthru" or any(x.mode == "passthru" for x in siblings)):
+                raise errors.KernelError(
+                    f"create {op.name}", 22, f"{parent.name} has a passthru macvlan"
+                )
+            if siblings and mode != siblings[0].mode and (
+                mode == "passthru" or siblings[0].mode == "passthru"
+            ):
+                raise errors.KernelError(f"create {op.name}", 22, "mode clash on parent")
+            link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=op.mac)
+            if op.mtu is not None and op.mtu > parent.mtu:
+                del space.links[op.name]
+                raise errors.KernelError(f"create {op.name}", 22, "mtu above the parent's")
+            link.parent, link.mode = parent, mode
+        elif op.kind == "vxlan":
+            if op.vni is None or not 0 <= op.vni < 2**24:
+                raise errors.KernelError(f"create {op.name}", 34, f"vni {op.vni} out of range")
+            port = op.port or 8472
+            for other in space.links.values():
+                if other.kind == "vxlan" and other.vni == op.vni and (other.port or 8472) == port:
+                    raise errors.LinkExists(op.name, space.name)
+            parent = self._link(space, op.parent) if op.parent else None
+            link = self._add(space, op.name, "vxlan", mtu=op.mtu or 1450, mac=op.mac)
+            link.parent, link.vni, link.local, link.port = parent, op.vni, op.local, port
+        else:  # bridge
+            link = self._add(space, op.name, op.kind, mtu=op.mtu or 1500, mac=op.mac)
+        link.master = master
+        if op.up:
+            self._set_up(link, True)
+
+    def _delete_link(self, link: _Link) -> None:
+        doomed = [link]
+        if link.peer is not None:
+            doomed.append(link.peer)
+        for space in self._namespaces.values():
+            for other in space.links.values():
+                if other.parent is link and other.kind in ("macvlan", "macvtap", "vxlan"):
+                    if other.kind == "vxlan":
+                        other.parent = None
+                    else:
+                        doomed.append(other)
+        for dead in doomed:
+            space = dead.ns
+            if space.links.get(dead.name) is not dead:
+                continue
+            del space.links[dead.name]
+            space.addresses = [(i, a) for i, a in space.addresses if i != dead.name]
+            space.routes = [r for r in space.routes if r.ifname != dead.name]
+            space.neighbours = {n for n in space.neighbours if n[0] != dead.name}
+            space.fdb = {f for f in space.fdb if f[0] != dead.name}
+            for other in space.links.values():
+                if other.master is dead:
+                    other.master = None
+            self._prune_routes(space)
+
+    def _apply_DelLink(self, op: DelLink) -> None:
+        space = self._ns(op.ns)
+        link = self._link(space, op.name)
+        if link.kind == "loopback":
+            raise errors.KernelError(f"delete {op.name}", 95, "lo cannot be deleted")
+        self._delete_link(link)
+
+    def _apply_MoveLink(self, op: MoveLink) -> None:
+        space = self._ns(op.ns)
+        link = self._link(space, op.name)
+        target = self._ns(op.to_ns)
+        if link.kind == "loopback":
+            raise errors.KernelError(f"move {op.name}", 22, "lo cannot leave its namespace")
+        if target is space:
+            return
+        if op.name in target.links:
+            raise errors.LinkExists(op.name, target.name)
+        # the kernel takes the link down, drops its addresses, routes and master
+        self._set_up(link, False)
+        del space.links[op.name]
+        space.addresses = [(i, a) for i, a in space.addresses if i != op.name]
+        space.routes = [r for r in space.routes if r.ifname != op.name]
+        link.master = None
+        for other in space.links.values():
+            if other.master is link:
+                other.master = None
+        link.ns = target
+        target.links[op.name] = link
+
+    def _set_up(self, link: _Link, up: bool) -> None:
+        space = link.ns
+        if link.up == up:
+            return
+        link.up = up
+        if link.kind == "loopback":
+            if up:
+                self._lo_up(space)
+            else:
+                space.addresses = [(i, a) for i, a in space.addresses if a != "::1/128"]
+        if up:
+            for ifname, addr in space.addresses:
+                if ifname == link.name:
+                    self._add_prefix_route(space, ifname, addr)
+        else:
+            space.routes = [
+                r for r in space.routes if not (r.ifname == link.name and r.family == 4)
+            ]
+            self._prune_routes(space)
+
+    def _lo_up(self, space: _Namespace) -> None:
+        for addr in ("127.0.0.1/8", "::1/128"):
+            if ("lo", addr) not in space.addresses:
+                space.addresses.append(("lo", addr))
+
+    def _apply_SetLinkUp(self, op: SetLinkUp) -> None:
+        self._set_up(self._link(self._ns(op.ns), op.name), op.up)
+
+    def _apply_SetMaster(self, op: SetMaster) -> None:
+        space = self._ns(op.ns)
+        link = self._link(space, op.name)
+        if op.master is None:
+            link.master = None
+            return
+        master = self._link(space, op.master)
+        if master.kind != "bridge" or master is link:
+            raise errors.KernelError(f"enslave {op.name}", 95, f"{op.master} is not a bridge")
+        link.master = master
+
+    # -- addresses and routes ----------------------------------------------------------
+
+    def _apply_AddAddress(self, op: AddAddress) -> None:
+        space = self._ns(op.ns)
+        link = self._link(space, op.ifname)
+        iface = ipaddress.ip_interface(op.address)
+        addr = str(iface)
+        if any(i == op.ifname and ipaddress.ip_interface(a).ip == iface.ip
+               for i, a in space.addresses):
+            raise errors.AddressInUse(addr, op.ifname)
+        space.addresses.append((op.ifname, addr))
+        if link.up:
+            self._add_prefix_route(space, op.ifname, addr)
+
+    def _add_prefix_route(self, space: _Namespace, ifname: str, addr: str) -> None:
+        iface = ipaddress.ip_interface(addr)
+        if iface.version == 4 and iface.network.prefixlen == 32:
+            return
+        if iface.version == 6 and iface.network.prefixlen == 128:
+            return
+        if ifname == "lo":
+            return
+        route = Route(dst=str(iface.network), ifname=ifname)
+        if route not in space.routes:
+            space.routes.append(route)
+
+    def _apply_DelAddress(self, op: DelAddress) -> None:
+        space = self._ns(op.ns)
+        self._link(space, op.ifname)
+        iface = ipaddress.ip_interface(op.address)
+        for i, a in space.addresses:
+            if i == op.ifname and ipaddress.ip_interface(a) == iface:
+                space.addresses.remove((i, a))
+                break
+        else:
+            raise errors.NotFoundError(f"address {op.address} is not on {op.ifname}")
+        still = any(
+            ipaddress.ip_interface(a).network == iface.network
+            for i, a in space.addresses if i == op.ifname
+        )
+        if not still:
+            space.routes = [
+                r for r in space.routes
+                if not (r.ifname == op.ifname and r.gateway is None
+                        and r.dst == str(iface.network))
+            ]
+        self._prune_routes(space)
+
+    def _reachable(self, space: _Namespace, gateway: str, ifname: str | None) -> str | None:
+        gw = ipaddress.ip_address(gateway)
+        for route in space.routes:
+            if route.gateway is not None:
+                continue
+            net = ipaddress.ip_network(route.dst)
+            if net.version == gw.version and gw in net and (ifname in (None, route.ifname)):
+                link = space.links.get(route.ifname or "")
+                if link is not None and link.up:
+                    return route.ifname
+        if gw.version == 6 and gw.is_link_local and ifname is not None:
+            return ifname
+        return None
+
+    def _prune_routes(self, space: _Namespace) -> None:
+        """IPv4 gateway routes whose next hop is no longer reachable are flushed."""
+        keep = []
+        for route in space.routes:
+            if route.gateway is not None and route.family == 4 and self._reachable(
+                space, route.gateway, route.ifname
+            ) is None:
+                continue
+            keep.append(route)
+        space.routes = keep
+
+    def _apply_AddRoute(self, op: AddRoute) -> None:
+        space = self._ns(op.ns)
+        dst = ipaddress.ip_network(op.dst, strict=True)
+        ifname = op.ifname
+        if ifname is not None:
+            link = self._link(space, ifname)
+            if op.gateway is None and not link.up and dst.version == 4:
+                raise errors.KernelError(f"add route {op.dst}", 100, f"{ifname} is down")
+        if op.gateway is not None:
+            via = self._reachable(space, op.gateway, ifname)
+            if via is None:
+                raise errors.KernelError(
+                    f"add route {op.dst} via {op.gateway}", 101, "gateway is not reachable"
+                )
+            ifname = via
+        if ifname is None:
+            raise errors.KernelError(f"add route {op.dst}", 19, "no device or gateway")
+        route = Route(dst=str(dst), gateway=op.gateway, ifname=ifname)
+        if any(r.dst == route.dst for r in space.routes):
+            raise errors.ConflictError(f"route to {op.dst} already exists")
+        space.routes.append(route)
+
+    def _apply_DelRoute(self, op: DelRoute) -> None:
+        space = self._ns(op.ns)
+        dst = str(ipaddress.ip_network(op.dst))
+        for route in space.routes:
+            if route.dst == dst and (op.gateway is None or route.gateway == op.gateway) and (
+                op.ifname is None or route.ifname == op.ifname
+            ):
+                space.routes.remove(route)
+                return
+        raise errors.NotFoundError(f"no route to {op.dst} in {op.ns or 'the root namespace'}")
+
+    # -- neighbours and fdb ------------------------------------------------------------
+
+    def _apply_AddNeighbour(self, op: AddNeighbour) -> None:
+        space = self._ns(op.ns)
+        self._link(space, op.ifname)
+        space.neighbours.add((op.ifname, op.address, op.mac))
+
+    def _apply_DelNeighbour(self, op: DelNeighbour) -> None:
+        space = self._ns(op.ns)
+        try:
+            space.neighbours.remove((op.ifname, op.address, op.mac))
+        except KeyError:
+            raise errors.NotFoundError(f"no neighbour {op.address} on {op.ifname}") from None
+
+    def _apply_AddFdb(self, op: AddFdb) -> None:
+        space = self._ns(op.ns)
+        link = self._link(space, op.ifname)
+        if link.kind != "vxlan":
+            raise errors.KernelError(f"fdb add on {op.ifname}", 95, "not a vxlan device")
+        space.fdb.add((op.ifname, op.mac, op.dst))
+
+    def _apply_DelFdb(self, op: DelFdb) -> None:
+        space = self._ns(op.ns)
+        try:
+            space.fdb.remove((op.ifname, op.mac, op.dst))
+        except KeyError:
+            raise errors.NotFoundError(f"no fdb entry {op.mac} on {op.ifname}") from None
+
+    # -- sysctls, nftables, sockets ----------------------------------------------------
+
+    def _apply_SetSysctl(self, op: SetSysctl) -> None:
+        space = self._ns(op.ns)
+        if op.key not in space.sysctls and not op.key.startswith("net/"):
+            raise errors.NotFoundError(f"no sysctl {op.key!r}")
+        space.sysctls[op.key] = op.value
+
+    def _apply_NftBatch(self, op: NftBatch) -> None:
+        space = self._ns(op.ns)
+        trial = copy.deepcopy(space.nft)
+        trial.run(json.loads(op.commands))  # raises without touching space.nft
+        space.nft = trial
+
+    def _bind(self, space: _Namespace, sock: BoundSocket) -> None:
+        new = ipaddress.ip_address(sock.address)
+        for other in space.sockets:
+            if other.protocol != sock.protocol or other.port != sock.port:
+                continue
+            old = ipaddress.ip_address(other.address)
+            if old.version != new.version:
+                continue
+            if old == new or old.is_unspecified or new.is_unspecified:
+                raise errors.PortInUse(
+                    port=sock.port, protocol=sock.protocol, host_ip=sock.address,
+                    owner_pid=other.pid, owner_name=other.process,
+                )
+        space.sockets.append(sock)
+
+    def _apply_BindPort(self, op: BindPort) -> None:
+        space = self._ns(op.ns)
+        self._bind(space, BoundSocket(
+            protocol=op.protocol, address=op.address, port=op.port,
+            pid=os.getpid(), process="python3",
+        ))
+        self._held.add((op.ns, op.protocol, op.address, op.port))
+
+    def _apply_UnbindPort(self, op: UnbindPort) -> None:
+        key = (op.ns, op.protocol, op.address, op.port)
+        if key not in self._held:
+            raise errors.NotFoundError(f"port {op.address}:{op.port}/{op.protocol} is not held")
+        self._held.discard(key)
+        self.unbind_external(op.ns, op.protocol, op.address, op.port)

@@ -1,0 +1,96 @@
+"""A synchronous rtnetlink channel: pyroute2's message classes over a plain socket.
+
+pyroute2 encodes and decodes the messages (ifinfmsg, ifaddrmsg, rtmsg, ndmsg) and parses
+kernel errors; the socket is a plain NETLINK_ROUTE socket opened by the caller in the
+namespace it should act in. Skipping pyroute2's asyncio transport keeps one request at
+about 20 microseconds instead of 110 (measured in benchmarks/), which matters when an
+endpoint takes half a dozen requests.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from pyroute2.netlink import (
+    NLM_F_ACK,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+)
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+NETLINK_ROUTE = 0
+
+
+def open_route_socket() -> socket.socket:
+    """A NETLINK_ROUTE socket in the calling thread's namespace."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    sock.bind((0, 0))
+    return sock
+
+
+class Channel:
+    """Requests and dumps over one socket. Not thread-safe; one per namespace."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._seq = 0
+        self._marshal = MarshalRtnl()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _send(self, msg: Any, msg_type: int, flags: int) -> int:
+        self._seq += 1
+        msg["header"]["type"] = msg_type
+        msg["header"]["flags"] = flags
+        msg["header"]["sequence_number"] = self._seq
+        msg["header"]["pid"] = 0
+        msg.encode()
+        self.sock.send(msg.data[: msg["header"]["length"]])
+        return self._seq
+
+    def _collect(self, seq: int, dump: bool) -> list[Any]:
+        out: list[Any] = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            for msg in self._marshal.parse(data):
+                header = msg["header"]
+                if header["sequence_number"] != seq:
+                    continue  # a late answer to an earlier, abandoned request
+                error = header.get("error")
+                if error is not None:
+                    raise error
+                if header["type"] == NLMSG_DONE:
+                    return out
+                if header["type"] == NLMSG_ERROR:  # error 0: the ACK
+                    return out
+                out.append(msg)
+            if not dump and out:
+                return out
+
+    def request(self, msg: Any, msg_type: int, flags: int = 0) -> list[Any]:
+        """Send one request and wait for its ACK; raise NetlinkError on failure."""
+        seq = self._send(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | flags)
+        return self._collect(seq, dump=False)
+
+    def get(self, msg: Any, msg_type: int) -> list[Any]:
+        """A single-object GET; returns the answer (raises NetlinkError, e.g. ENODEV)."""
+        seq = self._send(msg, msg_type, NLM_F_REQUEST)
+        return self._collect(seq, dump=False)
+
+    def dump(self, msg: Any, msg_type: int) -> list[Any]:
+        seq = self._send(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)
+        return self._collect(seq, dump=True)
+
+
+__all__ = ["Channel", "NetlinkError", "open_route_socket"]

@@ -1,0 +1,185 @@
+"""Entering network namespaces without switching a long-lived thread.
+
+The network namespace is per thread. To work in a namespace we start a short-lived
+thread, ``setns`` it there, do the work (typically: open a socket, which stays bound to
+that namespace for its whole life) and let the thread end. The calling thread never
+changes namespace. Creating a namespace is the same trick with ``unshare`` followed by a
+bind mount of ``/proc/thread-self/ns/net`` onto ``/run/netns/NAME``, which is exactly what
+``ip netns add`` leaves behind, so both tools see the same namespaces.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from hostnet import errors
+
+T = TypeVar("T")
+
+NETNS_RUN_DIR = "/run/netns"
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.mount.argtypes = [
+    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+_run_dir_ready = False
+_run_dir_lock = threading.Lock()
+
+
+def ns_path(name: str) -> str:
+    return os.path.join(NETNS_RUN_DIR, name)
+
+
+def _oserror(what: str) -> OSError:
+    err = ctypes.get_errno()
+    return OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        raise _oserror("setns")
+
+
+def run_in(fd: int | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` with the network namespace ``fd`` (None: this thread's own) and return
+    its result or raise its exception. Only a fresh, short-lived thread is switched."""
+    if fd is None:
+        return fn()
+    box: list[T] = []
+    fail: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            setns(fd)
+            box.append(fn())
+        except BaseException as exc:  # handed back to the caller below
+            fail.append(exc)
+
+    thread = threading.Thread(target=body, name="hostnet-netns")
+    thread.start()
+    thread.join()
+    if fail:
+        raise fail[0]
+    return box[0]
+
+
+def _prepare_run_dir() -> None:
+    """Make /run/netns a shared mount point, like ``ip netns add`` does, so namespaces
+    created here stay visible to processes in other mount namespaces."""
+    global _run_dir_ready
+    with _run_dir_lock:
+        if _run_dir_ready:
+            return
+        os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
+        path = NETNS_RUN_DIR.encode()
+        if _libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None) != 0:
+            if ctypes.get_errno() == errno.EINVAL:  # not a mount point yet
+                if _libc.mount(path, path, b"none", MS_BIND | MS_REC, None) != 0:
+                    raise _oserror("bind-mount /run/netns")
+                if _libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None) != 0:
+                    raise _oserror("make /run/netns shared")
+            else:
+                raise _oserror("make /run/netns shared")
+        _run_dir_ready = True
+
+
+def create_namespace(name: str, setup: Callable[[], T]) -> T:
+    """Create the named namespace, run ``setup`` inside it (from the creating thread) and
+    return its result. On any failure nothing is left behind."""
+    try:
+        _prepare_run_dir()
+    except PermissionError as exc:
+        raise errors.PermissionDenied(f"create namespace {name!r}") from exc
+    except OSError as exc:
+        if exc.errno in (errno.EPERM, errno.EACCES):
+            raise errors.PermissionDenied(f"create namespace {name!r}") from exc
+        raise errors.KernelError(f"create namespace {name!r}", exc.errno or 0, str(exc)) from exc
+    path = ns_path(name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+    except FileExistsError:
+        raise errors.NamespaceExists(name) from None
+    except PermissionError as exc:
+        raise errors.PermissionDenied(f"create namespace {name!r}") from exc
+    os.close(fd)
+    box: list[T] = []
+    fail: list[BaseException] = []
+    mounted = False
+
+    def body() -> None:
+        nonlocal mounted
+        try:
+            if _libc.unshare(CLONE_NEWNET) != 0:
+                raise _oserror("unshare(CLONE_NEWNET)")
+            if _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None):
+                raise _oserror(f"bind-mount {path}")
+            mounted = True
+            box.append(setup())
+        except BaseException as exc:
+            fail.append(exc)
+
+    thread = threading.Thread(target=body, name="hostnet-netns-create")
+    thread.start()
+    thread.join()
+    if fail:
+        if mounted:
+            _libc.umount2(path.encode(), MNT_DETACH)
+        os.unlink(path)
+        exc = fail[0]
+        if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
+            raise errors.PermissionDenied(f"create namespace {name!r}") from exc
+        if isinstance(exc, OSError) and not isinstance(exc, errors.HostnetError):
+            raise errors.KernelError(
+                f"create namespace {name!r}", exc.errno or 0, str(exc)
+            ) from exc
+        raise exc
+    return box[0]
+
+
+def delete_namespace(name: str) -> None:
+    """Unmount and remove /run/netns/NAME. The kernel destroys the namespace (and its
+    links) once nothing else holds it: no process inside, no open socket or fd."""
+    path = ns_path(name)
+    if not os.path.exists(path):
+        raise errors.NamespaceNotFound(name)
+    if _libc.umount2(path.encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EPERM, errno.EACCES):
+            raise errors.PermissionDenied(f"delete namespace {name!r}")
+        if err != errno.EINVAL:  # EINVAL: not mounted (a stale file); just remove it
+            raise errors.KernelError(f"delete namespace {name!r}", err)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        raise errors.NamespaceNotFound(name) from None
+
+
+def list_namespaces() -> tuple[str, ...]:
+    try:
+        return tuple(sorted(os.listdir(NETNS_RUN_DIR)))
+    except FileNotFoundError:
+        return ()
+
+
+def open_namespace(name: str) -> int:
+    """An O_RDONLY fd on the named namespace (caller closes it)."""
+    try:
+        return os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise errors.NamespaceNotFound(name) from None
+    except PermissionError as exc:
+        raise errors.PermissionDenied(f"open namespace {name!r}") from exc

@@ -1,0 +1,114 @@
+"""Observed kernel state: frozen values that backends return from ``observe``.
+
+A Snapshot is what one namespace looks like at one moment. Drivers plan from snapshots
+and never from the kernel directly, so a plan is a pure function of (spec, snapshot).
+Both backends return the same shapes, which is what lets one contract suite compare them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+from attrs import frozen
+
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@frozen(kw_only=True)
+class LinkStats:
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+
+
+@frozen(kw_only=True)
+class Link:
+    """One network interface as the kernel reports it.
+
+    ``kind`` is the rtnetlink kind ("veth", "bridge", "macvlan", "vxlan"...), "loopback"
+    for lo, or "device" for interfaces without a kind (physical NICs).
+    """
+
+    name: str
+    index: int
+    kind: str
+    mtu: int
+    mac: str
+    up: bool
+    master: str | None = None
+    parent: str | None = None
+    mode: str | None = None
+    vni: int | None = None
+    stats: LinkStats = attrs.field(factory=LinkStats, eq=False)
+
+
+@frozen(kw_only=True)
+class Address:
+    ifname: str
+    address: str  # interface notation: "10.0.0.2/24", "fd00::2/64"
+
+    @property
+    def interface(self) -> IPInterface:
+        return ipaddress.ip_interface(self.address)
+
+    @property
+    def family(self) -> int:
+        return self.interface.version
+
+
+@frozen(kw_only=True)
+class Route:
+    """A route in the main table. ``dst`` is a network ("0.0.0.0/0" for default)."""
+
+    dst: str
+    gateway: str | None = None
+    ifname: str | None = None
+
+    @property
+    def family(self) -> int:
+        return ipaddress.ip_network(self.dst).version
+
+    @property
+    def is_default(self) -> bool:
+        return ipaddress.ip_network(self.dst).prefixlen == 0
+
+
+@frozen(kw_only=True)
+class BoundSocket:
+    """A socket bound in a namespace, with its owner when the kernel tells."""
+
+    protocol: str  # "tcp", "udp", "sctp"
+    address: str  # "0.0.0.0", "::", "127.0.0.1"...
+    port: int
+    pid: int | None = None
+    process: str | None = None
+
+
+@frozen(kw_only=True)
+class Snapshot:
+    """Everything a driver may look at in one namespace (None = the root namespace)."""
+
+    ns: str | None
+    links: tuple[Link, ...] = ()
+    addresses: tuple[Address, ...] = ()
+    routes: tuple[Route, ...] = ()
+    nft_tables: tuple[str, ...] = ()  # "inet hostnet", "ip nat"...
+
+    def link(self, name: str) -> Link | None:
+        for link in self.links:
+            if link.name == name:
+                return link
+        return None
+
+    def link_names(self) -> frozenset[str]:
+        return frozenset(link.name for link in self.links)
+
+    def addresses_of(self, ifname: str) -> tuple[str, ...]:
+        return tuple(a.address for a in self.addresses if a.ifname == ifname)
+
+    def routes_via(self, ifname: str) -> tuple[Route, ...]:
+        return tuple(r for r in self.routes if r.ifname == ifname)

@@ -1,0 +1,369 @@
+"""Operations: the only things that change the kernel.
+
+Invariants (the executor and both backends rely on them):
+
+Rule 1. An Op is a frozen value naming the namespace it acts in (``ns``; None is the
+        root namespace). It carries everything needed to apply it without looking
+        anything up in hostnet's store.
+Rule 2. Every Op knows its inverse, and ``op.inverse().inverse() == op``. Creating ops
+        carry their own spec into the deleting inverse, so undoing an undo recreates the
+        object exactly.
+Rule 3. Ops that only *adopt* existing objects (``Adopt``) have a no-op inverse: hostnet
+        deletes only what it created.
+Rule 4. Ops serialise to plain JSON (``to_json``/``from_json``) so a plan can be journaled
+        before it runs and finished or rolled back by another process after a crash.
+
+A Plan is a tuple of Ops, applied in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+from attrs import frozen
+
+_REGISTRY: dict[str, type[Op]] = {}
+
+#: In fields naming a second namespace (``peer_ns``, ``parent_ns``): "the op's own
+#: namespace". None already means the root namespace, and "." is never a valid name.
+SAME_NS = "."
+
+
+@frozen(kw_only=True)
+class Op:
+    ns: str | None
+    destructive: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def inverse(self) -> Op:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        fields = ", ".join(
+            f"{a.name}={getattr(self, a.name)!r}"
+            for a in attrs.fields(type(self))
+            if a.name != "ns"
+            and getattr(self, a.name) != a.default
+            and not isinstance(getattr(self, a.name), Op)
+        )
+        where = self.ns if self.ns is not None else "<root>"
+        return f"[{where}] {type(self).__name__}({fields})"
+
+    def __str__(self) -> str:
+        return self.describe()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": type(self).__name__}
+        for a in attrs.fields(type(self)):
+            value = getattr(self, a.name)
+            if isinstance(value, Op):
+                value = value.to_json()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[a.name] = value
+        return out
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Op:
+        data = dict(data)
+        cls = _REGISTRY[data.pop("op")]
+        kwargs: dict[str, Any] = {}
+        for a in attrs.fields(cls):
+            if a.name not in data:
+                continue
+            value = data[a.name]
+            if isinstance(value, dict) and "op" in value:
+                value = Op.from_json(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[a.name] = value
+        return cls(**kwargs)
+
+
+Plan: TypeAlias = tuple[Op, ...]
+
+
+def plan_to_json(plan: Plan) -> list[dict[str, Any]]:
+    return [op.to_json() for op in plan]
+
+
+def plan_from_json(data: list[dict[str, Any]]) -> Plan:
+    return tuple(Op.from_json(d) for d in data)
+
+
+def inverse_plan(plan: Plan) -> Plan:
+    """The ops that undo ``plan``, in the order to apply them."""
+    return tuple(op.inverse() for op in reversed(plan))
+
+
+# -- namespaces -------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class CreateNamespace(Op):
+    """Create the named namespace (bind-mounted under /run/netns) with ``lo`` up."""
+
+    ns: str
+
+    def inverse(self) -> Op:
+        return DeleteNamespace(ns=self.ns)
+
+
+@frozen(kw_only=True)
+class DeleteNamespace(Op):
+    """Delete a namespace; the kernel destroys its links (and their veth peers)."""
+
+    ns: str
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return CreateNamespace(ns=self.ns)
+
+
+@frozen(kw_only=True)
+class Adopt(Op):
+    """Take note of an object hostnet did not create. Applying checks it exists;
+    the inverse does nothing, so rollback and teardown never delete it."""
+
+    kind: str  # "namespace" or "link"
+    name: str
+
+    def inverse(self) -> Op:
+        return Release(ns=self.ns, kind=self.kind, name=self.name)
+
+
+@frozen(kw_only=True)
+class Release(Op):
+    kind: str
+    name: str
+
+    def inverse(self) -> Op:
+        return Adopt(ns=self.ns, kind=self.kind, name=self.name)
+
+
+# -- links ------------------------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class AddLink(Op):
+    """Create a link. Kind-specific fields:
+
+    veth:    ``peer`` is created directly in ``peer_ns`` (SAME_NS: in ``ns``; None: the
+             root namespace), with ``peer_mac``; ``mtu`` applies to both ends.
+    bridge:  nothing extra.
+    macvlan: ``parent`` (a link in ``parent_ns``) and ``mode``; the child is created
+             directly in ``ns``.
+    vxlan:   ``vni``, ``parent`` (underlay device), ``local``, ``port``.
+    ``up`` brings the link (and a veth's peer) up as part of creation.
+    """
+
+    name: str
+    kind: str
+    mtu: int | None = None
+    mac: str | None = None
+    up: bool = False
+    master: str | None = None
+    peer: str | None = None
+    peer_ns: str | None = SAME_NS
+    peer_mac: str | None = None
+    peer_up: bool = False
+    parent: str | None = None
+    parent_ns: str | None = SAME_NS
+    mode: str | None = None
+    vni: int | None = None
+    local: str | None = None
+    port: int | None = None
+
+    def inverse(self) -> Op:
+        return DelLink(ns=self.ns, name=self.name, recreate=self)
+
+
+@frozen(kw_only=True)
+class DelLink(Op):
+    name: str
+    recreate: AddLink | None = None
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        if self.recreate is None:
+            raise ValueError(f"{self} does not know how to recreate what it deletes")
+        return self.recreate
+
+
+@frozen(kw_only=True)
+class MoveLink(Op):
+    """Move a link from ``ns`` into ``to_ns`` (it arrives down, without addresses)."""
+
+    name: str
+    to_ns: str | None
+
+    def inverse(self) -> Op:
+        return MoveLink(ns=self.to_ns, name=self.name, to_ns=self.ns)
+
+
+@frozen(kw_only=True)
+class SetLinkUp(Op):
+    name: str
+    up: bool
+    was_up: bool
+
+    def inverse(self) -> Op:
+        return SetLinkUp(ns=self.ns, name=self.name, up=self.was_up, was_up=self.up)
+
+
+@frozen(kw_only=True)
+class SetMaster(Op):
+    name: str
+    master: str | None
+    previous: str | None = None
+
+    def inverse(self) -> Op:
+        return SetMaster(ns=self.ns, name=self.name, master=self.previous, previous=self.master)
+
+
+# -- addresses and routes ---------------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class AddAddress(Op):
+    ifname: str
+    address: str  # "10.0.0.2/24"
+
+    def inverse(self) -> Op:
+        return DelAddress(ns=self.ns, ifname=self.ifname, address=self.address)
+
+
+@frozen(kw_only=True)
+class DelAddress(Op):
+    ifname: str
+    address: str
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return AddAddress(ns=self.ns, ifname=self.ifname, address=self.address)
+
+
+@frozen(kw_only=True)
+class AddRoute(Op):
+    dst: str  # "0.0.0.0/0", "10.1.0.0/24"
+    gateway: str | None = None
+    ifname: str | None = None
+
+    def inverse(self) -> Op:
+        return DelRoute(ns=self.ns, dst=self.dst, gateway=self.gateway, ifname=self.ifname)
+
+
+@frozen(kw_only=True)
+class DelRoute(Op):
+    dst: str
+    gateway: str | None = None
+    ifname: str | None = None
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return AddRoute(ns=self.ns, dst=self.dst, gateway=self.gateway, ifname=self.ifname)
+
+
+# -- sysctls, firewall, sockets ---------------------------------------------------------
+
+
+@frozen(kw_only=True)
+class SetSysctl(Op):
+    """Write /proc/sys/<key> (key like "net/ipv4/ip_forward") in ``ns``; the inverse
+    restores ``previous``."""
+
+    key: str
+    value: str
+    previous: str
+
+    def inverse(self) -> Op:
+        return SetSysctl(ns=self.ns, key=self.key, value=self.previous, previous=self.value)
+
+
+@frozen(kw_only=True)
+class NftBatch(Op):
+    """One nftables transaction (libnftables JSON ``{"nftables": [...]}``) and the
+    transaction that undoes it. Applied atomically: all of it or none."""
+
+    commands: str
+    undo: str
+
+    def inverse(self) -> Op:
+        return NftBatch(ns=self.ns, commands=self.undo, undo=self.commands)
+
+
+@frozen(kw_only=True)
+class BindPort(Op):
+    """Hold a host port: keep a socket bound so no other process can take it."""
+
+    protocol: str
+    address: str
+    port: int
+
+    def inverse(self) -> Op:
+        return UnbindPort(ns=self.ns, protocol=self.protocol, address=self.address, port=self.port)
+
+
+@frozen(kw_only=True)
+class UnbindPort(Op):
+    protocol: str
+    address: str
+    port: int
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return BindPort(ns=self.ns, protocol=self.protocol, address=self.address, port=self.port)
+
+
+# -- forwarding database and neighbours (overlay) ---------------------------------------
+
+
+@frozen(kw_only=True)
+class AddNeighbour(Op):
+    """A permanent neighbour entry (ip -> mac) on ``ifname``."""
+
+    ifname: str
+    address: str
+    mac: str
+
+    def inverse(self) -> Op:
+        return DelNeighbour(ns=self.ns, ifname=self.ifname, address=self.address, mac=self.mac)
+
+
+@frozen(kw_only=True)
+class DelNeighbour(Op):
+    ifname: str
+    address: str
+    mac: str
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return AddNeighbour(ns=self.ns, ifname=self.ifname, address=self.address, mac=self.mac)
+
+
+@frozen(kw_only=True)
+class AddFdb(Op):
+    """A static forwarding entry: frames for ``mac`` on vxlan ``ifname`` go to ``dst``."""
+
+    ifname: str
+    mac: str
+    dst: str
+
+    def inverse(self) -> Op:
+        return DelFdb(ns=self.ns, ifname=self.ifname, mac=self.mac, dst=self.dst)
+
+
+@frozen(kw_only=True)
+class DelFdb(Op):
+    ifname: str
+    mac: str
+    dst: str
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return AddFdb(ns=self.ns, ifname=self.ifname, mac=self.mac, dst=self.dst)

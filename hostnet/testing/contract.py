@@ -1,0 +1,365 @@
+"""The backend contract: one suite, run against every backend.
+
+The fake backend is a model of the kernel; this suite is where the model is checked.
+Every test here runs on the fake and, as root, on the real kernel (in throwaway
+namespaces: nothing touches the machine's own network). A fake that passes a test the
+kernel fails is a bug in the fake.
+
+Use it for your own backend::
+
+    from hostnet.testing.contract import BackendContract
+
+    class TestMyBackend(BackendContract):
+        @pytest.fixture
+        def backend(self):
+            b = MyBackend()
+            yield b
+            b.close()
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from hostnet import errors
+from hostnet.backends.base import Backend
+from hostnet.ops import (
+    AddAddress,
+    AddLink,
+    AddRoute,
+    BindPort,
+    CreateNamespace,
+    DelAddress,
+    DeleteNamespace,
+    DelLink,
+    DelRoute,
+    MoveLink,
+    NftBatch,
+    SetLinkUp,
+    SetMaster,
+    SetSysctl,
+    UnbindPort,
+)
+from hostnet.testing.world import World, wait_until
+
+
+def _table_batch(verb: str, name: str) -> str:
+    return json.dumps({"nftables": [{verb: {"table": {"family": "inet", "name": name}}}]})
+
+
+class BackendContract:
+    """Subclasses provide a ``backend`` fixture."""
+
+    @pytest.fixture
+    def world(self, backend: Backend) -> Iterator[World]:
+        w = World(backend, tag="hc")
+        yield w
+        assert w.cleanup() == []
+        leftovers = [n for n in backend.namespaces() if n.startswith(w.prefix)]
+        assert leftovers == []
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def test_new_namespace_has_only_lo_up(self, world: World) -> None:
+        ns = world.ns()
+        snap = world.backend.observe(ns)
+        assert [(link.name, link.kind, link.up) for link in snap.links] == [
+            ("lo", "loopback", True)
+        ]
+        assert set(snap.addresses_of("lo")) == {"127.0.0.1/8", "::1/128"}
+        assert snap.routes == ()
+        assert ns in world.backend.namespaces()
+
+    def test_namespace_create_twice_and_delete_twice(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.NamespaceExists):
+            world.backend.apply(CreateNamespace(ns=ns))
+        world.backend.apply(DeleteNamespace(ns=ns))
+        assert ns not in world.backend.namespaces()
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.apply(DeleteNamespace(ns=ns))
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.observe(ns)
+
+    def test_namespace_deletion_destroys_links_and_remote_veth_peers(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=a, name="va", kind="veth", peer="vb", peer_ns=b))
+        assert world.backend.observe(b).link("vb") is not None
+        world.backend.apply(DeleteNamespace(ns=a))
+        # the kernel destroys a namespace asynchronously once its last user is gone
+        assert wait_until(lambda: world.backend.observe(b).link("vb") is None)
+
+    # -- links -------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("name", ["x" * 16, "a/b", "", "..", "a b", "caf\u00e9"])
+    def test_invalid_interface_names_are_refused(self, world: World, name: str) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.InvalidName):
+            world.backend.apply(AddLink(ns=ns, name=name, kind="bridge"))
+        assert world.backend.observe(ns).link_names() == {"lo"}
+
+    def test_fifteen_byte_name_is_fine(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="b" * 15, kind="bridge"))
+        assert world.backend.observe(ns).link("b" * 15) is not None
+
+    def test_names_are_unique_per_namespace(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=a, name="br0", kind="bridge"))
+        with pytest.raises(errors.LinkExists):
+            world.backend.apply(AddLink(ns=a, name="br0", kind="bridge"))
+        world.backend.apply(AddLink(ns=b, name="br0", kind="bridge"))  # other namespace: fine
+
+    def test_veth_peer_in_other_namespace_and_deleting_one_end_deletes_both(
+        self, world: World
+    ) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(AddLink(
+            ns=a, name="host0", kind="veth", mtu=1400, up=True,
+            peer="eth0", peer_ns=b, peer_mac="02:00:00:00:00:42", peer_up=True,
+        ))
+        host0 = world.backend.observe(a).link("host0")
+        eth0 = world.backend.observe(b).link("eth0")
+        assert host0 is not None and eth0 is not None
+        assert (host0.kind, host0.mtu, host0.up) == ("veth", 1400, True)
+        assert (eth0.kind, eth0.mtu, eth0.up, eth0.mac) == ("veth", 1400, True, "02:00:00:00:00:42")
+        world.backend.apply(DelLink(ns=b, name="eth0"))
+        assert world.backend.observe(a).link("host0") is None
+        assert world.backend.observe(b).link("eth0") is None
+
+    def test_veth_peer_name_clash_creates_nothing(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=b, name="eth0", kind="bridge"))
+        with pytest.raises(errors.LinkExists) as info:
+            world.backend.apply(AddLink(ns=a, name="host0", kind="veth", peer="eth0", peer_ns=b))
+        assert info.value.name == "eth0"
+        assert world.backend.observe(a).link_names() == {"lo"}
+
+    def test_move_link_between_namespaces(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=a, name="v1", kind="veth", peer="v2", up=True))
+        world.backend.apply(AddAddress(ns=a, ifname="v1", address="10.77.0.1/24"))
+        world.backend.apply(MoveLink(ns=a, name="v1", to_ns=b))
+        assert world.backend.observe(a).link("v1") is None
+        moved = world.backend.observe(b).link("v1")
+        assert moved is not None and not moved.up
+        assert world.backend.observe(b).addresses_of("v1") == ()
+        world.backend.apply(AddLink(ns=a, name="v3", kind="veth", peer="v4"))
+        world.backend.apply(AddLink(ns=b, name="v3", kind="bridge"))
+        with pytest.raises(errors.LinkExists):
+            world.backend.apply(MoveLink(ns=a, name="v3", to_ns=b))
+        assert world.backend.observe(a).link("v3") is not None
+
+    def test_delete_missing_link_is_not_found(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.LinkNotFound):
+            world.backend.apply(DelLink(ns=ns, name="ghost"))
+        with pytest.raises(errors.LinkNotFound):
+            world.backend.apply(SetLinkUp(ns=ns, name="ghost", up=True, was_up=False))
+
+    def test_bridge_ports_and_master(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
+        world.backend.apply(AddLink(ns=ns, name="p0", kind="veth", peer="p1", master="br0"))
+        assert world.backend.observe(ns).link("p0").master == "br0"  # type: ignore[union-attr]
+        world.backend.apply(SetMaster(ns=ns, name="p1", master="br0"))
+        assert world.backend.observe(ns).link("p1").master == "br0"  # type: ignore[union-attr]
+        with pytest.raises(errors.KernelError):
+            world.backend.apply(SetMaster(ns=ns, name="p1", master="p0"))  # not a bridge
+        world.backend.apply(DelLink(ns=ns, name="br0"))
+        snap = world.backend.observe(ns)
+        assert snap.link("p0").master is None  # type: ignore[union-attr]
+        assert snap.link("p1").master is None  # type: ignore[union-attr]
+
+    def test_link_up_and_down(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge"))
+        assert not world.backend.observe(ns).link("br0").up  # type: ignore[union-attr]
+        world.backend.apply(SetLinkUp(ns=ns, name="br0", up=True, was_up=False))
+        assert world.backend.observe(ns).link("br0").up  # type: ignore[union-attr]
+
+    def test_missing_link_type_is_unsupported(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.UnsupportedError):
+            world.backend.apply(AddLink(ns=ns, name="x0", kind="nosuchkind"))
+
+    # -- addresses and routes ----------------------------------------------------------
+
+    def test_addresses(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.LinkNotFound):
+            world.backend.apply(AddAddress(ns=ns, ifname="ghost", address="10.1.0.1/24"))
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="br0", address="10.1.0.1/24"))
+        world.backend.apply(AddAddress(ns=ns, ifname="br0", address="fd00:1::1/64"))
+        snap = world.backend.observe(ns)
+        assert set(snap.addresses_of("br0")) == {"10.1.0.1/24", "fd00:1::1/64"}
+        with pytest.raises(errors.AddressInUse):
+            world.backend.apply(AddAddress(ns=ns, ifname="br0", address="10.1.0.1/24"))
+        world.backend.apply(DelAddress(ns=ns, ifname="br0", address="10.1.0.1/24"))
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(DelAddress(ns=ns, ifname="br0", address="10.1.0.1/24"))
+        assert world.backend.observe(ns).addresses_of("br0") == ("fd00:1::1/64",)
+
+    def test_connected_route_appears_with_address_on_up_link(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="br0", address="10.2.0.1/24"))
+        routes = {(r.dst, r.gateway, r.ifname) for r in world.backend.observe(ns).routes}
+        assert ("10.2.0.0/24", None, "br0") in routes
+
+    def test_route_needs_reachable_gateway(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.3.0.2/24"))
+        # link down: no connected route yet, so the gateway is unreachable
+        with pytest.raises(errors.KernelError):
+            world.backend.apply(AddRoute(ns=ns, dst="0.0.0.0/0", gateway="10.3.0.1"))
+        world.backend.apply(SetLinkUp(ns=ns, name="v0", up=True, was_up=False))
+        with pytest.raises(errors.KernelError):
+            world.backend.apply(AddRoute(ns=ns, dst="0.0.0.0/0", gateway="10.9.0.1"))
+        world.backend.apply(AddRoute(ns=ns, dst="0.0.0.0/0", gateway="10.3.0.1"))
+        default = [r for r in world.backend.observe(ns).routes if r.is_default]
+        assert [(r.gateway, r.ifname) for r in default] == [("10.3.0.1", "v0")]
+        with pytest.raises(errors.ConflictError):
+            world.backend.apply(AddRoute(ns=ns, dst="0.0.0.0/0", gateway="10.3.0.1"))
+
+    def test_link_down_flushes_ipv4_routes(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.4.0.2/24"))
+        world.backend.apply(AddRoute(ns=ns, dst="10.40.0.0/16", gateway="10.4.0.1"))
+        world.backend.apply(SetLinkUp(ns=ns, name="v0", up=False, was_up=True))
+        assert [r for r in world.backend.observe(ns).routes if r.family == 4] == []
+        world.backend.apply(SetLinkUp(ns=ns, name="v0", up=True, was_up=False))
+        dsts = {r.dst for r in world.backend.observe(ns).routes if r.family == 4}
+        assert dsts == {"10.4.0.0/24"}  # the static route does not come back
+
+    def test_delete_route(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.5.0.2/24"))
+        world.backend.apply(AddRoute(ns=ns, dst="10.50.0.0/16", gateway="10.5.0.1"))
+        world.backend.apply(DelRoute(ns=ns, dst="10.50.0.0/16", gateway="10.5.0.1"))
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(DelRoute(ns=ns, dst="10.50.0.0/16", gateway="10.5.0.1"))
+
+    def test_deleting_link_removes_its_addresses_and_routes(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.6.0.2/24"))
+        world.backend.apply(AddRoute(ns=ns, dst="0.0.0.0/0", gateway="10.6.0.1"))
+        world.backend.apply(DelLink(ns=ns, name="v1"))
+        snap = world.backend.observe(ns)
+        assert snap.link("v0") is None
+        assert snap.routes == ()
+        assert set(snap.addresses_of("v0")) == set()
+
+    # -- macvlan -----------------------------------------------------------------------
+
+    def test_macvlan_on_veth_parent(self, world: World) -> None:
+        host, guest = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=host, name="lan0", kind="veth", peer="lan1", up=True))
+        world.backend.apply(AddLink(
+            ns=guest, name="eth0", kind="macvlan", parent="lan0", parent_ns=host,
+            mode="bridge", mac="02:11:22:33:44:55",
+        ))
+        link = world.backend.observe(guest).link("eth0")
+        assert link is not None
+        assert (link.kind, link.mode, link.mac) == ("macvlan", "bridge", "02:11:22:33:44:55")
+        world.backend.apply(AddLink(ns=host, name="mv0", kind="macvlan", parent="lan0",
+                                    mode="bridge"))
+        assert world.backend.observe(host).link("mv0").parent == "lan0"  # type: ignore[union-attr]
+        # deleting the parent deletes its children, wherever they are
+        world.backend.apply(DelLink(ns=host, name="lan0"))
+        assert world.backend.observe(guest).link("eth0") is None
+        assert world.backend.observe(host).link("mv0") is None
+
+    def test_macvlan_refuses_loopback_and_missing_parent(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.HostnetError):
+            world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="lo"))
+        with pytest.raises(errors.LinkNotFound):
+            world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="ghost"))
+        assert world.backend.observe(ns).link_names() == {"lo"}
+
+    def test_passthru_macvlan_takes_the_parent(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="lan0", kind="veth", peer="lan1"))
+        world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="lan0",
+                                    mode="passthru"))
+        with pytest.raises(errors.HostnetError):
+            world.backend.apply(AddLink(ns=ns, name="m1", kind="macvlan", parent="lan0",
+                                        mode="passthru"))
+        assert world.backend.observe(ns).link("m1") is None
+
+    # -- sysctls, sockets, nftables ----------------------------------------------------
+
+    def test_sysctls_are_per_namespace(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        assert world.backend.sysctl(a, "net/ipv4/ip_forward") == "0"
+        world.backend.apply(SetSysctl(ns=a, key="net/ipv4/ip_forward", value="1", previous="0"))
+        assert world.backend.sysctl(a, "net/ipv4/ip_forward") == "1"
+        assert world.backend.sysctl(b, "net/ipv4/ip_forward") == "0"
+        low, high = map(int, world.backend.sysctl(a, "net/ipv4/ip_local_port_range").split())
+        assert 0 < low < high <= 65535
+
+    def test_bound_ports_conflict_and_name_their_owner(self, world: World) -> None:
+        import os
+
+        ns = world.ns()
+        world.backend.apply(BindPort(ns=ns, protocol="tcp", address="127.0.0.1", port=8123))
+        found = [s for s in world.backend.bound_sockets(ns, [8123]) if s.protocol == "tcp"]
+        assert [(s.address, s.port, s.pid) for s in found] == [("127.0.0.1", 8123, os.getpid())]
+        with pytest.raises(errors.PortInUse) as info:
+            world.backend.apply(BindPort(ns=ns, protocol="tcp", address="0.0.0.0", port=8123))
+        assert info.value.owner_pid == os.getpid()
+        world.backend.apply(BindPort(ns=ns, protocol="udp", address="0.0.0.0", port=8123))
+        world.backend.apply(UnbindPort(ns=ns, protocol="tcp", address="127.0.0.1", port=8123))
+        world.backend.apply(BindPort(ns=ns, protocol="tcp", address="0.0.0.0", port=8123))
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(UnbindPort(ns=ns, protocol="tcp", address="::", port=8123))
+
+    def test_nft_tables_are_per_namespace_and_batches_atomic(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        world.backend.apply(NftBatch(ns=a, commands=_table_batch("add", "t1"),
+                                     undo=_table_batch("delete", "t1")))
+        assert "inet t1" in world.backend.observe(a).nft_tables
+        assert "inet t1" not in world.backend.observe(b).nft_tables
+        bad = json.dumps({"nftables": [
+            {"add": {"table": {"family": "inet", "name": "t2"}}},
+            {"delete": {"table": {"family": "inet", "name": "ghost"}}},
+        ]})
+        with pytest.raises(errors.HostnetError):
+            world.backend.apply(NftBatch(ns=a, commands=bad, undo="{}"))
+        assert "inet t2" not in world.backend.observe(a).nft_tables
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(NftBatch(ns=b, commands=_table_batch("delete", "t1"),
+                                         undo="{}"))
+
+    def test_nft_listing_of_sets_and_maps(self, world: World) -> None:
+        ns = world.ns()
+        table = {"family": "inet", "table": "t"}
+        batch = {"nftables": [
+            {"add": {"table": {"family": "inet", "name": "t"}}},
+            {"add": {"set": {**table, "name": "ports", "type": "inet_service"}}},
+            {"add": {"map": {**table, "name": "dnat", "type": ["inet_proto", "inet_service"],
+                             "map": "ipv4_addr"}}},
+            {"add": {"chain": {**table, "name": "pre", "type": "nat", "hook": "prerouting",
+                               "prio": -100, "policy": "accept"}}},
+            {"add": {"element": {**table, "name": "ports", "elem": [8080, 9090]}}},
+            {"add": {"element": {**table, "name": "dnat",
+                                 "elem": [[{"concat": ["tcp", 8080]}, "10.0.0.2"]]}}},
+        ]}
+        world.backend.apply(NftBatch(ns=ns, commands=json.dumps(batch), undo="{}"))
+        listing = world.backend.nft_list(ns, "inet t")
+        assert listing is not None
+        assert listing["sets"] == {
+            "dnat": ['{"concat":["tcp",8080]}'],
+            "ports": ["8080", "9090"],
+        }
+        assert listing["chains"]["pre"]["hook"] == "prerouting"
+        assert world.backend.nft_list(ns, "inet nothere") is None

@@ -1,0 +1,74 @@
+"""Fault injection: a backend wrapper that fails chosen calls to ``apply``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from hostnet import errors
+from hostnet.backends.base import Backend
+from hostnet.model import BoundSocket, Snapshot
+from hostnet.ops import Op
+
+
+class InjectedFault(errors.KernelError):
+    """The error FaultyBackend raises instead of applying an op."""
+
+    def __init__(self, op: Op, index: int) -> None:
+        super().__init__(f"injected fault at apply #{index} ({op})", 5, "fault injection")
+        self.index = index
+
+
+class FaultyBackend:
+    """Wraps a backend; the ``fail_at``-th call to ``apply`` (0-based, counting every
+    call) raises InjectedFault without touching the kernel. ``fail_at=None`` never fails.
+    ``fail_kinds`` fails every op whose class name is listed instead."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        fail_at: int | None = None,
+        fail_kinds: Collection[str] = (),
+    ) -> None:
+        self.inner = inner
+        self.fail_at = fail_at
+        self.fail_kinds = frozenset(fail_kinds)
+        self.calls = 0
+        self.applied: list[Op] = []
+        self.name = f"faulty({inner.name})"
+
+    def apply(self, op: Op) -> None:
+        index = self.calls
+        self.calls += 1
+        if index == self.fail_at or type(op).__name__ in self.fail_kinds:
+            raise InjectedFault(op, index)
+        self.inner.apply(op)
+        self.applied.append(op)
+
+    def observe(self, ns: str | None) -> Snapshot:
+        return self.inner.observe(ns)
+
+    def namespaces(self) -> tuple[str, ...]:
+        return self.inner.namespaces()
+
+    def sysctl(self, ns: str | None, key: str) -> str:
+        return self.inner.sysctl(ns, key)
+
+    def bound_sockets(
+        self, ns: str | None, ports: Collection[int] | None = None
+    ) -> tuple[BoundSocket, ...]:
+        return self.inner.bound_sockets(ns, ports)
+
+    def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
+        return self.inner.nft_list(ns, table)
+
+    def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> Any:
+        return self.inner.popen(ns, argv, **kwargs)
+
+    def release(self, ns: str | None) -> None:
+        release = getattr(self.inner, "release", None)
+        if release is not None:
+            release(ns)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,72 @@
+"""Throwaway namespaces for tests: unique names, removed even when the test fails."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable
+
+from hostnet import errors
+from hostnet.backends.base import Backend
+from hostnet.ops import CreateNamespace, DeleteNamespace
+
+
+def unique_prefix(tag: str = "hn") -> str:
+    """A short prefix unlikely to clash with anything else on the machine."""
+    return f"{tag}{os.getpid() % 1000:03d}{secrets.token_hex(2)}"
+
+
+class World:
+    """Creates namespaces with one unique prefix and deletes all of them on cleanup."""
+
+    def __init__(self, backend: Backend, tag: str = "hn") -> None:
+        self.backend = backend
+        self.prefix = unique_prefix(tag)
+        self._count = 0
+        self.created: list[str] = []
+
+    def name(self, hint: str = "") -> str:
+        self._count += 1
+        return f"{self.prefix}{hint}{self._count}"
+
+    def ns(self, hint: str = "") -> str:
+        name = self.name(hint)
+        self.backend.apply(CreateNamespace(ns=name))
+        self.created.append(name)
+        return name
+
+    def cleanup(self) -> list[BaseException]:
+        problems: list[BaseException] = []
+        for name in reversed(self.created):
+            try:
+                self.backend.apply(DeleteNamespace(ns=name))
+            except errors.NotFoundError:
+                pass
+            except Exception as exc:  # keep going: every namespace must go
+                problems.append(exc)
+        # Anything else with our prefix (made by the code under test) goes too.
+        for name in self.backend.namespaces():
+            if name.startswith(self.prefix):
+                try:
+                    self.backend.apply(DeleteNamespace(ns=name))
+                except errors.NotFoundError:
+                    pass
+                except Exception as exc:
+                    problems.append(exc)
+        self.created.clear()
+        return problems
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; return its last value.
+
+    For kernel effects that are asynchronous (a namespace is destroyed by a workqueue
+    after its last reference goes, which is when its veth peers disappear)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
