@@ -286,3 +286,7 @@ class TeardownError(HostnetError):
 
 class StoreError(HostnetError):
     """The state store cannot be used (schema from a newer hostnet, corrupt, unwritable)."""
+
+
+class HostnetWarning(UserWarning):
+    """Something was allowed by policy but deserves attention (see ``hostnet audit``)."""

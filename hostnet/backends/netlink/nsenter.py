@@ -21,7 +21,7 @@ from hostnet import errors
 
 T = TypeVar("T")
 
-NETNS_RUN_DIR = "/run/netns"
+from hostnet.backends.netlink_paths import NETNS_RUN_DIR, ns_path
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -40,8 +40,6 @@ _run_dir_ready = False
 _run_dir_lock = threading.Lock()
 
 
-def ns_path(name: str) -> str:
-    return os.path.join(NETNS_RUN_DIR, name)
 
 
 def _oserror(what: str) -> OSError:

@@ -1,0 +1,777 @@
+"""The Controller: hostnet's facade. observe -> plan -> apply -> record.
+
+A Controller acts for one host, and its host is a network namespace: the namespace this
+process runs in by default, or any named namespace (``host="lab-host"``). Bridges,
+firewall tables, sysctls and host ports all live in the host namespace, which is what
+lets tests build whole hosts inside throwaway namespaces.
+
+Order of every call that changes something:
+1. validate input, look up drivers, admit by policy (recorded)        -- no changes yet
+2. observe the namespaces involved
+3. in one store transaction: allocate (ports, addresses), write pending records, plan,
+   journal the plan                                                     -- store only
+4. apply the plan op by op; roll back on failure                        -- kernel
+5. mark the records active
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from hostnet import errors
+from hostnet.backends import open_backend
+from hostnet.backends.base import Backend
+from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
+from hostnet.executor import Executor, Recovered
+from hostnet.model import Snapshot
+from hostnet.names import check_namespace_name, check_network_name
+from hostnet.namespace import Namespace
+from hostnet.network import Endpoint, HostWorkload, Network
+from hostnet.ops import (
+    Adopt,
+    CreateNamespace,
+    DeleteNamespace,
+    Op,
+    Plan,
+    UnbindPort,
+    inverse_plan,
+    plan_from_json,
+    plan_to_json,
+)
+from hostnet.policy.ports import (
+    PortAllocator,
+    PortMapping,
+    PortRequest,
+    Reservation,
+    parse_host_port,
+    parse_publish,
+    parse_reserved,
+)
+from hostnet.policy.security import Admission, SecurityPolicy
+from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec, SubnetConfig
+from hostnet.stores.local import LocalStore, Tx
+
+
+def new_id() -> str:
+    """A Docker-style 64-hex-digit id."""
+    return secrets.token_hex(32)
+
+
+class Controller:
+    """Networking for one host.
+
+    >>> ctl = Controller(backend="fake")
+    >>> ns = ctl.create_namespace("app1")
+    >>> [link.name for link in ns.interfaces()]
+    ['lo']
+    >>> ctl.attach(ns, driver="none").network
+    'none'
+    >>> ctl.inspect(ns)["HostConfig"]["NetworkMode"]
+    'none'
+    >>> ns.delete(); ctl.close()
+
+    Arguments:
+        state_dir: where the store lives (default: $HOSTNET_STATE_DIR or
+            /var/lib/hostnet; with the fake backend, a fresh temporary directory).
+        host: the namespace that plays the host (a name or Namespace); None is the
+            namespace this process runs in.
+        backend: "netlink", "fake", "auto" (netlink as root, else fake), or a Backend.
+        policy: the SecurityPolicy (default: deny host networking).
+        recover: finish or roll back work left by processes that died (see ``gc``).
+    """
+
+    def __init__(
+        self,
+        *,
+        state_dir: str | os.PathLike[str] | None = None,
+        host: str | Namespace | None = None,
+        backend: Backend | str = "auto",
+        policy: SecurityPolicy | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
+        self._own_backend = isinstance(backend, str)
+        self._tmp_state: str | None = None
+        if state_dir is None and self.backend.name == "fake":
+            state_dir = self._tmp_state = tempfile.mkdtemp(prefix="hostnet-fake-")
+        self.store = LocalStore(state_dir)
+        host_name = host.name if isinstance(host, Namespace) else host
+        if host_name is not None:
+            check_namespace_name(host_name)
+            if host_name not in self.backend.namespaces():
+                self.close()
+                raise errors.NamespaceNotFound(host_name)
+        self.host_ns: str | None = host_name
+        self.host_key = host_name or ""
+        self.policy = policy or SecurityPolicy()
+        self.executor = Executor(self.backend, self.store)
+        self._ensure_builtin_networks()
+        self.recovered: list[Recovered] = self.executor.recover() if recover else []
+
+    def __enter__(self) -> Controller:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        if self._own_backend:
+            self.backend.close()
+        if self._tmp_state is not None:
+            shutil.rmtree(self._tmp_state, ignore_errors=True)
+            self._tmp_state = None
+
+    def __repr__(self) -> str:
+        host = self.host_ns or "<this namespace>"
+        return f"<Controller host={host} backend={self.backend.name} state={self.store.path}>"
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _observe(self, ns: str | None) -> Snapshot:
+        try:
+            return self.backend.observe(ns)
+        finally:
+            self._release(ns)
+
+    def _release(self, ns: str | None) -> None:
+        # Keep the host's handles; an open socket into any other namespace would keep it
+        # (and its veths) alive if another process deleted it.
+        if ns != self.host_ns:
+            self.backend.release(ns)
+
+    def _record_admission(self, admission: Admission) -> None:
+        with self.store.transaction() as tx:
+            tx.record_admission(self.host_key, admission.workload, admission.what,
+                                admission.decision, admission.reason)
+
+    def _ensure_builtin_networks(self) -> None:
+        with self.store.transaction() as tx:
+            for name in ("none", "host"):
+                if tx.network(self.host_key, name) is None:
+                    spec = NetworkSpec(name=name, driver=name)
+                    tx.add_network(id=new_id(), name=name, driver=name, host=self.host_key,
+                                   spec=spec.to_json(), data={})
+                    tx.activate("networks", "name", name)
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def create_namespace(self, name: str) -> Namespace:
+        """Create a named namespace (visible to ``ip netns list``) with ``lo`` up."""
+        check_namespace_name(name)
+        owner = f"ns:{name}"
+
+        def prepare(tx: Tx) -> Plan:
+            tx.add_namespace(name, self.host_key, created=True, owner=owner)
+            return (CreateNamespace(ns=name),)
+
+        self.executor.apply(prepare, owner=owner,
+                            commit=lambda tx, _plan: tx.activate("namespaces", "name", name))
+        self._release(name)
+        return Namespace(self, name, managed=True)
+
+    def namespace(self, name: str) -> Namespace:
+        """Open an existing namespace. One hostnet did not create is adopted: hostnet
+        records it, never deletes it unless told to with force=True."""
+        check_namespace_name(name)
+        record = self.store.read(lambda tx: tx.namespace(name))
+        if record is not None and record["state"] == "active":
+            if name not in self.backend.namespaces():
+                raise errors.NamespaceNotFound(name)
+            return Namespace(self, name, managed=record["created"])
+        if name not in self.backend.namespaces():
+            raise errors.NamespaceNotFound(name)
+        owner = f"ns:{name}"
+
+        def prepare(tx: Tx) -> Plan:
+            tx.add_namespace(name, self.host_key, created=False, owner=owner)
+            return (Adopt(ns=name, kind="namespace", name=name),)
+
+        try:
+            self.executor.apply(prepare, owner=owner,
+                                commit=lambda tx, _p: tx.activate("namespaces", "name", name))
+        except errors.NamespaceExists:  # another process adopted it at the same moment
+            pass
+        return Namespace(self, name, managed=False)
+
+    def namespaces(self) -> list[Namespace]:
+        """Every named namespace on the machine (like ``ip netns list``); ``managed``
+        tells which ones hostnet created."""
+        records = {r["name"]: r for r in self.store.read(lambda tx: tx.namespaces())}
+        return [
+            Namespace(self, name, managed=bool(records.get(name, {}).get("created")))
+            for name in self.backend.namespaces()
+        ]
+
+    def delete_namespace(self, name: str, *, force: bool = False) -> None:
+        """Disconnect the namespace from every network and delete it."""
+        check_namespace_name(name)
+        if name == self.host_ns:
+            raise errors.ConflictError(
+                f"{name!r} is this Controller's host namespace; close the Controller first"
+            )
+        record = self.store.read(lambda tx: tx.namespace(name))
+        exists = name in self.backend.namespaces()
+        if record is None and not exists:
+            raise errors.NamespaceNotFound(name)
+        created = bool(record and record["created"])
+        if exists and not created and not force:
+            raise errors.ConflictError(
+                f"namespace {name!r} was not created by hostnet; delete it with force=True "
+                "(or `ip netns delete`) if you mean it"
+            )
+        endpoints = self.store.read(lambda tx: tx.endpoints(ns=name))
+        plan: list[Op] = []
+        owners = []
+        for ep in endpoints:
+            plan.extend(inverse_plan(plan_from_json(ep["applied"])))
+            owners.append(ep["id"])
+        if exists:
+            plan.append(DeleteNamespace(ns=name))
+        if record is not None:
+            owners.append(record["owner"])
+        self.executor.teardown(tuple(plan), owners=owners, what=f"delete namespace {name!r}")
+        self.backend.release(name)
+
+    # -- networks ----------------------------------------------------------------------
+
+    def _network_record(self, name: str) -> dict[str, Any]:
+        record = self.store.read(lambda tx: tx.network(self.host_key, name))
+        if record is None or record["state"] != "active":
+            raise errors.NetworkNotFound(name)
+        return record
+
+    @staticmethod
+    def _network_info(record: dict[str, Any], host_ns: str | None) -> NetworkInfo:
+        return NetworkInfo(id=record["id"], spec=NetworkSpec.from_json(record["spec"]),
+                           host_ns=host_ns, data=record["data"])
+
+    def network(self, name: str) -> Network:
+        return Network(self, self._network_record(name))
+
+    def networks(self) -> list[Network]:
+        return [Network(self, r) for r in self.store.read(lambda tx: tx.networks(self.host_key))
+                if r["state"] == "active"]
+
+    def create_network(
+        self,
+        name: str,
+        driver: str = "bridge",
+        *,
+        subnet: str | Sequence[str] | None = None,
+        gateway: str | Sequence[str] | None = None,
+        ip_range: str | Sequence[str] | None = None,
+        aux_addresses: dict[str, str] | None = None,
+        internal: bool = False,
+        ipv6: bool = False,
+        options: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
+        **driver_options: Any,
+    ) -> Network:
+        """Create a network. Options can be given as ``options={...}`` (Docker's ``-o``
+        names, e.g. "com.docker.network.bridge.name") or as keyword arguments (``mtu``,
+        ``parent``, ``mode``, ``host_shim``, ``icc``...)."""
+        check_network_name(name)
+        cls = driver_class(driver)
+        if cls.builtin:
+            raise errors.ConflictError(
+                f"the {driver} network is predefined; attach workloads with "
+                f"Controller.attach(..., driver={driver!r})"
+            )
+        merged = dict(options or {})
+        merged.update(driver_options)
+        spec = NetworkSpec(
+            name=name, driver=driver,
+            subnets=_subnet_configs(subnet, gateway, ip_range, aux_addresses),
+            internal=internal, enable_ipv6=ipv6, options=merged, labels=labels,
+        )
+        drv = cls()
+        spec = drv.validate(spec)
+        network_id = new_id()
+        host = self._observe(self.host_ns) if cls.observe_host else None
+        others = [r for r in self.store.read(lambda tx: tx.networks(self.host_key))]
+
+        def prepare(tx: Tx) -> Plan:
+            nonlocal spec
+            spec = self._prepare_network(tx, drv, spec, network_id, host, others)
+            data = drv.decide(spec, network_id, host)
+            tx.add_network(id=network_id, name=name, driver=driver, host=self.host_key,
+                           spec=spec.to_json(), data=data)
+            info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
+            return drv.plan_create(NetworkContext(network=info, host=host))
+
+        def commit(tx: Tx, plan: Plan) -> None:
+            tx.activate("networks", "id", network_id, plan_to_json(plan))
+
+        self.executor.apply(prepare, owner=network_id, commit=commit)
+        return self.network(name)
+
+    def _prepare_network(self, tx: Tx, driver: Driver, spec: NetworkSpec, network_id: str,
+                         host: Snapshot | None, others: list[dict[str, Any]]) -> NetworkSpec:
+        """Hook for address management (filled in by drivers that allocate subnets)."""
+        return spec
+
+    def delete_network(self, name: str, *, force: bool = False) -> None:
+        record = self._network_record(name)
+        if driver_class(record["driver"]).builtin:
+            raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
+        endpoints = self.store.read(lambda tx: tx.endpoints(network=record["id"]))
+        if endpoints and not force:
+            raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
+        plan: list[Op] = []
+        for ep in endpoints:
+            plan.extend(inverse_plan(plan_from_json(ep["applied"])))
+        plan.extend(inverse_plan(plan_from_json(record["applied"])))
+        self.executor.teardown(tuple(plan), owners=[*(e["id"] for e in endpoints), record["id"]],
+                               what=f"delete network {name!r}")
+        for ep in endpoints:
+            self._release(ep["ns"])
+
+    def inspect_network(self, name: str) -> dict[str, Any]:
+        """``docker network inspect``-shaped description."""
+        record = self._network_record(name)
+        spec = NetworkSpec.from_json(record["spec"])
+        containers = {}
+        for ep in self.store.read(lambda tx: tx.endpoints(network=record["id"])):
+            data = ep["data"]
+            v4 = next((a for a in data.get("addresses", []) if ":" not in a), "")
+            v6 = next((a for a in data.get("addresses", []) if ":" in a), "")
+            containers[ep["workload"]] = {
+                "Name": ep["workload"],
+                "EndpointID": ep["id"],
+                "MacAddress": data.get("mac") or "",
+                "IPv4Address": v4,
+                "IPv6Address": v6,
+            }
+        return {
+            "Name": record["name"],
+            "Id": record["id"],
+            "Driver": record["driver"],
+            "Scope": driver_class(record["driver"]).scope,
+            "EnableIPv6": spec.enable_ipv6,
+            "IPAM": {"Driver": "default", "Options": {},
+                     "Config": [s.to_docker() for s in spec.subnets]},
+            "Internal": spec.internal,
+            "Options": dict(spec.options),
+            "Labels": dict(spec.labels),
+            "Containers": containers,
+        }
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def attach(
+        self,
+        workload: Namespace | str,
+        network: str | None = None,
+        *,
+        driver: str | None = None,
+        **kwargs: Any,
+    ) -> Endpoint:
+        """Attach a workload to a network; ``driver="none"`` or ``driver="host"`` picks the
+        predefined network of that driver.
+
+        For ``driver="host"`` the workload is a name (it has no namespace of its own);
+        ``ports=["8080/tcp"]`` reserves the host ports it will bind, and the security
+        policy must admit host networking for it."""
+        if network is None:
+            if driver is None:
+                raise errors.InvalidOption("network", None, "give a network name or driver=")
+            if not driver_class(driver).builtin:
+                raise errors.InvalidOption(
+                    "driver", driver,
+                    "only predefined networks (none, host) are picked by driver; create a "
+                    "network with create_network() and pass its name",
+                )
+            network = driver
+        return self.network(network).connect(workload, **kwargs)
+
+    def host_workload(self, name: str) -> HostWorkload:
+        """The host-network workload ``name`` (to run its processes in the host)."""
+        eps = [e for e in self.endpoints(name) if e.network == "host"]
+        if not eps:
+            raise errors.EndpointNotFound("host", name)
+        return HostWorkload(self, eps[0])
+
+    def detach(self, workload: Namespace | str, network: str | None = None) -> None:
+        """Disconnect a workload from ``network`` (default: from every network)."""
+        name = workload.name if isinstance(workload, Namespace) else workload
+        targets = [network] if network else [e.network for e in self.endpoints(name)]
+        if not targets:
+            raise errors.EndpointNotFound(network or "*", name)
+        for net in targets:
+            self.network(net).disconnect(name)
+
+    def _host_ports(self, requests: Sequence[PortRequest]) -> PortAllocator:
+        """A PortAllocator fed with the facts of this Controller's host namespace."""
+        low, high = (65535, 65535)
+        reserved: set[int] = set()
+        bound: tuple[Any, ...] = ()
+        if requests:
+            low, high = map(int, self.backend.sysctl(
+                self.host_ns, "net/ipv4/ip_local_port_range").split())
+            if any(r.start is None for r in requests):
+                reserved = parse_reserved(self.backend.sysctl(
+                    self.host_ns, "net/ipv4/ip_local_reserved_ports"))
+            wanted: set[int] | None = set()
+            for r in requests:
+                if r.start is None or wanted is None:
+                    wanted = None
+                else:
+                    assert r.end is not None
+                    wanted.update(range(r.start, r.end + 1))
+            bound = self.backend.bound_sockets(self.host_ns, wanted)
+        return PortAllocator(host=self.host_key, ephemeral=(low, high), reserved=reserved,
+                             bound=bound)
+
+    def _admit_ports(self, workload: str, requests: Iterable[PortRequest]) -> None:
+        explicit = sorted({r.start for r in requests if r.start is not None})
+        if not explicit:
+            return
+        first = int(self.backend.sysctl(self.host_ns, "net/ipv4/ip_unprivileged_port_start"))
+        for port in explicit:
+            if port < first:
+                admission = self.policy.admit_privileged_port(workload, port, first)
+                self._record_admission(admission)
+                if not admission.admitted:
+                    raise errors.PolicyDenied(f"host port {port} for {workload!r}",
+                                              admission.reason,
+                                              "use a port >= " + str(first) +
+                                              " or SecurityPolicy(allow_privileged_ports=True)")
+
+    def _connect(
+        self,
+        network: Network,
+        workload: Namespace | str,
+        *,
+        publish: Sequence[str],
+        ports: Sequence[str],
+        hold: bool,
+        ip: str | None,
+        ip6: str | None,
+        mac: str | None,
+    ) -> Endpoint:
+        record = self._network_record(network.name)
+        drv = get_driver(record["driver"])
+        info = self._network_info(record, self.host_ns)
+        # 1. validate
+        if isinstance(publish, str) or isinstance(ports, str):
+            raise errors.InvalidOption("publish", publish, "give a list of port strings")
+        if drv.needs_namespace:
+            name = workload.name if isinstance(workload, Namespace) else workload
+            check_namespace_name(name)
+            if name == self.host_ns:
+                raise errors.ConflictError(f"{name!r} is the host namespace itself")
+            if name not in self.backend.namespaces():
+                raise errors.NamespaceNotFound(name)
+            ns: str | None = name
+        else:
+            if isinstance(workload, Namespace):
+                raise errors.InvalidOption(
+                    "workload", workload.name,
+                    "a host-network workload has no namespace of its own: pass its name",
+                )
+            name = check_network_name(workload)
+            ns = None
+        if ports and drv.needs_namespace:
+            raise errors.InvalidOption("ports", list(ports), "only host-network workloads "
+                                       "declare host ports; publish with publish=[...]")
+        if hold and drv.needs_namespace:
+            raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
+        publish_specs = [parse_publish(p) for p in publish]
+        host_requests = [parse_host_port(p) for p in ports]
+        existing = self.endpoints(name)
+        if any(e.network == network.name for e in existing):
+            raise errors.ConflictError(f"{name!r} is already connected to {network.name!r}")
+        if existing and (drv.exclusive or any(
+                driver_class(self._network_record(e.network)["driver"]).exclusive
+                for e in existing)):
+            modes = ", ".join(e.network for e in existing)
+            raise errors.ConflictError(
+                f"{name!r} is on {modes}; network mode none and host cannot be combined with "
+                "other networks"
+            )
+        # 2. admit
+        if not drv.needs_namespace:
+            admission = self.policy.admit_host_network(name)
+            self._record_admission(admission)
+            if not admission.admitted:
+                raise errors.PolicyDenied(
+                    f"host networking for {name!r}", admission.reason,
+                    f"opt in with SecurityPolicy(allow_host_network={{{name!r}}}) or "
+                    "allow_host_network=True",
+                )
+            if publish_specs:
+                admission = self.policy.admit_host_publish(name)
+                self._record_admission(admission)
+                if not admission.admitted:
+                    raise errors.PolicyDenied(f"publishing ports for {name!r}", admission.reason,
+                                              "declare the ports it binds with ports=[...]")
+                warnings.warn(admission.reason, errors.HostnetWarning, stacklevel=3)
+                publish_specs = []
+        requests = [s.host for s in publish_specs] + host_requests
+        self._admit_ports(name, requests)
+        # 3. observe
+        allocator = self._host_ports(requests)
+        target = self._observe(ns) if ns is not None else None
+        host = self._observe(self.host_ns) if drv.observe_host else None
+        endpoint_id = new_id()
+
+        def prepare(tx: Tx) -> Plan:
+            reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
+            mappings: list[PortMapping] = []
+            for spec, got in zip(publish_specs, reserved, strict=False):
+                for offset, res in enumerate(got):
+                    mappings.append(PortMapping(
+                        protocol=res.protocol, host_ip=res.host_ip, host_port=res.port,
+                        container_port=spec.container_start + (
+                            offset if spec.container_end > spec.container_start else 0),
+                    ))
+            flat_host = [r for got in reserved[len(publish_specs):] for r in got]
+            endpoint = self._prepare_endpoint(tx, drv, info, EndpointInfo(
+                id=endpoint_id, workload=name, ns=ns, mac=mac, ports=tuple(mappings),
+                held=tuple(flat_host) if hold else (),
+            ), ip=ip, ip6=ip6, target=target)
+            tx.add_endpoint(id=endpoint_id, network=record["id"], workload=name, ns=ns,
+                            data=_endpoint_json(endpoint, flat_host))
+            return drv.plan_connect(ConnectContext(network=info, endpoint=endpoint,
+                                                   target=target, host=host))
+
+        def commit(tx: Tx, plan: Plan) -> None:
+            tx.activate("endpoints", "id", endpoint_id, plan_to_json(plan))
+
+        try:
+            self.executor.apply(prepare, owner=endpoint_id, commit=commit)
+        finally:
+            self._release(ns)
+        return next(e for e in self.endpoints(name) if e.id == endpoint_id)
+
+    def _prepare_endpoint(self, tx: Tx, driver: Driver, network: NetworkInfo,
+                          endpoint: EndpointInfo, *, ip: str | None, ip6: str | None,
+                          target: Snapshot | None) -> EndpointInfo:
+        """Hook for address management (drivers that allocate addresses)."""
+        if ip or ip6:
+            raise errors.InvalidOption("ip", ip or ip6,
+                                       f"the {driver.name} driver does not assign addresses")
+        return endpoint
+
+    def _disconnect(self, network: Network, workload: Namespace | str) -> None:
+        name = workload.name if isinstance(workload, Namespace) else workload
+        record = self._network_record(network.name)
+        eps = self.store.read(lambda tx: tx.endpoints(network=record["id"], workload=name))
+        if not eps:
+            raise errors.EndpointNotFound(network.name, name)
+        ep = eps[0]
+        plan = inverse_plan(plan_from_json(ep["applied"]))
+        try:
+            self.executor.teardown(plan, owners=[ep["id"]],
+                                   what=f"disconnect {name!r} from {network.name!r}")
+        finally:
+            self._release(ep["ns"])
+
+    def unhold(self, workload: str) -> None:
+        """Close the sockets holding a host-network workload's ports, right before the
+        workload binds them itself."""
+        for ep in self.endpoints(workload):
+            for res in ep.reserved:
+                try:
+                    self.backend.apply(UnbindPort(ns=self.host_ns, protocol=res.protocol,
+                                                  address=res.host_ip, port=res.port))
+                except errors.NotFoundError:
+                    pass
+
+    def endpoints(self, workload: str | None = None) -> list[Endpoint]:
+        """Endpoints on this host, of one workload or of all."""
+        nets = {r["id"]: r["name"] for r in self.store.read(lambda tx: tx.networks(self.host_key))}
+        rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
+        return [_endpoint_from(row, nets[row["network"]]) for row in rows
+                if row["network"] in nets and row["state"] == "active"]
+
+    def _network_endpoints(self, network: Network) -> list[Endpoint]:
+        rows = self.store.read(lambda tx: tx.endpoints(network=network.id))
+        return [_endpoint_from(row, network.name) for row in rows if row["state"] == "active"]
+
+    # -- reporting ---------------------------------------------------------------------
+
+    def inspect(self, workload: Namespace | str) -> dict[str, Any]:
+        """A Docker-shaped description of a workload's networking."""
+        name = workload.name if isinstance(workload, Namespace) else workload
+        eps = self.endpoints(name)
+        is_ns = name in self.backend.namespaces()
+        if not eps and not is_ns:
+            raise errors.NotFoundError(f"no namespace or workload named {name!r}")
+        networks: dict[str, Any] = {}
+        ports: dict[str, Any] = {}
+        bindings: dict[str, Any] = {}
+        mode = ""
+        for ep in eps:
+            record = self._network_record(ep.network)
+            drv = get_driver(record["driver"])
+            info = self._network_info(record, self.host_ns)
+            networks[ep.network] = drv.describe_endpoint(info, _endpoint_info(ep))
+            mode = mode or ep.network
+            for m in ep.ports:
+                entry = {"HostIp": m.host_ip, "HostPort": str(m.host_port)}
+                ports.setdefault(m.docker_key(), []).append(entry)
+                bindings.setdefault(m.docker_key(), []).append(entry)
+            for r in ep.reserved:
+                ports.setdefault(f"{r.port}/{r.protocol}", None)
+        sandbox = "" if (mode == "host" or not is_ns) else Namespace(self, name, managed=True).path
+        return {
+            "Name": name,
+            "HostConfig": {"NetworkMode": mode, "PortBindings": bindings},
+            "NetworkSettings": {"SandboxKey": sandbox, "Ports": ports, "Networks": networks},
+        }
+
+    def ports(self) -> list[dict[str, Any]]:
+        """Every host port hostnet has reserved on this host."""
+        rows: list[dict[str, Any]] = self.store.read(lambda tx: tx.ports(host=self.host_key))
+        return rows
+
+    def admissions(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.store.read(lambda tx: tx.admissions())
+        return [r for r in rows if r["host"] == self.host_key]
+
+    def audit(self) -> list[dict[str, str]]:
+        """Risks in the current state, most serious first."""
+        findings: list[dict[str, str]] = []
+        for ep in self.endpoints():
+            if ep.network == "host":
+                findings.append({"severity": "high", "kind": "host-network",
+                                 "subject": ep.workload,
+                                 "detail": "shares the host's network stack and ports"})
+            for m in ep.ports:
+                if m.host_ip in ("0.0.0.0", "::"):
+                    findings.append({"severity": "medium", "kind": "published-on-all",
+                                     "subject": ep.workload,
+                                     "detail": f"{m.host_port}/{m.protocol} is published on "
+                                               f"every host address"})
+        for net in self.networks():
+            if net.driver == "bridge" and net.spec.option(
+                    "com.docker.network.bridge.enable_icc", "true") == "true":
+                findings.append({"severity": "low", "kind": "icc-on", "subject": net.name,
+                                 "detail": "endpoints of this network can reach each other"})
+        live = set(self.backend.namespaces())
+        for rec in self.store.read(lambda tx: tx.namespaces()):
+            if rec["name"] not in live:
+                findings.append({"severity": "medium", "kind": "stale-record",
+                                 "subject": rec["name"],
+                                 "detail": "recorded namespace is gone; run `hostnet gc`"})
+        for entry in self.store.read(lambda tx: tx.journals()):
+            findings.append({"severity": "medium", "kind": "unfinished-work",
+                             "subject": entry["id"][:12],
+                             "detail": f"{entry['kind']} journal of pid {entry['pid']} "
+                                       f"({entry['done']}/{len(entry['plan'])} ops)"})
+        order = {"high": 0, "medium": 1, "low": 2}
+        return sorted(findings, key=lambda f: order[f["severity"]])
+
+    def gc(self) -> dict[str, Any]:
+        """Finish or roll back work of dead processes, then forget records of namespaces
+        that no longer exist (tearing down what is left of their endpoints)."""
+        recovered = self.executor.recover()
+        live = set(self.backend.namespaces())
+        stale = []
+        for rec in self.store.read(lambda tx: tx.namespaces()):
+            if rec["name"] in live or rec["state"] != "active":
+                continue
+            eps = self.store.read(lambda tx, n=rec["name"]: tx.endpoints(ns=n))
+            plan: list[Op] = []
+            for ep in eps:
+                plan.extend(inverse_plan(plan_from_json(ep["applied"])))
+            self.executor.teardown(tuple(plan), owners=[*(e["id"] for e in eps), rec["owner"]],
+                                   what=f"forget stale namespace {rec['name']!r}")
+            stale.append(rec["name"])
+        for row in self.store.read(lambda tx: tx.endpoints()):
+            if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
+                plan_ = inverse_plan(plan_from_json(row["applied"]))
+                self.executor.teardown(plan_, owners=[row["id"]],
+                                       what=f"forget stale endpoint of {row['workload']!r}")
+                stale.append(row["workload"])
+        return {
+            "recovered": [
+                {"journal": r.journal, "kind": r.kind, "ops": r.ops, "errors": list(r.errors)}
+                for r in recovered
+            ],
+            "stale": stale,
+        }
+
+
+def _subnet_configs(
+    subnet: str | Sequence[str] | None,
+    gateway: str | Sequence[str] | None,
+    ip_range: str | Sequence[str] | None,
+    aux: dict[str, str] | None,
+) -> tuple[SubnetConfig, ...]:
+    def as_list(value: str | Sequence[str] | None) -> list[str | None]:
+        if value is None:
+            return []
+        return [value] if isinstance(value, str) else list(value)
+
+    subnets, gateways, ranges = as_list(subnet), as_list(gateway), as_list(ip_range)
+    if len(gateways) > len(subnets) or len(ranges) > len(subnets):
+        raise errors.InvalidOption("gateway", gateway, "every gateway and ip range needs a "
+                                   "subnet (give them in the same order)")
+    out = []
+    for i, sub in enumerate(subnets):
+        assert sub is not None
+        gw = gateways[i] if i < len(gateways) else None
+        rng = ranges[i] if i < len(ranges) else None
+        mine = tuple(sorted(
+            (k, v) for k, v in (aux or {}).items()
+            if _in_subnet(v, sub)
+        ))
+        out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
+    stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
+    if stray:
+        raise errors.InvalidAddress(aux[stray[0]] if aux else stray[0],
+                                    f"auxiliary address {stray[0]!r} is in no subnet")
+    return tuple(out)
+
+
+def _in_subnet(address: str, subnet: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    except ValueError:
+        return False
+
+
+def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> dict[str, Any]:
+    return {
+        "ifname": endpoint.ifname,
+        "mac": endpoint.mac,
+        "addresses": list(endpoint.addresses),
+        "gateways": list(endpoint.gateways),
+        "ports": [[m.protocol, m.host_ip, m.host_port, m.container_port] for m in endpoint.ports],
+        "reserved": [[r.protocol, r.host_ip, r.port] for r in reserved],
+        "options": dict(endpoint.options),
+    }
+
+
+def _endpoint_from(row: dict[str, Any], network_name: str) -> Endpoint:
+    data = row["data"]
+    return Endpoint(
+        id=row["id"], network=network_name, workload=row["workload"], ns=row["ns"],
+        ifname=data.get("ifname"), mac=data.get("mac"),
+        addresses=tuple(data.get("addresses", ())), gateways=tuple(data.get("gateways", ())),
+        ports=tuple(PortMapping(protocol=p, host_ip=h, host_port=hp, container_port=cp)
+                    for p, h, hp, cp in data.get("ports", ())),
+        reserved=tuple(Reservation(protocol=p, host_ip=h, port=port)
+                       for p, h, port in data.get("reserved", ())),
+    )
+
+
+def _endpoint_info(ep: Endpoint) -> EndpointInfo:
+    return EndpointInfo(id=ep.id, workload=ep.workload, ns=ep.ns, ifname=ep.ifname, mac=ep.mac,
+                        addresses=ep.addresses, gateways=ep.gateways, ports=ep.ports,
+                        held=ep.reserved)
+
+
+__all__ = ["Controller", "new_id"]
+

@@ -1,0 +1,209 @@
+"""The Driver interface and the driver registry.
+
+A driver is pure: from a NetworkInfo / EndpointInfo and observed Snapshots it returns a
+Plan. It never touches the kernel or the store. The Controller allocates (addresses,
+ports), admits (policy), journals and applies.
+
+Registry: built-in drivers are registered by import path and loaded on first use;
+third-party drivers register through the ``hostnet.drivers`` entry-point group (or
+``register_driver``). A name that is already taken is refused.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any, ClassVar
+
+from attrs import frozen
+
+from hostnet import errors
+from hostnet.model import Snapshot
+from hostnet.ops import Plan
+from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
+
+ENTRY_POINT_GROUP = "hostnet.drivers"
+
+
+@frozen(kw_only=True)
+class NetworkContext:
+    network: NetworkInfo
+    host: Snapshot | None  # the Controller's host namespace, when the driver asked for it
+
+
+@frozen(kw_only=True)
+class ConnectContext:
+    network: NetworkInfo
+    endpoint: EndpointInfo
+    target: Snapshot | None  # the workload's namespace (None for host networking)
+    host: Snapshot | None = None
+
+
+class Driver(ABC):
+    """Base class of network drivers.
+
+    Class attributes say what the Controller must do around the driver:
+
+    - ``builtin``: one predefined network per host named like the driver ("none",
+      "host"); users cannot create more.
+    - ``needs_namespace``: endpoints live in the workload's own namespace.
+    - ``allocates_addresses``: the Controller asks IPAM for addresses before planning.
+    - ``exclusive``: a workload on this network can be on no other network.
+    - ``observe_host``: give ``plan_create``/``plan_connect`` a snapshot of the host.
+    """
+
+    name: ClassVar[str]
+    scope: ClassVar[str] = "local"
+    builtin: ClassVar[bool] = False
+    needs_namespace: ClassVar[bool] = True
+    allocates_addresses: ClassVar[bool] = False
+    exclusive: ClassVar[bool] = False
+    observe_host: ClassVar[bool] = False
+    options: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self, spec: NetworkSpec) -> NetworkSpec:
+        """Check options before anything happens; return the spec, normalised."""
+        unknown = sorted(k for k, _ in spec.options if k not in self.options)
+        if unknown:
+            allowed = ", ".join(sorted(self.options)) or "none"
+            raise errors.InvalidOption(
+                unknown[0], spec.option(unknown[0]),
+                f"unknown option for the {self.name} driver (known: {allowed})",
+            )
+        return spec
+
+    def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, Any]:
+        """Driver-specific choices recorded with the network (a bridge name...)."""
+        return {}
+
+    def plan_create(self, ctx: NetworkContext) -> Plan:
+        """Ops that create the network on the host (a bridge, firewall tables)."""
+        return ()
+
+    @abstractmethod
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        """Ops that attach one workload."""
+
+    def describe_endpoint(self, network: NetworkInfo, endpoint: EndpointInfo) -> dict[str, Any]:
+        """The workload's NetworkSettings.Networks.<network> entry (Docker's shape)."""
+        ip, prefix, ip6, prefix6 = "", 0, "", 0
+        for address in endpoint.addresses:
+            addr, _, plen = address.partition("/")
+            if ":" in addr and not ip6:
+                ip6, prefix6 = addr, int(plen)
+            elif ":" not in addr and not ip:
+                ip, prefix = addr, int(plen)
+        gw = next((g for g in endpoint.gateways if ":" not in g), "")
+        gw6 = next((g for g in endpoint.gateways if ":" in g), "")
+        return {
+            "NetworkID": network.id,
+            "EndpointID": endpoint.id,
+            "Gateway": gw,
+            "IPAddress": ip,
+            "IPPrefixLen": prefix,
+            "IPv6Gateway": gw6,
+            "GlobalIPv6Address": ip6,
+            "GlobalIPv6PrefixLen": prefix6,
+            "MacAddress": endpoint.mac or "",
+        }
+
+
+# -- registry ---------------------------------------------------------------------------
+
+_BUILTIN: dict[str, str] = {
+    "none": "hostnet.drivers.none:NoneDriver",
+    "host": "hostnet.drivers.host:HostDriver",
+    "bridge": "hostnet.drivers.bridge:BridgeDriver",
+    "macvlan": "hostnet.drivers.macvlan:MacvlanDriver",
+    "overlay": "hostnet.drivers.overlay:OverlayDriver",
+}
+
+#: Docker drivers hostnet does not ship, with what to do instead.
+_HINTS: dict[str, str] = {
+    "ipvlan": "hostnet has no ipvlan driver yet; use macvlan, or register one via the "
+    "'hostnet.drivers' entry-point group",
+    "nat": "'nat' is a Windows driver; use bridge",
+    "transparent": "'transparent' is a Windows driver; use macvlan",
+}
+
+_registry: dict[str, type[Driver] | str] = dict(_BUILTIN)
+_entry_points_loaded = False
+_lock = threading.Lock()
+
+#: A read-only view of the registry: name -> Driver class or "module:Class".
+registry: Mapping[str, type[Driver] | str] = MappingProxyType(_registry)
+
+
+def register_driver(name: str, driver: type[Driver] | str, *, replace: bool = False) -> None:
+    """Register a driver class (or a lazy "package.module:Class" path) under ``name``.
+
+    >>> class Mine(Driver):
+    ...     name = "mine"
+    ...     def plan_connect(self, ctx): return ()
+    >>> register_driver("mine", Mine)
+    >>> unregister_driver("mine")
+    """
+    with _lock:
+        if name in _registry and not replace:
+            raise errors.ConflictError(
+                f"a network driver named {name!r} is already registered ({_registry[name]!r}); "
+                "pass replace=True to override it deliberately"
+            )
+        _registry[name] = driver
+
+
+def unregister_driver(name: str) -> None:
+    with _lock:
+        if name in _BUILTIN:
+            raise errors.ConflictError(f"{name!r} is a built-in driver and cannot be removed")
+        _registry.pop(name, None)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    with _lock:
+        if _entry_points_loaded:
+            return
+        _entry_points_loaded = True
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in _registry:
+                if _registry[ep.name] != ep.value:
+                    raise errors.ConflictError(
+                        f"entry point {ep.value!r} wants driver name {ep.name!r}, which is "
+                        f"already taken by {_registry[ep.name]!r}"
+                    )
+                continue
+            _registry[ep.name] = ep.value
+
+
+def driver_class(name: str) -> type[Driver]:
+    if name not in _registry:
+        _load_entry_points()
+    entry = _registry.get(name)
+    if entry is None:
+        raise errors.DriverNotFound(name, sorted(_registry), _HINTS.get(name))
+    if isinstance(entry, str):
+        module_name, _, attr = entry.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise errors.DriverNotFound(
+                name, sorted(_registry),
+                f"{entry!r} could not be loaded ({exc}); is its package installed?",
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+            raise errors.DriverNotFound(name, sorted(_registry),
+                                        f"{entry!r} is not a hostnet Driver")
+        with _lock:
+            _registry[name] = cls
+        return cls
+    return entry
+
+
+def get_driver(name: str) -> Driver:
+    """An instance of the driver registered as ``name``."""
+    return driver_class(name)()

@@ -1,0 +1,325 @@
+"""Host ports: parsing Docker's port syntax and allocating host ports like Docker.
+
+Semantics (Docker's, written down in docs/decisions.md):
+
+- A reservation is (host, protocol, host IP, port). The wildcard addresses 0.0.0.0 and
+  :: clash with every address of their family; a socket the kernel shows bound on ``::``
+  clashes with IPv4 too, because Linux sockets on ``::`` are dual-stack by default.
+- An omitted host port is ephemeral: picked from net.ipv4.ip_local_port_range of the
+  host namespace, minus net.ipv4.ip_local_reserved_ports, with a per-(host, protocol)
+  cursor that moves forward so a just-released port is not handed out again at once.
+- A host range with a single container port ("8000-8010:80") means "any one port of the
+  range"; equal-length ranges map one to one.
+- Every port is checked against hostnet's reservations (in the store, across processes)
+  and against sockets bound in the host namespace by anyone; the error names the
+  workload or the process (pid and name) that holds it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from attrs import frozen
+
+from hostnet import errors
+from hostnet.model import BoundSocket
+from hostnet.stores.local import Tx
+
+PROTOCOLS = ("tcp", "udp", "sctp")
+WILDCARD4 = "0.0.0.0"
+WILDCARD6 = "::"
+
+
+def _port(text: str, spec: str) -> int:
+    if not text.isdigit():
+        raise errors.InvalidPort(spec, f"{text!r} is not a port number")
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise errors.InvalidPort(spec, f"port {value} is outside 1-65535")
+    return value
+
+
+def _range(text: str, spec: str) -> tuple[int, int]:
+    low_text, dash, high_text = text.partition("-")
+    low = _port(low_text, spec)
+    high = _port(high_text, spec) if dash else low
+    if high < low:
+        raise errors.InvalidPort(spec, f"range {text} is reversed")
+    return low, high
+
+
+def _protocol(text: str, spec: str) -> str:
+    proto = text.lower() if text else "tcp"
+    if proto not in PROTOCOLS:
+        raise errors.InvalidPort(spec, f"unknown protocol {text!r}; use tcp, udp or sctp")
+    return proto
+
+
+def _host_ip(text: str, spec: str) -> str:
+    text = text.strip("[]")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise errors.InvalidPort(spec, f"{text!r} is not an IP address") from None
+
+
+def family_of(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def clashes(a: str, b: str) -> bool:
+    """Whether host addresses ``a`` and ``b`` conflict for the same port and protocol."""
+    if a == b:
+        return True
+    if family_of(a) != family_of(b):
+        return False
+    return a in (WILDCARD4, WILDCARD6) or b in (WILDCARD4, WILDCARD6)
+
+
+def kernel_clashes(bound: str, wanted: str) -> bool:
+    """Like ``clashes``, but a kernel socket on ``::`` is taken as dual-stack."""
+    if bound == WILDCARD6:
+        return True
+    if wanted == WILDCARD6:
+        return family_of(bound) == 6 or bound == WILDCARD4
+    return clashes(bound, wanted)
+
+
+@frozen(kw_only=True)
+class PortRequest:
+    """Host ports wanted on ``host_ip``: ``start``..``end``; or, with ``start`` None,
+    ``ephemeral`` consecutive ephemeral ports; ``pick_one`` asks for any one port of
+    ``start``..``end``."""
+
+    protocol: str = "tcp"
+    host_ip: str = WILDCARD4
+    start: int | None = None
+    end: int | None = None
+    pick_one: bool = False
+    ephemeral: int = 1
+
+    @property
+    def count(self) -> int:
+        if self.start is None:
+            return self.ephemeral
+        if self.pick_one:
+            return 1
+        assert self.end is not None
+        return self.end - self.start + 1
+
+
+@frozen(kw_only=True)
+class PortMapping:
+    """One published port: host ``host_ip:host_port`` forwards to ``container_port``."""
+
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+
+    def docker_key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+
+@frozen(kw_only=True)
+class PublishSpec:
+    """A parsed ``-p`` argument before host ports are allocated."""
+
+    host: PortRequest
+    container_start: int
+    container_end: int
+
+    @property
+    def protocol(self) -> str:
+        return self.host.protocol
+
+
+def _split_ip(body: str, spec: str, max_parts: int) -> tuple[str, list[str]]:
+    """Split an optional leading host IP ("1.2.3.4:" or "[::1]:") off ``body``."""
+    if body.startswith("["):
+        close = body.find("]")
+        if close < 0 or body[close + 1 : close + 2] != ":":
+            raise errors.InvalidPort(spec, "an IPv6 host address must look like [::1]:PORT")
+        return _host_ip(body[1:close], spec), body[close + 2 :].split(":")
+    parts = body.split(":")
+    if len(parts) == max_parts:
+        return _host_ip(parts[0], spec), parts[1:]
+    if len(parts) > max_parts:
+        raise errors.InvalidPort(spec, "too many ':'")
+    return WILDCARD4, parts
+
+
+def parse_host_port(spec: str) -> PortRequest:
+    """Parse a port a host-network workload declares: ``[IP:]PORT[-END][/PROTO]``.
+
+    >>> parse_host_port("127.0.0.1:8080/udp")
+    PortRequest(protocol='udp', host_ip='127.0.0.1', start=8080, end=8080, pick_one=False, ephemeral=1)
+    """
+    if not isinstance(spec, str) or not spec:
+        raise errors.InvalidPort(spec, "expected a string like '8080/tcp'")
+    body, _, proto = spec.partition("/")
+    protocol = _protocol(proto, spec)
+    host_ip, parts = _split_ip(body, spec, 2)
+    if len(parts) != 1:
+        raise errors.InvalidPort(spec, "expected [IP:]PORT[-END][/PROTO]")
+    start, end = _range(parts[0], spec)
+    return PortRequest(protocol=protocol, host_ip=host_ip, start=start, end=end)
+
+
+def parse_publish(spec: str) -> PublishSpec:
+    """Parse Docker's ``-p`` syntax: ``[IP:][HOST[-END]:]CONTAINER[-END][/PROTO]``.
+
+    >>> parse_publish("127.0.0.1:8080:80/tcp").host.start
+    8080
+    >>> parse_publish("80").host.start is None   # ephemeral host port
+    True
+    """
+    if not isinstance(spec, str) or not spec:
+        raise errors.InvalidPort(spec, "expected a string like '8080:80/tcp'")
+    body, _, proto = spec.partition("/")
+    protocol = _protocol(proto, spec)
+    host_ip, parts = _split_ip(body, spec, 3)
+    if len(parts) == 1:
+        host_text, container_text = "", parts[0]
+    elif len(parts) == 2:
+        host_text, container_text = parts
+    else:
+        raise errors.InvalidPort(spec, "expected [IP:][HOST:]CONTAINER[/PROTO]")
+    c_start, c_end = _range(container_text, spec)
+    n_cont = c_end - c_start + 1
+    if not host_text:  # ephemeral: one host port per container port
+        request = PortRequest(protocol=protocol, host_ip=host_ip, ephemeral=n_cont)
+        return PublishSpec(host=request, container_start=c_start, container_end=c_end)
+    h_start, h_end = _range(host_text, spec)
+    n_host = h_end - h_start + 1
+    if n_cont == 1 and n_host > 1:
+        request = PortRequest(protocol=protocol, host_ip=host_ip, start=h_start, end=h_end,
+                              pick_one=True)
+    elif n_host != n_cont:
+        raise errors.InvalidPort(
+            spec, f"host range has {n_host} ports but container range has {n_cont}"
+        )
+    else:
+        request = PortRequest(protocol=protocol, host_ip=host_ip, start=h_start, end=h_end)
+    return PublishSpec(host=request, container_start=c_start, container_end=c_end)
+
+
+def parse_reserved(text: str) -> set[int]:
+    """Parse net.ipv4.ip_local_reserved_ports ("8000-8010,9000")."""
+    out: set[int] = set()
+    for part in text.replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
+@frozen(kw_only=True)
+class Reservation:
+    protocol: str
+    host_ip: str
+    port: int
+
+
+class PortAllocator:
+    """Host port bookkeeping for one host namespace, kept in the store.
+
+    Construct it with what it needs from the host (the ephemeral range, the reserved
+    ports and a function returning the sockets bound there) so the policy stays pure and
+    the host is always the Controller's host namespace.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        ephemeral: tuple[int, int],
+        reserved: Iterable[int] = (),
+        bound: Sequence[BoundSocket] = (),
+    ) -> None:
+        low, high = ephemeral
+        if not 1 <= low <= high <= 65535:
+            raise errors.InvalidOption("ip_local_port_range", ephemeral, "not a port range")
+        self.host = host
+        self.ephemeral = (low, high)
+        self.reserved = frozenset(reserved)
+        self.bound = tuple(bound)
+
+    def _check(self, tx: Tx, protocol: str, host_ip: str, port: int) -> None:
+        for held_ip, _owner, workload in tx.port_holders(self.host, protocol, port):
+            if clashes(held_ip, host_ip):
+                raise errors.PortInUse(port=port, protocol=protocol, host_ip=host_ip,
+                                       holder=workload)
+        for sock in self.bound:
+            if sock.port == port and sock.protocol == protocol and kernel_clashes(
+                sock.address, host_ip
+            ):
+                raise errors.PortInUse(port=port, protocol=protocol, host_ip=host_ip,
+                                       owner_pid=sock.pid, owner_name=sock.process)
+
+    def _free(self, tx: Tx, protocol: str, host_ip: str, port: int) -> bool:
+        try:
+            self._check(tx, protocol, host_ip, port)
+        except errors.PortInUse:
+            return False
+        return True
+
+    def reserve(
+        self, tx: Tx, requests: Sequence[PortRequest], *, owner: str, workload: str
+    ) -> list[list[Reservation]]:
+        """Reserve every request or none (the caller's transaction rolls back on error).
+        Returns, per request, the reserved ports in order."""
+        out: list[list[Reservation]] = []
+        for request in requests:
+            ports = self._pick(tx, request)
+            got = []
+            for port in ports:
+                tx.reserve_port(self.host, request.protocol, request.host_ip, port, owner,
+                                workload)
+                got.append(Reservation(protocol=request.protocol, host_ip=request.host_ip,
+                                       port=port))
+            out.append(got)
+        return out
+
+    def _pick(self, tx: Tx, request: PortRequest) -> list[int]:
+        if request.start is not None and not request.pick_one:
+            assert request.end is not None
+            ports = list(range(request.start, request.end + 1))
+            for port in ports:
+                self._check(tx, request.protocol, request.host_ip, port)
+            return ports
+        if request.start is not None:  # any one of a range
+            assert request.end is not None
+            for port in range(request.start, request.end + 1):
+                if self._free(tx, request.protocol, request.host_ip, port):
+                    return [port]
+            raise errors.ExhaustedError(
+                f"no free {request.protocol} port in {request.start}-{request.end} on "
+                f"{request.host_ip}"
+            )
+        return self._ephemeral(tx, request, request.ephemeral)
+
+    def _ephemeral(self, tx: Tx, request: PortRequest, want: int) -> list[int]:
+        low, high = self.ephemeral
+        cursor_name = f"port:{self.host}:{request.protocol}"
+        cursor = tx.next_cursor(cursor_name, low)
+        if not low <= cursor <= high:
+            cursor = low
+        span = high - low + 1
+        for offset in range(span):
+            start = low + (cursor - low + offset) % span
+            if start + want - 1 > high:
+                continue
+            block = range(start, start + want)
+            if all(p not in self.reserved and self._free(tx, request.protocol,
+                                                         request.host_ip, p) for p in block):
+                nxt = start + want
+                tx.set_cursor(cursor_name, nxt if nxt <= high else low)
+                return list(block)
+        raise errors.ExhaustedError(
+            f"no free ephemeral {request.protocol} port on {request.host_ip} in {low}-{high} "
+            "(net.ipv4.ip_local_port_range minus ip_local_reserved_ports and ports in use)"
+        )

@@ -1,0 +1,143 @@
+"""What callers ask for: frozen, validated specs. (Observed state is in model.py.)"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+from hostnet import errors
+from hostnet.names import check_network_name
+from hostnet.policy.ports import PortMapping, Reservation
+
+
+def _freeze_options(value: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    if not value:
+        return ()
+    out = []
+    for key, val in value.items():
+        if not isinstance(key, str):
+            raise errors.InvalidOption(str(key), val, "option names are strings")
+        if isinstance(val, bool):
+            val = "true" if val else "false"
+        out.append((key, str(val)))
+    return tuple(sorted(out))
+
+
+@frozen(kw_only=True)
+class SubnetConfig:
+    """One IPAM pool entry, Docker's IPAM.Config: subnet, gateway, ip range, and
+    auxiliary addresses (name -> address) that are never handed out."""
+
+    subnet: str
+    gateway: str | None = None
+    ip_range: str | None = None
+    aux: tuple[tuple[str, str], ...] = ()
+
+    def __attrs_post_init__(self) -> None:
+        value = self.subnet
+        try:
+            net = ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise errors.InvalidAddress(value, f"not a subnet in CIDR notation ({exc})") from None
+        limit = 30 if net.version == 4 else 126
+        if net.prefixlen > limit:
+            raise errors.InvalidAddress(value, f"subnet is too small (/{net.prefixlen})")
+        if self.gateway is not None:
+            try:
+                gw = ipaddress.ip_address(self.gateway)
+            except ValueError:
+                raise errors.InvalidAddress(self.gateway, "gateway is not an IP address") from None
+            if gw not in net or gw in (net.network_address, net.broadcast_address):
+                raise errors.InvalidAddress(self.gateway, f"gateway is not a host of {value}")
+        if self.ip_range is not None:
+            try:
+                rng = ipaddress.ip_network(self.ip_range, strict=True)
+            except ValueError:
+                raise errors.InvalidAddress(self.ip_range, "ip range is not a subnet") from None
+            if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
+                raise errors.InvalidAddress(self.ip_range, f"ip range is not inside {value}")
+        for name, addr in self.aux:
+            try:
+                a = ipaddress.ip_address(addr)
+            except ValueError:
+                raise errors.InvalidAddress(addr, f"auxiliary address {name!r}") from None
+            if a not in net:
+                raise errors.InvalidAddress(addr, f"auxiliary address {name!r} is outside {value}")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.subnet)
+
+    def to_docker(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"Subnet": self.subnet}
+        if self.gateway:
+            out["Gateway"] = self.gateway
+        if self.ip_range:
+            out["IPRange"] = self.ip_range
+        if self.aux:
+            out["AuxiliaryAddresses"] = dict(self.aux)
+        return out
+
+
+@frozen(kw_only=True)
+class NetworkSpec:
+    name: str = attrs.field(validator=lambda _s, _a, v: check_network_name(v))
+    driver: str = "bridge"
+    subnets: tuple[SubnetConfig, ...] = ()
+    internal: bool = False
+    enable_ipv6: bool = False
+    options: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_options)
+    labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_options)
+
+    def option(self, key: str, default: str | None = None) -> str | None:
+        return dict(self.options).get(key, default)
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> NetworkSpec:
+        subnets = tuple(
+            SubnetConfig(subnet=s["subnet"], gateway=s.get("gateway"),
+                         ip_range=s.get("ip_range"),
+                         aux=tuple(tuple(x) for x in s.get("aux", ())))  # type: ignore[misc]
+            for s in data.get("subnets", ())
+        )
+        return cls(name=data["name"], driver=data["driver"], subnets=subnets,
+                   internal=data.get("internal", False),
+                   enable_ipv6=data.get("enable_ipv6", False),
+                   options=dict(data.get("options", ())), labels=dict(data.get("labels", ())))
+
+
+@frozen(kw_only=True)
+class NetworkInfo:
+    """A network as drivers see it when planning: the spec plus what was decided."""
+
+    id: str
+    spec: NetworkSpec
+    host_ns: str | None
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@frozen(kw_only=True)
+class EndpointInfo:
+    """One workload's attachment to a network, with everything allocated for it."""
+
+    id: str
+    workload: str
+    ns: str | None  # None: the workload uses the host's namespace (host driver)
+    ifname: str | None = None
+    mac: str | None = None
+    addresses: tuple[str, ...] = ()  # "10.0.0.2/24"
+    gateways: tuple[str, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    held: tuple[Reservation, ...] = ()
+    options: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_options)

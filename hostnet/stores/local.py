@@ -1,0 +1,466 @@
+"""The embedded state store: one SQLite database (WAL mode) under a state directory.
+
+Where: the ``state_dir`` argument, else $HOSTNET_STATE_DIR, else /var/lib/hostnet.
+
+Concurrency: every write is a ``BEGIN IMMEDIATE`` transaction, so writers from any
+number of processes are serialised by SQLite's lock (waiting up to ``timeout`` seconds),
+and allocations (addresses, ports) are read-check-insert inside one transaction. WAL
+with synchronous=NORMAL survives a killed process (what recovery needs) at ~10 us per
+commit; it may lose the last commits on power loss, after which the kernel state is gone
+too.
+
+Ownership: everything a setup creates in the store (records, address and port
+allocations) carries an ``owner`` id, so rolling back or tearing down is
+``forget(owner)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from hostnet import errors
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS namespaces (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    created INTEGER NOT NULL,          -- 1: hostnet created it, 0: adopted
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,               -- pending | active
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    driver TEXT NOT NULL,
+    host TEXT NOT NULL,
+    spec TEXT NOT NULL,                -- JSON: the validated NetworkSpec
+    data TEXT NOT NULL,                -- JSON: what the driver chose (bridge name...)
+    applied TEXT NOT NULL,             -- JSON: the plan that was applied
+    state TEXT NOT NULL,
+    at REAL NOT NULL,
+    UNIQUE (host, name)
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id TEXT PRIMARY KEY,
+    network TEXT NOT NULL,             -- network id
+    workload TEXT NOT NULL,            -- namespace name or host workload name
+    ns TEXT,                           -- namespace (NULL: host networking)
+    data TEXT NOT NULL,                -- JSON: ifname, addresses, mac, ports...
+    applied TEXT NOT NULL,
+    state TEXT NOT NULL,
+    at REAL NOT NULL,
+    UNIQUE (network, workload)
+);
+CREATE TABLE IF NOT EXISTS addresses (
+    pool TEXT NOT NULL,                -- network id (or "subnets" for subnet allocations)
+    address TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (pool, address)
+);
+CREATE TABLE IF NOT EXISTS ports (
+    host TEXT NOT NULL,
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    PRIMARY KEY (host, protocol, host_ip, port)
+);
+CREATE INDEX IF NOT EXISTS ports_by_port ON ports (host, protocol, port);
+CREATE INDEX IF NOT EXISTS ports_by_owner ON ports (owner);
+CREATE INDEX IF NOT EXISTS addresses_by_owner ON addresses (owner);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS admissions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    host TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    what TEXT NOT NULL,
+    decision TEXT NOT NULL,            -- admitted | denied | warned
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                -- setup | teardown
+    owner TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,             -- the owning process's start time (pid reuse guard)
+    plan TEXT NOT NULL,
+    done INTEGER NOT NULL,             -- ops completed
+    failed INTEGER NOT NULL DEFAULT 0, -- teardown finished with errors: retry in gc
+    at REAL NOT NULL
+);
+"""
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("HOSTNET_STATE_DIR") or "/var/lib/hostnet")
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class Tx:
+    """One write transaction. Methods are the store's vocabulary; SQL stays in here."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # -- generic -----------------------------------------------------------------------
+
+    def forget(self, owner: str) -> None:
+        """Delete every record and allocation ``owner`` holds."""
+        self.c.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
+        self.c.execute("DELETE FROM ports WHERE owner = ?", (owner,))
+        self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
+        self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
+        self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
+
+    def next_cursor(self, name: str, default: int) -> int:
+        row = self.c.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else default
+
+    def set_cursor(self, name: str, value: int) -> None:
+        self.c.execute(
+            "INSERT INTO cursors (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def add_namespace(self, name: str, host: str, created: bool, owner: str) -> None:
+        try:
+            self.c.execute(
+                "INSERT INTO namespaces (name, host, created, owner, state, at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?)",
+                (name, host, int(created), owner, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise errors.NamespaceExists(name) from None
+
+    def namespace(self, name: str) -> dict[str, Any] | None:
+        row = self.c.execute(
+            "SELECT name, host, created, owner, state FROM namespaces WHERE name = ?", (name,)
+        ).fetchone()
+        if row is None:
+            return None
+        return {"name": row[0], "host": row[1], "created": bool(row[2]), "owner": row[3],
+                "state": row[4]}
+
+    def namespaces(self) -> list[dict[str, Any]]:
+        rows = self.c.execute("SELECT name FROM namespaces ORDER BY name").fetchall()
+        return [self.namespace(r[0]) for r in rows]  # type: ignore[misc]
+
+    def activate(self, table: str, key: str, value: str, applied: Any = None) -> None:
+        assert table in ("namespaces", "networks", "endpoints")
+        if applied is None:
+            self.c.execute(f"UPDATE {table} SET state = 'active' WHERE {key} = ?", (value,))  # noqa: S608
+        else:
+            self.c.execute(
+                f"UPDATE {table} SET state = 'active', applied = ? WHERE {key} = ?",  # noqa: S608
+                (_dumps(applied), value),
+            )
+
+    # -- networks ----------------------------------------------------------------------
+
+    def add_network(self, *, id: str, name: str, driver: str, host: str, spec: Any,
+                    data: Any) -> None:
+        try:
+            self.c.execute(
+                "INSERT INTO networks (id, name, driver, host, spec, data, applied, state, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, '[]', 'pending', ?)",
+                (id, name, driver, host, _dumps(spec), _dumps(data), time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise errors.NetworkExists(name) from None
+
+    def _network_row(self, row: Any) -> dict[str, Any]:
+        return {"id": row[0], "name": row[1], "driver": row[2], "host": row[3],
+                "spec": _loads(row[4]), "data": _loads(row[5]), "applied": _loads(row[6]),
+                "state": row[7], "at": row[8]}
+
+    def network(self, host: str, name: str) -> dict[str, Any] | None:
+        """The network called ``name`` on ``host`` (or whose id is ``name``)."""
+        row = self.c.execute(
+            "SELECT id, name, driver, host, spec, data, applied, state, at FROM networks "
+            "WHERE (host = ? AND name = ?) OR id = ?", (host, name, name),
+        ).fetchone()
+        return None if row is None else self._network_row(row)
+
+    def networks(self, host: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, name, driver, host, spec, data, applied, state, at FROM networks"
+        args: tuple[Any, ...] = ()
+        if host is not None:
+            sql += " WHERE host = ?"
+            args = (host,)
+        return [self._network_row(r) for r in self.c.execute(sql + " ORDER BY name", args)]
+
+    def update_network_data(self, id: str, data: Any) -> None:
+        self.c.execute("UPDATE networks SET data = ? WHERE id = ?", (_dumps(data), id))
+
+    # -- endpoints ---------------------------------------------------------------------
+
+    def add_endpoint(self, *, id: str, network: str, workload: str, ns: str | None,
+                     data: Any) -> None:
+        try:
+            self.c.execute(
+                "INSERT INTO endpoints (id, network, workload, ns, data, applied, state, at) "
+                "VALUES (?, ?, ?, ?, ?, '[]', 'pending', ?)",
+                (id, network, workload, ns, _dumps(data), time.time()),
+            )
+        except sqlite3.IntegrityError:
+            raise errors.ConflictError(
+                f"{workload!r} is already connected to this network"
+            ) from None
+
+    def _endpoint_row(self, row: Any) -> dict[str, Any]:
+        return {"id": row[0], "network": row[1], "workload": row[2], "ns": row[3],
+                "data": _loads(row[4]), "applied": _loads(row[5]), "state": row[6],
+                "at": row[7]}
+
+    def endpoints(self, *, network: str | None = None, workload: str | None = None,
+                  ns: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT id, network, workload, ns, data, applied, state, at FROM endpoints"
+        where, args = [], []
+        for col, val in (("network", network), ("workload", workload), ("ns", ns)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [self._endpoint_row(r) for r in self.c.execute(sql + " ORDER BY at, id", args)]
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def allocated(self, pool: str) -> set[str]:
+        return {r[0] for r in self.c.execute(
+            "SELECT address FROM addresses WHERE pool = ?", (pool,))}
+
+    def allocate(self, pool: str, address: str, owner: str) -> bool:
+        """Claim ``address`` in ``pool``; False if someone holds it."""
+        try:
+            self.c.execute("INSERT INTO addresses (pool, address, owner) VALUES (?, ?, ?)",
+                           (pool, address, owner))
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def address_owner(self, pool: str, address: str) -> str | None:
+        row = self.c.execute("SELECT owner FROM addresses WHERE pool = ? AND address = ?",
+                             (pool, address)).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- ports -------------------------------------------------------------------------
+
+    def port_holders(self, host: str, protocol: str, port: int) -> list[tuple[str, str, str]]:
+        """(host_ip, owner, workload) of reservations of this port."""
+        return [(r[0], r[1], r[2]) for r in self.c.execute(
+            "SELECT host_ip, owner, workload FROM ports "
+            "WHERE host = ? AND protocol = ? AND port = ?", (host, protocol, port))]
+
+    def reserved_ports(self, host: str, protocol: str, low: int, high: int) -> set[int]:
+        return {r[0] for r in self.c.execute(
+            "SELECT port FROM ports WHERE host = ? AND protocol = ? AND port BETWEEN ? AND ?",
+            (host, protocol, low, high))}
+
+    def reserve_port(self, host: str, protocol: str, host_ip: str, port: int, owner: str,
+                     workload: str) -> None:
+        self.c.execute(
+            "INSERT INTO ports (host, protocol, host_ip, port, owner, workload) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (host, protocol, host_ip, port, owner, workload))
+
+    def ports(self, host: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT host, protocol, host_ip, port, owner, workload FROM ports"
+        where, args = [], []
+        if host is not None:
+            where.append("host = ?")
+            args.append(host)
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [
+            {"host": r[0], "protocol": r[1], "host_ip": r[2], "port": r[3], "owner": r[4],
+             "workload": r[5]}
+            for r in self.c.execute(sql + " ORDER BY port, protocol, host_ip", args)
+        ]
+
+    # -- admissions --------------------------------------------------------------------
+
+    def record_admission(self, host: str, workload: str, what: str, decision: str,
+                         reason: str) -> None:
+        self.c.execute(
+            "INSERT INTO admissions (at, host, workload, what, decision, reason) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), host, workload, what, decision, reason))
+
+    def admissions(self) -> list[dict[str, Any]]:
+        return [
+            {"at": r[0], "host": r[1], "workload": r[2], "what": r[3], "decision": r[4],
+             "reason": r[5]}
+            for r in self.c.execute(
+                "SELECT at, host, workload, what, decision, reason FROM admissions ORDER BY id")
+        ]
+
+    # -- journal -----------------------------------------------------------------------
+
+    def journal_begin(self, *, id: str, kind: str, owner: str, pid: int, started: float,
+                      plan: list[dict[str, Any]]) -> None:
+        self.c.execute(
+            "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            (id, kind, owner, pid, started, _dumps(plan), time.time()))
+
+    def journal_end(self, id: str) -> None:
+        self.c.execute("DELETE FROM journal WHERE id = ?", (id,))
+
+    def journal_fail(self, id: str) -> None:
+        self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))
+
+    def journals(self) -> list[dict[str, Any]]:
+        return [
+            {"id": r[0], "kind": r[1], "owner": r[2], "pid": r[3], "started": r[4],
+             "plan": _loads(r[5]), "done": r[6], "failed": bool(r[7]), "at": r[8]}
+            for r in self.c.execute(
+                "SELECT id, kind, owner, pid, started, plan, done, failed, at FROM journal "
+                "ORDER BY at")
+        ]
+
+    def journal_claim(self, id: str, old_pid: int, old_started: float, pid: int,
+                      started: float) -> bool:
+        """Take over a journal from a dead process; False if someone else did first."""
+        cur = self.c.execute(
+            "UPDATE journal SET pid = ?, started = ? WHERE id = ? AND pid = ? AND started = ?",
+            (pid, started, id, old_pid, old_started))
+        return cur.rowcount == 1
+
+
+class LocalStore:
+    """The embedded store.
+
+    >>> import tempfile
+    >>> store = LocalStore(tempfile.mkdtemp())
+    >>> with store.transaction() as tx:
+    ...     tx.record_admission("", "web", "host-network", "admitted", "opt-in")
+    >>> len(store.read(lambda tx: tx.admissions()))
+    1
+    """
+
+    def __init__(self, state_dir: str | os.PathLike[str] | None = None,
+                 timeout: float = 30.0) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        try:
+            self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except PermissionError as exc:
+            raise errors.StoreError(
+                f"cannot create the state directory {self.state_dir}: {exc.strerror}; "
+                "pass state_dir= or set HOSTNET_STATE_DIR to a writable directory"
+            ) from exc
+        self.path = self.state_dir / "state.db"
+        self._local = threading.local()
+        self._timeout = timeout
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._migrate()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            except sqlite3.Error as exc:
+                raise errors.StoreError(f"cannot open {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise errors.StoreError(
+                    f"{self.path} has schema {row[0]}, written by a newer hostnet; this one "
+                    f"knows schema {SCHEMA_VERSION}: upgrade hostnet or use another state_dir"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction: committed on success, rolled back on any exception."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise errors.StoreError(f"{self.path} is busy or unwritable: {exc}") from exc
+        try:
+            yield Tx(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def read(self, fn: Any) -> Any:
+        """Run ``fn(tx)`` in a read transaction (a consistent snapshot)."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            return fn(Tx(conn))
+        finally:
+            conn.execute("COMMIT")
+
+    def journal_progress(self, id: str, done: int) -> None:
+        self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
+
+    def dump(self) -> dict[str, Any]:
+        """Every table as rows, for tests comparing states before and after."""
+        conn = self._conn()
+        out = {}
+        for table in ("namespaces", "networks", "endpoints", "addresses", "ports", "journal"):
+            out[table] = sorted(map(tuple, conn.execute(f"SELECT * FROM {table}")))  # noqa: S608
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()

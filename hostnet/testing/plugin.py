@@ -1,0 +1,72 @@
+"""pytest fixtures for code that uses hostnet (registered through ``pytest11``).
+
+- ``hostnet_fake``: a Controller on the fake backend with its own temporary state. No
+  root needed.
+- ``hostnet_host``: as root, a Controller whose host is a throwaway namespace, with its
+  own temporary state; every namespace the test makes with the Controller's
+  ``prefix`` is deleted afterwards, even when the test fails. Skipped without root.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostnet.testing.world import unique_prefix
+
+
+class _Host:
+    """A throwaway host namespace; names made with ``name()`` are cleaned up."""
+
+    def __init__(self, tmp: Path) -> None:
+        from hostnet.backends.netlink import NetlinkBackend
+        from hostnet.controller import Controller
+        from hostnet.ops import CreateNamespace
+
+        self.prefix = unique_prefix("hp")
+        self.backend = NetlinkBackend()
+        self.host = f"{self.prefix}host"
+        self.backend.apply(CreateNamespace(ns=self.host))
+        self.controller = Controller(state_dir=tmp / "state", host=self.host,
+                                     backend=self.backend)
+        self._n = 0
+
+    def name(self, hint: str = "ns") -> str:
+        self._n += 1
+        return f"{self.prefix}{hint}{self._n}"
+
+    def close(self) -> None:
+        from hostnet import errors
+        from hostnet.ops import DeleteNamespace
+
+        self.controller.close()
+        for name in self.backend.namespaces():
+            if name.startswith(self.prefix):
+                try:
+                    self.backend.apply(DeleteNamespace(ns=name))
+                except errors.NotFoundError:
+                    pass
+        self.backend.close()
+
+
+@pytest.fixture
+def hostnet_fake(tmp_path: Path) -> Iterator[object]:
+    from hostnet.controller import Controller
+
+    ctl = Controller(backend="fake", state_dir=tmp_path / "state")
+    yield ctl
+    ctl.close()
+
+
+@pytest.fixture
+def hostnet_host(tmp_path: Path) -> Iterator[_Host]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for the real kernel")
+    host = _Host(tmp_path)
+    try:
+        yield host
+    finally:
+        host.close()
