@@ -148,16 +148,27 @@ class Controller:
 
     def _record_admission(self, admission: Admission) -> None:
         with self.store.transaction() as tx:
-            tx.record_admission(self.host_key, admission.workload, admission.what,
-                                admission.decision, admission.reason)
+            tx.record_admission(
+                self.host_key,
+                admission.workload,
+                admission.what,
+                admission.decision,
+                admission.reason,
+            )
 
     def _ensure_builtin_networks(self) -> None:
         with self.store.transaction() as tx:
             for name in ("none", "host"):
                 if tx.network(self.host_key, name) is None:
                     spec = NetworkSpec(name=name, driver=name)
-                    tx.add_network(id=new_id(), name=name, driver=name, host=self.host_key,
-                                   spec=spec.to_json(), data={})
+                    tx.add_network(
+                        id=new_id(),
+                        name=name,
+                        driver=name,
+                        host=self.host_key,
+                        spec=spec.to_json(),
+                        data={},
+                    )
                     tx.activate("networks", "name", name)
 
     # -- namespaces --------------------------------------------------------------------
@@ -171,8 +182,9 @@ class Controller:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
             return (CreateNamespace(ns=name),)
 
-        self.executor.apply(prepare, owner=owner,
-                            commit=lambda tx, _plan: tx.activate("namespaces", "name", name))
+        self.executor.apply(
+            prepare, owner=owner, commit=lambda tx, _plan: tx.activate("namespaces", "name", name)
+        )
         self._release(name)
         return Namespace(self, name, managed=True)
 
@@ -194,8 +206,9 @@ class Controller:
             return (Adopt(ns=name, kind="namespace", name=name),)
 
         try:
-            self.executor.apply(prepare, owner=owner,
-                                commit=lambda tx, _p: tx.activate("namespaces", "name", name))
+            self.executor.apply(
+                prepare, owner=owner, commit=lambda tx, _p: tx.activate("namespaces", "name", name)
+            )
         except errors.NamespaceExists:  # another process adopted it at the same moment
             pass
         return Namespace(self, name, managed=False)
@@ -242,22 +255,29 @@ class Controller:
     # -- networks ----------------------------------------------------------------------
 
     def _network_record(self, name: str) -> dict[str, Any]:
-        record = self.store.read(lambda tx: tx.network(self.host_key, name))
+        record: dict[str, Any] | None = self.store.read(lambda tx: tx.network(self.host_key, name))
         if record is None or record["state"] != "active":
             raise errors.NetworkNotFound(name)
         return record
 
     @staticmethod
     def _network_info(record: dict[str, Any], host_ns: str | None) -> NetworkInfo:
-        return NetworkInfo(id=record["id"], spec=NetworkSpec.from_json(record["spec"]),
-                           host_ns=host_ns, data=record["data"])
+        return NetworkInfo(
+            id=record["id"],
+            spec=NetworkSpec.from_json(record["spec"]),
+            host_ns=host_ns,
+            data=record["data"],
+        )
 
     def network(self, name: str) -> Network:
         return Network(self, self._network_record(name))
 
     def networks(self) -> list[Network]:
-        return [Network(self, r) for r in self.store.read(lambda tx: tx.networks(self.host_key))
-                if r["state"] == "active"]
+        return [
+            Network(self, r)
+            for r in self.store.read(lambda tx: tx.networks(self.host_key))
+            if r["state"] == "active"
+        ]
 
     def create_network(
         self,
@@ -287,9 +307,13 @@ class Controller:
         merged = dict(options or {})
         merged.update(driver_options)
         spec = NetworkSpec(
-            name=name, driver=driver,
+            name=name,
+            driver=driver,
             subnets=_subnet_configs(subnet, gateway, ip_range, aux_addresses),
-            internal=internal, enable_ipv6=ipv6, options=merged, labels=labels,
+            internal=internal,
+            enable_ipv6=ipv6,
+            options=merged,
+            labels=labels,
         )
         drv = cls()
         spec = drv.validate(spec)
@@ -301,8 +325,14 @@ class Controller:
             nonlocal spec
             spec = self._prepare_network(tx, drv, spec, network_id, host, others)
             data = drv.decide(spec, network_id, host)
-            tx.add_network(id=network_id, name=name, driver=driver, host=self.host_key,
-                           spec=spec.to_json(), data=data)
+            tx.add_network(
+                id=network_id,
+                name=name,
+                driver=driver,
+                host=self.host_key,
+                spec=spec.to_json(),
+                data=data,
+            )
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
             return drv.plan_create(NetworkContext(network=info, host=host))
 
@@ -312,8 +342,15 @@ class Controller:
         self.executor.apply(prepare, owner=network_id, commit=commit)
         return self.network(name)
 
-    def _prepare_network(self, tx: Tx, driver: Driver, spec: NetworkSpec, network_id: str,
-                         host: Snapshot | None, others: list[dict[str, Any]]) -> NetworkSpec:
+    def _prepare_network(
+        self,
+        tx: Tx,
+        driver: Driver,
+        spec: NetworkSpec,
+        network_id: str,
+        host: Snapshot | None,
+        others: list[dict[str, Any]],
+    ) -> NetworkSpec:
         """Hook for address management (filled in by drivers that allocate subnets)."""
         return spec
 
@@ -328,8 +365,11 @@ class Controller:
         for ep in endpoints:
             plan.extend(inverse_plan(plan_from_json(ep["applied"])))
         plan.extend(inverse_plan(plan_from_json(record["applied"])))
-        self.executor.teardown(tuple(plan), owners=[*(e["id"] for e in endpoints), record["id"]],
-                               what=f"delete network {name!r}")
+        self.executor.teardown(
+            tuple(plan),
+            owners=[*(e["id"] for e in endpoints), record["id"]],
+            what=f"delete network {name!r}",
+        )
         for ep in endpoints:
             self._release(ep["ns"])
 
@@ -355,8 +395,11 @@ class Controller:
             "Driver": record["driver"],
             "Scope": driver_class(record["driver"]).scope,
             "EnableIPv6": spec.enable_ipv6,
-            "IPAM": {"Driver": "default", "Options": {},
-                     "Config": [s.to_docker() for s in spec.subnets]},
+            "IPAM": {
+                "Driver": "default",
+                "Options": {},
+                "Config": [s.to_docker() for s in spec.subnets],
+            },
             "Internal": spec.internal,
             "Options": dict(spec.options),
             "Labels": dict(spec.labels),
@@ -384,7 +427,8 @@ class Controller:
                 raise errors.InvalidOption("network", None, "give a network name or driver=")
             if not driver_class(driver).builtin:
                 raise errors.InvalidOption(
-                    "driver", driver,
+                    "driver",
+                    driver,
                     "only predefined networks (none, host) are picked by driver; create a "
                     "network with create_network() and pass its name",
                 )
@@ -413,11 +457,13 @@ class Controller:
         reserved: set[int] = set()
         bound: tuple[Any, ...] = ()
         if requests:
-            low, high = map(int, self.backend.sysctl(
-                self.host_ns, "net/ipv4/ip_local_port_range").split())
+            low, high = map(
+                int, self.backend.sysctl(self.host_ns, "net/ipv4/ip_local_port_range").split()
+            )
             if any(r.start is None for r in requests):
-                reserved = parse_reserved(self.backend.sysctl(
-                    self.host_ns, "net/ipv4/ip_local_reserved_ports"))
+                reserved = parse_reserved(
+                    self.backend.sysctl(self.host_ns, "net/ipv4/ip_local_reserved_ports")
+                )
             wanted: set[int] | None = set()
             for r in requests:
                 if r.start is None or wanted is None:
@@ -426,8 +472,9 @@ class Controller:
                     assert r.end is not None
                     wanted.update(range(r.start, r.end + 1))
             bound = self.backend.bound_sockets(self.host_ns, wanted)
-        return PortAllocator(host=self.host_key, ephemeral=(low, high), reserved=reserved,
-                             bound=bound)
+        return PortAllocator(
+            host=self.host_key, ephemeral=(low, high), reserved=reserved, bound=bound
+        )
 
     def _admit_ports(self, workload: str, requests: Iterable[PortRequest]) -> None:
         explicit = sorted({r.start for r in requests if r.start is not None})
@@ -439,10 +486,13 @@ class Controller:
                 admission = self.policy.admit_privileged_port(workload, port, first)
                 self._record_admission(admission)
                 if not admission.admitted:
-                    raise errors.PolicyDenied(f"host port {port} for {workload!r}",
-                                              admission.reason,
-                                              "use a port >= " + str(first) +
-                                              " or SecurityPolicy(allow_privileged_ports=True)")
+                    raise errors.PolicyDenied(
+                        f"host port {port} for {workload!r}",
+                        admission.reason,
+                        "use a port >= "
+                        + str(first)
+                        + " or SecurityPolicy(allow_privileged_ports=True)",
+                    )
 
     def _connect(
         self,
@@ -473,14 +523,18 @@ class Controller:
         else:
             if isinstance(workload, Namespace):
                 raise errors.InvalidOption(
-                    "workload", workload.name,
+                    "workload",
+                    workload.name,
                     "a host-network workload has no namespace of its own: pass its name",
                 )
             name = check_network_name(workload)
             ns = None
         if ports and drv.needs_namespace:
-            raise errors.InvalidOption("ports", list(ports), "only host-network workloads "
-                                       "declare host ports; publish with publish=[...]")
+            raise errors.InvalidOption(
+                "ports",
+                list(ports),
+                "only host-network workloads declare host ports; publish with publish=[...]",
+            )
         if hold and drv.needs_namespace:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
         publish_specs = [parse_publish(p) for p in publish]
@@ -488,9 +542,12 @@ class Controller:
         existing = self.endpoints(name)
         if any(e.network == network.name for e in existing):
             raise errors.ConflictError(f"{name!r} is already connected to {network.name!r}")
-        if existing and (drv.exclusive or any(
-                driver_class(self._network_record(e.network)["driver"]).exclusive
-                for e in existing)):
+        if existing and (
+            drv.exclusive
+            or any(
+                driver_class(self._network_record(e.network)["driver"]).exclusive for e in existing
+            )
+        ):
             modes = ", ".join(e.network for e in existing)
             raise errors.ConflictError(
                 f"{name!r} is on {modes}; network mode none and host cannot be combined with "
@@ -502,7 +559,8 @@ class Controller:
             self._record_admission(admission)
             if not admission.admitted:
                 raise errors.PolicyDenied(
-                    f"host networking for {name!r}", admission.reason,
+                    f"host networking for {name!r}",
+                    admission.reason,
                     f"opt in with SecurityPolicy(allow_host_network={{{name!r}}}) or "
                     "allow_host_network=True",
                 )
@@ -510,8 +568,11 @@ class Controller:
                 admission = self.policy.admit_host_publish(name)
                 self._record_admission(admission)
                 if not admission.admitted:
-                    raise errors.PolicyDenied(f"publishing ports for {name!r}", admission.reason,
-                                              "declare the ports it binds with ports=[...]")
+                    raise errors.PolicyDenied(
+                        f"publishing ports for {name!r}",
+                        admission.reason,
+                        "declare the ports it binds with ports=[...]",
+                    )
                 warnings.warn(admission.reason, errors.HostnetWarning, stacklevel=3)
                 publish_specs = []
         requests = [s.host for s in publish_specs] + host_requests
@@ -527,20 +588,42 @@ class Controller:
             mappings: list[PortMapping] = []
             for spec, got in zip(publish_specs, reserved, strict=False):
                 for offset, res in enumerate(got):
-                    mappings.append(PortMapping(
-                        protocol=res.protocol, host_ip=res.host_ip, host_port=res.port,
-                        container_port=spec.container_start + (
-                            offset if spec.container_end > spec.container_start else 0),
-                    ))
-            flat_host = [r for got in reserved[len(publish_specs):] for r in got]
-            endpoint = self._prepare_endpoint(tx, drv, info, EndpointInfo(
-                id=endpoint_id, workload=name, ns=ns, mac=mac, ports=tuple(mappings),
-                held=tuple(flat_host) if hold else (),
-            ), ip=ip, ip6=ip6, target=target)
-            tx.add_endpoint(id=endpoint_id, network=record["id"], workload=name, ns=ns,
-                            data=_endpoint_json(endpoint, flat_host))
-            return drv.plan_connect(ConnectContext(network=info, endpoint=endpoint,
-                                                   target=target, host=host))
+                    mappings.append(
+                        PortMapping(
+                            protocol=res.protocol,
+                            host_ip=res.host_ip,
+                            host_port=res.port,
+                            container_port=spec.container_start
+                            + (offset if spec.container_end > spec.container_start else 0),
+                        )
+                    )
+            flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
+            endpoint = self._prepare_endpoint(
+                tx,
+                drv,
+                info,
+                EndpointInfo(
+                    id=endpoint_id,
+                    workload=name,
+                    ns=ns,
+                    mac=mac,
+                    ports=tuple(mappings),
+                    held=tuple(flat_host) if hold else (),
+                ),
+                ip=ip,
+                ip6=ip6,
+                target=target,
+            )
+            tx.add_endpoint(
+                id=endpoint_id,
+                network=record["id"],
+                workload=name,
+                ns=ns,
+                data=_endpoint_json(endpoint, flat_host),
+            )
+            return drv.plan_connect(
+                ConnectContext(network=info, endpoint=endpoint, target=target, host=host)
+            )
 
         def commit(tx: Tx, plan: Plan) -> None:
             tx.activate("endpoints", "id", endpoint_id, plan_to_json(plan))
@@ -551,13 +634,22 @@ class Controller:
             self._release(ns)
         return next(e for e in self.endpoints(name) if e.id == endpoint_id)
 
-    def _prepare_endpoint(self, tx: Tx, driver: Driver, network: NetworkInfo,
-                          endpoint: EndpointInfo, *, ip: str | None, ip6: str | None,
-                          target: Snapshot | None) -> EndpointInfo:
+    def _prepare_endpoint(
+        self,
+        tx: Tx,
+        driver: Driver,
+        network: NetworkInfo,
+        endpoint: EndpointInfo,
+        *,
+        ip: str | None,
+        ip6: str | None,
+        target: Snapshot | None,
+    ) -> EndpointInfo:
         """Hook for address management (drivers that allocate addresses)."""
         if ip or ip6:
-            raise errors.InvalidOption("ip", ip or ip6,
-                                       f"the {driver.name} driver does not assign addresses")
+            raise errors.InvalidOption(
+                "ip", ip or ip6, f"the {driver.name} driver does not assign addresses"
+            )
         return endpoint
 
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
@@ -569,8 +661,9 @@ class Controller:
         ep = eps[0]
         plan = inverse_plan(plan_from_json(ep["applied"]))
         try:
-            self.executor.teardown(plan, owners=[ep["id"]],
-                                   what=f"disconnect {name!r} from {network.name!r}")
+            self.executor.teardown(
+                plan, owners=[ep["id"]], what=f"disconnect {name!r} from {network.name!r}"
+            )
         finally:
             self._release(ep["ns"])
 
@@ -580,8 +673,14 @@ class Controller:
         for ep in self.endpoints(workload):
             for res in ep.reserved:
                 try:
-                    self.backend.apply(UnbindPort(ns=self.host_ns, protocol=res.protocol,
-                                                  address=res.host_ip, port=res.port))
+                    self.backend.apply(
+                        UnbindPort(
+                            ns=self.host_ns,
+                            protocol=res.protocol,
+                            address=res.host_ip,
+                            port=res.port,
+                        )
+                    )
                 except errors.NotFoundError:
                     pass
 
@@ -589,8 +688,11 @@ class Controller:
         """Endpoints on this host, of one workload or of all."""
         nets = {r["id"]: r["name"] for r in self.store.read(lambda tx: tx.networks(self.host_key))}
         rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
-        return [_endpoint_from(row, nets[row["network"]]) for row in rows
-                if row["network"] in nets and row["state"] == "active"]
+        return [
+            _endpoint_from(row, nets[row["network"]])
+            for row in rows
+            if row["network"] in nets and row["state"] == "active"
+        ]
 
     def _network_endpoints(self, network: Network) -> list[Endpoint]:
         rows = self.store.read(lambda tx: tx.endpoints(network=network.id))
@@ -642,31 +744,59 @@ class Controller:
         findings: list[dict[str, str]] = []
         for ep in self.endpoints():
             if ep.network == "host":
-                findings.append({"severity": "high", "kind": "host-network",
-                                 "subject": ep.workload,
-                                 "detail": "shares the host's network stack and ports"})
+                findings.append(
+                    {
+                        "severity": "high",
+                        "kind": "host-network",
+                        "subject": ep.workload,
+                        "detail": "shares the host's network stack and ports",
+                    }
+                )
             for m in ep.ports:
                 if m.host_ip in ("0.0.0.0", "::"):
-                    findings.append({"severity": "medium", "kind": "published-on-all",
-                                     "subject": ep.workload,
-                                     "detail": f"{m.host_port}/{m.protocol} is published on "
-                                               f"every host address"})
+                    findings.append(
+                        {
+                            "severity": "medium",
+                            "kind": "published-on-all",
+                            "subject": ep.workload,
+                            "detail": f"{m.host_port}/{m.protocol} is published on "
+                            f"every host address",
+                        }
+                    )
         for net in self.networks():
-            if net.driver == "bridge" and net.spec.option(
-                    "com.docker.network.bridge.enable_icc", "true") == "true":
-                findings.append({"severity": "low", "kind": "icc-on", "subject": net.name,
-                                 "detail": "endpoints of this network can reach each other"})
+            if (
+                net.driver == "bridge"
+                and net.spec.option("com.docker.network.bridge.enable_icc", "true") == "true"
+            ):
+                findings.append(
+                    {
+                        "severity": "low",
+                        "kind": "icc-on",
+                        "subject": net.name,
+                        "detail": "endpoints of this network can reach each other",
+                    }
+                )
         live = set(self.backend.namespaces())
         for rec in self.store.read(lambda tx: tx.namespaces()):
             if rec["name"] not in live:
-                findings.append({"severity": "medium", "kind": "stale-record",
-                                 "subject": rec["name"],
-                                 "detail": "recorded namespace is gone; run `hostnet gc`"})
+                findings.append(
+                    {
+                        "severity": "medium",
+                        "kind": "stale-record",
+                        "subject": rec["name"],
+                        "detail": "recorded namespace is gone; run `hostnet gc`",
+                    }
+                )
         for entry in self.store.read(lambda tx: tx.journals()):
-            findings.append({"severity": "medium", "kind": "unfinished-work",
-                             "subject": entry["id"][:12],
-                             "detail": f"{entry['kind']} journal of pid {entry['pid']} "
-                                       f"({entry['done']}/{len(entry['plan'])} ops)"})
+            findings.append(
+                {
+                    "severity": "medium",
+                    "kind": "unfinished-work",
+                    "subject": entry["id"][:12],
+                    "detail": f"{entry['kind']} journal of pid {entry['pid']} "
+                    f"({entry['done']}/{len(entry['plan'])} ops)",
+                }
+            )
         order = {"high": 0, "medium": 1, "low": 2}
         return sorted(findings, key=lambda f: order[f["severity"]])
 
@@ -683,14 +813,18 @@ class Controller:
             plan: list[Op] = []
             for ep in eps:
                 plan.extend(inverse_plan(plan_from_json(ep["applied"])))
-            self.executor.teardown(tuple(plan), owners=[*(e["id"] for e in eps), rec["owner"]],
-                                   what=f"forget stale namespace {rec['name']!r}")
+            self.executor.teardown(
+                tuple(plan),
+                owners=[*(e["id"] for e in eps), rec["owner"]],
+                what=f"forget stale namespace {rec['name']!r}",
+            )
             stale.append(rec["name"])
         for row in self.store.read(lambda tx: tx.endpoints()):
             if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
                 plan_ = inverse_plan(plan_from_json(row["applied"]))
-                self.executor.teardown(plan_, owners=[row["id"]],
-                                       what=f"forget stale endpoint of {row['workload']!r}")
+                self.executor.teardown(
+                    plan_, owners=[row["id"]], what=f"forget stale endpoint of {row['workload']!r}"
+                )
                 stale.append(row["workload"])
         return {
             "recovered": [
@@ -714,22 +848,23 @@ def _subnet_configs(
 
     subnets, gateways, ranges = as_list(subnet), as_list(gateway), as_list(ip_range)
     if len(gateways) > len(subnets) or len(ranges) > len(subnets):
-        raise errors.InvalidOption("gateway", gateway, "every gateway and ip range needs a "
-                                   "subnet (give them in the same order)")
+        raise errors.InvalidOption(
+            "gateway",
+            gateway,
+            "every gateway and ip range needs a subnet (give them in the same order)",
+        )
     out = []
     for i, sub in enumerate(subnets):
         assert sub is not None
         gw = gateways[i] if i < len(gateways) else None
         rng = ranges[i] if i < len(ranges) else None
-        mine = tuple(sorted(
-            (k, v) for k, v in (aux or {}).items()
-            if _in_subnet(v, sub)
-        ))
+        mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _in_subnet(v, sub)))
         out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
     stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
     if stray:
-        raise errors.InvalidAddress(aux[stray[0]] if aux else stray[0],
-                                    f"auxiliary address {stray[0]!r} is in no subnet")
+        raise errors.InvalidAddress(
+            aux[stray[0]] if aux else stray[0], f"auxiliary address {stray[0]!r} is in no subnet"
+        )
     return tuple(out)
 
 
@@ -757,21 +892,37 @@ def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> d
 def _endpoint_from(row: dict[str, Any], network_name: str) -> Endpoint:
     data = row["data"]
     return Endpoint(
-        id=row["id"], network=network_name, workload=row["workload"], ns=row["ns"],
-        ifname=data.get("ifname"), mac=data.get("mac"),
-        addresses=tuple(data.get("addresses", ())), gateways=tuple(data.get("gateways", ())),
-        ports=tuple(PortMapping(protocol=p, host_ip=h, host_port=hp, container_port=cp)
-                    for p, h, hp, cp in data.get("ports", ())),
-        reserved=tuple(Reservation(protocol=p, host_ip=h, port=port)
-                       for p, h, port in data.get("reserved", ())),
+        id=row["id"],
+        network=network_name,
+        workload=row["workload"],
+        ns=row["ns"],
+        ifname=data.get("ifname"),
+        mac=data.get("mac"),
+        addresses=tuple(data.get("addresses", ())),
+        gateways=tuple(data.get("gateways", ())),
+        ports=tuple(
+            PortMapping(protocol=p, host_ip=h, host_port=hp, container_port=cp)
+            for p, h, hp, cp in data.get("ports", ())
+        ),
+        reserved=tuple(
+            Reservation(protocol=p, host_ip=h, port=port)
+            for p, h, port in data.get("reserved", ())
+        ),
     )
 
 
 def _endpoint_info(ep: Endpoint) -> EndpointInfo:
-    return EndpointInfo(id=ep.id, workload=ep.workload, ns=ep.ns, ifname=ep.ifname, mac=ep.mac,
-                        addresses=ep.addresses, gateways=ep.gateways, ports=ep.ports,
-                        held=ep.reserved)
+    return EndpointInfo(
+        id=ep.id,
+        workload=ep.workload,
+        ns=ep.ns,
+        ifname=ep.ifname,
+        mac=ep.mac,
+        addresses=ep.addresses,
+        gateways=ep.gateways,
+        ports=ep.ports,
+        held=ep.reserved,
+    )
 
 
 __all__ = ["Controller", "new_id"]
-

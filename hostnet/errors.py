@@ -281,7 +281,9 @@ class TeardownError(HostnetError):
     def __init__(self, what: str, errors: Sequence[BaseException]) -> None:
         self.what = what
         self.errors = tuple(errors)
-        super().__init__(f"{what}: {len(self.errors)} step(s) failed: " + "; ".join(map(str, errors)))
+        super().__init__(
+            f"{what}: {len(self.errors)} step(s) failed: " + "; ".join(map(str, errors))
+        )
 
 
 class StoreError(HostnetError):

@@ -86,8 +86,14 @@ class Executor:
         else:
             with self.store.transaction() as tx:
                 plan = prepare if isinstance(prepare, tuple) else prepare(tx)
-                tx.journal_begin(id=journal, kind="setup", owner=json.dumps([owner]),
-                                 pid=self._pid, started=self._started, plan=plan_to_json(plan))
+                tx.journal_begin(
+                    id=journal,
+                    kind="setup",
+                    owner=json.dumps([owner]),
+                    pid=self._pid,
+                    started=self._started,
+                    plan=plan_to_json(plan),
+                )
         done: list[Op] = []
         try:
             for index, op in enumerate(plan):
@@ -139,8 +145,14 @@ class Executor:
         journal = uuid.uuid4().hex
         if self.store is not None:
             with self.store.transaction() as tx:
-                tx.journal_begin(id=journal, kind="teardown", owner=json.dumps(list(owners)),
-                                 pid=self._pid, started=self._started, plan=plan_to_json(plan))
+                tx.journal_begin(
+                    id=journal,
+                    kind="teardown",
+                    owner=json.dumps(list(owners)),
+                    pid=self._pid,
+                    started=self._started,
+                    plan=plan_to_json(plan),
+                )
         problems = self._run_tolerant(plan, journal)
         if self.store is not None:
             with self.store.transaction() as tx:
@@ -180,8 +192,9 @@ class Executor:
             if alive and entry["pid"] == self._pid and not entry["failed"]:
                 continue
             with self.store.transaction() as tx:
-                claimed = tx.journal_claim(entry["id"], entry["pid"], entry["started"],
-                                           self._pid, self._started)
+                claimed = tx.journal_claim(
+                    entry["id"], entry["pid"], entry["started"], self._pid, self._started
+                )
             if not claimed:
                 continue
             report.append(self._recover_one(entry))
@@ -206,8 +219,13 @@ class Executor:
                 for owner in owners:
                     tx.forget(owner)
                 tx.journal_end(entry["id"])
-        return Recovered(journal=entry["id"], kind=entry["kind"], owners=owners, ops=ops,
-                         errors=tuple(map(str, problems)))
+        return Recovered(
+            journal=entry["id"],
+            kind=entry["kind"],
+            owners=owners,
+            ops=ops,
+            errors=tuple(map(str, problems)),
+        )
 
 
 class _NoTx:

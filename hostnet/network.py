@@ -76,8 +76,9 @@ class Network:
         workload name). ``publish`` takes Docker's ``-p`` strings; ``ports`` declares the
         host ports a host-network workload will bind (reserved, and bound by hostnet
         until the workload starts when ``hold=True``)."""
-        return self._ctl._connect(self, workload, publish=publish, ports=ports, hold=hold,
-                                  ip=ip, ip6=ip6, mac=mac)
+        return self._ctl._connect(
+            self, workload, publish=publish, ports=ports, hold=hold, ip=ip, ip6=ip6, mac=mac
+        )
 
     def disconnect(self, workload: Namespace | str) -> None:
         self._ctl._disconnect(self, workload)

@@ -21,9 +21,7 @@ def _freeze_options(value: Mapping[str, Any] | None) -> tuple[tuple[str, str], .
     for key, val in value.items():
         if not isinstance(key, str):
             raise errors.InvalidOption(str(key), val, "option names are strings")
-        if isinstance(val, bool):
-            val = "true" if val else "false"
-        out.append((key, str(val)))
+        out.append((key, ("true" if val else "false") if isinstance(val, bool) else str(val)))
     return tuple(sorted(out))
 
 
@@ -102,15 +100,23 @@ class NetworkSpec:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NetworkSpec:
         subnets = tuple(
-            SubnetConfig(subnet=s["subnet"], gateway=s.get("gateway"),
-                         ip_range=s.get("ip_range"),
-                         aux=tuple(tuple(x) for x in s.get("aux", ())))  # type: ignore[misc]
+            SubnetConfig(
+                subnet=s["subnet"],
+                gateway=s.get("gateway"),
+                ip_range=s.get("ip_range"),
+                aux=tuple(tuple(x) for x in s.get("aux", ())),
+            )  # type: ignore[misc]
             for s in data.get("subnets", ())
         )
-        return cls(name=data["name"], driver=data["driver"], subnets=subnets,
-                   internal=data.get("internal", False),
-                   enable_ipv6=data.get("enable_ipv6", False),
-                   options=dict(data.get("options", ())), labels=dict(data.get("labels", ())))
+        return cls(
+            name=data["name"],
+            driver=data["driver"],
+            subnets=subnets,
+            internal=data.get("internal", False),
+            enable_ipv6=data.get("enable_ipv6", False),
+            options=dict(data.get("options", ())),
+            labels=dict(data.get("labels", ())),
+        )
 
 
 @frozen(kw_only=True)

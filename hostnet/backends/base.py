@@ -44,9 +44,7 @@ class Backend(Protocol):
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         """The JSON listing of one nftables table ("inet hostnet"), None if absent."""
 
-    def popen(
-        self, ns: str | None, argv: Sequence[str], **kwargs: Any
-    ) -> subprocess.Popen[Any]:
+    def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` (no shell) with its network namespace set to ``ns``."""
 
     def release(self, ns: str | None) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 import attrs
 
 from hostnet import errors
+from hostnet.backends.fakenft import FakeNftables
 from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import (
@@ -51,10 +52,10 @@ from hostnet.ops import (
     BindPort,
     CreateNamespace,
     DelAddress,
+    DeleteNamespace,
     DelFdb,
     DelLink,
     DelNeighbour,
-    DeleteNamespace,
     DelRoute,
     MoveLink,
     NftBatch,
@@ -65,7 +66,6 @@ from hostnet.ops import (
     SetSysctl,
     UnbindPort,
 )
-from hostnet.backends.fakenft import FakeNftables
 
 KNOWN_KINDS = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan"})
 MACVLAN_MODES = frozenset({"bridge", "private", "vepa", "passthru", "source"})
@@ -148,14 +148,16 @@ class FakeKernel:
         self, ns: str | None, protocol: str, address: str, port: int, pid: int, process: str
     ) -> None:
         """Pretend another process bound a port in ``ns``."""
-        self._bind(self._ns(ns), BoundSocket(
-            protocol=protocol, address=address, port=port, pid=pid, process=process
-        ))
+        self._bind(
+            self._ns(ns),
+            BoundSocket(protocol=protocol, address=address, port=port, pid=pid, process=process),
+        )
 
     def unbind_external(self, ns: str | None, protocol: str, address: str, port: int) -> None:
         space = self._ns(ns)
         space.sockets = [
-            s for s in space.sockets
+            s
+            for s in space.sockets
             if (s.protocol, s.address, s.port) != (protocol, address, port)
         ]
 
@@ -349,15 +351,19 @@ class FakeKernel:
             if parent.kind in ("macvlan", "macvtap"):
                 parent = parent.parent or parent
             siblings = [
-                x for s in self._namespaces.values() for x in s.links.values()
+                x
+                for s in self._namespaces.values()
+                for x in s.links.values()
                 if x.parent is parent and x.kind in ("macvlan", "macvtap")
             ]
             if siblings and (mode == "passthru" or any(x.mode == "passthru" for x in siblings)):
                 raise errors.KernelError(
                     f"create {op.name}", 22, f"{parent.name} has a passthru macvlan"
                 )
-            if siblings and mode != siblings[0].mode and (
-                mode == "passthru" or siblings[0].mode == "passthru"
+            if (
+                siblings
+                and mode != siblings[0].mode
+                and (mode == "passthru" or siblings[0].mode == "passthru")
             ):
                 raise errors.KernelError(f"create {op.name}", 22, "mode clash on parent")
             link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=op.mac)
@@ -372,9 +378,9 @@ class FakeKernel:
             for other in space.links.values():
                 if other.kind == "vxlan" and other.vni == op.vni and (other.port or 8472) == port:
                     raise errors.LinkExists(op.name, space.name)
-            parent = self._link(space, op.parent) if op.parent else None
+            lower = self._link(space, op.parent) if op.parent else None
             link = self._add(space, op.name, "vxlan", mtu=op.mtu or 1450, mac=op.mac)
-            link.parent, link.vni, link.local, link.port = parent, op.vni, op.local, port
+            link.parent, link.vni, link.local, link.port = lower, op.vni, op.local, port
         else:  # bridge
             link = self._add(space, op.name, op.kind, mtu=op.mtu or 1500, mac=op.mac)
         link.master = master
@@ -481,8 +487,9 @@ class FakeKernel:
         link = self._link(space, op.ifname)
         iface = ipaddress.ip_interface(op.address)
         addr = str(iface)
-        if any(i == op.ifname and ipaddress.ip_interface(a).ip == iface.ip
-               for i, a in space.addresses):
+        if any(
+            i == op.ifname and ipaddress.ip_interface(a).ip == iface.ip for i, a in space.addresses
+        ):
             raise errors.AddressInUse(addr, op.ifname)
         space.addresses.append((op.ifname, addr))
         if link.up:
@@ -512,13 +519,16 @@ class FakeKernel:
             raise errors.NotFoundError(f"address {op.address} is not on {op.ifname}")
         still = any(
             ipaddress.ip_interface(a).network == iface.network
-            for i, a in space.addresses if i == op.ifname
+            for i, a in space.addresses
+            if i == op.ifname
         )
         if not still:
             space.routes = [
-                r for r in space.routes
-                if not (r.ifname == op.ifname and r.gateway is None
-                        and r.dst == str(iface.network))
+                r
+                for r in space.routes
+                if not (
+                    r.ifname == op.ifname and r.gateway is None and r.dst == str(iface.network)
+                )
             ]
         self._prune_routes(space)
 
@@ -540,9 +550,11 @@ class FakeKernel:
         """IPv4 gateway routes whose next hop is no longer reachable are flushed."""
         keep = []
         for route in space.routes:
-            if route.gateway is not None and route.family == 4 and self._reachable(
-                space, route.gateway, route.ifname
-            ) is None:
+            if (
+                route.gateway is not None
+                and route.family == 4
+                and self._reachable(space, route.gateway, route.ifname) is None
+            ):
                 continue
             keep.append(route)
         space.routes = keep
@@ -573,8 +585,10 @@ class FakeKernel:
         space = self._ns(op.ns)
         dst = str(ipaddress.ip_network(op.dst))
         for route in space.routes:
-            if route.dst == dst and (op.gateway is None or route.gateway == op.gateway) and (
-                op.ifname is None or route.ifname == op.ifname
+            if (
+                route.dst == dst
+                and (op.gateway is None or route.gateway == op.gateway)
+                and (op.ifname is None or route.ifname == op.ifname)
             ):
                 space.routes.remove(route)
                 return
@@ -632,17 +646,26 @@ class FakeKernel:
                 continue
             if old == new or old.is_unspecified or new.is_unspecified:
                 raise errors.PortInUse(
-                    port=sock.port, protocol=sock.protocol, host_ip=sock.address,
-                    owner_pid=other.pid, owner_name=other.process,
+                    port=sock.port,
+                    protocol=sock.protocol,
+                    host_ip=sock.address,
+                    owner_pid=other.pid,
+                    owner_name=other.process,
                 )
         space.sockets.append(sock)
 
     def _apply_BindPort(self, op: BindPort) -> None:
         space = self._ns(op.ns)
-        self._bind(space, BoundSocket(
-            protocol=op.protocol, address=op.address, port=op.port,
-            pid=os.getpid(), process="python3",
-        ))
+        self._bind(
+            space,
+            BoundSocket(
+                protocol=op.protocol,
+                address=op.address,
+                port=op.port,
+                pid=os.getpid(),
+                process="python3",
+            ),
+        )
         self._held.add((op.ns, op.protocol, op.address, op.port))
 
     def _apply_UnbindPort(self, op: UnbindPort) -> None:

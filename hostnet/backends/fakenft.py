@@ -61,10 +61,7 @@ class FakeNftables:
                 }
                 for cname, c in sorted(t.chains.items())
             },
-            "sets": {
-                sname: sorted(s["elements"].keys())
-                for sname, s in sorted(t.sets.items())
-            },
+            "sets": {sname: sorted(s["elements"].keys()) for sname, s in sorted(t.sets.items())},
         }
 
     # -- interpreter -------------------------------------------------------------------
@@ -81,9 +78,7 @@ class FakeNftables:
         try:
             return self.tables[(obj["family"], obj[key])]
         except KeyError:
-            raise _error(
-                f"nft: table {obj['family']} {obj[key]}", 2, "no such table"
-            ) from None
+            raise _error(f"nft: table {obj['family']} {obj[key]}", 2, "no such table") from None
 
     def _add_table(self, obj: dict[str, Any]) -> None:
         self.tables.setdefault((obj["family"], obj["name"]), _Table())

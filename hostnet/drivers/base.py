@@ -71,7 +71,8 @@ class Driver(ABC):
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
             raise errors.InvalidOption(
-                unknown[0], spec.option(unknown[0]),
+                unknown[0],
+                spec.option(unknown[0]),
                 f"unknown option for the {self.name} driver (known: {allowed})",
             )
         return spec
@@ -192,12 +193,14 @@ def driver_class(name: str) -> type[Driver]:
             cls = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise errors.DriverNotFound(
-                name, sorted(_registry),
+                name,
+                sorted(_registry),
                 f"{entry!r} could not be loaded ({exc}); is its package installed?",
             ) from exc
         if not (isinstance(cls, type) and issubclass(cls, Driver)):
-            raise errors.DriverNotFound(name, sorted(_registry),
-                                        f"{entry!r} is not a hostnet Driver")
+            raise errors.DriverNotFound(
+                name, sorted(_registry), f"{entry!r} is not a hostnet Driver"
+            )
         with _lock:
             _registry[name] = cls
         return cls

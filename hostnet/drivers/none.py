@@ -18,7 +18,8 @@ class NoneDriver(Driver):
     def plan_connect(self, ctx: ConnectContext) -> Plan:
         if ctx.endpoint.ports:
             raise errors.InvalidOption(
-                "publish", [p.docker_key() for p in ctx.endpoint.ports],
+                "publish",
+                [p.docker_key() for p in ctx.endpoint.ports],
                 "a workload with network mode none has no network to publish ports from",
             )
         target = ctx.target

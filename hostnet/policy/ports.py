@@ -153,8 +153,9 @@ def _split_ip(body: str, spec: str, max_parts: int) -> tuple[str, list[str]]:
 def parse_host_port(spec: str) -> PortRequest:
     """Parse a port a host-network workload declares: ``[IP:]PORT[-END][/PROTO]``.
 
-    >>> parse_host_port("127.0.0.1:8080/udp")
-    PortRequest(protocol='udp', host_ip='127.0.0.1', start=8080, end=8080, pick_one=False, ephemeral=1)
+    >>> r = parse_host_port("127.0.0.1:8080/udp")
+    >>> (r.protocol, r.host_ip, r.start, r.end)
+    ('udp', '127.0.0.1', 8080, 8080)
     """
     if not isinstance(spec, str) or not spec:
         raise errors.InvalidPort(spec, "expected a string like '8080/tcp'")
@@ -194,8 +195,9 @@ def parse_publish(spec: str) -> PublishSpec:
     h_start, h_end = _range(host_text, spec)
     n_host = h_end - h_start + 1
     if n_cont == 1 and n_host > 1:
-        request = PortRequest(protocol=protocol, host_ip=host_ip, start=h_start, end=h_end,
-                              pick_one=True)
+        request = PortRequest(
+            protocol=protocol, host_ip=host_ip, start=h_start, end=h_end, pick_one=True
+        )
     elif n_host != n_cont:
         raise errors.InvalidPort(
             spec, f"host range has {n_host} ports but container range has {n_cont}"
@@ -208,8 +210,8 @@ def parse_publish(spec: str) -> PublishSpec:
 def parse_reserved(text: str) -> set[int]:
     """Parse net.ipv4.ip_local_reserved_ports ("8000-8010,9000")."""
     out: set[int] = set()
-    for part in text.replace("\n", ",").split(","):
-        part = part.strip()
+    for raw in text.replace("\n", ",").split(","):
+        part = raw.strip()
         if not part:
             continue
         low, _, high = part.partition("-")
@@ -251,14 +253,22 @@ class PortAllocator:
     def _check(self, tx: Tx, protocol: str, host_ip: str, port: int) -> None:
         for held_ip, _owner, workload in tx.port_holders(self.host, protocol, port):
             if clashes(held_ip, host_ip):
-                raise errors.PortInUse(port=port, protocol=protocol, host_ip=host_ip,
-                                       holder=workload)
+                raise errors.PortInUse(
+                    port=port, protocol=protocol, host_ip=host_ip, holder=workload
+                )
         for sock in self.bound:
-            if sock.port == port and sock.protocol == protocol and kernel_clashes(
-                sock.address, host_ip
+            if (
+                sock.port == port
+                and sock.protocol == protocol
+                and kernel_clashes(sock.address, host_ip)
             ):
-                raise errors.PortInUse(port=port, protocol=protocol, host_ip=host_ip,
-                                       owner_pid=sock.pid, owner_name=sock.process)
+                raise errors.PortInUse(
+                    port=port,
+                    protocol=protocol,
+                    host_ip=host_ip,
+                    owner_pid=sock.pid,
+                    owner_name=sock.process,
+                )
 
     def _free(self, tx: Tx, protocol: str, host_ip: str, port: int) -> bool:
         try:
@@ -277,10 +287,12 @@ class PortAllocator:
             ports = self._pick(tx, request)
             got = []
             for port in ports:
-                tx.reserve_port(self.host, request.protocol, request.host_ip, port, owner,
-                                workload)
-                got.append(Reservation(protocol=request.protocol, host_ip=request.host_ip,
-                                       port=port))
+                tx.reserve_port(
+                    self.host, request.protocol, request.host_ip, port, owner, workload
+                )
+                got.append(
+                    Reservation(protocol=request.protocol, host_ip=request.host_ip, port=port)
+                )
             out.append(got)
         return out
 
@@ -314,8 +326,10 @@ class PortAllocator:
             if start + want - 1 > high:
                 continue
             block = range(start, start + want)
-            if all(p not in self.reserved and self._free(tx, request.protocol,
-                                                         request.host_ip, p) for p in block):
+            if all(
+                p not in self.reserved and self._free(tx, request.protocol, request.host_ip, p)
+                for p in block
+            ):
                 nxt = start + want
                 tx.set_cursor(cursor_name, nxt if nxt <= high else low)
                 return list(block)

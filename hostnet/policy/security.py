@@ -58,31 +58,54 @@ class SecurityPolicy:
     def admit_host_network(self, workload: str) -> Admission:
         what = "host-network"
         if self.allow_host_network is True:
-            return Admission(what=what, workload=workload, decision="admitted",
-                             reason="policy allows host networking for every workload")
+            return Admission(
+                what=what,
+                workload=workload,
+                decision="admitted",
+                reason="policy allows host networking for every workload",
+            )
         if isinstance(self.allow_host_network, frozenset) and workload in self.allow_host_network:
-            return Admission(what=what, workload=workload, decision="admitted",
-                             reason="workload is listed in allow_host_network")
+            return Admission(
+                what=what,
+                workload=workload,
+                decision="admitted",
+                reason="workload is listed in allow_host_network",
+            )
         return Admission(
-            what=what, workload=workload, decision="denied",
+            what=what,
+            workload=workload,
+            decision="denied",
             reason="host networking is denied by default",
         )
 
-    def admit_privileged_port(self, workload: str, port: int, first_unprivileged: int) -> Admission:
+    def admit_privileged_port(
+        self, workload: str, port: int, first_unprivileged: int
+    ) -> Admission:
         what = f"privileged-port:{port}"
         if port >= first_unprivileged:
-            return Admission(what=what, workload=workload, decision="admitted",
-                             reason="not a privileged port")
+            return Admission(
+                what=what, workload=workload, decision="admitted", reason="not a privileged port"
+            )
         if self.allow_privileged_ports:
-            return Admission(what=what, workload=workload, decision="admitted",
-                             reason=f"policy allows host ports below {first_unprivileged}")
-        return Admission(what=what, workload=workload, decision="denied",
-                         reason=f"host ports below {first_unprivileged} are denied by policy")
+            return Admission(
+                what=what,
+                workload=workload,
+                decision="admitted",
+                reason=f"policy allows host ports below {first_unprivileged}",
+            )
+        return Admission(
+            what=what,
+            workload=workload,
+            decision="denied",
+            reason=f"host ports below {first_unprivileged} are denied by policy",
+        )
 
     def admit_host_publish(self, workload: str) -> Admission:
         what = "publish-on-host-network"
-        reason = ("published ports mean nothing with host networking: the workload already "
-                  "binds host ports directly")
+        reason = (
+            "published ports mean nothing with host networking: the workload already "
+            "binds host ports directly"
+        )
         if self.host_publish == "warn":
             return Admission(what=what, workload=workload, decision="warned", reason=reason)
         return Admission(what=what, workload=workload, decision="denied", reason=reason)

@@ -165,8 +165,13 @@ class Tx:
         ).fetchone()
         if row is None:
             return None
-        return {"name": row[0], "host": row[1], "created": bool(row[2]), "owner": row[3],
-                "state": row[4]}
+        return {
+            "name": row[0],
+            "host": row[1],
+            "created": bool(row[2]),
+            "owner": row[3],
+            "state": row[4],
+        }
 
     def namespaces(self) -> list[dict[str, Any]]:
         rows = self.c.execute("SELECT name FROM namespaces ORDER BY name").fetchall()
@@ -184,8 +189,9 @@ class Tx:
 
     # -- networks ----------------------------------------------------------------------
 
-    def add_network(self, *, id: str, name: str, driver: str, host: str, spec: Any,
-                    data: Any) -> None:
+    def add_network(
+        self, *, id: str, name: str, driver: str, host: str, spec: Any, data: Any
+    ) -> None:
         try:
             self.c.execute(
                 "INSERT INTO networks (id, name, driver, host, spec, data, applied, state, at) "
@@ -196,15 +202,24 @@ class Tx:
             raise errors.NetworkExists(name) from None
 
     def _network_row(self, row: Any) -> dict[str, Any]:
-        return {"id": row[0], "name": row[1], "driver": row[2], "host": row[3],
-                "spec": _loads(row[4]), "data": _loads(row[5]), "applied": _loads(row[6]),
-                "state": row[7], "at": row[8]}
+        return {
+            "id": row[0],
+            "name": row[1],
+            "driver": row[2],
+            "host": row[3],
+            "spec": _loads(row[4]),
+            "data": _loads(row[5]),
+            "applied": _loads(row[6]),
+            "state": row[7],
+            "at": row[8],
+        }
 
     def network(self, host: str, name: str) -> dict[str, Any] | None:
         """The network called ``name`` on ``host`` (or whose id is ``name``)."""
         row = self.c.execute(
             "SELECT id, name, driver, host, spec, data, applied, state, at FROM networks "
-            "WHERE (host = ? AND name = ?) OR id = ?", (host, name, name),
+            "WHERE (host = ? AND name = ?) OR id = ?",
+            (host, name, name),
         ).fetchone()
         return None if row is None else self._network_row(row)
 
@@ -221,8 +236,9 @@ class Tx:
 
     # -- endpoints ---------------------------------------------------------------------
 
-    def add_endpoint(self, *, id: str, network: str, workload: str, ns: str | None,
-                     data: Any) -> None:
+    def add_endpoint(
+        self, *, id: str, network: str, workload: str, ns: str | None, data: Any
+    ) -> None:
         try:
             self.c.execute(
                 "INSERT INTO endpoints (id, network, workload, ns, data, applied, state, at) "
@@ -235,12 +251,20 @@ class Tx:
             ) from None
 
     def _endpoint_row(self, row: Any) -> dict[str, Any]:
-        return {"id": row[0], "network": row[1], "workload": row[2], "ns": row[3],
-                "data": _loads(row[4]), "applied": _loads(row[5]), "state": row[6],
-                "at": row[7]}
+        return {
+            "id": row[0],
+            "network": row[1],
+            "workload": row[2],
+            "ns": row[3],
+            "data": _loads(row[4]),
+            "applied": _loads(row[5]),
+            "state": row[6],
+            "at": row[7],
+        }
 
-    def endpoints(self, *, network: str | None = None, workload: str | None = None,
-                  ns: str | None = None) -> list[dict[str, Any]]:
+    def endpoints(
+        self, *, network: str | None = None, workload: str | None = None, ns: str | None = None
+    ) -> list[dict[str, Any]]:
         sql = "SELECT id, network, workload, ns, data, applied, state, at FROM endpoints"
         where, args = [], []
         for col, val in (("network", network), ("workload", workload), ("ns", ns)):
@@ -254,41 +278,57 @@ class Tx:
     # -- addresses ---------------------------------------------------------------------
 
     def allocated(self, pool: str) -> set[str]:
-        return {r[0] for r in self.c.execute(
-            "SELECT address FROM addresses WHERE pool = ?", (pool,))}
+        return {
+            r[0] for r in self.c.execute("SELECT address FROM addresses WHERE pool = ?", (pool,))
+        }
 
     def allocate(self, pool: str, address: str, owner: str) -> bool:
         """Claim ``address`` in ``pool``; False if someone holds it."""
         try:
-            self.c.execute("INSERT INTO addresses (pool, address, owner) VALUES (?, ?, ?)",
-                           (pool, address, owner))
+            self.c.execute(
+                "INSERT INTO addresses (pool, address, owner) VALUES (?, ?, ?)",
+                (pool, address, owner),
+            )
         except sqlite3.IntegrityError:
             return False
         return True
 
     def address_owner(self, pool: str, address: str) -> str | None:
-        row = self.c.execute("SELECT owner FROM addresses WHERE pool = ? AND address = ?",
-                             (pool, address)).fetchone()
+        row = self.c.execute(
+            "SELECT owner FROM addresses WHERE pool = ? AND address = ?", (pool, address)
+        ).fetchone()
         return None if row is None else str(row[0])
 
     # -- ports -------------------------------------------------------------------------
 
     def port_holders(self, host: str, protocol: str, port: int) -> list[tuple[str, str, str]]:
         """(host_ip, owner, workload) of reservations of this port."""
-        return [(r[0], r[1], r[2]) for r in self.c.execute(
-            "SELECT host_ip, owner, workload FROM ports "
-            "WHERE host = ? AND protocol = ? AND port = ?", (host, protocol, port))]
+        return [
+            (r[0], r[1], r[2])
+            for r in self.c.execute(
+                "SELECT host_ip, owner, workload FROM ports "
+                "WHERE host = ? AND protocol = ? AND port = ?",
+                (host, protocol, port),
+            )
+        ]
 
     def reserved_ports(self, host: str, protocol: str, low: int, high: int) -> set[int]:
-        return {r[0] for r in self.c.execute(
-            "SELECT port FROM ports WHERE host = ? AND protocol = ? AND port BETWEEN ? AND ?",
-            (host, protocol, low, high))}
+        return {
+            r[0]
+            for r in self.c.execute(
+                "SELECT port FROM ports WHERE host = ? AND protocol = ? AND port BETWEEN ? AND ?",
+                (host, protocol, low, high),
+            )
+        }
 
-    def reserve_port(self, host: str, protocol: str, host_ip: str, port: int, owner: str,
-                     workload: str) -> None:
+    def reserve_port(
+        self, host: str, protocol: str, host_ip: str, port: int, owner: str, workload: str
+    ) -> None:
         self.c.execute(
             "INSERT INTO ports (host, protocol, host_ip, port, owner, workload) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (host, protocol, host_ip, port, owner, workload))
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (host, protocol, host_ip, port, owner, workload),
+        )
 
     def ports(self, host: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT host, protocol, host_ip, port, owner, workload FROM ports"
@@ -302,35 +342,60 @@ class Tx:
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [
-            {"host": r[0], "protocol": r[1], "host_ip": r[2], "port": r[3], "owner": r[4],
-             "workload": r[5]}
+            {
+                "host": r[0],
+                "protocol": r[1],
+                "host_ip": r[2],
+                "port": r[3],
+                "owner": r[4],
+                "workload": r[5],
+            }
             for r in self.c.execute(sql + " ORDER BY port, protocol, host_ip", args)
         ]
 
     # -- admissions --------------------------------------------------------------------
 
-    def record_admission(self, host: str, workload: str, what: str, decision: str,
-                         reason: str) -> None:
+    def record_admission(
+        self, host: str, workload: str, what: str, decision: str, reason: str
+    ) -> None:
         self.c.execute(
             "INSERT INTO admissions (at, host, workload, what, decision, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)", (time.time(), host, workload, what, decision, reason))
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), host, workload, what, decision, reason),
+        )
 
     def admissions(self) -> list[dict[str, Any]]:
         return [
-            {"at": r[0], "host": r[1], "workload": r[2], "what": r[3], "decision": r[4],
-             "reason": r[5]}
+            {
+                "at": r[0],
+                "host": r[1],
+                "workload": r[2],
+                "what": r[3],
+                "decision": r[4],
+                "reason": r[5],
+            }
             for r in self.c.execute(
-                "SELECT at, host, workload, what, decision, reason FROM admissions ORDER BY id")
+                "SELECT at, host, workload, what, decision, reason FROM admissions ORDER BY id"
+            )
         ]
 
     # -- journal -----------------------------------------------------------------------
 
-    def journal_begin(self, *, id: str, kind: str, owner: str, pid: int, started: float,
-                      plan: list[dict[str, Any]]) -> None:
+    def journal_begin(
+        self,
+        *,
+        id: str,
+        kind: str,
+        owner: str,
+        pid: int,
+        started: float,
+        plan: list[dict[str, Any]],
+    ) -> None:
         self.c.execute(
             "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
             "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (id, kind, owner, pid, started, _dumps(plan), time.time()))
+            (id, kind, owner, pid, started, _dumps(plan), time.time()),
+        )
 
     def journal_end(self, id: str) -> None:
         self.c.execute("DELETE FROM journal WHERE id = ?", (id,))
@@ -340,19 +405,31 @@ class Tx:
 
     def journals(self) -> list[dict[str, Any]]:
         return [
-            {"id": r[0], "kind": r[1], "owner": r[2], "pid": r[3], "started": r[4],
-             "plan": _loads(r[5]), "done": r[6], "failed": bool(r[7]), "at": r[8]}
+            {
+                "id": r[0],
+                "kind": r[1],
+                "owner": r[2],
+                "pid": r[3],
+                "started": r[4],
+                "plan": _loads(r[5]),
+                "done": r[6],
+                "failed": bool(r[7]),
+                "at": r[8],
+            }
             for r in self.c.execute(
                 "SELECT id, kind, owner, pid, started, plan, done, failed, at FROM journal "
-                "ORDER BY at")
+                "ORDER BY at"
+            )
         ]
 
-    def journal_claim(self, id: str, old_pid: int, old_started: float, pid: int,
-                      started: float) -> bool:
+    def journal_claim(
+        self, id: str, old_pid: int, old_started: float, pid: int, started: float
+    ) -> bool:
         """Take over a journal from a dead process; False if someone else did first."""
         cur = self.c.execute(
             "UPDATE journal SET pid = ?, started = ? WHERE id = ? AND pid = ? AND started = ?",
-            (pid, started, id, old_pid, old_started))
+            (pid, started, id, old_pid, old_started),
+        )
         return cur.rowcount == 1
 
 
@@ -367,8 +444,9 @@ class LocalStore:
     1
     """
 
-    def __init__(self, state_dir: str | os.PathLike[str] | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str] | None = None, timeout: float = 30.0
+    ) -> None:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -388,8 +466,9 @@ class LocalStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                       check_same_thread=False)
+                conn = sqlite3.connect(
+                    self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+                )
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")

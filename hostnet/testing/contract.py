@@ -117,15 +117,29 @@ class BackendContract:
         self, world: World
     ) -> None:
         a, b = world.ns(), world.ns()
-        world.backend.apply(AddLink(
-            ns=a, name="host0", kind="veth", mtu=1400, up=True,
-            peer="eth0", peer_ns=b, peer_mac="02:00:00:00:00:42", peer_up=True,
-        ))
+        world.backend.apply(
+            AddLink(
+                ns=a,
+                name="host0",
+                kind="veth",
+                mtu=1400,
+                up=True,
+                peer="eth0",
+                peer_ns=b,
+                peer_mac="02:00:00:00:00:42",
+                peer_up=True,
+            )
+        )
         host0 = world.backend.observe(a).link("host0")
         eth0 = world.backend.observe(b).link("eth0")
         assert host0 is not None and eth0 is not None
         assert (host0.kind, host0.mtu, host0.up) == ("veth", 1400, True)
-        assert (eth0.kind, eth0.mtu, eth0.up, eth0.mac) == ("veth", 1400, True, "02:00:00:00:00:42")
+        assert (eth0.kind, eth0.mtu, eth0.up, eth0.mac) == (
+            "veth",
+            1400,
+            True,
+            "02:00:00:00:00:42",
+        )
         world.backend.apply(DelLink(ns=b, name="eth0"))
         assert world.backend.observe(a).link("host0") is None
         assert world.backend.observe(b).link("eth0") is None
@@ -263,15 +277,23 @@ class BackendContract:
     def test_macvlan_on_veth_parent(self, world: World) -> None:
         host, guest = world.ns(), world.ns()
         world.backend.apply(AddLink(ns=host, name="lan0", kind="veth", peer="lan1", up=True))
-        world.backend.apply(AddLink(
-            ns=guest, name="eth0", kind="macvlan", parent="lan0", parent_ns=host,
-            mode="bridge", mac="02:11:22:33:44:55",
-        ))
+        world.backend.apply(
+            AddLink(
+                ns=guest,
+                name="eth0",
+                kind="macvlan",
+                parent="lan0",
+                parent_ns=host,
+                mode="bridge",
+                mac="02:11:22:33:44:55",
+            )
+        )
         link = world.backend.observe(guest).link("eth0")
         assert link is not None
         assert (link.kind, link.mode, link.mac) == ("macvlan", "bridge", "02:11:22:33:44:55")
-        world.backend.apply(AddLink(ns=host, name="mv0", kind="macvlan", parent="lan0",
-                                    mode="bridge"))
+        world.backend.apply(
+            AddLink(ns=host, name="mv0", kind="macvlan", parent="lan0", mode="bridge")
+        )
         assert world.backend.observe(host).link("mv0").parent == "lan0"  # type: ignore[union-attr]
         # deleting the parent deletes its children, wherever they are
         world.backend.apply(DelLink(ns=host, name="lan0"))
@@ -289,11 +311,13 @@ class BackendContract:
     def test_passthru_macvlan_takes_the_parent(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="lan0", kind="veth", peer="lan1"))
-        world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="lan0",
-                                    mode="passthru"))
+        world.backend.apply(
+            AddLink(ns=ns, name="m0", kind="macvlan", parent="lan0", mode="passthru")
+        )
         with pytest.raises(errors.HostnetError):
-            world.backend.apply(AddLink(ns=ns, name="m1", kind="macvlan", parent="lan0",
-                                        mode="passthru"))
+            world.backend.apply(
+                AddLink(ns=ns, name="m1", kind="macvlan", parent="lan0", mode="passthru")
+            )
         assert world.backend.observe(ns).link("m1") is None
 
     # -- sysctls, sockets, nftables ----------------------------------------------------
@@ -325,35 +349,66 @@ class BackendContract:
 
     def test_nft_tables_are_per_namespace_and_batches_atomic(self, world: World) -> None:
         a, b = world.ns(), world.ns()
-        world.backend.apply(NftBatch(ns=a, commands=_table_batch("add", "t1"),
-                                     undo=_table_batch("delete", "t1")))
+        world.backend.apply(
+            NftBatch(ns=a, commands=_table_batch("add", "t1"), undo=_table_batch("delete", "t1"))
+        )
         assert "inet t1" in world.backend.observe(a).nft_tables
         assert "inet t1" not in world.backend.observe(b).nft_tables
-        bad = json.dumps({"nftables": [
-            {"add": {"table": {"family": "inet", "name": "t2"}}},
-            {"delete": {"table": {"family": "inet", "name": "ghost"}}},
-        ]})
+        bad = json.dumps(
+            {
+                "nftables": [
+                    {"add": {"table": {"family": "inet", "name": "t2"}}},
+                    {"delete": {"table": {"family": "inet", "name": "ghost"}}},
+                ]
+            }
+        )
         with pytest.raises(errors.HostnetError):
             world.backend.apply(NftBatch(ns=a, commands=bad, undo="{}"))
         assert "inet t2" not in world.backend.observe(a).nft_tables
         with pytest.raises(errors.NotFoundError):
-            world.backend.apply(NftBatch(ns=b, commands=_table_batch("delete", "t1"),
-                                         undo="{}"))
+            world.backend.apply(NftBatch(ns=b, commands=_table_batch("delete", "t1"), undo="{}"))
 
     def test_nft_listing_of_sets_and_maps(self, world: World) -> None:
         ns = world.ns()
         table = {"family": "inet", "table": "t"}
-        batch = {"nftables": [
-            {"add": {"table": {"family": "inet", "name": "t"}}},
-            {"add": {"set": {**table, "name": "ports", "type": "inet_service"}}},
-            {"add": {"map": {**table, "name": "dnat", "type": ["inet_proto", "inet_service"],
-                             "map": "ipv4_addr"}}},
-            {"add": {"chain": {**table, "name": "pre", "type": "nat", "hook": "prerouting",
-                               "prio": -100, "policy": "accept"}}},
-            {"add": {"element": {**table, "name": "ports", "elem": [8080, 9090]}}},
-            {"add": {"element": {**table, "name": "dnat",
-                                 "elem": [[{"concat": ["tcp", 8080]}, "10.0.0.2"]]}}},
-        ]}
+        batch = {
+            "nftables": [
+                {"add": {"table": {"family": "inet", "name": "t"}}},
+                {"add": {"set": {**table, "name": "ports", "type": "inet_service"}}},
+                {
+                    "add": {
+                        "map": {
+                            **table,
+                            "name": "dnat",
+                            "type": ["inet_proto", "inet_service"],
+                            "map": "ipv4_addr",
+                        }
+                    }
+                },
+                {
+                    "add": {
+                        "chain": {
+                            **table,
+                            "name": "pre",
+                            "type": "nat",
+                            "hook": "prerouting",
+                            "prio": -100,
+                            "policy": "accept",
+                        }
+                    }
+                },
+                {"add": {"element": {**table, "name": "ports", "elem": [8080, 9090]}}},
+                {
+                    "add": {
+                        "element": {
+                            **table,
+                            "name": "dnat",
+                            "elem": [[{"concat": ["tcp", 8080]}, "10.0.0.2"]],
+                        }
+                    }
+                },
+            ]
+        }
         world.backend.apply(NftBatch(ns=ns, commands=json.dumps(batch), undo="{}"))
         listing = world.backend.nft_list(ns, "inet t")
         assert listing is not None

@@ -30,8 +30,7 @@ class _Host:
         self.backend = NetlinkBackend()
         self.host = f"{self.prefix}host"
         self.backend.apply(CreateNamespace(ns=self.host))
-        self.controller = Controller(state_dir=tmp / "state", host=self.host,
-                                     backend=self.backend)
+        self.controller = Controller(state_dir=tmp / "state", host=self.host, backend=self.backend)
         self._n = 0
 
     def name(self, hint: str = "ns") -> str:

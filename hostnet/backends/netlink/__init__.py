@@ -30,8 +30,9 @@ from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_s
 from hostnet.backends.netlink.nft import NftContext
 from hostnet.backends.netlink.nft import available as nft_available
 from hostnet.backends.netlink.sockets import bind_holder, owners, read_bound
-from hostnet.names import check_ifname
+from hostnet.backends.netlink_paths import ns_path
 from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
     AddAddress,
@@ -43,10 +44,10 @@ from hostnet.ops import (
     BindPort,
     CreateNamespace,
     DelAddress,
+    DeleteNamespace,
     DelFdb,
     DelLink,
     DelNeighbour,
-    DeleteNamespace,
     DelRoute,
     MoveLink,
     NftBatch,
@@ -114,7 +115,7 @@ class NetlinkBackend:
         if ns is None:
             return None
         try:
-            st = os.stat(nsenter.ns_path(ns))
+            st = os.stat(ns_path(ns))
         except FileNotFoundError:
             raise errors.NamespaceNotFound(ns) from None
         return (st.st_dev, st.st_ino)
@@ -143,7 +144,9 @@ class NetlinkBackend:
         try:
             sock = self._in_ns(ns, open_route_socket)
         except PermissionError as exc:
-            raise errors.PermissionDenied(f"open netlink socket in {ns or 'root namespace'}") from exc
+            raise errors.PermissionDenied(
+                f"open netlink socket in {ns or 'root namespace'}"
+            ) from exc
         handle = _Handle(Channel(sock), ident)
         self._handles[ns] = handle
         return handle
@@ -222,12 +225,18 @@ class NetlinkBackend:
             tables: tuple[str, ...] = ()
             if nft_available():
                 listing = self._nft(ns).run("list tables", "nft list tables") or {}
-                tables = tuple(sorted(
-                    f"{t['table']['family']} {t['table']['name']}"
-                    for t in listing.get("nftables", []) if "table" in t
-                ))
+                tables = tuple(
+                    sorted(
+                        f"{t['table']['family']} {t['table']['name']}"
+                        for t in listing.get("nftables", [])
+                        if "table" in t
+                    )
+                )
         return Snapshot(
-            ns=ns, links=links, addresses=tuple(addresses), routes=tuple(routes),
+            ns=ns,
+            links=links,
+            addresses=tuple(addresses),
+            routes=tuple(routes),
             nft_tables=tables,
         )
 
@@ -241,7 +250,9 @@ class NetlinkBackend:
         try:
             result: str = self._in_ns(ns, read)
         except FileNotFoundError:
-            raise errors.NotFoundError(f"no sysctl {key!r} in {ns or 'the root namespace'}") from None
+            raise errors.NotFoundError(
+                f"no sysctl {key!r} in {ns or 'the root namespace'}"
+            ) from None
         return result
 
     def bound_sockets(
@@ -252,10 +263,15 @@ class NetlinkBackend:
         out = []
         for sock, inode in found:
             pid, process = who.get(inode, (None, None))
-            out.append(BoundSocket(
-                protocol=sock.protocol, address=sock.address, port=sock.port,
-                pid=pid, process=process,
-            ))
+            out.append(
+                BoundSocket(
+                    protocol=sock.protocol,
+                    address=sock.address,
+                    port=sock.port,
+                    pid=pid,
+                    process=process,
+                )
+            )
         return tuple(out)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
@@ -285,7 +301,9 @@ class NetlinkBackend:
 
             return subprocess.Popen(list(argv), pass_fds=pass_fds, preexec_fn=enter, **kwargs)
         except subprocess.SubprocessError as exc:
-            raise errors.KernelError(f"enter namespace {ns!r} for {argv[0]!r}", 0, str(exc)) from exc
+            raise errors.KernelError(
+                f"enter namespace {ns!r} for {argv[0]!r}", 0, str(exc)
+            ) from exc
         finally:
             os.close(fd)
 
@@ -422,8 +440,14 @@ class NetlinkBackend:
             peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
             return errors.LinkExists(op.peer or "", peer_ns)
 
-    def _link_request(self, ns: str | None, name: str, attrs: list[Any], up: bool | None = None,
-                      msg_type: int = RTM_NEWLINK) -> None:
+    def _link_request(
+        self,
+        ns: str | None,
+        name: str,
+        attrs: list[Any],
+        up: bool | None = None,
+        msg_type: int = RTM_NEWLINK,
+    ) -> None:
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
         chan = self._chan(ns)
@@ -517,8 +541,9 @@ class NetlinkBackend:
         msg["proto"] = 0
         self._chan(op.ns).request(msg, RTM_DELROUTE)
 
-    def _neigh_msg(self, ns: str | None, ifname: str, family: int, attrs: list[Any],
-                   flags: int = 0) -> Any:
+    def _neigh_msg(
+        self, ns: str | None, ifname: str, family: int, attrs: list[Any], flags: int = 0
+    ) -> Any:
         from pyroute2.netlink.rtnl.ndmsg import ndmsg
 
         msg = ndmsg()
@@ -530,8 +555,12 @@ class NetlinkBackend:
         return msg
 
     def _apply_AddNeighbour(self, op: AddNeighbour) -> None:
-        msg = self._neigh_msg(op.ns, op.ifname, _family(op.address),
-                              [("NDA_DST", op.address), ("NDA_LLADDR", op.mac)])
+        msg = self._neigh_msg(
+            op.ns,
+            op.ifname,
+            _family(op.address),
+            [("NDA_DST", op.address), ("NDA_LLADDR", op.mac)],
+        )
         self._chan(op.ns).request(msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
 
     def _apply_DelNeighbour(self, op: DelNeighbour) -> None:
@@ -539,13 +568,15 @@ class NetlinkBackend:
         self._chan(op.ns).request(msg, RTM_DELNEIGH)
 
     def _apply_AddFdb(self, op: AddFdb) -> None:
-        msg = self._neigh_msg(op.ns, op.ifname, AF_BRIDGE,
-                              [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF)
+        msg = self._neigh_msg(
+            op.ns, op.ifname, AF_BRIDGE, [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF
+        )
         self._chan(op.ns).request(msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
 
     def _apply_DelFdb(self, op: DelFdb) -> None:
-        msg = self._neigh_msg(op.ns, op.ifname, AF_BRIDGE,
-                              [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF)
+        msg = self._neigh_msg(
+            op.ns, op.ifname, AF_BRIDGE, [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF
+        )
         self._chan(op.ns).request(msg, RTM_DELNEIGH)
 
     def _apply_SetSysctl(self, op: SetSysctl) -> None:
@@ -569,12 +600,18 @@ class NetlinkBackend:
             sock = self._in_ns(op.ns, lambda: bind_holder(op.protocol, op.address, op.port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                holders = [s for s in self.bound_sockets(op.ns, [op.port])
-                           if s.protocol == op.protocol]
+                holders = [
+                    s for s in self.bound_sockets(op.ns, [op.port]) if s.protocol == op.protocol
+                ]
                 pid = holders[0].pid if holders else None
                 name = holders[0].process if holders else None
-                raise errors.PortInUse(port=op.port, protocol=op.protocol, host_ip=op.address,
-                                       owner_pid=pid, owner_name=name) from exc
+                raise errors.PortInUse(
+                    port=op.port,
+                    protocol=op.protocol,
+                    host_ip=op.address,
+                    owner_pid=pid,
+                    owner_name=name,
+                ) from exc
             raise
         self._held[key] = sock
 
@@ -630,10 +667,15 @@ def _link_from(m: Any, names: Mapping[int, str]) -> Link:
         mode=mode if isinstance(mode, str) else None,
         vni=vni,
         stats=LinkStats(
-            rx_bytes=stats["rx_bytes"], tx_bytes=stats["tx_bytes"],
-            rx_packets=stats["rx_packets"], tx_packets=stats["tx_packets"],
-            rx_dropped=stats["rx_dropped"], tx_dropped=stats["tx_dropped"],
-        ) if stats else LinkStats(),
+            rx_bytes=stats["rx_bytes"],
+            tx_bytes=stats["tx_bytes"],
+            rx_packets=stats["rx_packets"],
+            tx_packets=stats["tx_packets"],
+            rx_dropped=stats["rx_dropped"],
+            tx_dropped=stats["tx_dropped"],
+        )
+        if stats
+        else LinkStats(),
     )
 
 
@@ -647,8 +689,9 @@ def _route_from(m: Any, names: Mapping[int, str]) -> Route | None:
     if net.version == 6 and (net.is_link_local or net.is_multicast):
         return None
     oif = m.get_attr("RTA_OIF")
-    return Route(dst=str(net), gateway=m.get_attr("RTA_GATEWAY"),
-                 ifname=names.get(oif) if oif else None)
+    return Route(
+        dst=str(net), gateway=m.get_attr("RTA_GATEWAY"), ifname=names.get(oif) if oif else None
+    )
 
 
 def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:
@@ -682,8 +725,9 @@ def _translate(action: str, op: Op | None) -> Iterator[None]:
     except errors.HostnetError:
         raise
     except NetlinkError as exc:
-        raise _from_errno(action, exc.code, op, str(exc.args[1] if len(exc.args) > 1 else ""))\
-            from exc
+        raise _from_errno(
+            action, exc.code, op, str(exc.args[1] if len(exc.args) > 1 else "")
+        ) from exc
     except OSError as exc:
         raise _from_errno(action, exc.errno or 0, op, exc.strerror or "") from exc
 
@@ -693,8 +737,11 @@ def _from_errno(action: str, code: int, op: Op | None, detail: str) -> errors.Ho
         return errors.PermissionDenied(action)
     if code == errno.ENODEV and isinstance(op, DelLink | SetLinkUp | SetMaster | MoveLink):
         return errors.LinkNotFound(op.name, op.ns)
-    if code in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV) and op is not None \
-            and op.destructive:
+    if (
+        code in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV)
+        and op is not None
+        and op.destructive
+    ):
         return errors.NotFoundError(f"{action}: already gone ({os.strerror(code)})")
     if code == errno.EEXIST:
         if isinstance(op, MoveLink):

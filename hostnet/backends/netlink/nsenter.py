@@ -18,10 +18,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from hostnet import errors
+from hostnet.backends.netlink_paths import NETNS_RUN_DIR, ns_path
 
 T = TypeVar("T")
 
-from hostnet.backends.netlink_paths import NETNS_RUN_DIR, ns_path
 CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
@@ -32,14 +32,16 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.mount.argtypes = [
-    ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 _run_dir_ready = False
 _run_dir_lock = threading.Lock()
-
-
 
 
 def _oserror(what: str) -> OSError:
@@ -137,14 +139,14 @@ def create_namespace(name: str, setup: Callable[[], T]) -> T:
         if mounted:
             _libc.umount2(path.encode(), MNT_DETACH)
         os.unlink(path)
-        exc = fail[0]
-        if isinstance(exc, OSError) and exc.errno in (errno.EPERM, errno.EACCES):
-            raise errors.PermissionDenied(f"create namespace {name!r}") from exc
-        if isinstance(exc, OSError) and not isinstance(exc, errors.HostnetError):
+        failure = fail[0]
+        if isinstance(failure, OSError) and failure.errno in (errno.EPERM, errno.EACCES):
+            raise errors.PermissionDenied(f"create namespace {name!r}") from failure
+        if isinstance(failure, OSError) and not isinstance(failure, errors.HostnetError):
             raise errors.KernelError(
-                f"create namespace {name!r}", exc.errno or 0, str(exc)
-            ) from exc
-        raise exc
+                f"create namespace {name!r}", failure.errno or 0, str(failure)
+            ) from failure
+        raise failure
     return box[0]
 
 

@@ -60,8 +60,9 @@ def read_bound(ports: Collection[int] | None = None) -> list[tuple[BoundSocket, 
                 continue
             if port == 0:
                 continue
-            out.append((BoundSocket(protocol=proto, address=_decode_addr(addr_hex), port=port),
-                        inode))
+            out.append(
+                (BoundSocket(protocol=proto, address=_decode_addr(addr_hex), port=port), inode)
+            )
     try:
         with open(os.path.join(base, "sctp", "eps")) as fh:
             next(fh)
