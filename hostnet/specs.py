@@ -104,8 +104,8 @@ class NetworkSpec:
                 subnet=s["subnet"],
                 gateway=s.get("gateway"),
                 ip_range=s.get("ip_range"),
-                aux=tuple(tuple(x) for x in s.get("aux", ())),
-            )  # type: ignore[misc]
+                aux=tuple((str(x[0]), str(x[1])) for x in s.get("aux", ())),
+            )
             for s in data.get("subnets", ())
         )
         return cls(
