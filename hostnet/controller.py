@@ -16,6 +16,7 @@ Order of every call that changes something:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
@@ -23,6 +24,8 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import attrs
 
 from hostnet import errors
 from hostnet.backends import open_backend
@@ -40,10 +43,11 @@ from hostnet.ops import (
     Op,
     Plan,
     UnbindPort,
-    inverse_plan,
     plan_from_json,
     plan_to_json,
+    teardown_plan,
 )
+from hostnet.policy import ipam
 from hostnet.policy.ports import (
     PortAllocator,
     PortMapping,
@@ -84,6 +88,11 @@ class Controller:
         backend: "netlink", "fake", "auto" (netlink as root, else fake), or a Backend.
         policy: the SecurityPolicy (default: deny host networking).
         recover: finish or roll back work left by processes that died (see ``gc``).
+        forwarding: may hostnet turn on IP forwarding in the host namespace (bridge
+            networks need it for outbound traffic and for ports published to other
+            hosts)? The previous value is recorded and restored with the last network.
+            Default: yes when the host is a named namespace (a sandbox), no for the
+            namespace this process runs in (the real machine) unless asked.
     """
 
     def __init__(
@@ -94,6 +103,7 @@ class Controller:
         backend: Backend | str = "auto",
         policy: SecurityPolicy | None = None,
         recover: bool = True,
+        forwarding: bool | None = None,
     ) -> None:
         self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
         self._own_backend = isinstance(backend, str)
@@ -110,6 +120,7 @@ class Controller:
         self.host_ns: str | None = host_name
         self.host_key = host_name or ""
         self.policy = policy or SecurityPolicy()
+        self.allow_forwarding = forwarding if forwarding is not None else host_name is not None
         self.executor = Executor(self.backend, self.store)
         self._ensure_builtin_networks()
         self.recovered: list[Recovered] = self.executor.recover() if recover else []
@@ -243,7 +254,7 @@ class Controller:
         plan: list[Op] = []
         owners = []
         for ep in endpoints:
-            plan.extend(inverse_plan(plan_from_json(ep["applied"])))
+            plan.extend(teardown_plan(plan_from_json(ep["applied"])))
             owners.append(ep["id"])
         if exists:
             plan.append(DeleteNamespace(ns=name))
@@ -319,11 +330,17 @@ class Controller:
         spec = drv.validate(spec)
         network_id = new_id()
         host = self._observe(self.host_ns) if cls.observe_host else None
-        others = [r for r in self.store.read(lambda tx: tx.networks(self.host_key))]
+        sysctls: dict[str, str] = {}
+        for key in cls.host_sysctls:
+            try:
+                sysctls[key] = self.backend.sysctl(self.host_ns, key)
+            except errors.NotFoundError:
+                pass  # e.g. IPv6 disabled in the host namespace
+        shared_count = 0
 
         def prepare(tx: Tx) -> Plan:
-            nonlocal spec
-            spec = self._prepare_network(tx, drv, spec, network_id, host, others)
+            nonlocal spec, shared_count
+            spec = self._prepare_network(tx, drv, spec, host)
             data = drv.decide(spec, network_id, host)
             tx.add_network(
                 id=network_id,
@@ -334,25 +351,57 @@ class Controller:
                 data=data,
             )
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
-            return drv.plan_create(NetworkContext(network=info, host=host))
+            ctx = NetworkContext(
+                network=info, host=host, sysctls=sysctls, allow_forwarding=self.allow_forwarding
+            )
+            shared: list[Op] = []
+            for key, plan in drv.plan_shared(ctx).items():
+                if tx.shared(self.host_key, key) is None:
+                    tx.add_shared(self.host_key, key, network_id, plan_to_json(plan))
+                    shared.extend(plan)
+            shared_count = len(shared)
+            return (*shared, *drv.plan_create(ctx))
 
         def commit(tx: Tx, plan: Plan) -> None:
-            tx.activate("networks", "id", network_id, plan_to_json(plan))
+            tx.activate("networks", "id", network_id, plan_to_json(plan[shared_count:]))
 
         self.executor.apply(prepare, owner=network_id, commit=commit)
+        if (
+            cls.host_sysctls
+            and not self.allow_forwarding
+            and sysctls.get("net/ipv4/ip_forward") == "0"
+        ):
+            warnings.warn(
+                f"IP forwarding is off in the host namespace: endpoints of {name!r} cannot "
+                "reach beyond the host and ports published to other hosts do not work; "
+                "pass Controller(forwarding=True) to let hostnet turn it on (and restore it)",
+                errors.HostnetWarning,
+                stacklevel=2,
+            )
         return self.network(name)
 
     def _prepare_network(
-        self,
-        tx: Tx,
-        driver: Driver,
-        spec: NetworkSpec,
-        network_id: str,
-        host: Snapshot | None,
-        others: list[dict[str, Any]],
+        self, tx: Tx, driver: Driver, spec: NetworkSpec, host: Snapshot | None
     ) -> NetworkSpec:
-        """Hook for address management (filled in by drivers that allocate subnets)."""
-        return spec
+        """Subnets and gateways (IPAM), inside the creating transaction."""
+        if not driver.allocates_addresses:
+            return spec
+        taken = [
+            (n["name"], ipaddress.ip_network(sub["subnet"]))
+            for n in tx.networks(self.host_key)
+            for sub in n["spec"].get("subnets", ())
+        ]
+        configs: list[SubnetConfig] = []
+        for config in spec.subnets:
+            ipam.check_overlap(config.network, taken)
+            taken.append((spec.name, config.network))
+            configs.append(ipam.complete(config))
+        if not any(c.network.version == 4 for c in configs):
+            picked = ipam.pick_subnet(taken, ipam.host_networks(host))
+            configs.insert(0, ipam.complete(SubnetConfig(subnet=str(picked))))
+        if spec.enable_ipv6 and not any(c.network.version == 6 for c in configs):
+            configs.append(ipam.complete(SubnetConfig(subnet=str(ipam.random_ula()))))
+        return attrs.evolve(spec, subnets=tuple(configs))
 
     def delete_network(self, name: str, *, force: bool = False) -> None:
         record = self._network_record(name)
@@ -363,8 +412,23 @@ class Controller:
             raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
         plan: list[Op] = []
         for ep in endpoints:
-            plan.extend(inverse_plan(plan_from_json(ep["applied"])))
-        plan.extend(inverse_plan(plan_from_json(record["applied"])))
+            plan.extend(teardown_plan(plan_from_json(ep["applied"])))
+        plan.extend(teardown_plan(plan_from_json(record["applied"])))
+        # Shared host setup goes with the last network of the driver; otherwise another
+        # network of the same driver inherits it.
+        with self.store.transaction() as tx:
+            heirs = [
+                n
+                for n in tx.networks(self.host_key)
+                if n["driver"] == record["driver"]
+                and n["id"] != record["id"]
+                and n["state"] == "active"
+            ]
+            for shared in tx.shared_owned_by(record["id"]):
+                if heirs:
+                    tx.transfer_shared(self.host_key, shared["key"], heirs[0]["id"])
+                else:
+                    plan.extend(teardown_plan(plan_from_json(shared["applied"])))
         self.executor.teardown(
             tuple(plan),
             owners=[*(e["id"] for e in endpoints), record["id"]],
@@ -580,7 +644,7 @@ class Controller:
         # 3. observe
         allocator = self._host_ports(requests)
         target = self._observe(ns) if ns is not None else None
-        host = self._observe(self.host_ns) if drv.observe_host else None
+        host = self._observe(self.host_ns) if drv.observe_host_on_connect else None
         endpoint_id = new_id()
 
         def prepare(tx: Tx) -> Plan:
@@ -645,12 +709,40 @@ class Controller:
         ip6: str | None,
         target: Snapshot | None,
     ) -> EndpointInfo:
-        """Hook for address management (drivers that allocate addresses)."""
-        if ip or ip6:
-            raise errors.InvalidOption(
-                "ip", ip or ip6, f"the {driver.name} driver does not assign addresses"
+        """Addresses (IPAM), MAC and interface name, inside the connecting transaction."""
+        if not driver.allocates_addresses:
+            if ip or ip6 or endpoint.mac:
+                raise errors.InvalidOption(
+                    "ip",
+                    ip or ip6 or endpoint.mac,
+                    f"the {driver.name} driver assigns no addresses",
+                )
+            return endpoint
+        addresses, gateways = [], []
+        for family, static in ((4, ip), (6, ip6)):
+            config = next((c for c in network.spec.subnets if c.network.version == family), None)
+            if config is None:
+                if static:
+                    raise errors.InvalidAddress(
+                        static, f"network {network.name!r} has no IPv{family} subnet"
+                    )
+                continue
+            addresses.append(
+                ipam.allocate(tx, network.id, config, endpoint.id, network.name, static)
             )
-        return endpoint
+            if config.gateway:
+                gateways.append(config.gateway)
+        used = {e["data"].get("ifname") for e in tx.endpoints(ns=endpoint.ns)}
+        if target is not None:
+            used |= target.link_names()
+        ifname = next(f"eth{i}" for i in range(10_000) if f"eth{i}" not in used)
+        return attrs.evolve(
+            endpoint,
+            ifname=ifname,
+            mac=_check_mac(endpoint.mac) or random_mac(),
+            addresses=tuple(addresses),
+            gateways=tuple(gateways),
+        )
 
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
         name = workload.name if isinstance(workload, Namespace) else workload
@@ -659,7 +751,7 @@ class Controller:
         if not eps:
             raise errors.EndpointNotFound(network.name, name)
         ep = eps[0]
-        plan = inverse_plan(plan_from_json(ep["applied"]))
+        plan = teardown_plan(plan_from_json(ep["applied"]))
         try:
             self.executor.teardown(
                 plan, owners=[ep["id"]], what=f"disconnect {name!r} from {network.name!r}"
@@ -812,7 +904,7 @@ class Controller:
             eps = self.store.read(lambda tx, n=rec["name"]: tx.endpoints(ns=n))
             plan: list[Op] = []
             for ep in eps:
-                plan.extend(inverse_plan(plan_from_json(ep["applied"])))
+                plan.extend(teardown_plan(plan_from_json(ep["applied"])))
             self.executor.teardown(
                 tuple(plan),
                 owners=[*(e["id"] for e in eps), rec["owner"]],
@@ -821,7 +913,7 @@ class Controller:
             stale.append(rec["name"])
         for row in self.store.read(lambda tx: tx.endpoints()):
             if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
-                plan_ = inverse_plan(plan_from_json(row["applied"]))
+                plan_ = teardown_plan(plan_from_json(row["applied"]))
                 self.executor.teardown(
                     plan_, owners=[row["id"]], what=f"forget stale endpoint of {row['workload']!r}"
                 )
@@ -833,6 +925,26 @@ class Controller:
             ],
             "stale": stale,
         }
+
+
+def random_mac() -> str:
+    """A random unicast, locally administered MAC address."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)
+
+
+def _check_mac(mac: str | None) -> str | None:
+    if mac is None:
+        return None
+    parts = mac.lower().split(":")
+    if len(parts) != 6 or not all(
+        len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts
+    ):
+        raise errors.InvalidAddress(mac, "not a MAC address like 02:42:ac:11:00:02")
+    if int(parts[0], 16) & 1:
+        raise errors.InvalidAddress(mac, "a multicast MAC cannot be an interface address")
+    return ":".join(parts)
 
 
 def _subnet_configs(

@@ -18,6 +18,7 @@ A Plan is a tuple of Ops, applied in order.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeAlias
 
@@ -296,6 +297,20 @@ class NftBatch(Op):
     def inverse(self) -> Op:
         return NftBatch(ns=self.ns, commands=self.undo, undo=self.commands)
 
+    def describe(self) -> str:
+        try:
+            items = json.loads(self.commands).get("nftables", [])
+        except ValueError:
+            items = []
+        words = []
+        for item in items:
+            for verb, body in item.items():
+                for kind, obj in body.items() if isinstance(body, dict) else ():
+                    words.append(f"{verb} {kind} {obj.get('name') or obj.get('chain') or ''}")
+        summary = "; ".join(words[:3]) + (f"; +{len(words) - 3} more" if len(words) > 3 else "")
+        where = self.ns if self.ns is not None else "<root>"
+        return f"[{where}] NftBatch({summary.strip()})"
+
 
 @frozen(kw_only=True)
 class BindPort(Op):
@@ -367,3 +382,37 @@ class DelFdb(Op):
 
     def inverse(self) -> Op:
         return AddFdb(ns=self.ns, ifname=self.ifname, mac=self.mac, dst=self.dst)
+
+
+def _deleted_links(plan: Plan) -> set[tuple[str | None, str]]:
+    gone: set[tuple[str | None, str]] = set()
+    for op in plan:
+        if isinstance(op, DelLink):
+            gone.add((op.ns, op.name))
+            made = op.recreate
+            if made is not None and made.kind == "veth" and made.peer:
+                peer_ns = op.ns if made.peer_ns == SAME_NS else made.peer_ns
+                gone.add((peer_ns, made.peer))
+    return gone
+
+
+def teardown_plan(recorded: Plan) -> Plan:
+    """The ops that undo a recorded plan, minus those made pointless by deleting a link
+    later in the same plan: the kernel drops a link's addresses, routes, neighbours and
+    per-interface sysctls with it (and a veth takes its peer along)."""
+    undo = inverse_plan(recorded)
+    gone = _deleted_links(undo)
+    if not gone:
+        return undo
+    out: list[Op] = []
+    for op in undo:
+        if isinstance(op, DelAddress | DelRoute | DelNeighbour | DelFdb | SetLinkUp | SetMaster):
+            ifname = getattr(op, "ifname", None) or getattr(op, "name", None)
+            if (op.ns, ifname) in gone:
+                continue
+        if isinstance(op, SetSysctl) and any(
+            op.ns == ns and f"/conf/{name}/" in op.key for ns, name in gone
+        ):
+            continue
+        out.append(op)
+    return tuple(out)

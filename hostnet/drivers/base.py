@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+import attrs
 from attrs import frozen
 
 from hostnet import errors
@@ -33,6 +34,8 @@ ENTRY_POINT_GROUP = "hostnet.drivers"
 class NetworkContext:
     network: NetworkInfo
     host: Snapshot | None  # the Controller's host namespace, when the driver asked for it
+    sysctls: Mapping[str, str] = attrs.field(factory=dict)  # the driver's host_sysctls
+    allow_forwarding: bool = False  # may the driver turn on IP forwarding on the host
 
 
 @frozen(kw_only=True)
@@ -53,7 +56,10 @@ class Driver(ABC):
     - ``needs_namespace``: endpoints live in the workload's own namespace.
     - ``allocates_addresses``: the Controller asks IPAM for addresses before planning.
     - ``exclusive``: a workload on this network can be on no other network.
-    - ``observe_host``: give ``plan_create``/``plan_connect`` a snapshot of the host.
+    - ``observe_host``: give ``plan_create`` a snapshot of the host (and
+      ``plan_connect`` too with ``observe_host_on_connect``: a dump of the host grows
+      with its number of links, so connect avoids it unless the driver needs it).
+    - ``host_sysctls``: sysctls of the host namespace ``plan_shared`` needs to read.
     """
 
     name: ClassVar[str]
@@ -63,7 +69,9 @@ class Driver(ABC):
     allocates_addresses: ClassVar[bool] = False
     exclusive: ClassVar[bool] = False
     observe_host: ClassVar[bool] = False
+    observe_host_on_connect: ClassVar[bool] = False
     options: ClassVar[frozenset[str]] = frozenset()
+    host_sysctls: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         """Check options before anything happens; return the spec, normalised."""
@@ -81,8 +89,14 @@ class Driver(ABC):
         """Driver-specific choices recorded with the network (a bridge name...)."""
         return {}
 
+    def plan_shared(self, ctx: NetworkContext) -> dict[str, Plan]:
+        """Host-wide setup shared by every network of this driver (firewall tables,
+        forwarding), by key. The Controller applies a key's plan with the first network
+        that needs it, records it, and undoes it with the last one."""
+        return {}
+
     def plan_create(self, ctx: NetworkContext) -> Plan:
-        """Ops that create the network on the host (a bridge, firewall tables)."""
+        """Ops that create the network on the host (a bridge, its firewall chains)."""
         return ()
 
     @abstractmethod

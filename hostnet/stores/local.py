@@ -81,6 +81,16 @@ CREATE TABLE IF NOT EXISTS ports (
 CREATE INDEX IF NOT EXISTS ports_by_port ON ports (host, protocol, port);
 CREATE INDEX IF NOT EXISTS ports_by_owner ON ports (owner);
 CREATE INDEX IF NOT EXISTS addresses_by_owner ON addresses (owner);
+CREATE INDEX IF NOT EXISTS endpoints_by_workload ON endpoints (workload);
+CREATE INDEX IF NOT EXISTS endpoints_by_ns ON endpoints (ns);
+CREATE INDEX IF NOT EXISTS endpoints_by_network ON endpoints (network);
+CREATE TABLE IF NOT EXISTS shared (
+    host TEXT NOT NULL,
+    key TEXT NOT NULL,                 -- e.g. "nft:bridge", "forwarding4"
+    owner TEXT NOT NULL,               -- the network that created it (or inherited it)
+    applied TEXT NOT NULL,
+    PRIMARY KEY (host, key)
+);
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -135,6 +145,7 @@ class Tx:
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
+        self.c.execute("DELETE FROM shared WHERE owner = ?", (owner,))
 
     def next_cursor(self, name: str, default: int) -> int:
         row = self.c.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
@@ -233,6 +244,33 @@ class Tx:
 
     def update_network_data(self, id: str, data: Any) -> None:
         self.c.execute("UPDATE networks SET data = ? WHERE id = ?", (_dumps(data), id))
+
+    # -- shared host setup (firewall tables, forwarding) --------------------------------
+
+    def shared(self, host: str, key: str) -> dict[str, Any] | None:
+        row = self.c.execute(
+            "SELECT owner, applied FROM shared WHERE host = ? AND key = ?", (host, key)
+        ).fetchone()
+        return None if row is None else {"key": key, "owner": row[0], "applied": _loads(row[1])}
+
+    def shared_owned_by(self, owner: str) -> list[dict[str, Any]]:
+        return [
+            {"host": r[0], "key": r[1], "owner": owner, "applied": _loads(r[2])}
+            for r in self.c.execute(
+                "SELECT host, key, applied FROM shared WHERE owner = ? ORDER BY key", (owner,)
+            )
+        ]
+
+    def add_shared(self, host: str, key: str, owner: str, applied: Any) -> None:
+        self.c.execute(
+            "INSERT INTO shared (host, key, owner, applied) VALUES (?, ?, ?, ?)",
+            (host, key, owner, _dumps(applied)),
+        )
+
+    def transfer_shared(self, host: str, key: str, owner: str) -> None:
+        self.c.execute(
+            "UPDATE shared SET owner = ? WHERE host = ? AND key = ?", (owner, host, key)
+        )
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -530,7 +568,15 @@ class LocalStore:
         """Every table as rows, for tests comparing states before and after."""
         conn = self._conn()
         out = {}
-        for table in ("namespaces", "networks", "endpoints", "addresses", "ports", "journal"):
+        for table in (
+            "namespaces",
+            "networks",
+            "endpoints",
+            "addresses",
+            "ports",
+            "journal",
+            "shared",
+        ):
             out[table] = sorted(map(tuple, conn.execute(f"SELECT * FROM {table}")))  # noqa: S608
         return out
 

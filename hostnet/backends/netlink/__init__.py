@@ -599,6 +599,12 @@ class NetlinkBackend:
         try:
             sock = self._in_ns(op.ns, lambda: bind_holder(op.protocol, op.address, op.port))
         except OSError as exc:
+            if exc.errno in (errno.EPROTONOSUPPORT, errno.ESOCKTNOSUPPORT):
+                raise errors.UnsupportedError(
+                    f"this kernel does not support {op.protocol.upper()} sockets "
+                    f"(load its module, e.g. `modprobe {op.protocol}`), so hostnet cannot hold "
+                    f"port {op.port}/{op.protocol}"
+                ) from exc
             if exc.errno == errno.EADDRINUSE:
                 holders = [
                     s for s in self.bound_sockets(op.ns, [op.port]) if s.protocol == op.protocol

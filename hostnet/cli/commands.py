@@ -1,0 +1,315 @@
+"""The subcommands: one function each, registered in ``COMMANDS``.
+
+A command is thin: it reads its arguments, calls the Controller, and hands
+:meth:`Context.emit` the data (printed as JSON with ``--json``) together with its human
+rendering. It returns the exit code; errors are hostnet errors, which ``main`` prints.
+
+To add a command, write ``def cmd_x(ctx, args) -> int`` (and a function adding its
+arguments, if it has any) and add a :class:`Command` row to ``COMMANDS``; a name with a
+space (``"network create"``) makes a group (``network``) with a subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import platform
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from attrs import frozen
+
+import hostnet
+from hostnet import errors
+from hostnet.cli.context import Context
+from hostnet.cli.table import format_table
+from hostnet.controller import Controller
+from hostnet.names import check_namespace_name
+from hostnet.namespace import Namespace
+
+Run = Callable[[Context, argparse.Namespace], int]
+AddArguments = Callable[[argparse.ArgumentParser], None]
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+@frozen(kw_only=True)
+class Command:
+    """One row of the command table."""
+
+    name: str  # words: "ns create" is the subcommand create of the group ns
+    help: str
+    run: Run
+    arguments: AddArguments = _no_arguments
+    # False for commands that only look (and for gc, which recovers by itself): opening
+    # the Controller then does not finish or roll back other processes' work.
+    recover: bool = True
+
+
+# -- ns ------------------------------------------------------------------------------------
+
+
+def _args_ns_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="namespace name (as `ip netns` shows it)")
+
+
+def cmd_ns_create(ctx: Context, args: argparse.Namespace) -> int:
+    ns = ctx.controller.create_namespace(args.name)
+    ctx.emit({"name": ns.name, "path": ns.path, "managed": ns.managed}, ns.name)
+    return 0
+
+
+def cmd_ns_ls(ctx: Context, args: argparse.Namespace) -> int:
+    ctl = ctx.controller
+    networks: dict[str, list[str]] = {}
+    for ep in ctl.endpoints():
+        if ep.ns is not None:
+            networks.setdefault(ep.ns, []).append(ep.network)
+    data: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
+    for ns in ctl.namespaces():
+        nets = sorted(networks.get(ns.name, []))
+        is_host = ns.name == ctl.host_ns
+        data.append(
+            {
+                "name": ns.name,
+                "managed": ns.managed,
+                "host": is_host,
+                "path": ns.path,
+                "networks": nets,
+            }
+        )
+        label = f"{ns.name} (host)" if is_host else ns.name
+        rows.append([label, "yes" if ns.managed else "no", ",".join(nets)])
+    table = format_table(["name", "managed", "networks"], rows)
+    ctx.emit(data, table)
+    return 0
+
+
+def _args_ns_rm(parser: argparse.ArgumentParser) -> None:
+    _args_ns_name(parser)
+    parser.add_argument(
+        "-f",
+        "--force",
+        action="store_true",
+        help="also delete a namespace hostnet did not create",
+    )
+
+
+def cmd_ns_rm(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.controller.delete_namespace(args.name, force=args.force)
+    ctx.emit({"name": args.name, "deleted": True}, args.name)
+    return 0
+
+
+def _args_ns_exec(parser: argparse.ArgumentParser) -> None:
+    _args_ns_name(parser)
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD [ARG...]",
+        help="the command to run inside the namespace (no shell is involved)",
+    )
+    parser.epilog = "example: hostnet ns exec app1 -- ip -o link"
+
+
+def _find_namespace(ctl: Controller, name: str) -> Namespace:
+    """An existing namespace, without adopting it: running a command in a namespace
+    must not make hostnet record it (Controller.namespace(name) would)."""
+    check_namespace_name(name)
+    for ns in ctl.namespaces():
+        if ns.name == name:
+            return ns
+    raise errors.NamespaceNotFound(name)
+
+
+def cmd_ns_exec(ctx: Context, args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv[:1] == ["--"]:  # argparse keeps or drops the "--" depending on the version
+        argv = argv[1:]
+    if not argv:
+        raise errors.ValidationError(
+            "ns exec needs a command: hostnet ns exec NAME -- CMD [ARG...]"
+        )
+    ns = _find_namespace(ctx.controller, args.name)
+    # The child writes to the same file descriptors: let our buffered output go first.
+    ctx.stdout.flush()
+    ctx.stderr.flush()
+    try:
+        proc = ns.popen(argv)
+    except OSError as exc:
+        if isinstance(exc, errors.HostnetError):
+            raise
+        ctx.error(f"cannot run {argv[0]!r} in namespace {args.name!r}: {exc.strerror or exc}")
+        return 127 if exc.errno == errno.ENOENT else 126  # like a shell, and docker exec
+    # The child needs nothing more from us; drop our sockets and the store while it runs.
+    ctx.close()
+    return _wait(proc)
+
+
+def _wait(proc: subprocess.Popen[Any]) -> int:
+    """Wait for the child like a shell does: Ctrl-C reaches the child through the
+    terminal's process group, so we ignore it and wait; SIGTERM and SIGHUP sent to us are
+    passed on. The exit code is the child's, or 128 + signal if a signal killed it."""
+    restore: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+
+        def forward(signum: int, _frame: object) -> None:
+            proc.send_signal(signum)
+
+        restore[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            restore[signum] = signal.signal(signum, forward)
+    try:
+        code = proc.wait()
+    finally:
+        for signum, handler in restore.items():
+            signal.signal(signum, handler)
+    return 128 - code if code < 0 else code
+
+
+# -- workloads -------------------------------------------------------------------------
+
+
+def _args_workload(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "name", metavar="NAME", help="a namespace, or the name of a host-network workload"
+    )
+
+
+def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    # Docker-shaped JSON either way: there is no better human rendering of a tree.
+    print(json.dumps(ctx.controller.inspect(args.name), indent=2), file=ctx.stdout)
+    return 0
+
+
+def _args_attach(parser: argparse.ArgumentParser) -> None:
+    _args_workload(parser)
+    parser.add_argument(
+        "--driver",
+        required=True,
+        choices=("none", "host"),
+        help="the predefined network to attach to",
+    )
+    parser.add_argument(
+        "--port",
+        dest="ports",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="host driver: a host port the workload binds, [IP:]PORT[-END][/PROTO] (repeatable)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="host driver: bind the declared ports until the workload starts",
+    )
+
+
+def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
+    ep = ctx.controller.attach(args.name, driver=args.driver, ports=args.ports, hold=args.hold)
+    if args.hold:
+        ctx.warn(
+            "--hold binds the ports only while this command runs: they are free again when "
+            "it exits (the reservation stays in hostnet's store)"
+        )
+    lines = [f"{ep.workload} attached to {ep.network}"]
+    lines += [f"reserved {r.host_ip}:{r.port}/{r.protocol}" for r in ep.reserved]
+    ctx.emit(attrs.asdict(ep), "\n".join(lines))
+    return 0
+
+
+def cmd_detach(ctx: Context, args: argparse.Namespace) -> int:
+    ctl = ctx.controller
+    networks = [ep.network for ep in ctl.endpoints(args.name)]
+    ctl.detach(args.name)
+    ctx.emit(
+        {"workload": args.name, "networks": networks},
+        "\n".join(f"{args.name} detached from {net}" for net in networks),
+    )
+    return 0
+
+
+# -- reports -------------------------------------------------------------------------------
+
+
+def cmd_ports(ctx: Context, args: argparse.Namespace) -> int:
+    rows = sorted(ctx.controller.ports(), key=lambda r: (r["host_ip"], r["port"], r["protocol"]))
+    table = format_table(
+        ["host ip", "port", "proto", "workload"],
+        [[r["host_ip"], r["port"], r["protocol"], r["workload"]] for r in rows],
+    )
+    ctx.emit(rows, table)
+    return 0
+
+
+def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
+    findings = ctx.controller.audit()
+    table = format_table(
+        ["severity", "kind", "subject", "detail"],
+        [[f["severity"], f["kind"], f["subject"], f["detail"]] for f in findings],
+    )
+    ctx.emit(findings, table)
+    return 0
+
+
+def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
+    report = ctx.controller.gc()
+    lines = []
+    for r in report["recovered"]:
+        line = f"recovered {r['kind']} journal {r['journal'][:12]} ({r['ops']} ops)"
+        if r["errors"]:
+            line += f" with {len(r['errors'])} error(s): " + "; ".join(map(str, r["errors"]))
+        lines.append(line)
+    lines += [f"forgot stale {name}" for name in report["stale"]]
+    ctx.emit(report, "\n".join(lines) or "nothing to recover or forget")
+    # Recovery that left errors behind leaves kernel objects behind: say so in the code.
+    return 1 if any(r["errors"] for r in report["recovered"]) else 0
+
+
+def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
+    data = {
+        "version": hostnet.__version__,
+        "python": platform.python_version(),
+        "kernel": os.uname().release,
+    }
+    human = "\n".join(f"{key.capitalize() + ':':<10}{value}" for key, value in data.items())
+    ctx.emit(data, human)
+    return 0
+
+
+GROUPS: dict[str, str] = {
+    "ns": "manage network namespaces",
+}
+
+COMMANDS: tuple[Command, ...] = (
+    Command(name="ns create", help="create a network namespace", run=cmd_ns_create,
+            arguments=_args_ns_name),
+    Command(name="ns ls", help="list network namespaces", run=cmd_ns_ls, recover=False),
+    Command(name="ns rm", help="disconnect and delete a namespace", run=cmd_ns_rm,
+            arguments=_args_ns_rm),
+    Command(name="ns exec", help="run a command inside a namespace", run=cmd_ns_exec,
+            arguments=_args_ns_exec),
+    Command(name="inspect", help="show a workload's networking (JSON)", run=cmd_inspect,
+            arguments=_args_workload, recover=False),
+    Command(name="attach", help="attach a workload to the none or host network",
+            run=cmd_attach, arguments=_args_attach),
+    Command(name="detach", help="detach a workload from every network", run=cmd_detach,
+            arguments=_args_workload),
+    Command(name="ports", help="list reserved host ports", run=cmd_ports, recover=False),
+    Command(name="gc", help="finish or roll back interrupted work, forget stale records",
+            run=cmd_gc, recover=False),
+    Command(name="audit", help="list the risks in the current state", run=cmd_audit,
+            recover=False),
+    Command(name="version", help="show version information", run=cmd_version),
+)  # fmt: skip
+
+__all__ = ["COMMANDS", "GROUPS", "Command"]

@@ -1,0 +1,184 @@
+"""``hostnet``: the command line. Parse, call the Controller, print.
+
+Exit codes: 0 success; 1 a hostnet error (printed as ``hostnet: error: ...``, never a
+traceback); 2 a usage or validation error; ``ns exec`` exits with its command's code.
+
+Tests call :func:`main` with an argv list and may pass ``controller_factory`` to share one
+backend (a FakeKernel) between calls::
+
+    kernel = FakeKernel()
+    factory = lambda opts: open_controller(opts, backend=kernel)
+    main(["--backend", "fake", "ns", "create", "app1"], controller_factory=factory)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from hostnet import errors
+from hostnet.cli.commands import COMMANDS, GROUPS, Command
+from hostnet.cli.context import Context, ControllerFactory, ControllerOptions, open_controller
+from hostnet.policy.security import SecurityPolicy
+
+if TYPE_CHECKING:  # generic only in typeshed, not at runtime
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    """The options every command takes, before or after the command words.
+
+    The top-level parser holds the defaults; each subparser repeats the options with
+    SUPPRESS as default, so a value given after the command wins and an absent one does
+    not overwrite the value given before it."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if suppress else value
+
+    group = parser.add_argument_group("global options")
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        default=default(None),
+        help="where hostnet keeps its state (default: $HOSTNET_STATE_DIR or /var/lib/hostnet)",
+    )
+    group.add_argument(
+        "--host",
+        metavar="NS",
+        default=default(None),
+        help="the namespace that plays the host (default: the current one)",
+    )
+    group.add_argument(
+        "--backend",
+        choices=("auto", "netlink", "fake"),
+        default=default("auto"),
+        help="netlink: the kernel; fake: in memory; auto: netlink as root (default)",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print machine-readable JSON instead of tables",
+    )
+    group.add_argument(
+        "--allow-host-network",
+        action="store_true",
+        default=default(False),
+        help="let the security policy admit host networking",
+    )
+
+
+def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
+    """The argparse tree for ``commands`` (each leaf parser has ``_command`` set)."""
+    root = argparse.ArgumentParser(
+        prog="hostnet",
+        description="Docker's network drivers without a daemon: namespaces, networks, "
+        "ports and policy over netlink and nftables.",
+    )
+    _global_options(root, suppress=False)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, suppress=True)
+
+    parsers: dict[tuple[str, ...], argparse.ArgumentParser] = {(): root}
+    groups: set[tuple[str, ...]] = set()
+    subparsers: dict[tuple[str, ...], Subparsers] = {}
+    for command in commands:
+        words = tuple(command.name.split())
+        for depth in range(1, len(words) + 1):
+            path, leaf = words[:depth], depth == len(words)
+            if path in parsers:
+                if leaf or path not in groups:
+                    raise ValueError(f"command {command.name!r} clashes with another")
+                continue
+            parent = path[:-1]
+            if parent not in subparsers:
+                subparsers[parent] = parsers[parent].add_subparsers(
+                    title="commands", metavar="COMMAND", dest=f"_word{depth}", required=True
+                )
+            text = command.help if leaf else GROUPS.get(path[-1], "")
+            parser = subparsers[parent].add_parser(
+                path[-1], parents=[common], help=text, description=text
+            )
+            if leaf:
+                command.arguments(parser)
+                parser.set_defaults(_command=command)
+            else:
+                groups.add(path)
+            parsers[path] = parser
+    return root
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    controller_factory: ControllerFactory | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the command line ``argv`` (default: sys.argv[1:]) and return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    command: Command = args._command
+    options = ControllerOptions(
+        state_dir=args.state_dir,
+        host=args.host,
+        backend=args.backend,
+        policy=SecurityPolicy(allow_host_network=args.allow_host_network),
+        recover=command.recover,
+    )
+    ctx = Context(
+        options,
+        json_output=args.json,
+        factory=controller_factory or open_controller,
+        stdout=stdout,
+        stderr=stderr,
+    )
+    with warnings.catch_warnings():
+        _show_hostnet_warnings(ctx)
+        try:
+            try:
+                return command.run(ctx, args)
+            finally:
+                ctx.close()
+        except errors.ValidationError as exc:
+            ctx.error(str(exc))
+            return 2
+        except errors.HostnetError as exc:
+            ctx.error(str(exc))
+            return 1
+        except KeyboardInterrupt:
+            return 130
+
+
+def _show_hostnet_warnings(ctx: Context) -> None:
+    """Print HostnetWarnings as one ``hostnet: warning:`` line each (call inside
+    warnings.catch_warnings, which restores the previous behaviour)."""
+    warnings.simplefilter("always", errors.HostnetWarning)
+    original = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, errors.HostnetWarning):
+            ctx.warn(str(message))
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The bridge driver: what ``docker network create`` + ``docker run -p`` do.
+
+Per network (in the Controller's host namespace): a Linux bridge with the gateway
+addresses, route_localnet on the bridge (so 127.0.0.1:PORT can be DNATed to an
+endpoint), and its firewall chains and set elements. Shared by all bridge networks of a
+host: hostnet's nftables tables and, where allowed, IP forwarding.
+
+Per endpoint: a veth pair whose peer is created directly inside the workload's
+namespace under its final name (eth0, eth1...), MTU on both ends, a locally administered
+MAC, addresses from IPAM, a default route via the gateway (unless the namespace already
+has one or the network is internal), and published ports as map elements.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import ClassVar
+
+from hostnet import errors
+from hostnet.drivers import bridge_firewall as fw
+from hostnet.drivers.base import ConnectContext, Driver, NetworkContext
+from hostnet.model import Snapshot
+from hostnet.names import check_ifname
+from hostnet.ops import AddAddress, AddLink, AddRoute, NftBatch, Op, Plan, SetSysctl
+from hostnet.specs import NetworkSpec
+
+OPT_NAME = "com.docker.network.bridge.name"
+OPT_ICC = "com.docker.network.bridge.enable_icc"
+OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
+OPT_HOST_IP = "com.docker.network.bridge.host_binding_ipv4"
+OPT_MTU = "com.docker.network.driver.mtu"
+
+ALIASES = {
+    "bridge_name": OPT_NAME,
+    "icc": OPT_ICC,
+    "masquerade": OPT_MASQ,
+    "host_binding_ipv4": OPT_HOST_IP,
+    "host_ip": OPT_HOST_IP,
+    "mtu": OPT_MTU,
+}
+BOOLEAN = {OPT_ICC, OPT_MASQ}
+FORWARD4 = "net/ipv4/ip_forward"
+FORWARD6 = "net/ipv6/conf/all/forwarding"
+
+
+def veth_name(endpoint_id: str) -> str:
+    return f"veth{endpoint_id[:7]}"
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return value == "true"
+
+
+class BridgeDriver(Driver):
+    name = "bridge"
+    allocates_addresses: ClassVar[bool] = True
+    observe_host: ClassVar[bool] = True
+    options: ClassVar[frozenset[str]] = frozenset({*ALIASES, *ALIASES.values()})
+    host_sysctls: ClassVar[tuple[str, ...]] = (FORWARD4, FORWARD6)
+
+    def validate(self, spec: NetworkSpec) -> NetworkSpec:
+        super().validate(spec)
+        canonical: dict[str, str] = {}
+        for given, raw in spec.options:
+            key = ALIASES.get(given, given)
+            canonical[key] = self._option_value(key, raw)
+        return NetworkSpec(
+            name=spec.name,
+            driver=spec.driver,
+            subnets=spec.subnets,
+            internal=spec.internal,
+            enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
+            options=canonical,
+            labels=dict(spec.labels),
+        )
+
+    @staticmethod
+    def _option_value(key: str, value: str) -> str:
+        if key in BOOLEAN:
+            lowered = value.lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise errors.InvalidOption(key, value, "expected true or false")
+            return "true" if lowered in ("true", "1", "yes") else "false"
+        if key == OPT_MTU:
+            if not value.isdigit() or not 68 <= int(value) <= 65535:
+                raise errors.InvalidOption(key, value, "an MTU between 68 and 65535")
+        elif key == OPT_NAME:
+            check_ifname(value)
+        elif key == OPT_HOST_IP:
+            try:
+                return str(ipaddress.ip_address(value))
+            except ValueError:
+                raise errors.InvalidOption(key, value, "an IP address") from None
+        return value
+
+    def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, str]:
+        bridge = spec.option(OPT_NAME) or f"br-{network_id[:12]}"
+        if host is not None and host.link(bridge) is not None:
+            raise errors.LinkExists(bridge, host.ns)
+        return {"bridge": bridge}
+
+    @staticmethod
+    def mtu(spec: NetworkSpec) -> int:
+        return int(spec.option(OPT_MTU) or 1500)
+
+    def plan_shared(self, ctx: NetworkContext) -> dict[str, Plan]:
+        """Host-wide setup every bridge network needs; created by the first network,
+        removed with the last."""
+        host = ctx.network.host_ns
+        commands, undo = fw.base_setup()
+        shared: dict[str, Plan] = {
+            "nft:bridge": (NftBatch(ns=host, commands=commands, undo=undo),)
+        }
+        if ctx.allow_forwarding:
+            for key, wanted in ((FORWARD4, True), (FORWARD6, ctx.network.spec.enable_ipv6)):
+                current = ctx.sysctls.get(key, "0")
+                if wanted and current != "1":
+                    shared[f"sysctl:{key}"] = (
+                        SetSysctl(ns=host, key=key, value="1", previous=current),
+                    )
+        return shared
+
+    def plan_create(self, ctx: NetworkContext) -> Plan:
+        spec, host = ctx.network.spec, ctx.network.host_ns
+        bridge = ctx.network.data["bridge"]
+        ops: list[Op] = [AddLink(ns=host, name=bridge, kind="bridge", mtu=self.mtu(spec), up=True)]
+        for config in spec.subnets:
+            prefix = config.network.prefixlen
+            ops.append(AddAddress(ns=host, ifname=bridge, address=f"{config.gateway}/{prefix}"))
+        ops.append(
+            SetSysctl(
+                ns=host, key=f"net/ipv4/conf/{bridge}/route_localnet", value="1", previous="0"
+            )
+        )
+        commands, undo = fw.network_setup(
+            network_id=ctx.network.id,
+            bridge=bridge,
+            subnets=[s.subnet for s in spec.subnets],
+            internal=spec.internal,
+            masquerade=_bool(spec.option(OPT_MASQ), True),
+        )
+        ops.append(NftBatch(ns=host, commands=commands, undo=undo))
+        return tuple(ops)
+
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        net, ep, target = ctx.network, ctx.endpoint, ctx.target
+        spec, host = net.spec, net.host_ns
+        assert ep.ns is not None and ep.ifname is not None and target is not None
+        if ep.ports and spec.internal:
+            raise errors.InvalidOption(
+                "publish",
+                [m.docker_key() for m in ep.ports],
+                f"network {net.name!r} is internal: it has no way in from outside",
+            )
+        ips = [a.split("/")[0] for a in ep.addresses]
+        for m in ep.ports:
+            if ":" in m.host_ip and not any(":" in ip for ip in ips):
+                raise errors.InvalidOption(
+                    "publish", m.docker_key(), "an IPv6 host address needs an IPv6 network"
+                )
+        veth = veth_name(ep.id)
+        ops: list[Op] = [
+            AddLink(
+                ns=host,
+                name=veth,
+                kind="veth",
+                mtu=self.mtu(spec),
+                up=True,
+                master=net.data["bridge"],
+                peer=ep.ifname,
+                peer_ns=ep.ns,
+                peer_mac=ep.mac,
+                peer_up=True,
+            )
+        ]
+        ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
+        if not spec.internal:
+            for gateway in ep.gateways:
+                dst = "::/0" if ":" in gateway else "0.0.0.0/0"
+                if not any(r.dst == dst for r in target.routes):
+                    ops.append(AddRoute(ns=ep.ns, dst=dst, gateway=gateway, ifname=ep.ifname))
+        icc = _bool(spec.option(OPT_ICC), True)
+        firewall = fw.endpoint_setup(
+            mappings=ep.ports, endpoint_ips=ips, icc_port=None if icc else veth
+        )
+        if firewall is not None:
+            ops.append(NftBatch(ns=host, commands=firewall[0], undo=firewall[1]))
+        return tuple(ops)
+
+
+__all__ = ["BridgeDriver", "veth_name"]

@@ -1,0 +1,168 @@
+"""IP address management: subnets for networks, addresses for endpoints.
+
+Docker's semantics (recorded in docs/decisions.md):
+
+- Without a subnet, an IPv4 network gets the first free subnet of the local default
+  pools: 172.17.0.0/16 ... 172.31.0.0/16, then 192.168.0.0/16 cut into /20s. A subnet
+  is free when it overlaps no other network of the same host and no route or address in
+  the host namespace (so hostnet never shadows a network the host already reaches).
+- A subnet the user gives must not overlap another network of the host (SubnetOverlap
+  names it); it may overlap host routes (the user knows best, like Docker).
+- The gateway defaults to the first host address. The network and broadcast addresses,
+  the gateway and auxiliary addresses are never handed out; with an ip range, addresses
+  come from the range only.
+- IPv6 without a subnet gets a unique local /64 (fd00::/8 with random bits).
+- Addresses are allocated from a cursor that moves forward (a released address is not
+  reused at once, so neighbours' ARP caches do not send traffic to a new owner) and are
+  claimed by primary key in the store, so two processes can never get the same one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Iterable, Iterator, Sequence
+
+from hostnet import errors
+from hostnet.model import Snapshot
+from hostnet.specs import SubnetConfig
+from hostnet.stores.local import Tx
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def default_pools() -> Iterator[ipaddress.IPv4Network]:
+    """Docker's local default address pools, in the order Docker tries them."""
+    for second in range(17, 32):
+        yield ipaddress.IPv4Network(f"172.{second}.0.0/16")
+    yield from ipaddress.IPv4Network("192.168.0.0/16").subnets(new_prefix=20)
+
+
+def host_networks(host: Snapshot | None) -> list[IPNetwork]:
+    """Networks the host already reaches: its routes (but not the default route) and
+    the networks of its addresses (loopback aside)."""
+    if host is None:
+        return []
+    out: list[IPNetwork] = []
+    for route in host.routes:
+        net = ipaddress.ip_network(route.dst)
+        if net.prefixlen:
+            out.append(net)
+    for addr in host.addresses:
+        iface = ipaddress.ip_interface(addr.address)
+        if not iface.ip.is_loopback:
+            out.append(iface.network)
+    return out
+
+
+def _overlaps(a: IPNetwork, b: IPNetwork) -> bool:
+    return a.version == b.version and a.overlaps(b)
+
+
+def pick_subnet(
+    taken: Sequence[tuple[str, IPNetwork]], host: Sequence[IPNetwork]
+) -> ipaddress.IPv4Network:
+    """The first default pool subnet clear of ``taken`` (name, subnet) and ``host``."""
+    for candidate in default_pools():
+        if any(_overlaps(candidate, net) for _, net in taken):
+            continue
+        if any(_overlaps(candidate, net) for net in host):
+            continue
+        return candidate
+    raise errors.ExhaustedError(
+        "every default address pool (172.17-31.0.0/16, 192.168.0.0/16 in /20s) is in use; "
+        "give the network an explicit subnet"
+    )
+
+
+def check_overlap(subnet: IPNetwork, taken: Sequence[tuple[str, IPNetwork]]) -> None:
+    for name, net in taken:
+        if _overlaps(subnet, net):
+            raise errors.SubnetOverlap(str(subnet), f"network {name!r}", str(net))
+
+
+def random_ula() -> ipaddress.IPv6Network:
+    """A random unique local /64 (RFC 4193 style: fd + 40 random bits + subnet 0)."""
+    bits = secrets.randbits(40)
+    prefix = (0xFD << 120) | (bits << 80)
+    return ipaddress.IPv6Network((prefix, 64))
+
+
+def complete(config: SubnetConfig) -> SubnetConfig:
+    """Fill in the gateway (first host address) when the user did not give one."""
+    if config.gateway is not None:
+        return config
+    net = config.network
+    return SubnetConfig(
+        subnet=config.subnet,
+        gateway=str(net.network_address + 1),
+        ip_range=config.ip_range,
+        aux=config.aux,
+    )
+
+
+def pool_key(network_id: str, subnet: str) -> str:
+    return f"{network_id}/{subnet}"
+
+
+def reserved_addresses(config: SubnetConfig) -> set[IPAddress]:
+    net = config.network
+    out: set[IPAddress] = {net.network_address}
+    if net.version == 4:
+        out.add(net.broadcast_address)
+    if config.gateway:
+        out.add(ipaddress.ip_address(config.gateway))
+    out.update(ipaddress.ip_address(a) for _, a in config.aux)
+    return out
+
+
+def _candidates(config: SubnetConfig, start: int) -> Iterable[int]:
+    span = ipaddress.ip_network(config.ip_range or config.subnet)
+    first, last = int(span.network_address), int(span.broadcast_address)
+    if not first <= start <= last:
+        start = first
+    yield from range(start, last + 1)
+    yield from range(first, start)
+
+
+def allocate(
+    tx: Tx,
+    network_id: str,
+    config: SubnetConfig,
+    owner: str,
+    holder: str,
+    static: str | None = None,
+) -> str:
+    """Claim one address of ``config`` for ``owner``; returns "ip/prefixlen"."""
+    net = config.network
+    key = pool_key(network_id, config.subnet)
+    reserved = reserved_addresses(config)
+    if static is not None:
+        try:
+            ip = ipaddress.ip_address(static)
+        except ValueError:
+            raise errors.InvalidAddress(static, "not an IP address") from None
+        if ip not in net:
+            raise errors.InvalidAddress(static, f"not in the network's subnet {net}")
+        if ip in reserved:
+            raise errors.InvalidAddress(
+                static, "is the network, broadcast, gateway or an auxiliary address"
+            )
+        if not tx.allocate(key, str(ip), owner):
+            raise errors.AddressInUse(str(ip), holder, tx.address_owner(key, str(ip)))
+        return f"{ip}/{net.prefixlen}"
+    cursor_name = f"ip:{key}"
+    start = tx.next_cursor(cursor_name, 0)
+    for value in _candidates(config, start):
+        ip = ipaddress.ip_address(value)
+        if ip in reserved:
+            continue
+        if net.version == 6 and value & 0xFFFF_FFFF_FFFF_FFFF == 0:
+            continue  # subnet-router anycast
+        if tx.allocate(key, str(ip), owner):
+            tx.set_cursor(cursor_name, value + 1)
+            return f"{ip}/{net.prefixlen}"
+    raise errors.ExhaustedError(
+        f"no free address left in {config.ip_range or config.subnet} of network {holder!r}"
+    )
