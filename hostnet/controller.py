@@ -105,25 +105,33 @@ class Controller:
         recover: bool = True,
         forwarding: bool | None = None,
     ) -> None:
+        host_name = host.name if isinstance(host, Namespace) else host
+        if host_name is not None:
+            check_namespace_name(host_name)
         self.backend: Backend = open_backend(backend) if isinstance(backend, str) else backend
         self._own_backend = isinstance(backend, str)
         self._tmp_state: str | None = None
         if state_dir is None and self.backend.name == "fake":
             state_dir = self._tmp_state = tempfile.mkdtemp(prefix="hostnet-fake-")
-        self.store = LocalStore(state_dir)
-        host_name = host.name if isinstance(host, Namespace) else host
-        if host_name is not None:
-            check_namespace_name(host_name)
-            if host_name not in self.backend.namespaces():
-                self.close()
-                raise errors.NamespaceNotFound(host_name)
+        try:
+            self.store = LocalStore(state_dir)
+        except BaseException:
+            self._close_backend()
+            raise
+        if host_name is not None and host_name not in self.backend.namespaces():
+            self.close()
+            raise errors.NamespaceNotFound(host_name)
         self.host_ns: str | None = host_name
         self.host_key = host_name or ""
         self.policy = policy or SecurityPolicy()
         self.allow_forwarding = forwarding if forwarding is not None else host_name is not None
         self.executor = Executor(self.backend, self.store)
-        self._ensure_builtin_networks()
-        self.recovered: list[Recovered] = self.executor.recover() if recover else []
+        try:
+            self._ensure_builtin_networks()
+            self.recovered: list[Recovered] = self.executor.recover() if recover else []
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Controller:
         return self
@@ -133,6 +141,9 @@ class Controller:
 
     def close(self) -> None:
         self.store.close()
+        self._close_backend()
+
+    def _close_backend(self) -> None:
         if self._own_backend:
             self.backend.close()
         if self._tmp_state is not None:
@@ -199,9 +210,9 @@ class Controller:
         self._release(name)
         return Namespace(self, name, managed=True)
 
-    def namespace(self, name: str) -> Namespace:
-        """Open an existing namespace. One hostnet did not create is adopted: hostnet
-        records it, never deletes it unless told to with force=True."""
+    def namespace(self, name: str, *, adopt: bool = True) -> Namespace:
+        """Open an existing namespace. One hostnet did not create is adopted (recorded,
+        never deleted unless told to with force=True); ``adopt=False`` only opens it."""
         check_namespace_name(name)
         record = self.store.read(lambda tx: tx.namespace(name))
         if record is not None and record["state"] == "active":
@@ -210,6 +221,8 @@ class Controller:
             return Namespace(self, name, managed=record["created"])
         if name not in self.backend.namespaces():
             raise errors.NamespaceNotFound(name)
+        if not adopt:
+            return Namespace(self, name, managed=False)
         owner = f"ns:{name}"
 
         def prepare(tx: Tx) -> Plan:
@@ -511,7 +524,9 @@ class Controller:
         name = workload.name if isinstance(workload, Namespace) else workload
         targets = [network] if network else [e.network for e in self.endpoints(name)]
         if not targets:
-            raise errors.EndpointNotFound(network or "*", name)
+            if network:
+                raise errors.EndpointNotFound(network, name)
+            raise errors.NotFoundError(f"{name!r} is not connected to any network")
         for net in targets:
             self.network(net).disconnect(name)
 
@@ -795,6 +810,7 @@ class Controller:
     def inspect(self, workload: Namespace | str) -> dict[str, Any]:
         """A Docker-shaped description of a workload's networking."""
         name = workload.name if isinstance(workload, Namespace) else workload
+        check_namespace_name(name)  # every workload name is also a valid namespace name
         eps = self.endpoints(name)
         is_ns = name in self.backend.namespaces()
         if not eps and not is_ns:

@@ -161,6 +161,8 @@ class AddLink(Op):
              directly in ``ns``.
     vxlan:   ``vni``, ``parent`` (underlay device), ``local``, ``port``.
     ``up`` brings the link (and a veth's peer) up as part of creation.
+    ``hairpin`` (with ``master``): the bridge may send frames back out the port they
+    came in on, so an endpoint can reach its own published port through the host.
     """
 
     name: str
@@ -169,6 +171,7 @@ class AddLink(Op):
     mac: str | None = None
     up: bool = False
     master: str | None = None
+    hairpin: bool = False
     peer: str | None = None
     peer_ns: str | None = SAME_NS
     peer_mac: str | None = None

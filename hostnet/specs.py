@@ -14,11 +14,14 @@ from hostnet.names import check_network_name
 from hostnet.policy.ports import PortMapping, Reservation
 
 
-def _freeze_options(value: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+def _freeze_options(
+    value: Mapping[str, Any] | tuple[tuple[str, str], ...] | None,
+) -> tuple[tuple[str, str], ...]:
     if not value:
         return ()
+    items = value.items() if isinstance(value, Mapping) else value
     out = []
-    for key, val in value.items():
+    for key, val in items:
         if not isinstance(key, str):
             raise errors.InvalidOption(str(key), val, "option names are strings")
         out.append((key, ("true" if val else "false") if isinstance(val, bool) else str(val)))

@@ -383,6 +383,8 @@ class FakeKernel:
             link.parent, link.vni, link.local, link.port = lower, op.vni, op.local, port
         else:  # bridge
             link = self._add(space, op.name, op.kind, mtu=op.mtu or 1500, mac=op.mac)
+        if op.hairpin and master is None:
+            raise errors.KernelError(f"create {op.name}", 95, "hairpin needs a bridge master")
         link.master = master
         if op.up:
             self._set_up(link, True)

@@ -55,10 +55,7 @@ class FakeNftables:
             return None
         return {
             "chains": {
-                cname: {
-                    "hook": c.get("hook"),
-                    "rules": [r.get("comment") or _canon(r["expr"]) for r in c["rules"]],
-                }
+                cname: {"hook": c.get("hook"), "rules": len(c["rules"])}
                 for cname, c in sorted(t.chains.items())
             },
             "sets": {sname: sorted(s["elements"].keys()) for sname, s in sorted(t.sets.items())},

@@ -169,6 +169,7 @@ class BridgeDriver(Driver):
                 mtu=self.mtu(spec),
                 up=True,
                 master=net.data["bridge"],
+                hairpin=True,
                 peer=ep.ifname,
                 peer_ns=ep.ns,
                 peer_mac=ep.mac,

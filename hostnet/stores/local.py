@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS shared (
 );
 CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
+    value TEXT NOT NULL                -- a decimal integer (IPv6 cursors exceed 64 bits)
 );
 CREATE TABLE IF NOT EXISTS admissions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -155,7 +155,7 @@ class Tx:
         self.c.execute(
             "INSERT INTO cursors (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            (name, value),
+            (name, str(value)),
         )
 
     # -- namespaces --------------------------------------------------------------------

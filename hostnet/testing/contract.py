@@ -418,3 +418,49 @@ class BackendContract:
         }
         assert listing["chains"]["pre"]["hook"] == "prerouting"
         assert world.backend.nft_list(ns, "inet nothere") is None
+
+    def test_bridge_firewall_batches_list_the_same(self, world: World) -> None:
+        from hostnet.drivers import bridge_firewall as fw
+        from hostnet.policy.ports import PortMapping
+
+        ns = world.ns()
+        base, base_undo = fw.base_setup()
+        net, net_undo = fw.network_setup(network_id="f" * 64, bridge="br-test",
+                                         subnets=["10.60.0.0/24", "fd00:60::/64"],
+                                         internal=False, masquerade=True)
+        mappings = [
+            PortMapping(protocol="tcp", host_ip="0.0.0.0", host_port=8080, container_port=80),
+            PortMapping(protocol="udp", host_ip="127.0.0.1", host_port=5353, container_port=53),
+            PortMapping(protocol="tcp", host_ip="::", host_port=8443, container_port=443),
+        ]
+        endpoint = fw.endpoint_setup(mappings=mappings, endpoint_ips=["10.60.0.2", "fd00:60::2"],
+                                     icc_port="vethabc")
+        assert endpoint is not None
+        for commands, undo in ((base, base_undo), (net, net_undo), endpoint):
+            world.backend.apply(NftBatch(ns=ns, commands=commands, undo=undo))
+        listing = world.backend.nft_list(ns, "inet hostnet")
+        assert listing is not None
+        sets = listing["sets"]
+        assert sets["any4_addr"] == ['{"concat":["tcp",8080]}']
+        assert sets["dnat4_port"] == ['{"concat":["127.0.0.1","udp",5353]}']
+        assert sets["any6_addr"] == ['{"concat":["tcp",8443]}']
+        assert sets["bridges"] == ['"br-test"'] and sets["masq"] == ['"br-test"']
+        assert sets["nets4"] == ['{"prefix":{"addr":"10.60.0.0","len":24}}']
+        assert sets["nets6"] == ['{"prefix":{"addr":"fd00:60::","len":64}}']
+        chains = listing["chains"]
+        assert {name: c["hook"] for name, c in chains.items() if c["hook"]} == {
+            "prerouting": "prerouting", "output": "output", "postrouting": "postrouting",
+            "forward": "forward",
+        }
+        assert chains["prerouting"]["rules"] == 4
+        bridge = world.backend.nft_list(ns, "bridge hostnet")
+        assert bridge is not None and bridge["sets"]["icc_ports"] == ['"vethabc"']
+        # deleting a published port that is not there is "not found", and changes nothing
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(NftBatch(ns=ns, commands=endpoint[1].replace("8080", "8081"),
+                                         undo="{}"))
+        assert world.backend.nft_list(ns, "inet hostnet") == listing
+        # undo in reverse: nothing left
+        for commands, undo in reversed(((base, base_undo), (net, net_undo), endpoint)):
+            world.backend.apply(NftBatch(ns=ns, commands=undo, undo=commands))
+        assert world.backend.observe(ns).nft_tables == ()

@@ -72,6 +72,7 @@ RTN_UNICAST = 1
 RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 NUD_PERMANENT = 0x80
+IFA_F_NODAD = 0x02
 NTF_SELF = 0x02
 AF_BRIDGE = 7
 MACVLAN_MODES = {"private": 1, "vepa": 2, "bridge": 4, "passthru": 8, "source": 16}
@@ -421,6 +422,15 @@ class NetlinkBackend:
                         f"this kernel has no {op.kind!r} link type (creating {op.name!r})"
                     ) from exc
                 raise
+            if op.hairpin and op.master is not None:
+                try:
+                    self._link_request(op.ns, op.name, [("IFLA_LINKINFO", {"attrs": [
+                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+                        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
+                    ]})])
+                except BaseException:
+                    self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
+                    raise
             if op.kind == "veth" and op.peer_up:
                 peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
                 try:
@@ -490,6 +500,11 @@ class NetlinkBackend:
         attrs: list[Any] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
         if iface.version == 4 and iface.network.prefixlen < 31:
             attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+        if iface.version == 6:
+            # Like Docker: no duplicate address detection, so the address is usable at
+            # once instead of "tentative" for a second or more.
+            msg["flags"] = IFA_F_NODAD
+            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
         msg["attrs"] = attrs
         return msg
 
@@ -707,12 +722,10 @@ def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:
     for item in listing.get("nftables", []):
         if "chain" in item:
             c = item["chain"]
-            chains[c["name"]] = {"hook": c.get("hook"), "rules": []}
+            chains[c["name"]] = {"hook": c.get("hook"), "rules": 0}
         elif "rule" in item:
             r = item["rule"]
-            chains.setdefault(r["chain"], {"hook": None, "rules": []})["rules"].append(
-                r.get("comment") or json.dumps(r["expr"], sort_keys=True, separators=(",", ":"))
-            )
+            chains.setdefault(r["chain"], {"hook": None, "rules": 0})["rules"] += 1
         elif "set" in item or "map" in item:
             s = item.get("set") or item.get("map")
             elems = []

@@ -1,0 +1,90 @@
+"""Real traffic for kernel-tier tests: tiny servers and clients run inside namespaces.
+
+Servers answer with "<tag> <peer address>" so a test can see both who answered and
+which source address the packet arrived from (masquerade checks). Every process is
+started by the test and ended by its own pid.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hostnet.namespace import Namespace
+
+SERVER = r"""
+import socket, sys
+host, port, proto, tag = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def who(peer):
+    return peer[0].removeprefix("::ffff:")
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+s = socket.socket(fam, kind)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if fam == socket.AF_INET6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((host, port))
+if proto == "tcp":
+    s.listen(64)
+print("ready", flush=True)
+while True:
+    if proto == "tcp":
+        c, peer = s.accept()
+        c.sendall(f"{tag} {who(peer)}\n".encode())
+        c.close()
+    else:
+        data, peer = s.recvfrom(2048)
+        s.sendto(f"{tag} {who(peer)}\n".encode(), peer)
+"""
+
+CLIENT = r"""
+import socket, sys
+host, port, proto, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+try:
+    if proto == "tcp":
+        s = socket.create_connection((host, port), timeout=timeout)
+        print(s.recv(2048).decode().strip())
+    else:
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.settimeout(timeout)
+        s.sendto(b"hi", (host, port))
+        print(s.recv(2048).decode().strip())
+except OSError as exc:
+    print(f"FAIL {type(exc).__name__}")
+"""
+
+
+@contextmanager
+def server(ns: Namespace, port: int, proto: str = "tcp", *, host: str = "::",
+           tag: str | None = None) -> Iterator[subprocess.Popen[str]]:
+    proc = ns.popen([sys.executable, "-c", SERVER, host, str(port), proto, tag or ns.name],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"server in {ns.name} did not start: {proc.stderr.read()}")
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def request(ns: Namespace, host: str, port: int, proto: str = "tcp",
+            timeout: float = 2.0) -> str:
+    """What the server answered ("<tag> <peer>"), or "FAIL <error>"."""
+    out = ns.run([sys.executable, "-c", CLIENT, host, str(port), proto, str(timeout)],
+                 capture_output=True, text=True, timeout=timeout + 20)
+    return out.stdout.strip() or f"FAIL {out.stderr.strip()[-200:]}"
+
+
+def ping(ns: Namespace, address: str, count: int = 1) -> bool:
+    argv = ["ping", "-c", str(count), "-i", "0.2", "-W", "1", address]
+    return ns.run(argv, capture_output=True, timeout=30).returncode == 0

@@ -1,0 +1,248 @@
+"""Bridge networks on the real kernel, with real traffic.
+
+Every test builds its host inside a throwaway namespace (the Controller's host) and an
+"outside" namespace joined to it by a veth standing for the rest of the world, so the
+machine's own network is never touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from hostnet import errors
+from hostnet.controller import Controller
+from hostnet.namespace import Namespace
+from tests.kernel.netutil import ping, request, server
+
+UPLINK_HOST = "10.250.0.1"
+UPLINK_OUT = "10.250.0.2"
+
+
+@dataclass
+class Lab:
+    ctl: Controller
+    host: Namespace
+    outside: Namespace
+    name: object  # hostnet_host.name
+
+    def ns(self, hint: str = "app") -> Namespace:
+        return self.ctl.create_namespace(self.name(hint))  # type: ignore[operator]
+
+
+@pytest.fixture
+def lab(hostnet_host) -> Lab:
+    ctl = hostnet_host.controller
+    host = ctl.namespace(hostnet_host.host)
+    outside_name = hostnet_host.name("out")
+    outside = ctl.create_namespace(outside_name)
+    # the uplink: a veth between the host and "the internet"
+    subprocess.run(["ip", "-n", host.name, "link", "add", "uplink0", "type", "veth",
+                    "peer", "name", "eth0", "netns", outside_name], check=True)
+    for ns, dev, addr in ((host.name, "uplink0", UPLINK_HOST), (outside_name, "eth0",
+                                                                 UPLINK_OUT)):
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev], check=True)
+        subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
+    return Lab(ctl=ctl, host=host, outside=outside, name=hostnet_host.name)
+
+
+def test_same_network_ping_tcp_and_gateway(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = lab.ns(), lab.ns()
+    ea, eb = web.connect(a), web.connect(b)
+    assert (ea.ip, eb.ip) == ("10.91.0.2", "10.91.0.3")
+    assert ea.ifname == "eth0" and ea.mac and int(ea.mac[:2], 16) & 0x02
+    assert ping(a, eb.ip)
+    assert ping(a, "10.91.0.1")  # gateway
+    with server(b, 7000):
+        assert request(a, eb.ip, 7000) == f"{b.name} {ea.ip}"
+    # the kernel has what inspect says
+    assert (eth0 := a.snapshot().link("eth0")) is not None
+    assert eth0.mac == ea.mac and eth0.mtu == 1500 and eth0.up
+    assert "10.91.0.2/24" in a.snapshot().addresses_of("eth0")
+    assert [(r.gateway, r.ifname) for r in a.routes() if r.is_default] == [("10.91.0.1", "eth0")]
+
+
+def test_other_network_is_blocked(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    db = lab.ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    a, b = lab.ns(), lab.ns()
+    web.connect(a)
+    eb = db.connect(b)
+    with server(b, 7001):
+        assert request(a, eb.ip, 7001, timeout=1).startswith("FAIL")
+    assert not ping(a, eb.ip)
+
+
+def test_published_ports_via_host_address_and_localhost(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    ep = web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:9000-9001",
+                                   "80"])
+    by_port = {(m.host_port, m.protocol): m for m in ep.ports}
+    ephemeral = [m for m in ep.ports if m.host_port not in (8080, 5353, 9000, 9001)]
+    assert len(ephemeral) == 1 and ephemeral[0].container_port == 80
+    assert (8080, "tcp") in by_port and (5353, "udp") in by_port
+    with server(app, 80), server(app, 53, "udp"), server(app, 9001, tag="nine"):
+        # from the host itself, on its own address and on localhost
+        assert request(lab.host, UPLINK_HOST, 8080).startswith(app.name)
+        assert request(lab.host, "127.0.0.1", 8080).startswith(app.name)
+        assert request(lab.host, "127.0.0.1", 5353, "udp").startswith(app.name)
+        assert request(lab.host, "127.0.0.1", 9001).startswith("nine")
+        assert request(lab.host, "127.0.0.1", ephemeral[0].host_port).startswith(app.name)
+        # from another host, through the uplink: the client's own address is kept
+        assert request(lab.outside, UPLINK_HOST, 8080) == f"{app.name} {UPLINK_OUT}"
+        # the udp port is published on 127.0.0.1 only
+        assert request(lab.outside, UPLINK_HOST, 5353, "udp", timeout=1).startswith("FAIL")
+    info = lab.ctl.inspect(app)
+    assert info["NetworkSettings"]["Ports"]["80/tcp"][0] == {"HostIp": "0.0.0.0",
+                                                             "HostPort": "8080"}
+    assert info["NetworkSettings"]["Networks"]["web"]["IPAddress"] == ep.ip
+
+
+def test_hairpin_endpoint_reaches_its_own_published_port(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app, other = lab.ns(), lab.ns()
+    web.connect(app, publish=["8080:80"])
+    web.connect(other)
+    with server(app, 80):
+        for ns in (app, other):
+            for address in (UPLINK_HOST, "10.91.0.1"):
+                assert request(ns, address, 8080).startswith(app.name), (ns.name, address)
+
+
+def test_outbound_is_masqueraded_and_internal_is_cut_off(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    private = lab.ctl.create_network("private", driver="bridge", subnet="10.93.0.0/24",
+                                     internal=True)
+    a, b = lab.ns(), lab.ns()
+    web.connect(a)
+    ec = private.connect(b)
+    assert [r for r in b.routes() if r.is_default] == []
+    with server(lab.outside, 7100, tag="internet"):
+        assert request(a, UPLINK_OUT, 7100) == f"internet {UPLINK_HOST}"
+        assert request(b, UPLINK_OUT, 7100, timeout=1).startswith("FAIL")
+    # and the internal network can still talk inside itself
+    c = lab.ns()
+    private.connect(c)
+    assert ping(c, ec.ip)
+    with pytest.raises(errors.InvalidOption):
+        private.connect(lab.ns(), publish=["8081:80"])
+
+
+def test_icc_off_blocks_neighbours_but_not_the_gateway(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    a, b = lab.ns(), lab.ns()
+    web.connect(a)
+    eb = web.connect(b)
+    assert not ping(a, eb.ip)
+    assert ping(a, "10.91.0.1")
+
+
+def test_ipv6_between_endpoints(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24",
+                                                                 "fd00:91::/64"])
+    a, b = lab.ns(), lab.ns()
+    ea, eb = web.connect(a), web.connect(b)
+    assert ea.ip6 == "fd00:91::2" and eb.ip6 == "fd00:91::3"
+    assert ping(a, eb.ip6, count=2)
+    assert [r.gateway for r in a.routes() if r.is_default and r.family == 6] == ["fd00:91::1"]
+    with server(b, 7200):
+        assert request(a, eb.ip6, 7200) == f"{b.name} {ea.ip6}"
+
+
+def test_several_networks_per_namespace(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    db = lab.ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    app = lab.ns()
+    e1, e2 = web.connect(app), db.connect(app)
+    assert (e1.ifname, e2.ifname) == ("eth0", "eth1")
+    defaults = [r for r in app.routes() if r.is_default]
+    assert [(r.gateway, r.ifname) for r in defaults] == [("10.91.0.1", "eth0")]
+    assert set(lab.ctl.inspect(app)["NetworkSettings"]["Networks"]) == {"web", "db"}
+
+
+def test_nothing_remains_after_disconnect_and_delete(lab: Lab) -> None:
+    ctl = lab.ctl
+    before = lab.host.snapshot()
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    app = lab.ns()
+    web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp"])
+    assert "inet hostnet" in lab.host.snapshot().nft_tables
+    web.disconnect(app)
+    assert app.snapshot().link_names() == {"lo"}
+    listing = ctl.backend.nft_list(lab.host.name, "inet hostnet")
+    assert listing is not None
+    assert all(not v for k, v in listing["sets"].items() if k.startswith(("dnat", "any")))
+    assert ctl.ports() == []
+    web.delete()
+    after = lab.host.snapshot()
+    assert after.link_names() == before.link_names()
+    assert after.addresses == before.addresses
+    assert after.routes == before.routes
+    assert after.nft_tables == ()
+    assert ctl.backend.sysctl(lab.host.name, "net/ipv4/ip_forward") == "0"  # restored
+    dump = ctl.store.dump()
+    assert dump["addresses"] == [] and dump["ports"] == [] and dump["endpoints"] == []
+    assert dump["shared"] == [] and dump["journal"] == []
+
+
+def test_bad_input_changes_nothing(lab: Lab) -> None:
+    ctl = lab.ctl
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    host_before = lab.host.snapshot()
+    store_before = ctl.store.dump()
+    app = lab.ns()
+    bad_calls = [
+        lambda: ctl.create_network("web2", driver="bridge", subnet="10.91.0.128/25"),
+        lambda: ctl.create_network("web3", driver="bridge", subnet="10.94.0.0/24",
+                                   gateway="10.95.0.1"),
+        lambda: ctl.create_network("web4", driver="bridge", bridge_name="x" * 16),
+        lambda: ctl.create_network("web5", driver="bridge", colour="blue"),
+        lambda: ctl.create_network("web6", driver="bridge", mtu="huge"),
+        lambda: ctl.network("web").connect(app, publish=["80:80:80:80"]),
+        lambda: ctl.network("web").connect(app, publish=["70000:80"]),
+        lambda: ctl.network("web").connect(app, ip="10.99.0.5"),
+        lambda: ctl.network("web").connect(app, ip="10.91.0.1"),
+        lambda: ctl.delete_network("nope"),
+    ]
+    for call in bad_calls:
+        with pytest.raises(errors.HostnetError):
+            call()
+    app_snap = app.snapshot()
+    assert app_snap.link_names() == {"lo"}
+    assert lab.host.snapshot().links == host_before.links
+    store_after = ctl.store.dump()
+    store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != app.name]
+    store_before["namespaces"] = [r for r in store_before["namespaces"] if r[0] != app.name]
+    assert store_after == store_before
+
+
+def test_port_conflicts_name_the_holder(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = lab.ns(), lab.ns()
+    web.connect(a, publish=["8080:80"])
+    with pytest.raises(errors.PortInUse) as info:
+        web.connect(b, publish=["8080:81"])
+    assert info.value.holder == a.name
+    assert b.snapshot().link_names() == {"lo"}
+    with server(lab.host, 8090, host="0.0.0.0") as proc:
+        with pytest.raises(errors.PortInUse) as info:
+            web.connect(b, publish=["8090:80"])
+        assert info.value.owner_pid == proc.pid
+
+
+def test_deleting_a_network_with_endpoints(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    apps = [lab.ns() for _ in range(3)]
+    for app in apps:
+        web.connect(app, publish=["80"])
+    with pytest.raises(errors.NetworkInUse) as info:
+        web.delete()
+    assert set(info.value.endpoints) == {a.name for a in apps}
+    web.delete(force=True)
+    for app in apps:
+        assert app.snapshot().link_names() == {"lo"}
+    assert lab.ctl.ports() == [] and lab.ctl.endpoints() == []
