@@ -43,6 +43,7 @@ class Link:
     parent: str | None = None
     mode: str | None = None
     vni: int | None = None
+    group: int = 0
     stats: LinkStats = attrs.field(factory=LinkStats, eq=False)
 
 

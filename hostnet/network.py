@@ -83,6 +83,10 @@ class Network:
     def disconnect(self, workload: Namespace | str) -> None:
         self._ctl._disconnect(self, workload)
 
+    def disconnect_all(self) -> int:
+        """Disconnect every workload at once (one kernel call for all their links)."""
+        return self._ctl.disconnect_all(self.name)
+
     def endpoints(self) -> list[Endpoint]:
         return self._ctl._network_endpoints(self)
 

@@ -65,7 +65,7 @@ class Op:
             if isinstance(value, Op):
                 value = value.to_json()
             elif isinstance(value, tuple):
-                value = list(value)
+                value = [v.to_json() if isinstance(v, Op) else v for v in value]
             out[a.name] = value
         return out
 
@@ -81,7 +81,9 @@ class Op:
             if isinstance(value, dict) and "op" in value:
                 value = Op.from_json(value)
             elif isinstance(value, list):
-                value = tuple(value)
+                value = tuple(
+                    Op.from_json(v) if isinstance(v, dict) and "op" in v else v for v in value
+                )
             kwargs[a.name] = value
         return cls(**kwargs)
 
@@ -172,6 +174,7 @@ class AddLink(Op):
     up: bool = False
     master: str | None = None
     hairpin: bool = False
+    group: int | None = None
     peer: str | None = None
     peer_ns: str | None = SAME_NS
     peer_mac: str | None = None
@@ -197,6 +200,31 @@ class DelLink(Op):
         if self.recreate is None:
             raise ValueError(f"{self} does not know how to recreate what it deletes")
         return self.recreate
+
+
+@frozen(kw_only=True)
+class DelLinkGroup(Op):
+    """Delete every link of link group ``group`` in ``ns`` in one kernel call: the
+    kernel then waits for one RCU grace period for all of them instead of one per link,
+    which turns a 1000-endpoint teardown from tens of seconds into well under one."""
+
+    group: int
+    recreate: tuple[AddLink, ...] = ()
+    destructive: ClassVar[bool] = True
+
+    def inverse(self) -> Op:
+        return RecreateLinks(ns=self.ns, group=self.group, links=self.recreate)
+
+
+@frozen(kw_only=True)
+class RecreateLinks(Op):
+    """Create the links of a group again (the inverse of DelLinkGroup)."""
+
+    group: int
+    links: tuple[AddLink, ...] = ()
+
+    def inverse(self) -> Op:
+        return DelLinkGroup(ns=self.ns, group=self.group, recreate=self.links)
 
 
 @frozen(kw_only=True)
@@ -419,3 +447,59 @@ def teardown_plan(recorded: Plan) -> Plan:
             continue
         out.append(op)
     return tuple(out)
+
+
+def merge_nft(ops: Plan) -> Plan:
+    """Fold every NftBatch of a namespace into the first one of that namespace (one
+    nftables transaction instead of many), keeping the other ops in order."""
+    merged: dict[str | None, tuple[list[Any], list[Any]]] = {}
+    out: list[Op] = []
+    for op in ops:
+        if not isinstance(op, NftBatch):
+            out.append(op)
+            continue
+        commands = json.loads(op.commands).get("nftables", [])
+        undo = json.loads(op.undo).get("nftables", []) if op.undo.strip() else []
+        if op.ns in merged:
+            merged[op.ns][0].extend(commands)
+            merged[op.ns][1][:0] = undo
+        else:
+            merged[op.ns] = (commands, undo)
+            out.append(op)  # placeholder, replaced below
+    result: list[Op] = []
+    for op in out:
+        if isinstance(op, NftBatch):
+            commands, undo = merged[op.ns]
+            result.append(
+                NftBatch(
+                    ns=op.ns,
+                    commands=json.dumps({"nftables": commands}, separators=(",", ":")),
+                    undo=json.dumps({"nftables": undo}, separators=(",", ":")),
+                )
+            )
+        else:
+            result.append(op)
+    return tuple(result)
+
+
+def group_teardown(plan: Plan, ns: str | None, group: int) -> Plan:
+    """A teardown plan where every DelLink of a link created in ``group`` (in ``ns``)
+    becomes one DelLinkGroup, after the firewall changes (merged into one batch)."""
+    grouped: list[AddLink] = []
+    rest: list[Op] = []
+    for op in plan:
+        if (
+            isinstance(op, DelLink)
+            and op.ns == ns
+            and op.recreate is not None
+            and op.recreate.group == group
+        ):
+            grouped.append(op.recreate)
+        else:
+            rest.append(op)
+    if not grouped:
+        return merge_nft(tuple(rest))
+    merged = merge_nft(tuple(rest))
+    nft = [op for op in merged if isinstance(op, NftBatch)]
+    others = [op for op in merged if not isinstance(op, NftBatch)]
+    return (*nft, DelLinkGroup(ns=ns, group=group, recreate=tuple(grouped)), *others)

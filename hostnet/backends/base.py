@@ -26,8 +26,9 @@ class Backend(Protocol):
     def apply(self, op: Op) -> None:
         """Apply one op in ``op.ns``. Atomic: on error nothing of it remains."""
 
-    def observe(self, ns: str | None) -> Snapshot:
-        """Links, addresses, routes and nftables tables of one namespace."""
+    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
+        """Links, addresses, routes and (unless ``firewall=False``) the nftables tables
+        of one namespace."""
 
     def namespaces(self) -> tuple[str, ...]:
         """Names of the named namespaces (those under /run/netns), sorted."""
@@ -36,10 +37,11 @@ class Backend(Protocol):
         """Read /proc/sys/<key> as seen from ``ns``."""
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None
+        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
     ) -> tuple[BoundSocket, ...]:
         """Listening TCP/SCTP and bound UDP sockets in ``ns`` (only ``ports`` if given),
-        with the pid and name of the owning process where visible."""
+        with the pid and name of the owning process where visible (finding owners walks
+        every process: ``owners=False`` skips it)."""
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         """The JSON listing of one nftables table ("inet hostnet"), None if absent."""

@@ -55,11 +55,13 @@ from hostnet.ops import (
     DeleteNamespace,
     DelFdb,
     DelLink,
+    DelLinkGroup,
     DelNeighbour,
     DelRoute,
     MoveLink,
     NftBatch,
     Op,
+    RecreateLinks,
     Release,
     SetLinkUp,
     SetMaster,
@@ -102,6 +104,7 @@ class _Link:
     vni: int | None = None
     local: str | None = None
     port: int | None = None
+    group: int = 0
 
 
 @attrs.define(eq=False)
@@ -192,7 +195,7 @@ class FakeKernel:
     def namespaces(self) -> tuple[str, ...]:
         return tuple(sorted(k for k in self._namespaces if k is not None))
 
-    def observe(self, ns: str | None) -> Snapshot:
+    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
         space = self._ns(ns)
         links = tuple(
             Link(
@@ -206,6 +209,7 @@ class FakeKernel:
                 parent=link.parent.name if link.parent and link.parent.ns is space else None,
                 mode=link.mode,
                 vni=link.vni,
+                group=link.group,
                 stats=LinkStats(),
             )
             for link in sorted(space.links.values(), key=lambda x: x.index)
@@ -215,7 +219,7 @@ class FakeKernel:
             links=links,
             addresses=tuple(Address(ifname=i, address=a) for i, a in space.addresses),
             routes=tuple(space.routes),
-            nft_tables=space.nft.table_names(),
+            nft_tables=space.nft.table_names() if firewall else (),
         )
 
     def sysctl(self, ns: str | None, key: str) -> str:
@@ -226,9 +230,12 @@ class FakeKernel:
             raise errors.NotFoundError(f"no sysctl {key!r} in the fake kernel") from None
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None
+        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
     ) -> tuple[BoundSocket, ...]:
-        return tuple(s for s in self._ns(ns).sockets if ports is None or s.port in ports)
+        found = [s for s in self._ns(ns).sockets if ports is None or s.port in ports]
+        if not owners:
+            found = [attrs.evolve(s, pid=None, process=None) for s in found]
+        return tuple(found)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self._ns(ns).nft.list_table(table)
@@ -386,6 +393,7 @@ class FakeKernel:
         if op.hairpin and master is None:
             raise errors.KernelError(f"create {op.name}", 95, "hairpin needs a bridge master")
         link.master = master
+        link.group = op.group or 0
         if op.up:
             self._set_up(link, True)
 
@@ -420,6 +428,18 @@ class FakeKernel:
         if link.kind == "loopback":
             raise errors.KernelError(f"delete {op.name}", 95, "lo cannot be deleted")
         self._delete_link(link)
+
+    def _apply_DelLinkGroup(self, op: DelLinkGroup) -> None:
+        space = self._ns(op.ns)
+        if op.group == 0:
+            raise errors.InvalidOption("group", 0, "group 0 holds every link; refusing")
+        for link in [x for x in space.links.values() if x.group == op.group]:
+            if space.links.get(link.name) is link:
+                self._delete_link(link)
+
+    def _apply_RecreateLinks(self, op: RecreateLinks) -> None:
+        for link in op.links:
+            self._apply_AddLink(link)
 
     def _apply_MoveLink(self, op: MoveLink) -> None:
         space = self._ns(op.ns)

@@ -60,6 +60,8 @@ class Driver(ABC):
       ``plan_connect`` too with ``observe_host_on_connect``: a dump of the host grows
       with its number of links, so connect avoids it unless the driver needs it).
     - ``host_sysctls``: sysctls of the host namespace ``plan_shared`` needs to read.
+    - ``link_group``: the network gets a link group of its own (``data["group"]``) for
+      its endpoints' host-side links, so they can all be deleted in one kernel call.
     """
 
     name: ClassVar[str]
@@ -72,6 +74,7 @@ class Driver(ABC):
     observe_host_on_connect: ClassVar[bool] = False
     options: ClassVar[frozenset[str]] = frozenset()
     host_sysctls: ClassVar[tuple[str, ...]] = ()
+    link_group: ClassVar[bool] = False
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         """Check options before anything happens; return the spec, normalised."""

@@ -59,6 +59,7 @@ class BridgeDriver(Driver):
     observe_host: ClassVar[bool] = True
     options: ClassVar[frozenset[str]] = frozenset({*ALIASES, *ALIASES.values()})
     host_sysctls: ClassVar[tuple[str, ...]] = (FORWARD4, FORWARD6)
+    link_group: ClassVar[bool] = True
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         super().validate(spec)
@@ -170,6 +171,7 @@ class BridgeDriver(Driver):
                 up=True,
                 master=net.data["bridge"],
                 hairpin=True,
+                group=net.data.get("group"),
                 peer=ep.ifname,
                 peer_ns=ep.ns,
                 peer_mac=ep.mac,

@@ -64,11 +64,13 @@ def _rule(chain: str, *expr: Any, family: dict[str, str] = INET) -> Command:
 
 
 def _dnat(family: str, key: list[Any], maps: str) -> dict[str, Any]:
-    return {"dnat": {
-        "family": family,
-        "addr": {"map": {"key": {"concat": key}, "data": f"@{maps}_addr"}},
-        "port": {"map": {"key": {"concat": key}, "data": f"@{maps}_port"}},
-    }}
+    return {
+        "dnat": {
+            "family": family,
+            "addr": {"map": {"key": {"concat": key}, "data": f"@{maps}_addr"}},
+            "port": {"map": {"key": {"concat": key}, "data": f"@{maps}_port"}},
+        }
+    }
 
 
 def _daddr(proto: str) -> dict[str, Any]:
@@ -94,12 +96,16 @@ def base_setup() -> tuple[str, str]:
         if flags:
             spec["flags"] = flags
         cmds.append({"add": {"set": spec}})
-    maps: list[tuple[str, Any, str]] = [("egress", "ifname", "verdict"),
-                                         ("ingress", "ifname", "verdict")]
+    maps: list[tuple[str, Any, str]] = [
+        ("egress", "ifname", "verdict"),
+        ("ingress", "ifname", "verdict"),
+    ]
     for fam in ("4", "6"):
         addr = f"ipv{fam}_addr"
-        for prefix, key in ((f"dnat{fam}", [addr, "inet_proto", "inet_service"]),
-                            (f"any{fam}", ["inet_proto", "inet_service"])):
+        for prefix, key in (
+            (f"dnat{fam}", [addr, "inet_proto", "inet_service"]),
+            (f"any{fam}", ["inet_proto", "inet_service"]),
+        ):
             maps.append((f"{prefix}_addr", key, addr))
             maps.append((f"{prefix}_port", key, "inet_service"))
     for name, key, value in maps:

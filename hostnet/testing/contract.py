@@ -425,16 +425,21 @@ class BackendContract:
 
         ns = world.ns()
         base, base_undo = fw.base_setup()
-        net, net_undo = fw.network_setup(network_id="f" * 64, bridge="br-test",
-                                         subnets=["10.60.0.0/24", "fd00:60::/64"],
-                                         internal=False, masquerade=True)
+        net, net_undo = fw.network_setup(
+            network_id="f" * 64,
+            bridge="br-test",
+            subnets=["10.60.0.0/24", "fd00:60::/64"],
+            internal=False,
+            masquerade=True,
+        )
         mappings = [
             PortMapping(protocol="tcp", host_ip="0.0.0.0", host_port=8080, container_port=80),
             PortMapping(protocol="udp", host_ip="127.0.0.1", host_port=5353, container_port=53),
             PortMapping(protocol="tcp", host_ip="::", host_port=8443, container_port=443),
         ]
-        endpoint = fw.endpoint_setup(mappings=mappings, endpoint_ips=["10.60.0.2", "fd00:60::2"],
-                                     icc_port="vethabc")
+        endpoint = fw.endpoint_setup(
+            mappings=mappings, endpoint_ips=["10.60.0.2", "fd00:60::2"], icc_port="vethabc"
+        )
         assert endpoint is not None
         for commands, undo in ((base, base_undo), (net, net_undo), endpoint):
             world.backend.apply(NftBatch(ns=ns, commands=commands, undo=undo))
@@ -449,7 +454,9 @@ class BackendContract:
         assert sets["nets6"] == ['{"prefix":{"addr":"fd00:60::","len":64}}']
         chains = listing["chains"]
         assert {name: c["hook"] for name, c in chains.items() if c["hook"]} == {
-            "prerouting": "prerouting", "output": "output", "postrouting": "postrouting",
+            "prerouting": "prerouting",
+            "output": "output",
+            "postrouting": "postrouting",
             "forward": "forward",
         }
         assert chains["prerouting"]["rules"] == 4
@@ -457,8 +464,9 @@ class BackendContract:
         assert bridge is not None and bridge["sets"]["icc_ports"] == ['"vethabc"']
         # deleting a published port that is not there is "not found", and changes nothing
         with pytest.raises(errors.NotFoundError):
-            world.backend.apply(NftBatch(ns=ns, commands=endpoint[1].replace("8080", "8081"),
-                                         undo="{}"))
+            world.backend.apply(
+                NftBatch(ns=ns, commands=endpoint[1].replace("8080", "8081"), undo="{}")
+            )
         assert world.backend.nft_list(ns, "inet hostnet") == listing
         # undo in reverse: nothing left
         for commands, undo in reversed(((base, base_undo), (net, net_undo), endpoint)):

@@ -45,8 +45,8 @@ class FaultyBackend:
         self.inner.apply(op)
         self.applied.append(op)
 
-    def observe(self, ns: str | None) -> Snapshot:
-        return self.inner.observe(ns)
+    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
+        return self.inner.observe(ns, firewall=firewall)
 
     def namespaces(self) -> tuple[str, ...]:
         return self.inner.namespaces()
@@ -55,9 +55,9 @@ class FaultyBackend:
         return self.inner.sysctl(ns, key)
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None
+        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
     ) -> tuple[BoundSocket, ...]:
-        return self.inner.bound_sockets(ns, ports)
+        return self.inner.bound_sockets(ns, ports, owners=owners)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self.inner.nft_list(ns, table)

@@ -29,7 +29,12 @@ from hostnet.backends.netlink import nsenter
 from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_socket
 from hostnet.backends.netlink.nft import NftContext
 from hostnet.backends.netlink.nft import available as nft_available
-from hostnet.backends.netlink.sockets import bind_holder, owners, read_bound
+from hostnet.backends.netlink.sockets import (
+    bind_holder,
+    diag_bound,
+    find_owners,
+    open_diag_socket,
+)
 from hostnet.backends.netlink_paths import ns_path
 from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
 from hostnet.names import check_ifname
@@ -47,11 +52,13 @@ from hostnet.ops import (
     DeleteNamespace,
     DelFdb,
     DelLink,
+    DelLinkGroup,
     DelNeighbour,
     DelRoute,
     MoveLink,
     NftBatch,
     Op,
+    RecreateLinks,
     Release,
     SetLinkUp,
     SetMaster,
@@ -83,17 +90,37 @@ def _family(address: str) -> int:
 
 
 class _Handle:
-    __slots__ = ("chan", "ident", "nft")
+    """Everything kept open for one namespace: each was opened from a thread inside it
+    and stays bound to it, so using it later needs no thread at all."""
 
-    def __init__(self, chan: Channel, ident: tuple[int, int] | None) -> None:
-        self.chan = chan
+    __slots__ = ("chan", "diag", "ident", "nft", "sysctls")
+
+    def __init__(
+        self, socks: tuple[socket.socket, socket.socket], ident: tuple[int, int] | None
+    ) -> None:
+        self.chan = Channel(socks[0])
+        self.diag = socks[1]
         self.ident = ident
         self.nft: NftContext | None = None
+        self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
 
     def close(self) -> None:
         self.chan.close()
+        self.diag.close()
         if self.nft is not None:
             self.nft.close()
+        for fd in self.sysctls.values():
+            os.close(fd)
+        self.sysctls.clear()
+
+
+def _open_sockets() -> tuple[socket.socket, socket.socket]:
+    route = open_route_socket()
+    try:
+        return route, open_diag_socket()
+    except BaseException:
+        route.close()
+        raise
 
 
 class NetlinkBackend:
@@ -143,12 +170,12 @@ class NetlinkBackend:
             handle.close()
             del self._handles[ns]
         try:
-            sock = self._in_ns(ns, open_route_socket)
+            socks = self._in_ns(ns, _open_sockets)
         except PermissionError as exc:
             raise errors.PermissionDenied(
                 f"open netlink socket in {ns or 'root namespace'}"
             ) from exc
-        handle = _Handle(Channel(sock), ident)
+        handle = _Handle(socks, ident)
         self._handles[ns] = handle
         return handle
 
@@ -197,7 +224,7 @@ class NetlinkBackend:
                 raise errors.LinkNotFound(name, ns) from None
             raise
 
-    def observe(self, ns: str | None) -> Snapshot:
+    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -224,7 +251,7 @@ class NetlinkBackend:
                     if route is not None:
                         routes.append(route)
             tables: tuple[str, ...] = ()
-            if nft_available():
+            if firewall and nft_available():
                 listing = self._nft(ns).run("list tables", "nft list tables") or {}
                 tables = tuple(
                     sorted(
@@ -241,26 +268,50 @@ class NetlinkBackend:
             nft_tables=tables,
         )
 
-    def sysctl(self, ns: str | None, key: str) -> str:
+    def _sysctl_fd(self, ns: str | None, key: str) -> int:
+        """An fd on /proc/sys/<key> of ``ns``: /proc/sys/net resolves the namespace when
+        the file is opened, so it is opened from inside and then kept. Per-interface
+        keys are not kept: the interface (and its file) can go away."""
         path = _sysctl_path(key)
 
-        def read() -> str:
-            with open(path) as fh:
-                return fh.read().rstrip("\n")
+        def opener() -> int:
+            try:
+                return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            except PermissionError:
+                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
 
-        try:
-            result: str = self._in_ns(ns, read)
-        except FileNotFoundError:
-            raise errors.NotFoundError(
-                f"no sysctl {key!r} in {ns or 'the root namespace'}"
-            ) from None
-        return result
+        handle = self._handle(ns)
+        fd = handle.sysctls.get(key)
+        if fd is None:
+            try:
+                fd = self._in_ns(ns, opener)
+            except FileNotFoundError:
+                raise errors.NotFoundError(
+                    f"no sysctl {key!r} in {ns or 'the root namespace'}"
+                ) from None
+            if "/conf/" not in key or "/conf/all/" in key or "/conf/default/" in key:
+                handle.sysctls[key] = fd
+        return fd
+
+    def _sysctl_done(self, ns: str | None, key: str, fd: int) -> None:
+        handle = self._handles.get(ns)
+        if handle is None or handle.sysctls.get(key) != fd:
+            os.close(fd)
+
+    def sysctl(self, ns: str | None, key: str) -> str:
+        with self._lock:
+            fd = self._sysctl_fd(ns, key)
+            try:
+                return os.pread(fd, 4096, 0).decode().rstrip("\n")
+            finally:
+                self._sysctl_done(ns, key, fd)
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None
+        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
     ) -> tuple[BoundSocket, ...]:
-        found: list[tuple[BoundSocket, int]] = self._in_ns(ns, lambda: read_bound(ports))
-        who = owners([inode for _, inode in found])
+        with self._lock:
+            found = diag_bound(self._handle(ns).diag, ports)
+        who = find_owners([inode for _, inode in found]) if owners else {}
         out = []
         for sock, inode in found:
             pid, process = who.get(inode, (None, None))
@@ -318,14 +369,14 @@ class NetlinkBackend:
             handler(op)
 
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
-        def setup() -> socket.socket:
-            sock = open_route_socket()
-            _lo_up(sock)
-            return sock
+        def setup() -> tuple[socket.socket, socket.socket]:
+            socks = _open_sockets()
+            _lo_up(socks[0])
+            return socks
 
-        sock = nsenter.create_namespace(op.ns, setup)
+        socks = nsenter.create_namespace(op.ns, setup)
         self.release(op.ns)
-        self._handles[op.ns] = _Handle(Channel(sock), self._ident(op.ns))
+        self._handles[op.ns] = _Handle(socks, self._ident(op.ns))
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
         # Our own socket would keep the namespace, and every veth in it, alive.
@@ -370,6 +421,8 @@ class NetlinkBackend:
                 attrs.append(("IFLA_ADDRESS", op.mac))
             if op.master is not None:
                 attrs.append(("IFLA_MASTER", self._index(chan, op.master, op.ns)))
+            if op.group is not None:
+                attrs.append(("IFLA_GROUP", op.group))
             if where != op.ns:
                 attr = self._ns_fd_attr(op.ns)
                 if op.ns is not None:
@@ -424,10 +477,24 @@ class NetlinkBackend:
                 raise
             if op.hairpin and op.master is not None:
                 try:
-                    self._link_request(op.ns, op.name, [("IFLA_LINKINFO", {"attrs": [
-                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
-                        ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
-                    ]})])
+                    self._link_request(
+                        op.ns,
+                        op.name,
+                        [
+                            (
+                                "IFLA_LINKINFO",
+                                {
+                                    "attrs": [
+                                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
+                                        (
+                                            "IFLA_INFO_SLAVE_DATA",
+                                            {"attrs": [("IFLA_BRPORT_MODE", 1)]},
+                                        ),
+                                    ]
+                                },
+                            )
+                        ],
+                    )
                 except BaseException:
                     self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
                     raise
@@ -471,6 +538,19 @@ class NetlinkBackend:
 
     def _apply_DelLink(self, op: DelLink) -> None:
         self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
+
+    def _apply_DelLinkGroup(self, op: DelLinkGroup) -> None:
+        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+        if op.group == 0:
+            raise errors.InvalidOption("group", 0, "group 0 holds every link; refusing")
+        msg = ifinfmsg()
+        msg["attrs"] = [("IFLA_GROUP", op.group)]
+        self._chan(op.ns).request(msg, RTM_DELLINK)
+
+    def _apply_RecreateLinks(self, op: RecreateLinks) -> None:
+        for link in op.links:
+            self._apply_AddLink(link)
 
     def _apply_SetLinkUp(self, op: SetLinkUp) -> None:
         self._link_request(op.ns, op.name, [], up=op.up)
@@ -595,16 +675,11 @@ class NetlinkBackend:
         self._chan(op.ns).request(msg, RTM_DELNEIGH)
 
     def _apply_SetSysctl(self, op: SetSysctl) -> None:
-        path = _sysctl_path(op.key)
-
-        def write() -> None:
-            with open(path, "w") as fh:
-                fh.write(op.value)
-
+        fd = self._sysctl_fd(op.ns, op.key)
         try:
-            self._in_ns(op.ns, write)
-        except FileNotFoundError:
-            raise errors.NotFoundError(f"no sysctl {op.key!r}") from None
+            os.pwrite(fd, op.value.encode(), 0)
+        finally:
+            self._sysctl_done(op.ns, op.key, fd)
 
     def _apply_NftBatch(self, op: NftBatch) -> None:
         self._nft(op.ns).run(op.commands, op.describe())
@@ -687,6 +762,7 @@ def _link_from(m: Any, names: Mapping[int, str]) -> Link:
         parent=parent,
         mode=mode if isinstance(mode, str) else None,
         vni=vni,
+        group=m.get_attr("IFLA_GROUP") or 0,
         stats=LinkStats(
             rx_bytes=stats["rx_bytes"],
             tx_bytes=stats["tx_bytes"],
