@@ -1,0 +1,322 @@
+"""Bridge networks on the fake backend: everything that needs no packets."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hostnet import errors
+from hostnet.backends.fake import FakeKernel
+from hostnet.controller import Controller
+from hostnet.ops import CreateNamespace, DelLinkGroup
+from hostnet.testing import FaultyBackend
+
+HOST = "host"
+
+
+def make(tmp_path, kernel: FakeKernel | None = None, **kwargs) -> Controller:
+    kernel = kernel or FakeKernel(seed=3)
+    if HOST not in kernel.namespaces():
+        kernel.apply(CreateNamespace(ns=HOST))
+    return Controller(backend=kernel, host=HOST, state_dir=tmp_path / "state", **kwargs)
+
+
+@pytest.fixture
+def ctl(tmp_path) -> Iterator[Controller]:
+    c = make(tmp_path)
+    yield c
+    c.close()
+
+
+def kernel_of(ctl: Controller) -> FakeKernel:
+    backend = ctl.backend
+    assert isinstance(backend, FakeKernel)
+    return backend
+
+
+def test_default_pools_are_used_in_order_and_skip_host_routes(tmp_path) -> None:
+    kernel = FakeKernel(seed=1)
+    kernel.apply(CreateNamespace(ns=HOST))
+    kernel.add_device(HOST, "uplink0")
+    from hostnet.ops import AddAddress
+
+    kernel.apply(AddAddress(ns=HOST, ifname="uplink0", address="172.18.5.1/24"))
+    ctl = make(tmp_path, kernel)
+    nets = [ctl.create_network(f"n{i}", driver="bridge") for i in range(3)]
+    subnets = [n.inspect()["IPAM"]["Config"][0]["Subnet"] for n in nets]
+    assert subnets == ["172.17.0.0/16", "172.19.0.0/16", "172.20.0.0/16"]
+    assert nets[0].inspect()["IPAM"]["Config"][0]["Gateway"] == "172.17.0.1"
+    ctl.close()
+
+
+def test_inspect_is_docker_shaped(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24",
+                             gateway="10.91.0.254", ip_range="10.91.0.128/25",
+                             aux_addresses={"printer": "10.91.0.130"}, mtu=1400)
+    app = ctl.create_namespace("app")
+    ep = web.connect(app, publish=["8080:80/tcp"])
+    assert ep.ip == "10.91.0.128"  # the first address of the range (not the subnet's)
+    info = web.inspect()
+    assert info["Driver"] == "bridge" and info["Scope"] == "local"
+    assert info["IPAM"]["Config"] == [{
+        "Subnet": "10.91.0.0/24", "Gateway": "10.91.0.254", "IPRange": "10.91.0.128/25",
+        "AuxiliaryAddresses": {"printer": "10.91.0.130"},
+    }]
+    assert info["Options"] == {"com.docker.network.driver.mtu": "1400"}
+    assert info["Containers"]["app"] == {
+        "Name": "app", "EndpointID": ep.id, "MacAddress": ep.mac,
+        "IPv4Address": "10.91.0.128/24", "IPv6Address": "",
+    }
+    settings_ = ctl.inspect(app)["NetworkSettings"]
+    assert settings_["Networks"]["web"]["Gateway"] == "10.91.0.254"
+    assert settings_["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
+    # the kernel model has it: veth peer eth0 in app, MTU on both ends, bridge port
+    eth0 = app.snapshot().link("eth0")
+    assert eth0 is not None and eth0.mtu == 1400 and eth0.mac == ep.mac
+    host = kernel_of(ctl).observe(HOST)
+    bridge = web.data["bridge"]
+    assert host.link(bridge).mtu == 1400  # type: ignore[union-attr]
+    assert any(link.master == bridge and link.mtu == 1400 for link in host.links)
+
+
+def test_addresses_skip_reserved_and_are_never_duplicated(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/29",
+                             aux_addresses={"x": "10.91.0.3"})
+    ips = [web.connect(ctl.create_namespace(f"a{i}")).ip for i in range(4)]
+    assert ips == ["10.91.0.2", "10.91.0.4", "10.91.0.5", "10.91.0.6"]
+    with pytest.raises(errors.ExhaustedError):
+        web.connect(ctl.create_namespace("full"))
+    web.disconnect("a1")
+    again = web.connect(ctl.create_namespace("again"))
+    assert again.ip == "10.91.0.4"  # the only free one
+
+
+def test_static_addresses(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    assert web.connect(a, ip="10.91.0.50").ip == "10.91.0.50"
+    with pytest.raises(errors.AddressInUse):
+        web.connect(b, ip="10.91.0.50")
+    for bad in ("10.91.0.1", "10.91.0.0", "10.91.0.255", "10.92.0.1", "nonsense"):
+        with pytest.raises(errors.ValidationError):
+            web.connect(b, ip=bad)
+    assert b.snapshot().link_names() == {"lo"}
+
+
+def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -> None:
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.SubnetOverlap) as info:
+        ctl.create_network("web2", driver="bridge", subnet="10.91.0.0/16")
+    assert "web" in str(info.value)
+    bad = [
+        dict(subnet="10.95.0.0/24", gateway="10.96.0.1"),
+        dict(subnet="10.95.0.1/24"),
+        dict(subnet="10.95.0.0/24", ip_range="10.96.0.0/25"),
+        dict(subnet="10.95.0.0/24", aux_addresses={"x": "10.97.0.1"}),
+        dict(bridge_name="b" * 16),
+        dict(icc="maybe"),
+        dict(colour="blue"),
+    ]
+    for kwargs in bad:
+        with pytest.raises(errors.ValidationError):
+            ctl.create_network("web3", driver="bridge", **kwargs)
+    with pytest.raises(errors.NetworkExists):
+        ctl.create_network("web", driver="bridge", subnet="10.98.0.0/24")
+    with pytest.raises(errors.DriverNotFound):
+        ctl.create_network("web4", driver="ipvlan")
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+
+
+def test_explicit_bridge_name_that_exists_is_refused(ctl: Controller) -> None:
+    kernel_of(ctl).add_device(HOST, "taken0")
+    with pytest.raises(errors.LinkExists):
+        ctl.create_network("web", driver="bridge", bridge_name="taken0")
+    assert [n.name for n in ctl.networks()] == ["host", "none"]
+
+
+def test_published_ports_are_map_elements_and_go_away(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    ep = web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:7000-7001",
+                                   "80"])
+    sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
+    eph = next(m.host_port for m in ep.ports if m.host_port not in (8080, 5353, 9000, 9001))
+    assert sorted(sets["any4_addr"]) == sorted(
+        json.dumps({"concat": ["tcp", p]}, separators=(",", ":")) for p in (8080, 9000, 9001, eph)
+    )
+    assert sets["dnat4_addr"] == ['{"concat":["127.0.0.1","udp",5353]}']
+    assert {(m.host_port, m.container_port) for m in ep.ports} >= {(9000, 7000), (9001, 7001)}
+    assert len(ctl.ports()) == 5
+    web.disconnect(app)
+    sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
+    assert all(not sets[k] for k in sets if k.startswith(("any", "dnat")))
+    assert ctl.ports() == []
+
+
+def test_port_syntax_errors_and_conflicts(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    web.connect(a, publish=["8080:80"])
+    kernel_of(ctl).bind_external(HOST, "tcp", "0.0.0.0", 8081, pid=4242, process="nginx")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    for spec in ("0:80", "8080:0", "80/icmp", "1-2:1-3", "a:b", "1.2.3:80:80", "[::1:80:80"):
+        with pytest.raises(errors.InvalidPort):
+            web.connect(b, publish=[spec])
+    with pytest.raises(errors.PortInUse) as info:
+        web.connect(b, publish=["0.0.0.0:8080:80"])
+    assert info.value.holder == "a"
+    with pytest.raises(errors.PortInUse) as info:
+        web.connect(b, publish=["8081:80"])
+    assert (info.value.owner_pid, info.value.owner_name) == (4242, "nginx")
+    with pytest.raises(errors.InvalidOption):
+        web.connect(b, publish=["[::1]:8082:80"])  # no IPv6 on this network
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+
+
+def test_internal_network_has_no_default_route_and_no_publishing(ctl: Controller) -> None:
+    private = ctl.create_network("private", driver="bridge", subnet="10.93.0.0/24",
+                                 internal=True)
+    a = ctl.create_namespace("a")
+    private.connect(a)
+    assert [r for r in a.routes() if r.is_default] == []
+    sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
+    assert sets["masq"] == []
+    with pytest.raises(errors.InvalidOption):
+        private.connect(ctl.create_namespace("b"), publish=["80"])
+
+
+def test_icc_off_adds_ports_to_the_icc_set(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    web.connect(ctl.create_namespace("a"))
+    listing = kernel_of(ctl).nft_list(HOST, "bridge hostnet")
+    assert listing is not None and len(listing["sets"]["icc_ports"]) == 1
+
+
+def test_second_network_keeps_the_default_route(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    db = ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    app = ctl.create_namespace("app")
+    assert (web.connect(app).ifname, db.connect(app).ifname) == ("eth0", "eth1")
+    assert [(r.gateway, r.ifname) for r in app.routes() if r.is_default] == [("10.91.0.1",
+                                                                              "eth0")]
+    web.disconnect(app)
+    assert app.snapshot().link_names() == {"lo", "eth1"}
+    assert db.connect(ctl.create_namespace("other")).ifname == "eth0"
+
+
+def test_shared_setup_lives_as_long_as_any_bridge_network(ctl: Controller) -> None:
+    kernel = kernel_of(ctl)
+    a = ctl.create_network("a", driver="bridge", subnet="10.91.0.0/24")
+    b = ctl.create_network("b", driver="bridge", subnet="10.92.0.0/24")
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    a.delete()  # b inherits the tables and the forwarding setting
+    assert "inet hostnet" in kernel.observe(HOST).nft_tables
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    b.delete()
+    assert kernel.observe(HOST).nft_tables == ()
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "0"
+    assert ctl.store.dump()["shared"] == []
+
+
+def test_forwarding_is_left_alone_in_the_callers_own_namespace(tmp_path) -> None:
+    kernel = FakeKernel(seed=2)
+    ctl = Controller(backend=kernel, state_dir=tmp_path / "s")
+    with pytest.warns(errors.HostnetWarning, match="forwarding"):
+        ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    assert kernel.sysctl(None, "net/ipv4/ip_forward") == "0"
+    ctl.close()
+    ctl = Controller(backend=kernel, state_dir=tmp_path / "s2", forwarding=True)
+    ctl.create_network("web", driver="bridge", subnet="10.92.0.0/24")
+    assert kernel.sysctl(None, "net/ipv4/ip_forward") == "1"
+    ctl.delete_network("web")
+    assert kernel.sysctl(None, "net/ipv4/ip_forward") == "0"
+    ctl.close()
+
+
+def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_path) -> None:
+    kernel = FakeKernel(seed=4)
+    kernel.apply(CreateNamespace(ns=HOST))
+    faulty = FaultyBackend(kernel)
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s")
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    apps = [ctl.create_namespace(f"a{i}") for i in range(5)]
+    for app in apps:
+        web.connect(app, publish=["80"])
+    with pytest.raises(errors.NetworkInUse):
+        web.delete()
+    faulty.applied.clear()
+    assert web.disconnect_all() == 5
+    kinds = [type(op).__name__ for op in faulty.applied]
+    assert kinds == ["NftBatch", "DelLinkGroup"]
+    assert isinstance(faulty.applied[1], DelLinkGroup)
+    assert all(app.snapshot().link_names() == {"lo"} for app in apps)
+    for app in apps:
+        web.connect(app)
+    web.delete(force=True)
+    assert kernel.observe(HOST).link_names() == {"lo"}
+    assert ctl.store.dump()["endpoints"] == []
+    ctl.close()
+
+
+@pytest.mark.parametrize("fail_at", range(8))
+def test_connect_failing_at_each_op_leaves_nothing(tmp_path, fail_at: int) -> None:
+    kernel = FakeKernel(seed=5)
+    kernel.apply(CreateNamespace(ns=HOST))
+    setup = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s")
+    web = setup.create_network("web", driver="bridge", subnet="10.91.0.0/24",
+                               ipv6=True, icc=False)
+    setup.create_namespace("app")
+    setup.close()
+    before_kernel = kernel.dump()
+    faulty = FaultyBackend(kernel, fail_at=fail_at)
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s")
+    before_store = ctl.store.dump()
+    try:
+        ctl.network(web.name).connect("app", publish=["8080:80", "53/udp"])
+    except errors.HostnetError:
+        assert kernel.dump() == before_kernel
+        assert ctl.store.dump() == before_store
+    else:
+        assert faulty.calls <= fail_at  # the plan was shorter than fail_at
+    ctl.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=30))
+def test_random_connects_and_disconnects_never_share_an_address(tmp_path_factory, steps) -> None:
+    tmp = tmp_path_factory.mktemp("prop")
+    ctl = make(tmp)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/28")
+    for i in range(6):
+        ctl.create_namespace(f"w{i}")
+    for connect, i in steps:
+        connected = {e.workload for e in web.endpoints()}
+        try:
+            if connect and f"w{i}" not in connected:
+                web.connect(f"w{i}")
+            elif not connect and f"w{i}" in connected:
+                web.disconnect(f"w{i}")
+        except errors.ExhaustedError:
+            pass
+        ips = [e.ip for e in web.endpoints()]
+        assert len(ips) == len(set(ips))
+        assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.91.0.0/28")
+                   for ip in ips)
+        # what the kernel holds is exactly what the store says
+        kernel_ips = sorted(
+            a.address.split("/")[0]
+            for i in range(6)
+            for a in kernel_of(ctl).observe(f"w{i}").addresses
+            if a.ifname == "eth0"
+        )
+        assert kernel_ips == sorted(ips)  # type: ignore[type-var]
+    ctl.close()
