@@ -16,6 +16,7 @@ import pytest
 
 from hostnet.backends.netlink import NetlinkBackend
 from hostnet.controller import Controller
+from hostnet.drivers.bridge import veth_name
 from hostnet.ops import CreateNamespace, DeleteNamespace
 from hostnet.policy.security import SecurityPolicy
 from hostnet.testing.world import unique_prefix
@@ -25,20 +26,30 @@ TRIALS = int(os.environ.get("HOSTNET_RECOVERY_TRIALS", "50"))
 CHILD = r"""
 import sys
 from hostnet.controller import Controller
+from hostnet.drivers.bridge import veth_name
 from hostnet.policy.security import SecurityPolicy
-host, state, prefix, trial = sys.argv[1:]
+host, state, prefix, trial, scenario = sys.argv[1:]
 ctl = Controller(host=host, state_dir=state, backend="netlink", recover=False,
                  policy=SecurityPolicy(allow_host_network=True))
 print("ready", flush=True)
 i = 0
 while True:
     ns = ctl.create_namespace(f"{prefix}t{trial}n{i}")
-    ctl.attach(ns, driver="none")
-    ctl.attach(f"w{trial}n{i}", driver="host",
-               ports=[f"127.0.0.1:{21000 + i % 500}/tcp", f"{22000 + i % 500}/udp"], hold=True)
-    if i % 3:
-        ctl.detach(f"w{trial}n{i}")
-        ns.delete()
+    if scenario == "bridge":
+        web = ctl.network("web")
+        web.connect(ns, publish=[f"{23000 + i % 500}:80", "80/udp"])
+        if i % 2:
+            web.disconnect(ns)
+        if i % 3:
+            ns.delete()
+    else:
+        ctl.attach(ns, driver="none")
+        ctl.attach(f"w{trial}n{i}", driver="host",
+                   ports=[f"127.0.0.1:{21000 + i % 500}/tcp", f"{22000 + i % 500}/udp"],
+                   hold=True)
+        if i % 3:
+            ctl.detach(f"w{trial}n{i}")
+            ns.delete()
     i += 1
 """
 
@@ -55,12 +66,30 @@ def check_consistent(ctl: Controller, prefix: str, host: str) -> None:
     assert all(e["ns"] is None or e["ns"] in kernel for e in endpoints)
     owners = {e["id"] for e in endpoints}
     assert {p["owner"] for p in store.read(lambda tx: tx.ports())} <= owners
-    host_links = {link.name for link in ctl.backend.observe(host).links}
-    assert host_links == {"lo"}
+    host_snap = ctl.backend.observe(host)
+    bridge_eps = [e for e in ctl.endpoints() if e.network == "web"]
+    expected = {"lo"}
+    for net in ctl.networks():
+        if net.driver == "bridge":
+            expected.add(net.data["bridge"])
+    expected |= {veth_name(e.id) for e in bridge_eps}
+    assert {link.name for link in host_snap.links} == expected
+    allocated = sorted(r[1] for r in store.dump()["addresses"])
+    assert allocated == sorted(a.split("/")[0] for e in bridge_eps for a in e.addresses)
+    for e in bridge_eps:
+        assert e.ns is not None
+        assert set(ctl.backend.observe(e.ns).addresses_of("eth0")) == set(e.addresses)
+    if bridge_eps or any(n.driver == "bridge" for n in ctl.networks()):
+        listing = ctl.backend.nft_list(host, "inet hostnet")
+        assert listing is not None
+        published = sorted(f'{{"concat":["{m.protocol}",{m.host_port}]}}'
+                           for e in bridge_eps for m in e.ports)
+        assert sorted(listing["sets"]["any4_addr"]) == published
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", ["none-and-host", "bridge"])
+def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -> None:
     rng = random.Random(int(os.environ.get("HOSTNET_RECOVERY_SEED", "1234")))
     prefix = unique_prefix("hr")
     host = f"{prefix}host"
@@ -68,10 +97,14 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path) -> None:
     backend.apply(CreateNamespace(ns=host))
     state = tmp_path / "state"
     recovered_total = 0
+    if scenario == "bridge":
+        setup = Controller(host=host, state_dir=state, backend=backend)
+        setup.create_network("web", driver="bridge", subnet="10.77.0.0/16")
+        setup.close()
     try:
         for trial in range(TRIALS):
             with subprocess.Popen(
-                [sys.executable, "-c", CHILD, host, str(state), prefix, str(trial)],
+                [sys.executable, "-c", CHILD, host, str(state), prefix, str(trial), scenario],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             ) as child:
                 try:
@@ -95,9 +128,16 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path) -> None:
                 ctl.delete_namespace(record["name"])
             check_consistent(ctl, prefix, host)
             assert ctl.ports() == []
+            assert ctl.store.dump()["addresses"] == []
             ctl.close()
         # the random kills did land in the middle of plans
         assert recovered_total > 0
+        if scenario == "bridge":
+            final = Controller(host=host, state_dir=state, backend=backend)
+            final.delete_network("web")
+            assert final.backend.observe(host).link_names() == {"lo"}
+            assert final.backend.observe(host).nft_tables == ()
+            final.close()
     finally:
         for name in backend.namespaces():
             if name.startswith(prefix):
