@@ -362,6 +362,13 @@ class Controller:
             data = drv.decide(spec, network_id, host)
             if cls.link_group:
                 data["group"] = self._link_group(tx, host)
+            wanted = drv.host_addresses(spec)
+            if wanted:
+                config = next(c for c in spec.subnets if c.network.version == 4)
+                data["host_addresses"] = {
+                    what: ipam.allocate_last(tx, network_id, config, network_id, name)
+                    for what in wanted
+                }
             tx.add_network(
                 id=network_id,
                 name=name,

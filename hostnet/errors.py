@@ -24,6 +24,7 @@ backend, with ``raise ... from exc``; nothing above the backend sees a NetlinkEr
     │   ├── AddressInUse
     │   ├── SubnetOverlap                      names the other network or route
     │   ├── PortInUse                          names the pid and process holding the port
+    │   ├── LinkDown                           a parent interface that is not up
     │   └── NetworkInUse                       a network that still has endpoints
     ├── ExhaustedError                         no free subnet, address or port left
     ├── PolicyDenied                           the security policy refused (host networking...)
@@ -201,6 +202,16 @@ class PortInUse(ConflictError):
             who = "bound by a socket whose owner is not visible"
         super().__init__(
             f"host port {host_ip}:{port}/{protocol} is {who}; free it or choose another port"
+        )
+
+
+class LinkDown(ConflictError):
+    def __init__(self, name: str, namespace: str | None, what: str = "interface") -> None:
+        self.name = name
+        self.namespace = namespace
+        where = f"namespace {namespace!r}" if namespace else "the root namespace"
+        super().__init__(
+            f"{what} {name!r} in {where} is down; bring it up first (ip link set {name} up)"
         )
 
 

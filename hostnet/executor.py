@@ -206,7 +206,10 @@ class Executor:
         owners = tuple(json.loads(entry["owner"]))
         if entry["kind"] == "setup":
             # ops [0, done) completed; op #done may have been in flight when it died
-            touched = plan[: min(entry["done"] + 1, len(plan))]
+            # A failed journal knows exactly what completed (the failing op changed
+            # nothing: ops are atomic); only a crash leaves op #done in doubt.
+            end = entry["done"] if entry["failed"] else entry["done"] + 1
+            touched = plan[: min(end, len(plan))]
             problems = self.undo(touched)
             ops = len(touched)
         else:

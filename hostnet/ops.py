@@ -329,15 +329,14 @@ class NftBatch(Op):
         return NftBatch(ns=self.ns, commands=self.undo, undo=self.commands)
 
     def describe(self) -> str:
-        try:
-            items = json.loads(self.commands).get("nftables", [])
-        except ValueError:
-            items = []
         words = []
-        for item in items:
-            for verb, body in item.items():
-                for kind, obj in body.items() if isinstance(body, dict) else ():
-                    words.append(f"{verb} {kind} {obj.get('name') or obj.get('chain') or ''}")
+        try:
+            for item in json.loads(self.commands).get("nftables", []):
+                for verb, body in item.items():
+                    for kind, obj in body.items():
+                        words.append(f"{verb} {kind} {obj.get('name') or obj.get('chain') or ''}")
+        except (ValueError, AttributeError, TypeError):
+            pass  # not libnftables JSON: describe what was understood, never fail
         summary = "; ".join(words[:3]) + (f"; +{len(words) - 3} more" if len(words) > 3 else "")
         where = self.ns if self.ns is not None else "<root>"
         return f"[{where}] NftBatch({summary.strip()})"

@@ -12,13 +12,9 @@ space (``"network create"``) makes a group (``network``) with a subcommand.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import platform
-import signal
-import subprocess
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +24,7 @@ from attrs import frozen
 import hostnet
 from hostnet import errors
 from hostnet.cli.context import Context
+from hostnet.cli.process import command_argv, start, wait_child
 from hostnet.cli.table import format_table
 from hostnet.controller import Controller
 from hostnet.names import check_namespace_name
@@ -132,48 +129,14 @@ def _find_namespace(ctl: Controller, name: str) -> Namespace:
 
 
 def cmd_ns_exec(ctx: Context, args: argparse.Namespace) -> int:
-    argv = list(args.argv)
-    if argv[:1] == ["--"]:  # argparse keeps or drops the "--" depending on the version
-        argv = argv[1:]
-    if not argv:
-        raise errors.ValidationError(
-            "ns exec needs a command: hostnet ns exec NAME -- CMD [ARG...]"
-        )
+    argv = command_argv(args.argv, "ns exec", "NAME -- CMD [ARG...]")
     ns = _find_namespace(ctx.controller, args.name)
-    # The child writes to the same file descriptors: let our buffered output go first.
-    ctx.stdout.flush()
-    ctx.stderr.flush()
-    try:
-        proc = ns.popen(argv)
-    except OSError as exc:
-        if isinstance(exc, errors.HostnetError):
-            raise
-        ctx.error(f"cannot run {argv[0]!r} in namespace {args.name!r}: {exc.strerror or exc}")
-        return 127 if exc.errno == errno.ENOENT else 126  # like a shell, and docker exec
+    proc = start(ctx, ns, argv)
+    if isinstance(proc, int):
+        return proc
     # The child needs nothing more from us; drop our sockets and the store while it runs.
     ctx.close()
-    return _wait(proc)
-
-
-def _wait(proc: subprocess.Popen[Any]) -> int:
-    """Wait for the child like a shell does: Ctrl-C reaches the child through the
-    terminal's process group, so we ignore it and wait; SIGTERM and SIGHUP sent to us are
-    passed on. The exit code is the child's, or 128 + signal if a signal killed it."""
-    restore: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-
-        def forward(signum: int, _frame: object) -> None:
-            proc.send_signal(signum)
-
-        restore[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for signum in (signal.SIGTERM, signal.SIGHUP):
-            restore[signum] = signal.signal(signum, forward)
-    try:
-        code = proc.wait()
-    finally:
-        for signum, handler in restore.items():
-            signal.signal(signum, handler)
-    return 128 - code if code < 0 else code
+    return wait_child(proc)
 
 
 # -- workloads -------------------------------------------------------------------------

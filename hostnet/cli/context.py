@@ -34,6 +34,8 @@ class ControllerOptions:
     # Read-only commands (ls, inspect, ports, audit) and gc open without recovery: a
     # look at the state must not change it, and gc reports what it recovers itself.
     recover: bool = True
+    # None: the Controller's default (on for a named host namespace, off for this one).
+    forwarding: bool | None = None
 
 
 ControllerFactory = Callable[[ControllerOptions], Controller]
@@ -48,6 +50,7 @@ def open_controller(options: ControllerOptions, backend: Backend | None = None) 
         backend=backend if backend is not None else options.backend,
         policy=options.policy,
         recover=options.recover,
+        forwarding=options.forwarding,
     )
 
 

@@ -1,7 +1,9 @@
 """``hostnet``: the command line. Parse, call the Controller, print.
 
 Exit codes: 0 success; 1 a hostnet error (printed as ``hostnet: error: ...``, never a
-traceback); 2 a usage or validation error; ``ns exec`` exits with its command's code.
+traceback); 2 a usage or validation error; 130 Ctrl-C, 128 + N signal N (SIGTERM,
+SIGHUP), after what was set up is taken down; ``ns exec`` and ``run`` exit with their
+command's code; ``demo`` exits 1 when a check failed.
 
 Tests call :func:`main` with an argv list and may pass ``controller_factory`` to share one
 backend (a FakeKernel) between calls::
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hostnet import errors
 from hostnet.cli.commands import COMMANDS, GROUPS, Command
 from hostnet.cli.context import Context, ControllerFactory, ControllerOptions, open_controller
+from hostnet.cli.process import Interrupted, deferred_signals, signals_as_exceptions
 from hostnet.policy.security import SecurityPolicy
 
 if TYPE_CHECKING:  # generic only in typeshed, not at runtime
@@ -70,6 +73,13 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=default(False),
         help="let the security policy admit host networking",
+    )
+    group.add_argument(
+        "--allow-forwarding",
+        action="store_true",
+        default=default(False),
+        help="let bridge networks turn on IP forwarding in the host namespace (restored "
+        "with the last network; always allowed when --host names a namespace)",
     )
 
 
@@ -133,6 +143,7 @@ def main(
         backend=args.backend,
         policy=SecurityPolicy(allow_host_network=args.allow_host_network),
         recover=command.recover,
+        forwarding=True if args.allow_forwarding else None,
     )
     ctx = Context(
         options,
@@ -141,13 +152,14 @@ def main(
         stdout=stdout,
         stderr=stderr,
     )
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), signals_as_exceptions():
         _show_hostnet_warnings(ctx)
         try:
             try:
                 return command.run(ctx, args)
             finally:
-                ctx.close()
+                with deferred_signals():
+                    ctx.close()
         except errors.ValidationError as exc:
             ctx.error(str(exc))
             return 2
@@ -156,6 +168,8 @@ def main(
             return 1
         except KeyboardInterrupt:
             return 130
+        except Interrupted as exc:
+            return exc.exit_code
 
 
 def _show_hostnet_warnings(ctx: Context) -> None:

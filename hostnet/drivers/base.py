@@ -92,6 +92,12 @@ class Driver(ABC):
         """Driver-specific choices recorded with the network (a bridge name...)."""
         return {}
 
+    def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
+        """Names of addresses the network needs for the host itself (the macvlan shim);
+        the Controller reserves them from the network's IPv4 subnet, outside its ip range,
+        as ``data["host_addresses"][name]``."""
+        return ()
+
     def plan_shared(self, ctx: NetworkContext) -> dict[str, Plan]:
         """Host-wide setup shared by every network of this driver (firewall tables,
         forwarding), by key. The Controller applies a key's plan with the first network
@@ -187,15 +193,18 @@ def _load_entry_points() -> None:
         if _entry_points_loaded:
             return
         _entry_points_loaded = True
+        clashes = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in _registry:
                 if _registry[ep.name] != ep.value:
-                    raise errors.ConflictError(
+                    clashes.append(
                         f"entry point {ep.value!r} wants driver name {ep.name!r}, which is "
                         f"already taken by {_registry[ep.name]!r}"
                     )
                 continue
             _registry[ep.name] = ep.value
+        if clashes:  # refused, after registering every entry point that does not clash
+            raise errors.ConflictError("; ".join(clashes))
 
 
 def driver_class(name: str) -> type[Driver]:

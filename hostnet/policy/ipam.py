@@ -166,3 +166,23 @@ def allocate(
     raise errors.ExhaustedError(
         f"no free address left in {config.ip_range or config.subnet} of network {holder!r}"
     )
+
+
+def allocate_last(tx: Tx, network_id: str, config: SubnetConfig, owner: str, holder: str) -> str:
+    """Claim the highest free address of the subnet that is outside the ip range, for
+    a host-side helper (the macvlan shim): endpoints never get it, and it stays clear
+    of the range they are given."""
+    net = config.network
+    key = pool_key(network_id, config.subnet)
+    reserved = reserved_addresses(config)
+    span = ipaddress.ip_network(config.ip_range) if config.ip_range else None
+    last = int(net.broadcast_address) - (1 if net.version == 4 else 0)
+    for value in range(last, int(net.network_address), -1):
+        ip = ipaddress.ip_address(value)
+        if ip in reserved or (span is not None and ip in span):
+            continue
+        if tx.allocate(key, str(ip), owner):
+            return f"{ip}/{net.prefixlen}"
+        if last - value > 4096:
+            break
+    raise errors.ExhaustedError(f"no free address outside the endpoints' range in {holder!r}")

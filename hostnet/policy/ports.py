@@ -32,7 +32,7 @@ WILDCARD6 = "::"
 
 
 def _port(text: str, spec: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise errors.InvalidPort(spec, f"{text!r} is not a port number")
     value = int(text)
     if not 1 <= value <= 65535:
@@ -78,11 +78,11 @@ def clashes(a: str, b: str) -> bool:
 
 
 def kernel_clashes(bound: str, wanted: str) -> bool:
-    """Like ``clashes``, but a kernel socket on ``::`` is taken as dual-stack."""
+    """Like ``clashes``, but a socket some process bound on ``::`` is taken as
+    dual-stack (Linux's default), so it holds the port for IPv4 too. What hostnet
+    publishes or holds on ``::`` is IPv6 only, so it does not clash with IPv4 sockets."""
     if bound == WILDCARD6:
         return True
-    if wanted == WILDCARD6:
-        return family_of(bound) == 6 or bound == WILDCARD4
     return clashes(bound, wanted)
 
 
@@ -251,12 +251,18 @@ class PortAllocator:
         self.bound = tuple(bound)
 
     def _check(self, tx: Tx, protocol: str, host_ip: str, port: int) -> None:
-        for held_ip, _owner, workload in tx.port_holders(self.host, protocol, port):
+        holders = tx.port_holders(self.host, protocol, port)
+        for held_ip, _owner, workload in holders:
             if clashes(held_ip, host_ip):
                 raise errors.PortInUse(
                     port=port, protocol=protocol, host_ip=host_ip, holder=workload
                 )
+        # A socket on an address hostnet has reserved is hostnet's own hold (bound
+        # IPv6-only) or its workload's: the reservation above already answered for it.
+        reserved_ips = {held_ip for held_ip, _owner, _workload in holders}
         for sock in self.bound:
+            if sock.address in reserved_ips:
+                continue
             if (
                 sock.port == port
                 and sock.protocol == protocol

@@ -26,6 +26,8 @@ Decision = Literal["admitted", "denied", "warned"]
 def _names(value: bool | Iterable[str]) -> bool | frozenset[str]:
     if isinstance(value, bool):
         return value
+    if isinstance(value, str):  # one workload name, not a set of letters
+        return frozenset({value})
     return frozenset(value)
 
 

@@ -488,7 +488,7 @@ class LocalStore:
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         try:
             self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except PermissionError as exc:
+        except OSError as exc:
             raise errors.StoreError(
                 f"cannot create the state directory {self.state_dir}: {exc.strerror}; "
                 "pass state_dir= or set HOSTNET_STATE_DIR to a writable directory"

@@ -58,10 +58,15 @@ except OSError as exc:
 
 
 @contextmanager
-def server(ns: Namespace, port: int, proto: str = "tcp", *, host: str = "::",
-           tag: str | None = None) -> Iterator[subprocess.Popen[str]]:
-    proc = ns.popen([sys.executable, "-c", SERVER, host, str(port), proto, tag or ns.name],
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def server(
+    ns: Namespace, port: int, proto: str = "tcp", *, host: str = "::", tag: str | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    proc = ns.popen(
+        [sys.executable, "-c", SERVER, host, str(port), proto, tag or ns.name],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -77,11 +82,14 @@ def server(ns: Namespace, port: int, proto: str = "tcp", *, host: str = "::",
             proc.stderr.close()
 
 
-def request(ns: Namespace, host: str, port: int, proto: str = "tcp",
-            timeout: float = 2.0) -> str:
+def request(ns: Namespace, host: str, port: int, proto: str = "tcp", timeout: float = 2.0) -> str:
     """What the server answered ("<tag> <peer>"), or "FAIL <error>"."""
-    out = ns.run([sys.executable, "-c", CLIENT, host, str(port), proto, str(timeout)],
-                 capture_output=True, text=True, timeout=timeout + 20)
+    out = ns.run(
+        [sys.executable, "-c", CLIENT, host, str(port), proto, str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 20,
+    )
     return out.stdout.strip() or f"FAIL {out.stderr.strip()[-200:]}"
 
 

@@ -39,10 +39,25 @@ def lab(hostnet_host) -> Lab:
     outside_name = hostnet_host.name("out")
     outside = ctl.create_namespace(outside_name)
     # the uplink: a veth between the host and "the internet"
-    subprocess.run(["ip", "-n", host.name, "link", "add", "uplink0", "type", "veth",
-                    "peer", "name", "eth0", "netns", outside_name], check=True)
-    for ns, dev, addr in ((host.name, "uplink0", UPLINK_HOST), (outside_name, "eth0",
-                                                                 UPLINK_OUT)):
+    subprocess.run(
+        [
+            "ip",
+            "-n",
+            host.name,
+            "link",
+            "add",
+            "uplink0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            outside_name,
+        ],
+        check=True,
+    )
+    for ns, dev, addr in ((host.name, "uplink0", UPLINK_HOST), (outside_name, "eth0", UPLINK_OUT)):
         subprocess.run(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev], check=True)
         subprocess.run(["ip", "-n", ns, "link", "set", dev, "up"], check=True)
     return Lab(ctl=ctl, host=host, outside=outside, name=hostnet_host.name)
@@ -79,8 +94,9 @@ def test_other_network_is_blocked(lab: Lab) -> None:
 def test_published_ports_via_host_address_and_localhost(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     app = lab.ns()
-    ep = web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:9000-9001",
-                                   "80"])
+    ep = web.connect(
+        app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:9000-9001", "80"]
+    )
     by_port = {(m.host_port, m.protocol): m for m in ep.ports}
     ephemeral = [m for m in ep.ports if m.host_port not in (8080, 5353, 9000, 9001)]
     assert len(ephemeral) == 1 and ephemeral[0].container_port == 80
@@ -97,8 +113,10 @@ def test_published_ports_via_host_address_and_localhost(lab: Lab) -> None:
         # the udp port is published on 127.0.0.1 only
         assert request(lab.outside, UPLINK_HOST, 5353, "udp", timeout=1).startswith("FAIL")
     info = lab.ctl.inspect(app)
-    assert info["NetworkSettings"]["Ports"]["80/tcp"][0] == {"HostIp": "0.0.0.0",
-                                                             "HostPort": "8080"}
+    assert info["NetworkSettings"]["Ports"]["80/tcp"][0] == {
+        "HostIp": "0.0.0.0",
+        "HostPort": "8080",
+    }
     assert info["NetworkSettings"]["Networks"]["web"]["IPAddress"] == ep.ip
 
 
@@ -115,8 +133,9 @@ def test_hairpin_endpoint_reaches_its_own_published_port(lab: Lab) -> None:
 
 def test_outbound_is_masqueraded_and_internal_is_cut_off(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
-    private = lab.ctl.create_network("private", driver="bridge", subnet="10.93.0.0/24",
-                                     internal=True)
+    private = lab.ctl.create_network(
+        "private", driver="bridge", subnet="10.93.0.0/24", internal=True
+    )
     a, b = lab.ns(), lab.ns()
     web.connect(a)
     ec = private.connect(b)
@@ -142,8 +161,7 @@ def test_icc_off_blocks_neighbours_but_not_the_gateway(lab: Lab) -> None:
 
 
 def test_ipv6_between_endpoints(lab: Lab) -> None:
-    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24",
-                                                                 "fd00:91::/64"])
+    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
     a, b = lab.ns(), lab.ns()
     ea, eb = web.connect(a), web.connect(b)
     assert ea.ip6 == "fd00:91::2" and eb.ip6 == "fd00:91::3"
@@ -197,8 +215,9 @@ def test_bad_input_changes_nothing(lab: Lab) -> None:
     app = lab.ns()
     bad_calls = [
         lambda: ctl.create_network("web2", driver="bridge", subnet="10.91.0.128/25"),
-        lambda: ctl.create_network("web3", driver="bridge", subnet="10.94.0.0/24",
-                                   gateway="10.95.0.1"),
+        lambda: ctl.create_network(
+            "web3", driver="bridge", subnet="10.94.0.0/24", gateway="10.95.0.1"
+        ),
         lambda: ctl.create_network("web4", driver="bridge", bridge_name="x" * 16),
         lambda: ctl.create_network("web5", driver="bridge", colour="blue"),
         lambda: ctl.create_network("web6", driver="bridge", mtu="huge"),

@@ -44,8 +44,11 @@ def kernel_state(backend: NetlinkBackend, prefix: str) -> dict:
 
 def controller(backend, host, state, fail_at=None) -> Controller:
     return Controller(
-        backend=FaultyBackend(backend, fail_at=fail_at), host=host, state_dir=state,
-        policy=SecurityPolicy(allow_host_network=True), recover=False,
+        backend=FaultyBackend(backend, fail_at=fail_at),
+        host=host,
+        state_dir=state,
+        policy=SecurityPolicy(allow_host_network=True),
+        recover=False,
     )
 
 
@@ -106,7 +109,7 @@ def test_sctp_hold_works_or_says_the_kernel_lacks_sctp(rig) -> None:
 
     from hostnet import errors
 
-    backend, host, prefix, state, _ = rig
+    backend, host, _prefix, state, _ = rig
     ctl = controller(backend, host, state)
     try:
         socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP).close()

@@ -44,8 +44,11 @@ def test_conflict_names_the_process_holding_the_port(hostnet_host) -> None:
     ctl.policy = SecurityPolicy(allow_host_network=True)
     host = ctl.namespace(ctl.host_ns)
     port = 18080
-    server = host.popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                        stdout=subprocess_devnull(), stderr=subprocess_devnull())
+    server = host.popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess_devnull(),
+        stderr=subprocess_devnull(),
+    )
     try:
         _wait_listening(ctl, port)
         with pytest.raises(errors.PortInUse) as info:
@@ -61,7 +64,7 @@ def test_conflict_names_the_process_holding_the_port(hostnet_host) -> None:
         server.wait()
 
 
-def subprocess_devnull():  # noqa: ANN201
+def subprocess_devnull():
     import subprocess
 
     return subprocess.DEVNULL
@@ -81,19 +84,34 @@ def test_hold_keeps_other_processes_off_the_port_in_the_host_namespace(hostnet_h
         "except OSError as e:\n"
         "    print('busy', e.errno)\n"
     )
-    out = host.run([sys.executable, "-c", probe, "SOCK_STREAM", "18081"],
-                   capture_output=True, text=True, check=True).stdout
+    out = host.run(
+        [sys.executable, "-c", probe, "SOCK_STREAM", "18081"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("busy")
-    out = host.run([sys.executable, "-c", probe, "SOCK_DGRAM", "18082"],
-                   capture_output=True, text=True, check=True).stdout
+    out = host.run(
+        [sys.executable, "-c", probe, "SOCK_DGRAM", "18082"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("busy")
     # the machine's own namespace is untouched: the hold lives in the host namespace
-    held = [s for s in ctl.backend.bound_sockets(None, [18081, 18082])
-            if s.pid is not None and s.pid == __import__("os").getpid()]
+    held = [
+        s
+        for s in ctl.backend.bound_sockets(None, [18081, 18082])
+        if s.pid is not None and s.pid == __import__("os").getpid()
+    ]
     assert held == []
     ctl.unhold("web")
-    out = host.run([sys.executable, "-c", probe, "SOCK_STREAM", "18081"],
-                   capture_output=True, text=True, check=True).stdout
+    out = host.run(
+        [sys.executable, "-c", probe, "SOCK_STREAM", "18081"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.startswith("bound")
     ctl.detach("web")
 
@@ -118,10 +136,15 @@ def test_ephemeral_range_comes_from_the_host_namespace(hostnet_host) -> None:
     reserved = parse_reserved(ctl.backend.sysctl(ctl.host_ns, "net/ipv4/ip_local_reserved_ports"))
     with socket.socket() as blocker:  # a socket in the machine's namespace must not matter
         blocker.bind(("127.0.0.1", 0))
-        allocator = PortAllocator(host=ctl.host_key, ephemeral=(low, high), reserved=reserved,
-                                  bound=ctl.backend.bound_sockets(ctl.host_ns))
+        allocator = PortAllocator(
+            host=ctl.host_key,
+            ephemeral=(low, high),
+            reserved=reserved,
+            bound=ctl.backend.bound_sockets(ctl.host_ns),
+        )
         with ctl.store.transaction() as tx:
-            got = allocator.reserve(tx, [PortRequest(), PortRequest(), PortRequest()],
-                                    owner="t", workload="t")
+            got = allocator.reserve(
+                tx, [PortRequest(), PortRequest(), PortRequest()], owner="t", workload="t"
+            )
         ports = [r[0].port for r in got]
         assert ports == [40000, 40002, 40003]

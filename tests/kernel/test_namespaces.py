@@ -23,8 +23,9 @@ def test_create_is_visible_to_ip_and_has_only_lo_up(hostnet_host) -> None:
     assert name in ip_netns_list()
     links = ns.interfaces()
     assert [(link.name, link.up) for link in links] == [("lo", True)]
-    out = subprocess.run(["ip", "-n", name, "-o", "link"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["ip", "-n", name, "-o", "link"], capture_output=True, text=True, check=True
+    ).stdout
     assert len(out.splitlines()) == 1 and "lo:" in out and "UP" in out
     ns.delete()
     assert name not in ip_netns_list()
@@ -47,8 +48,9 @@ def test_counters_addresses_and_routes(hostnet_host) -> None:
     ctl = hostnet_host.controller
     ns = ctl.create_namespace(hostnet_host.name("app"))
     before = ns.counters()["lo"]
-    ns.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", "127.0.0.1"], check=True,
-           capture_output=True)
+    ns.run(
+        ["ping", "-c", "2", "-i", "0.2", "-W", "1", "127.0.0.1"], check=True, capture_output=True
+    )
     after = ns.counters()["lo"]
     assert after.rx_packets >= before.rx_packets + 4  # 2 requests + 2 replies through lo
     assert {a.address for a in ns.addresses()} >= {"127.0.0.1/8", "::1/128"}
@@ -128,7 +130,9 @@ def test_missing_capabilities_give_a_clear_error(tmp_path) -> None:
     )
     result = subprocess.run(
         ["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-c", code],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("DENIED")

@@ -82,8 +82,9 @@ def check_consistent(ctl: Controller, prefix: str, host: str) -> None:
     if bridge_eps or any(n.driver == "bridge" for n in ctl.networks()):
         listing = ctl.backend.nft_list(host, "inet hostnet")
         assert listing is not None
-        published = sorted(f'{{"concat":["{m.protocol}",{m.host_port}]}}'
-                           for e in bridge_eps for m in e.ports)
+        published = sorted(
+            f'{{"concat":["{m.protocol}",{m.host_port}]}}' for e in bridge_eps for m in e.ports
+        )
         assert sorted(listing["sets"]["any4_addr"]) == published
 
 
@@ -105,7 +106,9 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
         for trial in range(TRIALS):
             with subprocess.Popen(
                 [sys.executable, "-c", CHILD, host, str(state), prefix, str(trial), scenario],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             ) as child:
                 try:
                     assert child.stdout is not None
@@ -115,8 +118,12 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
                 finally:
                     child.send_signal(signal.SIGKILL)
                     child.wait()
-            ctl = Controller(host=host, state_dir=state, backend=backend,
-                             policy=SecurityPolicy(allow_host_network=True))
+            ctl = Controller(
+                host=host,
+                state_dir=state,
+                backend=backend,
+                policy=SecurityPolicy(allow_host_network=True),
+            )
             recovered_total += len(ctl.recovered)
             ctl.gc()
             check_consistent(ctl, prefix, host)

@@ -55,22 +55,35 @@ def test_default_pools_are_used_in_order_and_skip_host_routes(tmp_path) -> None:
 
 
 def test_inspect_is_docker_shaped(ctl: Controller) -> None:
-    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24",
-                             gateway="10.91.0.254", ip_range="10.91.0.128/25",
-                             aux_addresses={"printer": "10.91.0.130"}, mtu=1400)
+    web = ctl.create_network(
+        "web",
+        driver="bridge",
+        subnet="10.91.0.0/24",
+        gateway="10.91.0.254",
+        ip_range="10.91.0.128/25",
+        aux_addresses={"printer": "10.91.0.130"},
+        mtu=1400,
+    )
     app = ctl.create_namespace("app")
     ep = web.connect(app, publish=["8080:80/tcp"])
     assert ep.ip == "10.91.0.128"  # the first address of the range (not the subnet's)
     info = web.inspect()
     assert info["Driver"] == "bridge" and info["Scope"] == "local"
-    assert info["IPAM"]["Config"] == [{
-        "Subnet": "10.91.0.0/24", "Gateway": "10.91.0.254", "IPRange": "10.91.0.128/25",
-        "AuxiliaryAddresses": {"printer": "10.91.0.130"},
-    }]
+    assert info["IPAM"]["Config"] == [
+        {
+            "Subnet": "10.91.0.0/24",
+            "Gateway": "10.91.0.254",
+            "IPRange": "10.91.0.128/25",
+            "AuxiliaryAddresses": {"printer": "10.91.0.130"},
+        }
+    ]
     assert info["Options"] == {"com.docker.network.driver.mtu": "1400"}
     assert info["Containers"]["app"] == {
-        "Name": "app", "EndpointID": ep.id, "MacAddress": ep.mac,
-        "IPv4Address": "10.91.0.128/24", "IPv6Address": "",
+        "Name": "app",
+        "EndpointID": ep.id,
+        "MacAddress": ep.mac,
+        "IPv4Address": "10.91.0.128/24",
+        "IPv6Address": "",
     }
     settings_ = ctl.inspect(app)["NetworkSettings"]
     assert settings_["Networks"]["web"]["Gateway"] == "10.91.0.254"
@@ -85,8 +98,9 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
 
 
 def test_addresses_skip_reserved_and_are_never_duplicated(ctl: Controller) -> None:
-    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/29",
-                             aux_addresses={"x": "10.91.0.3"})
+    web = ctl.create_network(
+        "web", driver="bridge", subnet="10.91.0.0/29", aux_addresses={"x": "10.91.0.3"}
+    )
     ips = [web.connect(ctl.create_namespace(f"a{i}")).ip for i in range(4)]
     assert ips == ["10.91.0.2", "10.91.0.4", "10.91.0.5", "10.91.0.6"]
     with pytest.raises(errors.ExhaustedError):
@@ -144,8 +158,9 @@ def test_explicit_bridge_name_that_exists_is_refused(ctl: Controller) -> None:
 def test_published_ports_are_map_elements_and_go_away(ctl: Controller) -> None:
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     app = ctl.create_namespace("app")
-    ep = web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:7000-7001",
-                                   "80"])
+    ep = web.connect(
+        app, publish=["8080:80", "127.0.0.1:5353:53/udp", "9000-9001:7000-7001", "80"]
+    )
     sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
     eph = next(m.host_port for m in ep.ports if m.host_port not in (8080, 5353, 9000, 9001))
     assert sorted(sets["any4_addr"]) == sorted(
@@ -182,8 +197,7 @@ def test_port_syntax_errors_and_conflicts(ctl: Controller) -> None:
 
 
 def test_internal_network_has_no_default_route_and_no_publishing(ctl: Controller) -> None:
-    private = ctl.create_network("private", driver="bridge", subnet="10.93.0.0/24",
-                                 internal=True)
+    private = ctl.create_network("private", driver="bridge", subnet="10.93.0.0/24", internal=True)
     a = ctl.create_namespace("a")
     private.connect(a)
     assert [r for r in a.routes() if r.is_default] == []
@@ -205,8 +219,7 @@ def test_second_network_keeps_the_default_route(ctl: Controller) -> None:
     db = ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
     app = ctl.create_namespace("app")
     assert (web.connect(app).ifname, db.connect(app).ifname) == ("eth0", "eth1")
-    assert [(r.gateway, r.ifname) for r in app.routes() if r.is_default] == [("10.91.0.1",
-                                                                              "eth0")]
+    assert [(r.gateway, r.ifname) for r in app.routes() if r.is_default] == [("10.91.0.1", "eth0")]
     web.disconnect(app)
     assert app.snapshot().link_names() == {"lo", "eth1"}
     assert db.connect(ctl.create_namespace("other")).ifname == "eth0"
@@ -271,8 +284,7 @@ def test_connect_failing_at_each_op_leaves_nothing(tmp_path, fail_at: int) -> No
     kernel = FakeKernel(seed=5)
     kernel.apply(CreateNamespace(ns=HOST))
     setup = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s")
-    web = setup.create_network("web", driver="bridge", subnet="10.91.0.0/24",
-                               ipv6=True, icc=False)
+    web = setup.create_network("web", driver="bridge", subnet="10.91.0.0/24", ipv6=True, icc=False)
     setup.create_namespace("app")
     setup.close()
     before_kernel = kernel.dump()
@@ -289,8 +301,11 @@ def test_connect_failing_at_each_op_leaves_nothing(tmp_path, fail_at: int) -> No
     ctl.close()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 5)), min_size=1, max_size=30))
 def test_random_connects_and_disconnects_never_share_an_address(tmp_path_factory, steps) -> None:
     tmp = tmp_path_factory.mktemp("prop")
@@ -309,8 +324,7 @@ def test_random_connects_and_disconnects_never_share_an_address(tmp_path_factory
             pass
         ips = [e.ip for e in web.endpoints()]
         assert len(ips) == len(set(ips))
-        assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.91.0.0/28")
-                   for ip in ips)
+        assert all(ipaddress.ip_address(ip) in ipaddress.ip_network("10.91.0.0/28") for ip in ips)
         # what the kernel holds is exactly what the store says
         kernel_ips = sorted(
             a.address.split("/")[0]

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from hostnet.backends.fake import FakeKernel
-from hostnet.cli.commands import COMMANDS, Command, _wait
+from hostnet.cli.commands import COMMANDS, Command
 from hostnet.cli.context import ControllerOptions, open_controller
 from hostnet.cli.main import build_parser, main
+from hostnet.cli.process import wait_child
 from hostnet.cli.table import format_table
 from hostnet.controller import Controller
 from hostnet.ops import DeleteNamespace
@@ -258,11 +259,11 @@ def test_ns_exec_on_the_plain_fake_backend_is_unsupported(tmp_path: Path, capfd:
     assert "fake backend has no processes" in capfd.readouterr().err
 
 
-def test_wait_returns_the_exit_code_or_128_plus_the_signal() -> None:
-    assert _wait(subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])) == 7
+def test_wait_child_returns_the_exit_code_or_128_plus_the_signal() -> None:
+    assert wait_child(subprocess.Popen([sys.executable, "-c", "raise SystemExit(7)"])) == 7
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     proc.send_signal(signal.SIGKILL)
-    assert _wait(proc) == 128 + signal.SIGKILL
+    assert wait_child(proc) == 128 + signal.SIGKILL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

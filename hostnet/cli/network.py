@@ -1,0 +1,297 @@
+"""Networks and the workloads on them: ``network create|ls|inspect|rm``, ``connect``,
+``disconnect`` and ``run``, the way ``docker network ...`` and ``docker run --network``
+spell them.
+
+    hostnet network create web --subnet 10.90.0.0/24 -o mtu=1400
+    hostnet ns create app1
+    hostnet connect web app1 -p 8080:80
+    hostnet run --network web -p 8081:80 -- python3 -m http.server 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from collections.abc import Iterable
+
+import attrs
+
+from hostnet import errors
+from hostnet.cli.context import Context
+from hostnet.cli.process import command_argv, deferred_signals, start, wait_child
+from hostnet.cli.table import format_table
+from hostnet.drivers.base import driver_class
+from hostnet.network import Endpoint
+from hostnet.policy.ports import PortMapping
+
+#: Namespaces ``run`` makes up a name for start with this.
+RUN_PREFIX = "hostnet-run-"
+
+
+def format_port(mapping: PortMapping) -> str:
+    """A published port the way ``docker ps`` shows it.
+
+    >>> format_port(PortMapping(protocol="tcp", host_ip="0.0.0.0", host_port=8080,
+    ...                         container_port=80))
+    '0.0.0.0:8080->80/tcp'
+    """
+    host = f"[{mapping.host_ip}]" if ":" in mapping.host_ip else mapping.host_ip
+    return f"{host}:{mapping.host_port}->{mapping.container_port}/{mapping.protocol}"
+
+
+def parse_pairs(values: Iterable[str], option: str, shape: str) -> dict[str, str]:
+    """``["a=1", "b=2"]`` as a dict; a ValidationError for an item without ``=`` or a
+    key given twice (which of two values was meant is not ours to guess)."""
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise errors.InvalidOption(option, item, f"expected {shape}")
+        if key in out:
+            raise errors.InvalidOption(option, item, f"{key!r} is given twice")
+        out[key] = value
+    return out
+
+
+def _scope(driver: str) -> str:
+    try:
+        return driver_class(driver).scope
+    except errors.NotFoundError:  # a third-party driver that is no longer installed
+        return "?"
+
+
+# -- network create ------------------------------------------------------------------------
+
+
+def args_network_create(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="the network's name")
+    parser.add_argument("-d", "--driver", default="bridge", help="the driver (default: bridge)")
+
+    def repeatable(flag: str, dest: str, metavar: str, text: str) -> None:
+        parser.add_argument(
+            flag, dest=dest, action="append", default=[], metavar=metavar, help=text
+        )
+
+    repeatable("--subnet", "subnets", "CIDR", "a subnet; repeat for IPv4 and IPv6")
+    repeatable("--gateway", "gateways", "IP", "the gateway of the subnet given in that place")
+    repeatable("--ip-range", "ip_ranges", "CIDR", "hand out addresses of this range only")
+    repeatable("--aux-address", "aux", "NAME=IP", "an address IPAM must never hand out")
+    parser.add_argument(
+        "--internal", action="store_true", help="no traffic to or from outside the host"
+    )
+    parser.add_argument("--ipv6", action="store_true", help="give the network an IPv6 subnet")
+    parser.add_argument(
+        "-o",
+        "--opt",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a driver option: Docker's name (com.docker.network.bridge.name=br0) or a "
+        "short one (bridge_name, mtu, icc, masquerade, host_ip)",
+    )
+    repeatable("--label", "labels", "KEY=VALUE", "a label kept with the network")
+    parser.epilog = (
+        "example: hostnet network create web --subnet 10.90.0.0/24 --gateway 10.90.0.1 "
+        "-o mtu=1400 -o icc=false"
+    )
+
+
+def cmd_network_create(ctx: Context, args: argparse.Namespace) -> int:
+    # Everything is parsed before the Controller is asked for anything.
+    options = parse_pairs(args.options, "-o", "KEY=VALUE")
+    aux = parse_pairs(args.aux, "--aux-address", "NAME=IP")
+    labels = parse_pairs(args.labels, "--label", "KEY=VALUE")
+    ctl = ctx.controller
+    network = ctl.create_network(
+        args.name,
+        args.driver,
+        subnet=args.subnets,
+        gateway=args.gateways,
+        ip_range=args.ip_ranges,
+        aux_addresses=aux or None,
+        internal=args.internal,
+        ipv6=args.ipv6,
+        options=options,
+        labels=labels or None,
+    )
+    # Like docker: the id alone, so that `NET=$(hostnet network create ...)` works.
+    ctx.emit(ctl.inspect_network(network.name), network.id)
+    return 0
+
+
+# -- network ls, inspect, rm ---------------------------------------------------------------
+
+
+def args_network_ls(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="print network ids only")
+
+
+def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
+    networks = sorted(ctx.controller.networks(), key=lambda n: n.name)
+    data = [
+        {
+            "id": n.id,
+            "name": n.name,
+            "driver": n.driver,
+            "scope": _scope(n.driver),
+            "subnets": [s.subnet for s in n.spec.subnets],
+            "internal": n.spec.internal,
+        }
+        for n in networks
+    ]
+    if args.quiet:
+        human = "\n".join(d["id"][:12] for d in data)
+    else:
+        human = format_table(
+            ["network id", "name", "driver", "scope"],
+            [[d["id"][:12], d["name"], d["driver"], d["scope"]] for d in data],
+        )
+    ctx.emit(data, human)
+    return 0
+
+
+def args_network_name(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="the network's name")
+
+
+def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
+    # Docker-shaped JSON either way, like `inspect`.
+    print(json.dumps(ctx.controller.inspect_network(args.name), indent=2), file=ctx.stdout)
+    return 0
+
+
+def args_network_rm(parser: argparse.ArgumentParser) -> None:
+    args_network_name(parser)
+    parser.add_argument(
+        "-f", "--force", action="store_true", help="disconnect every workload first"
+    )
+
+
+def cmd_network_rm(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.controller.delete_network(args.name, force=args.force)
+    ctx.emit({"name": args.name, "deleted": True}, args.name)
+    return 0
+
+
+# -- connect, disconnect -------------------------------------------------------------------
+
+
+def args_publish(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-p",
+        "--publish",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="publish a port, Docker's syntax: [IP:][HOST_PORT:]PORT[/PROTO] (repeatable)",
+    )
+
+
+def args_connect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("network", metavar="NETWORK", help="the network")
+    parser.add_argument("namespace", metavar="NAMESPACE", help="the namespace to connect")
+    args_publish(parser)
+    parser.add_argument("--ip", help="a static IPv4 address from the network's subnet")
+    parser.add_argument("--ip6", help="a static IPv6 address from the network's subnet")
+    parser.add_argument("--mac", help="the interface's MAC address (default: random)")
+    parser.epilog = "example: hostnet connect web app1 -p 8080:80 -p 127.0.0.1:5353:53/udp"
+
+
+def describe_endpoint(ep: Endpoint) -> str:
+    """The human rendering of an endpoint, one ``key value`` line per fact."""
+    facts: list[tuple[str, str | None]] = [
+        ("namespace", ep.ns or ep.workload),
+        ("network", ep.network),
+        ("interface", ep.ifname),
+        *(("ipv6" if ":" in a else "ip", a) for a in ep.addresses),
+        ("mac", ep.mac),
+        ("ports", ", ".join(map(format_port, ep.ports)) or "none published"),
+    ]
+    return "\n".join(f"{key:<10} {value}" for key, value in facts if value)
+
+
+def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
+    ep = ctx.controller.network(args.network).connect(
+        args.namespace, publish=args.publish, ip=args.ip, ip6=args.ip6, mac=args.mac
+    )
+    ctx.emit(attrs.asdict(ep), describe_endpoint(ep))
+    return 0
+
+
+def args_disconnect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("network", metavar="NETWORK", help="the network")
+    parser.add_argument("namespace", metavar="NAMESPACE", help="the namespace to disconnect")
+
+
+def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.controller.network(args.network).disconnect(args.namespace)
+    ctx.emit(
+        {"network": args.network, "namespace": args.namespace, "disconnected": True},
+        f"{args.namespace} disconnected from {args.network}",
+    )
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------
+
+
+def args_run(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--network", required=True, metavar="NET", help="the network to join")
+    args_publish(parser)
+    parser.add_argument(
+        "--name",
+        help=f"the namespace's name (default: {RUN_PREFIX}<random>); it must not exist yet",
+    )
+    parser.add_argument(
+        "argv",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD [ARG...]",
+        help="the command to run inside the namespace (no shell is involved)",
+    )
+    parser.epilog = (
+        "The namespace lives as long as the command: when it exits (or on Ctrl-C or "
+        "SIGTERM, which reach the command) the namespace is disconnected and deleted, and "
+        "hostnet exits with the command's exit code. "
+        "example: hostnet run --network web -p 8080:80 -- python3 -m http.server 80"
+    )
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    argv = command_argv(args.argv, "run", "--network NET [-p SPEC]... -- CMD [ARG...]")
+    ctl = ctx.controller
+    network = ctl.network(args.network)  # a missing network fails before anything exists
+    name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
+    ns = ctl.create_namespace(name)
+    proc = None
+    try:
+        network.connect(ns, publish=args.publish)
+        proc = start(ctx, ns, argv)
+        if isinstance(proc, int):
+            return proc
+        return wait_child(proc)
+    finally:
+        with deferred_signals():
+            if proc is not None and not isinstance(proc, int) and proc.poll() is None:
+                # Interrupted before the wait began: the command must not outlive its
+                # namespace. It is our own child, ended by its pid.
+                proc.kill()
+                proc.wait()
+            ns.delete()  # disconnects from the network, then deletes the namespace
+
+
+__all__ = [
+    "RUN_PREFIX",
+    "cmd_connect",
+    "cmd_disconnect",
+    "cmd_network_create",
+    "cmd_network_inspect",
+    "cmd_network_ls",
+    "cmd_network_rm",
+    "cmd_run",
+    "describe_endpoint",
+    "format_port",
+    "parse_pairs",
+]

@@ -1,0 +1,614 @@
+"""The Controller on the fake backend: namespaces, the none and host drivers, ports,
+admission, and bad input that must change nothing."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from hostnet import errors
+from hostnet.backends.fake import FakeKernel
+from hostnet.controller import Controller
+from hostnet.namespace import Namespace
+from hostnet.ops import AddLink, CreateNamespace, SetLinkUp
+from hostnet.policy.security import SecurityPolicy
+
+
+def state(ctl: Controller) -> tuple[object, object]:
+    """Everything a failed call must leave as it was."""
+    return ctl.backend.dump(), ctl.store.dump()  # type: ignore[attr-defined]
+
+
+def socket_set(ctl: Controller) -> set[tuple[str, str, int]]:
+    return {(s.protocol, s.address, s.port) for s in ctl.backend.bound_sockets(None)}
+
+
+@pytest.fixture
+def ctl(hostnet_fake: Controller) -> Controller:
+    return hostnet_fake
+
+
+# -- namespaces -------------------------------------------------------------------------
+
+
+def test_create_open_list_delete_namespaces(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    assert isinstance(ns, Namespace)
+    assert ns.name == "app1" and ns.managed and ns.exists()
+    assert [(link.name, link.up) for link in ns.interfaces()] == [("lo", True)]
+    assert ns.path == "/run/netns/app1"
+    ctl.create_namespace("app2")
+    assert [n.name for n in ctl.namespaces()] == ["app1", "app2"]
+    assert ctl.namespace("app1") == ns
+    assert ctl.namespace("app1").managed
+    ns.delete()
+    assert not ns.exists()
+    assert [n.name for n in ctl.namespaces()] == ["app2"]
+    with pytest.raises(errors.NamespaceNotFound):
+        ctl.namespace("app1")
+    with pytest.raises(errors.NamespaceNotFound):
+        ctl.delete_namespace("app1")
+
+
+def test_a_namespace_as_context_manager_is_deleted_on_exit(ctl: Controller) -> None:
+    with ctl.create_namespace("tmp1") as ns:
+        assert ns.exists()
+    assert ctl.namespaces() == []
+    assert ctl.store.dump()["namespaces"] == []
+
+
+def test_creating_a_namespace_twice(ctl: Controller) -> None:
+    ctl.create_namespace("app1")
+    before = state(ctl)
+    with pytest.raises(errors.NamespaceExists) as info:
+        ctl.create_namespace("app1")
+    assert isinstance(info.value, errors.ConflictError)
+    assert info.value.name == "app1"
+    assert state(ctl) == before
+
+
+def test_creating_a_namespace_someone_else_made_leaves_theirs_alone(ctl: Controller) -> None:
+    ctl.backend.apply(CreateNamespace(ns="theirs"))
+    before = state(ctl)
+    with pytest.raises(errors.NamespaceExists):
+        ctl.create_namespace("theirs")
+    assert state(ctl) == before
+    assert ctl.backend.namespaces() == ("theirs",)
+
+
+def test_an_existing_namespace_is_adopted_and_only_deleted_with_force(ctl: Controller) -> None:
+    ctl.backend.apply(CreateNamespace(ns="theirs"))
+    ns = ctl.namespace("theirs")
+    assert not ns.managed
+    assert [n.managed for n in ctl.namespaces()] == [False]
+    with pytest.raises(errors.ConflictError, match="force=True"):
+        ns.delete()
+    assert ns.exists()
+    ns.delete(force=True)
+    assert not ns.exists()
+    assert ctl.store.dump()["namespaces"] == []
+
+
+def test_open_a_missing_namespace(ctl: Controller) -> None:
+    with pytest.raises(errors.NamespaceNotFound) as info:
+        ctl.namespace("ghost")
+    assert isinstance(info.value, LookupError)
+    assert "ghost" in str(info.value)
+
+
+# -- the none driver --------------------------------------------------------------------
+
+
+def test_attach_none_looks_like_docker(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    ep = ctl.attach(ns, driver="none")
+    assert (ep.network, ep.workload, ep.ns) == ("none", "app1", "app1")
+    info = ctl.inspect(ns)
+    assert info["Name"] == "app1"
+    assert info["HostConfig"]["NetworkMode"] == "none"
+    assert info["HostConfig"]["PortBindings"] == {}
+    settings = info["NetworkSettings"]
+    assert settings["SandboxKey"] == "/run/netns/app1"
+    assert settings["Ports"] == {}
+    assert list(settings["Networks"]) == ["none"]
+    none = settings["Networks"]["none"]
+    assert none["NetworkID"] == ctl.network("none").id
+    assert none["EndpointID"] == ep.id
+    assert none["IPAddress"] == none["Gateway"] == none["MacAddress"] == ""
+    assert none["IPPrefixLen"] == 0
+    assert ctl.inspect("app1") == info
+    assert [e.id for e in ctl.endpoints("app1")] == [ep.id]
+
+
+def test_attach_none_brings_lo_up(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    ctl.backend.apply(SetLinkUp(ns="app1", name="lo", up=False, was_up=True))
+    ctl.attach(ns, driver="none")
+    assert ns.snapshot().link("lo").up
+    ctl.detach(ns)
+    assert not ns.snapshot().link("lo").up  # detaching undoes what attaching did
+
+
+def test_none_refuses_published_ports(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    before = state(ctl)
+    with pytest.raises(errors.InvalidOption) as info:
+        ctl.attach(ns, driver="none", publish=["8080:80"])
+    assert info.value.option == "publish"
+    assert state(ctl) == before
+    assert ctl.endpoints() == [] and ctl.ports() == []
+
+
+def test_none_refuses_a_namespace_with_other_interfaces(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    ctl.backend.apply(AddLink(ns="app1", name="br7", kind="bridge"))
+    before = state(ctl)
+    with pytest.raises(errors.ConflictError, match="br7"):
+        ctl.attach(ns, driver="none")
+    assert state(ctl) == before
+
+
+def test_none_twice_is_a_conflict(ctl: Controller) -> None:
+    ns = ctl.create_namespace("app1")
+    ctl.attach(ns, driver="none")
+    before = state(ctl)
+    with pytest.raises(errors.ConflictError, match="already connected"):
+        ctl.attach(ns, driver="none")
+    assert state(ctl) == before
+
+
+def test_none_and_host_exclude_each_other(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ns = ctl.create_namespace("app1")
+    ctl.attach(ns, driver="none")
+    before = state(ctl)
+    with pytest.raises(errors.ConflictError, match="none"):
+        ctl.attach("app1", driver="host")
+    assert state(ctl) == before
+    ctl.attach("web", driver="host")
+    ctl.create_namespace("web")
+    before = state(ctl)
+    with pytest.raises(errors.ConflictError, match="host"):
+        ctl.attach("web", driver="none")
+    assert state(ctl) == before
+
+
+def test_deleting_a_namespace_detaches_it(ctl: Controller) -> None:
+    empty = state(ctl)
+    ns = ctl.create_namespace("app1")
+    ctl.attach(ns, driver="none")
+    ns.delete()
+    assert ctl.endpoints() == []
+    assert state(ctl) == empty
+
+
+# -- the host driver --------------------------------------------------------------------
+
+
+def test_host_network_is_denied_by_default_and_every_decision_recorded(ctl: Controller) -> None:
+    before = state(ctl)
+    with pytest.raises(errors.PolicyDenied) as info:
+        ctl.attach("web", driver="host", ports=["8080/tcp"])
+    assert "allow_host_network" in str(info.value)
+    assert state(ctl) == before
+    assert ctl.ports() == []
+    ctl.policy = SecurityPolicy(allow_host_network={"web"})
+    ep = ctl.attach("web", driver="host", ports=["8080/tcp"])
+    assert (ep.network, ep.ns) == ("host", None)
+    decisions = [(a["workload"], a["what"], a["decision"]) for a in ctl.admissions()]
+    assert decisions == [
+        ("web", "host-network", "denied"),
+        ("web", "host-network", "admitted"),
+    ]
+    with pytest.raises(errors.PolicyDenied):
+        ctl.attach("db", driver="host")
+    assert ctl.admissions()[-1]["decision"] == "denied"
+    assert ctl.admissions()[-1]["workload"] == "db"
+
+
+def test_host_ports_are_reserved_and_visible(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ep = ctl.attach("web", driver="host", ports=["8080/tcp", "127.0.0.1:9000-9001/udp"])
+    assert [(r.protocol, r.host_ip, r.port) for r in ep.reserved] == [
+        ("tcp", "0.0.0.0", 8080),
+        ("udp", "127.0.0.1", 9000),
+        ("udp", "127.0.0.1", 9001),
+    ]
+    assert sorted(
+        (p["protocol"], p["host_ip"], p["port"], p["workload"]) for p in ctl.ports()
+    ) == [
+        ("tcp", "0.0.0.0", 8080, "web"),
+        ("udp", "127.0.0.1", 9000, "web"),
+        ("udp", "127.0.0.1", 9001, "web"),
+    ]
+    assert socket_set(ctl) == set()  # reserved, but not held
+    info = ctl.inspect("web")
+    assert info["HostConfig"]["NetworkMode"] == "host"
+    assert info["NetworkSettings"]["SandboxKey"] == ""
+    assert set(info["NetworkSettings"]["Ports"]) == {"8080/tcp", "9000/udp", "9001/udp"}
+    assert list(info["NetworkSettings"]["Networks"]) == ["host"]
+
+
+def test_two_host_workloads_conflict_on_a_port(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ctl.attach("web", driver="host", ports=["8080/tcp"])
+    before = state(ctl)
+    with pytest.raises(errors.PortInUse) as info:
+        ctl.attach("api", driver="host", ports=["9090/tcp", "127.0.0.1:8080/tcp"])
+    assert info.value.holder == "web"
+    assert info.value.port == 8080
+    assert state(ctl) == before
+    assert [e.workload for e in ctl.endpoints()] == ["web"]
+    # another protocol, another family or a free port are fine
+    ctl.attach("dns", driver="host", ports=["8080/udp", "[::1]:8080/tcp"])
+
+
+def test_a_port_bound_by_another_process_is_refused_with_its_owner(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ctl.backend.bind_external(None, "tcp", "::", 8443, pid=4242, process="nginx")
+    before = state(ctl)
+    with pytest.raises(errors.PortInUse) as info:
+        ctl.attach("web", driver="host", ports=["127.0.0.1:8443/tcp"])
+    assert (info.value.owner_pid, info.value.owner_name) == (4242, "nginx")
+    assert "4242" in str(info.value) and "nginx" in str(info.value)
+    assert state(ctl) == before
+
+
+def test_hold_binds_the_ports_until_unhold_or_detach(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    empty = state(ctl)
+    ctl.attach("web", driver="host", ports=["8080/tcp", "127.0.0.1:53/udp"], hold=True)
+    assert socket_set(ctl) == {("tcp", "0.0.0.0", 8080), ("udp", "127.0.0.1", 53)}
+    assert all(s.pid is not None for s in ctl.backend.bound_sockets(None))
+    assert ctl.host_workload("web").name == "web"
+    ctl.unhold("web")
+    assert socket_set(ctl) == set()
+    assert len(ctl.ports()) == 2  # still reserved
+    ctl.detach("web")
+    assert state(ctl) == empty
+
+
+def test_detach_frees_everything(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ns = ctl.create_namespace("app1")
+    before = state(ctl)
+    ctl.attach(ns, driver="none")
+    ctl.attach("web", driver="host", ports=["8080/tcp", "9000-9003/udp"], hold=True)
+    ctl.detach("web")
+    ctl.detach(ns)
+    assert state(ctl) == before
+    assert ctl.endpoints() == [] and ctl.ports() == []
+    with pytest.raises(errors.NotFoundError, match="web"):
+        ctl.detach("web")
+    with pytest.raises(errors.EndpointNotFound):
+        ctl.detach("web", "host")
+    with pytest.raises(errors.EndpointNotFound):
+        ctl.host_workload("web")
+
+
+def test_reservations_are_shared_through_the_store(tmp_path: Path) -> None:
+    policy = SecurityPolicy(allow_host_network=True)
+    with Controller(backend="fake", state_dir=tmp_path, policy=policy) as one:
+        one.attach("web", driver="host", ports=["8080/tcp"])
+        with Controller(backend=FakeKernel(), state_dir=tmp_path, policy=policy) as two:
+            with pytest.raises(errors.PortInUse) as info:
+                two.attach("api", driver="host", ports=["8080/tcp"])
+            assert info.value.holder == "web"
+            assert [p["workload"] for p in two.ports()] == ["web"]
+
+
+def test_host_publish_is_refused_or_warned(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    before = state(ctl)
+    with pytest.raises(errors.PolicyDenied, match="ports=") as info:
+        ctl.attach("web", driver="host", publish=["8080:80"])
+    assert info.value.what.startswith("publishing ports")
+    assert state(ctl) == before
+    ctl.policy = SecurityPolicy(allow_host_network=True, host_publish="warn")
+    with pytest.warns(errors.HostnetWarning, match="host networking"):
+        ep = ctl.attach("web", driver="host", publish=["8080:80"])
+    assert ep.ports == () and ctl.ports() == []
+    assert [a["decision"] for a in ctl.admissions() if a["what"] == "publish-on-host-network"] == [
+        "denied",
+        "warned",
+    ]
+
+
+def test_privileged_ports_can_be_denied(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True, allow_privileged_ports=False)
+    before = state(ctl)
+    with pytest.raises(errors.PolicyDenied, match="1024"):
+        ctl.attach("web", driver="host", ports=["80/tcp"])
+    assert state(ctl) == before
+    assert ctl.admissions()[-1]["what"] == "privileged-port:80"
+    assert ctl.admissions()[-1]["decision"] == "denied"
+    ctl.attach("web", driver="host", ports=["8080/tcp"])
+
+
+def test_privileged_ports_follow_the_hosts_sysctl(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True, allow_privileged_ports=False)
+    ctl.backend.set_sysctl(None, "net/ipv4/ip_unprivileged_port_start", "80")
+    ctl.attach("web", driver="host", ports=["80/tcp"])
+
+
+# -- gc and bad input -------------------------------------------------------------------
+
+
+def test_gc_on_a_clean_store_does_nothing(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ctl.attach(ctl.create_namespace("app1"), driver="none")
+    ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
+    before = state(ctl)
+    assert ctl.gc() == {"recovered": [], "stale": []}
+    assert state(ctl) == before
+
+
+def test_gc_forgets_a_namespace_deleted_behind_hostnets_back(ctl: Controller) -> None:
+    from hostnet.ops import DeleteNamespace
+
+    empty = state(ctl)
+    ctl.attach(ctl.create_namespace("app1"), driver="none")
+    ctl.backend.apply(DeleteNamespace(ns="app1"))
+    assert [f["kind"] for f in ctl.audit()] == ["stale-record"]
+    assert ctl.gc()["stale"] == ["app1"]
+    assert state(ctl) == empty
+    assert ctl.audit() == []
+
+
+@pytest.fixture
+def busy(ctl: Controller) -> Controller:
+    """A controller with something of everything, for bad-input tests."""
+    ctl.policy = SecurityPolicy(allow_host_network={"web", "api"}, allow_privileged_ports=False)
+    ctl.attach(ctl.create_namespace("app1"), driver="none")
+    ctl.create_namespace("app2")
+    ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
+    return ctl
+
+
+BAD_INPUT: list[tuple[str, Callable[[Controller], object], type[Exception]]] = [
+    ("ns name with /", lambda c: c.create_namespace("a/b"), errors.InvalidName),
+    ("ns name too long", lambda c: c.create_namespace("n" * 65), errors.InvalidName),
+    ("ns name with -", lambda c: c.create_namespace("-rf"), errors.InvalidName),
+    ("open bad name", lambda c: c.namespace("../etc"), errors.InvalidName),
+    ("delete bad name", lambda c: c.delete_namespace("a b"), errors.InvalidName),
+    ("namespace exists", lambda c: c.create_namespace("app2"), errors.NamespaceExists),
+    ("workload name", lambda c: c.attach("we b", driver="host"), errors.InvalidName),
+    ("port 0", lambda c: c.attach("api", driver="host", ports=["0"]), errors.InvalidPort),
+    (
+        "port too big",
+        lambda c: c.attach("api", driver="host", ports=["9000/tcp", "65536"]),
+        errors.InvalidPort,
+    ),
+    ("protocol", lambda c: c.attach("api", driver="host", ports=["53/icmp"]), errors.InvalidPort),
+    ("ports as str", lambda c: c.attach("api", driver="host", ports="8080"), errors.InvalidOption),
+    (
+        "bad publish",
+        lambda c: c.attach("app2", driver="none", publish=["x:y"]),
+        errors.InvalidPort,
+    ),
+    ("port taken", lambda c: c.attach("api", driver="host", ports=["8080"]), errors.PortInUse),
+    ("privileged", lambda c: c.attach("api", driver="host", ports=["22"]), errors.PolicyDenied),
+    ("not admitted", lambda c: c.attach("db", driver="host"), errors.PolicyDenied),
+    ("unknown driver", lambda c: c.attach("app2", driver="nosuch"), errors.DriverNotFound),
+    (
+        "unknown driver net",
+        lambda c: c.create_network("n1", driver="nosuch"),
+        errors.DriverNotFound,
+    ),
+    ("bad network name", lambda c: c.create_network("a b", driver="none"), errors.InvalidName),
+    ("predefined network", lambda c: c.create_network("n1", driver="host"), errors.ConflictError),
+    ("delete predefined", lambda c: c.delete_network("none"), errors.ConflictError),
+    ("unknown network", lambda c: c.attach("app2", "nosuch"), errors.NetworkNotFound),
+    ("no namespace", lambda c: c.attach("ghost", driver="none"), errors.NamespaceNotFound),
+    ("duplicate attach", lambda c: c.attach("app1", driver="none"), errors.ConflictError),
+    ("duplicate host", lambda c: c.attach("web", driver="host"), errors.ConflictError),
+    (
+        "host with a Namespace",
+        lambda c: c.attach(c.namespace("app2"), driver="host"),
+        errors.InvalidOption,
+    ),
+    (
+        "ports for none",
+        lambda c: c.attach("app2", driver="none", ports=["9000"]),
+        errors.InvalidOption,
+    ),
+    ("hold for none", lambda c: c.attach("app2", driver="none", hold=True), errors.InvalidOption),
+    (
+        "ip for none",
+        lambda c: c.attach("app2", driver="none", ip="10.0.0.2"),
+        errors.InvalidOption,
+    ),
+    ("neither network nor driver", lambda c: c.attach("app2"), errors.InvalidOption),
+    ("detach nothing", lambda c: c.detach("app2"), errors.NotFoundError),
+    ("detach from none", lambda c: c.detach("app2", "none"), errors.EndpointNotFound),
+    ("inspect nothing", lambda c: c.inspect("ghost"), errors.NotFoundError),
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [pytest.param(call, exc, id=name) for name, call, exc in BAD_INPUT],
+)
+def test_bad_input_changes_nothing(
+    busy: Controller, call: Callable[[Controller], object], expected: type[Exception]
+) -> None:
+    before = state(busy)
+    endpoints = busy.endpoints()
+    with pytest.raises(expected):
+        call(busy)
+    assert state(busy) == before
+    assert busy.endpoints() == endpoints
+
+
+def test_validation_errors_are_value_errors(busy: Controller) -> None:
+    for call in (
+        lambda: busy.create_namespace("a/b"),
+        lambda: busy.attach("api", driver="host", ports=["0"]),
+        lambda: busy.attach("app2", driver="none", ip="10.0.0.2"),
+    ):
+        with pytest.raises(ValueError):
+            call()
+
+
+def test_a_controller_on_a_missing_host_namespace(tmp_path: Path) -> None:
+    with pytest.raises(errors.NamespaceNotFound):
+        Controller(backend="fake", state_dir=tmp_path, host="nohost")
+    with pytest.raises(errors.InvalidName):
+        Controller(backend="fake", state_dir=tmp_path, host="bad/host")
+
+
+def test_a_controller_whose_host_is_a_namespace(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="h1"))
+    with Controller(
+        backend=kernel,
+        state_dir=tmp_path,
+        host="h1",
+        policy=SecurityPolicy(allow_host_network=True),
+    ) as ctl:
+        ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
+        assert [(s.port, s.protocol) for s in kernel.bound_sockets("h1")] == [(8080, "tcp")]
+        assert kernel.bound_sockets(None) == ()
+        with pytest.raises(errors.ConflictError):
+            ctl.delete_namespace("h1")
+        ctl.detach("web")
+        assert kernel.bound_sockets("h1") == ()
+
+
+@pytest.mark.parametrize(("held", "wanted"), [("[::]", "127.0.0.1"), ("0.0.0.0", "[::]")])
+def test_holding_a_port_does_not_change_what_else_is_admitted(
+    tmp_path: Path, held: str, wanted: str
+) -> None:
+    outcomes = []
+    for hold in (False, True):
+        with Controller(
+            backend="fake",
+            state_dir=tmp_path / str(hold),
+            policy=SecurityPolicy(allow_host_network=True),
+        ) as ctl:
+            ctl.attach("web", driver="host", ports=[f"{held}:8080/tcp"], hold=hold)
+            try:
+                ctl.attach("api", driver="host", ports=[f"{wanted}:8080/tcp"])
+            except errors.PortInUse as exc:
+                outcomes.append(("refused", exc.holder))
+            else:
+                outcomes.append(("admitted", None))
+    assert outcomes[0] == outcomes[1]
+
+
+# -- any sequence of calls keeps the store and the kernel in step -----------------------
+
+NAMES = st.sampled_from(["a", "b", "web"])
+HOST_PORTS = st.lists(
+    st.tuples(
+        st.sampled_from(["0.0.0.0", "127.0.0.1", "[::1]"]),
+        st.sampled_from([8080, 8081]),
+        st.sampled_from(["tcp", "udp"]),
+    ),
+    max_size=3,
+    unique=True,
+)
+
+
+class ControllerMachine(RuleBasedStateMachine):
+    """Random create/delete/attach/detach/unhold/gc; after each step the records, the
+    reservations and the kernel agree, and undoing everything restores the start."""
+
+    @initialize()
+    def start(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.ctl = Controller(
+            backend="fake",
+            state_dir=self.tmp.name,
+            policy=SecurityPolicy(allow_host_network=True),
+        )
+        self.empty = state(self.ctl)
+
+    @rule(name=NAMES)
+    def create(self, name: str) -> None:
+        try:
+            self.ctl.create_namespace(name)
+        except errors.NamespaceExists:
+            assert name in self.ctl.backend.namespaces()
+
+    @rule(name=NAMES)
+    def delete(self, name: str) -> None:
+        try:
+            self.ctl.delete_namespace(name)
+        except errors.NamespaceNotFound:
+            assert name not in self.ctl.backend.namespaces()
+
+    @rule(name=NAMES)
+    def attach_none(self, name: str) -> None:
+        try:
+            self.ctl.attach(name, driver="none")
+        except (errors.NamespaceNotFound, errors.ConflictError):
+            pass
+
+    @rule(name=NAMES, ports=HOST_PORTS, hold=st.booleans())
+    def attach_host(self, name: str, ports: list[tuple[str, int, str]], hold: bool) -> None:
+        specs = [f"{ip}:{port}/{proto}" for ip, port, proto in ports]
+        try:
+            self.ctl.attach(name, driver="host", ports=specs, hold=hold)
+        except errors.ConflictError:
+            pass
+
+    @rule(name=NAMES)
+    def detach(self, name: str) -> None:
+        try:
+            self.ctl.detach(name)
+        except errors.NotFoundError:
+            assert self.ctl.endpoints(name) == []
+
+    @rule(name=NAMES)
+    def unhold(self, name: str) -> None:
+        self.ctl.unhold(name)
+
+    @rule()
+    def gc(self) -> None:
+        assert self.ctl.gc() == {"recovered": [], "stale": []}
+
+    @invariant()
+    def store_and_kernel_agree(self) -> None:
+        ctl = self.ctl
+        eps = ctl.endpoints()
+        reserved = sorted(
+            (r.protocol, r.host_ip, r.port, e.workload) for e in eps for r in e.reserved
+        )
+        assert reserved == sorted(
+            (p["protocol"], p["host_ip"], p["port"], p["workload"]) for p in ctl.ports()
+        )
+        assert socket_set(ctl) <= {r[:3] for r in reserved}
+        assert ctl.store.read(lambda tx: tx.journals()) == []
+        live = set(ctl.backend.namespaces())
+        assert {r["name"] for r in ctl.store.read(lambda tx: tx.namespaces())} == live
+        assert all(e.ns in live for e in eps if e.ns is not None)
+        for name in live:  # a none workload sees only lo
+            if any(e.network == "none" and e.ns == name for e in eps):
+                assert [link.name for link in ctl.backend.observe(name).links] == ["lo"]
+
+    def teardown(self) -> None:
+        ctl = getattr(self, "ctl", None)
+        if ctl is None:
+            return
+        try:
+            for ep in ctl.endpoints():
+                ctl.detach(ep.workload)
+            for name in ctl.backend.namespaces():
+                ctl.delete_namespace(name)
+            assert state(ctl) == self.empty
+        finally:
+            ctl.close()
+            self.tmp.cleanup()
+
+
+ControllerMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=25, deadline=None
+)
+TestControllerMachine = ControllerMachine.TestCase

@@ -1,0 +1,502 @@
+"""The executor on the fake kernel: journal, rollback, tolerant teardown, recovery.
+
+The central property: a failure at any op leaves the kernel and the store exactly as they
+were before the call (DESIGN: setup either completes or is rolled back).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hostnet import errors
+from hostnet.backends.fake import FakeKernel
+from hostnet.controller import Controller
+from hostnet.executor import Executor, Recovered
+from hostnet.ops import (
+    AddAddress,
+    AddLink,
+    AddRoute,
+    BindPort,
+    CreateNamespace,
+    DeleteNamespace,
+    NftBatch,
+    Plan,
+    SetLinkUp,
+    SetSysctl,
+    UnbindPort,
+    plan_to_json,
+)
+from hostnet.policy.security import SecurityPolicy
+from hostnet.stores.local import LocalStore, Tx
+from hostnet.testing import FaultyBackend, InjectedFault
+
+_TABLE = {"table": {"family": "inet", "name": "hostnet"}}
+
+#: A plan touching every kind of kernel object the fake models.
+PLAN: Plan = (
+    CreateNamespace(ns="app"),
+    AddLink(ns=None, name="veth-app", kind="veth", peer="eth0", peer_ns="app", mtu=1400, up=True),
+    AddAddress(ns=None, ifname="veth-app", address="10.9.0.1/24"),
+    AddAddress(ns="app", ifname="eth0", address="10.9.0.2/24"),
+    SetLinkUp(ns="app", name="eth0", up=True, was_up=False),
+    AddRoute(ns="app", dst="0.0.0.0/0", gateway="10.9.0.1"),
+    SetSysctl(ns=None, key="net/ipv4/ip_forward", value="1", previous="0"),
+    NftBatch(
+        ns=None,
+        commands=json.dumps({"nftables": [{"add": _TABLE}]}),
+        undo=json.dumps({"nftables": [{"delete": _TABLE}]}),
+    ),
+    BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080),
+    BindPort(ns=None, protocol="udp", address="127.0.0.1", port=5353),
+)
+
+
+def _prepare(owner: str, plan: Plan = PLAN):
+    """A prepare step like the Controller's: pending records, then the plan."""
+
+    def prepare(tx: Tx) -> Plan:
+        tx.add_namespace("app", "", created=True, owner=owner)
+        tx.reserve_port("", "tcp", "0.0.0.0", 8080, owner, "app")
+        tx.allocate("net1", "10.9.0.2", owner)
+        return plan
+
+    return prepare
+
+
+def _commit(tx: Tx, plan: Plan) -> None:
+    tx.activate("namespaces", "name", "app")
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = LocalStore(tmp_path / "state")
+    yield s
+    s.close()
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture(scope="module")
+def dead() -> int:
+    return dead_pid()
+
+
+# -- setup ------------------------------------------------------------------------------
+
+
+def test_successful_apply_leaves_nothing_pending(store: LocalStore) -> None:
+    kernel = FakeKernel(seed=1)
+    executor = Executor(kernel, store)
+    assert executor.apply(_prepare("o1"), owner="o1", commit=_commit) == PLAN
+    assert store.read(lambda tx: tx.journals()) == []
+    assert store.read(lambda tx: tx.namespace("app"))["state"] == "active"
+    snap = kernel.observe("app")
+    assert snap.addresses_of("eth0") == ("10.9.0.2/24",)
+    assert any(r.is_default for r in snap.routes)
+    assert kernel.sysctl(None, "net/ipv4/ip_forward") == "1"
+    assert {(s.protocol, s.port) for s in kernel.bound_sockets(None)} == {
+        ("tcp", 8080),
+        ("udp", 5353),
+    }
+
+
+def test_a_fixed_plan_needs_no_prepare(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    Executor(kernel, store).apply((CreateNamespace(ns="x"),), owner="o")
+    assert kernel.namespaces() == ("x",)
+    assert store.read(lambda tx: tx.journals()) == []
+
+
+@pytest.mark.parametrize("index", range(len(PLAN)))
+def test_failure_at_any_op_leaves_kernel_and_store_as_before(
+    store: LocalStore, index: int
+) -> None:
+    kernel = FakeKernel(seed=1)
+    kernel.bind_external(None, "tcp", "0.0.0.0", 22, pid=1, process="sshd")
+    backend = FaultyBackend(kernel, fail_at=index)
+    kernel_before, store_before = kernel.dump(), store.dump()
+    committed = []
+    with pytest.raises(InjectedFault) as info:
+        Executor(backend, store).apply(
+            _prepare("o1"), owner="o1", commit=lambda tx, plan: committed.append(plan)
+        )
+    assert info.value.index == index
+    assert any("rolled back" in note for note in info.value.__notes__)
+    assert kernel.dump() == kernel_before
+    assert store.dump() == store_before
+    assert committed == []
+
+
+def test_failure_in_prepare_changes_nothing(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    before = kernel.dump(), store.dump()
+
+    def prepare(tx: Tx) -> Plan:
+        tx.add_namespace("app", "", created=True, owner="o1")
+        raise errors.ExhaustedError("no port left")
+
+    with pytest.raises(errors.ExhaustedError):
+        Executor(kernel, store).apply(prepare, owner="o1")
+    assert (kernel.dump(), store.dump()) == before
+
+
+def test_without_a_store_setup_is_still_rolled_back() -> None:
+    kernel = FakeKernel()
+    before = kernel.dump()
+    with pytest.raises(InjectedFault):
+        Executor(FaultyBackend(kernel, fail_at=3), None).apply(PLAN, owner="o")
+    assert kernel.dump() == before
+    Executor(kernel, None).apply(PLAN, owner="o")
+    assert kernel.namespaces() == ("app",)
+
+
+def test_rollback_errors_are_collected_into_apply_error(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    plan: Plan = (
+        CreateNamespace(ns="app"),
+        BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080),
+        BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8081),
+        SetSysctl(ns=None, key="net/ipv4/ip_forward", value="1", previous="0"),
+    )
+    kernel_before, store_before = kernel.dump(), store.dump()
+    # the last op fails, and so does every UnbindPort of the rollback
+    backend = FaultyBackend(kernel, fail_at=3, fail_kinds={"UnbindPort"})
+    with pytest.raises(errors.ApplyError) as info:
+        Executor(backend, store).apply(_prepare("o1", plan), owner="o1")
+    err = info.value
+    assert err.op == plan[3]
+    assert isinstance(err.cause, InjectedFault) and err.cause.index == 3
+    assert len(err.rollback_errors) == 2
+    assert all(isinstance(e, InjectedFault) for e in err.rollback_errors)
+    assert "rollback also failed" in str(err)
+    # what could be undone was: the namespace is gone, the ports are still held
+    assert kernel.namespaces() == ()
+    assert len(kernel.bound_sockets(None, [8080, 8081])) == 2
+    (journal,) = store.read(lambda tx: tx.journals())
+    assert journal["failed"] and journal["done"] == 3
+    # once the backend works again, recovery finishes the rollback
+    backend.fail_kinds = frozenset()
+    (report,) = Executor(backend, store).recover()
+    assert report.kind == "setup" and report.owners == ("o1",) and report.errors == ()
+    assert kernel.dump() == kernel_before
+    assert store.dump() == store_before
+
+
+def test_recovering_a_failed_setup_never_undoes_the_op_that_failed(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="theirs"))  # made by someone else meanwhile
+    plan: Plan = (
+        BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080),
+        CreateNamespace(ns="theirs"),  # fails: it exists
+    )
+    backend = FaultyBackend(kernel, fail_kinds={"UnbindPort"})
+    with pytest.raises(errors.ApplyError) as info:
+        Executor(backend, store).apply(plan, owner="o1")
+    assert isinstance(info.value.cause, errors.NamespaceExists)
+    backend.fail_kinds = frozenset()
+    Executor(backend, store).recover()
+    assert kernel.bound_sockets(None) == ()
+    assert kernel.namespaces() == ("theirs",)
+
+
+# -- teardown ---------------------------------------------------------------------------
+
+
+def _records(store: LocalStore, *owners: str) -> None:
+    with store.transaction() as tx:
+        for i, owner in enumerate(owners):
+            tx.add_namespace(f"ns{i}", "", created=True, owner=owner)
+            tx.reserve_port("", "tcp", "0.0.0.0", 9000 + i, owner, f"w{i}")
+
+
+def test_teardown_keeps_going_and_reports_every_error(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    for ns in ("a", "b"):
+        kernel.apply(CreateNamespace(ns=ns))
+    for port in (9000, 9001):
+        kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=port))
+    _records(store, "o1", "o2")
+    plan: Plan = (
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=9000),
+        DeleteNamespace(ns="a"),
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=9001),
+        DeleteNamespace(ns="gone"),  # already gone: counts as done
+        DeleteNamespace(ns="b"),
+    )
+    backend = FaultyBackend(kernel, fail_kinds={"UnbindPort"})
+    with pytest.raises(errors.TeardownError) as info:
+        Executor(backend, store).teardown(plan, owners=["o1", "o2"], what="tear down test")
+    err = info.value
+    assert err.what == "tear down test"
+    assert len(err.errors) == 2
+    assert [e.index for e in err.errors] == [0, 2]
+    assert "2 step(s) failed" in str(err)
+    assert kernel.namespaces() == ()  # the steps after each failure ran
+    # the records stay until the teardown really finished
+    assert len(store.read(lambda tx: tx.namespaces())) == 2
+    (journal,) = store.read(lambda tx: tx.journals())
+    assert journal["kind"] == "teardown" and journal["failed"]
+    backend.fail_kinds = frozenset()
+    (report,) = Executor(backend, store).recover()
+    assert report.kind == "teardown" and report.errors == ()
+    assert kernel.bound_sockets(None) == ()
+    assert store.read(lambda tx: tx.namespaces()) == []
+    assert store.read(lambda tx: tx.ports()) == []
+    assert store.read(lambda tx: tx.journals()) == []
+
+
+def test_not_found_during_teardown_counts_as_done(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    _records(store, "o1")
+    plan: Plan = (
+        DeleteNamespace(ns="never-existed"),
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=9000),
+        SetLinkUp(ns="never-existed", name="eth0", up=False, was_up=True),
+    )
+    Executor(kernel, store).teardown(plan, owners=["o1"], what="t")
+    dump = store.dump()
+    assert dump["namespaces"] == dump["ports"] == dump["journal"] == []
+    assert all(rows == [] for rows in dump.values())
+
+
+# -- recovery ---------------------------------------------------------------------------
+
+
+def _journal(store: LocalStore, *, kind: str, plan: Plan, owners, done: int, pid: int) -> str:
+    with store.transaction() as tx:
+        tx.journal_begin(
+            id=f"{kind}-journal",
+            kind=kind,
+            owner=json.dumps(list(owners)),
+            pid=pid,
+            started=12345.0,
+            plan=plan_to_json(plan),
+        )
+    store.journal_progress(f"{kind}-journal", done)
+    return f"{kind}-journal"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(done=st.integers(min_value=0, max_value=len(PLAN)), in_flight_applied=st.booleans())
+def test_recover_rolls_back_the_setup_of_a_dead_process(
+    dead: int, done: int, in_flight_applied: bool
+) -> None:
+    pid = dead
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStore(tmp)
+        try:
+            kernel = FakeKernel(seed=3)
+            kernel_before, store_before = kernel.dump(), store.dump()
+            # the dead process recorded, journaled and applied part of its plan...
+            with store.transaction() as tx:
+                _prepare("o1")(tx)
+            journal = _journal(store, kind="setup", plan=PLAN, owners=["o1"], done=done, pid=pid)
+            applied = done + 1 if in_flight_applied else done  # op #done was in flight
+            for op in PLAN[:applied]:
+                kernel.apply(op)
+            # ...and a new process cleans up after it
+            report = Executor(kernel, store).recover()
+            assert report == [
+                Recovered(
+                    journal=journal,
+                    kind="setup",
+                    owners=("o1",),
+                    ops=min(done + 1, len(PLAN)),
+                )
+            ]
+            assert kernel.dump() == kernel_before
+            assert store.dump() == store_before
+            assert Executor(kernel, store).recover() == []  # nothing left to do
+        finally:
+            store.close()
+
+
+def test_recover_finishes_the_teardown_of_a_dead_process(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="app"))
+    kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080))
+    with store.transaction() as tx:
+        tx.add_namespace("app", "", created=True, owner="ns:app")
+        tx.activate("namespaces", "name", "app")
+        tx.reserve_port("", "tcp", "0.0.0.0", 8080, "ep1", "app")
+    plan: Plan = (
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080),
+        DeleteNamespace(ns="app"),
+    )
+    # it died after the first op
+    kernel.apply(plan[0])
+    _journal(store, kind="teardown", plan=plan, owners=["ep1", "ns:app"], done=1, pid=dead_pid())
+    (report,) = Executor(kernel, store).recover()
+    assert (report.kind, report.owners, report.ops, report.errors) == (
+        "teardown",
+        ("ep1", "ns:app"),
+        2,
+        (),
+    )
+    assert kernel.namespaces() == ()
+    assert kernel.bound_sockets(None) == ()
+    assert store.read(lambda tx: tx.namespaces()) == []
+    assert store.read(lambda tx: tx.ports()) == []
+    assert store.read(lambda tx: tx.journals()) == []
+
+
+def test_recover_leaves_the_journal_of_a_live_process_alone(store: LocalStore) -> None:
+    import psutil
+
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="app"))
+    parent = os.getppid()
+    with store.transaction() as tx:
+        tx.journal_begin(
+            id="live",
+            kind="setup",
+            owner='["o1"]',
+            pid=parent,
+            started=psutil.Process(parent).create_time(),
+            plan=plan_to_json((CreateNamespace(ns="app"),)),
+        )
+    assert Executor(kernel, store).recover() == []
+    assert kernel.namespaces() == ("app",)
+    assert len(store.read(lambda tx: tx.journals())) == 1
+
+
+def test_a_controller_recovers_on_start(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    store = LocalStore(tmp_path)
+    with store.transaction() as tx:
+        tx.add_namespace("app", "", created=True, owner="ns:app")
+    _journal(
+        store,
+        kind="setup",
+        plan=(CreateNamespace(ns="app"),),
+        owners=["ns:app"],
+        done=0,
+        pid=dead_pid(),
+    )
+    kernel.apply(CreateNamespace(ns="app"))  # it was in flight, and it happened
+    store.close()
+    with Controller(backend=kernel, state_dir=tmp_path) as ctl:
+        assert [r.kind for r in ctl.recovered] == ["setup"]
+        assert kernel.namespaces() == ()
+        assert ctl.namespaces() == []
+        assert ctl.audit() == []
+
+
+# -- plans from the Controller, with a fault at every op --------------------------------
+
+
+def _faulty_controller(tmp: str, kernel: FakeKernel, **kw) -> tuple[Controller, FaultyBackend]:
+    backend = FaultyBackend(kernel)
+    ctl = Controller(backend=backend, state_dir=tmp, **kw)
+    return ctl, backend
+
+
+def _fail_every_op(ctl: Controller, backend: FaultyBackend, call, n_ops: int) -> object:
+    """Run ``call`` with a fault at op 0, 1, ... n_ops-1: each leaves no trace. Then run
+    it without a fault, check that its plan had exactly ``n_ops`` ops, return its result."""
+    kernel = backend.inner
+    for k in range(n_ops):
+        before = kernel.dump(), ctl.store.dump(), ctl.endpoints()
+        backend.fail_at = backend.calls + k
+        with pytest.raises(InjectedFault):
+            call()
+        assert (kernel.dump(), ctl.store.dump(), ctl.endpoints()) == before, f"fault at op {k}"
+    backend.fail_at = None
+    calls = backend.calls
+    result = call()
+    assert backend.calls - calls == n_ops
+    return result
+
+
+def test_create_namespace_fails_cleanly(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    ctl, backend = _faulty_controller(str(tmp_path), kernel)
+    with ctl:
+        _fail_every_op(ctl, backend, lambda: ctl.create_namespace("app1"), 1)
+        assert kernel.namespaces() == ("app1",)
+
+
+def test_attach_none_fails_cleanly(tmp_path: Path) -> None:
+    kernel = FakeKernel()
+    ctl, backend = _faulty_controller(str(tmp_path), kernel)
+    with ctl:
+        ns = ctl.create_namespace("app1")
+        kernel.apply(SetLinkUp(ns="app1", name="lo", up=False, was_up=True))  # plan: lo up
+        _fail_every_op(ctl, backend, lambda: ctl.attach(ns, driver="none"), 1)
+        assert kernel.observe("app1").link("lo").up
+
+
+held_ports = st.sets(
+    st.tuples(st.sampled_from(["tcp", "udp"]), st.integers(min_value=20000, max_value=20040)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wanted=held_ports, other=held_ports)
+def test_attach_host_with_held_ports_fails_cleanly_at_every_op(wanted, other) -> None:
+    kernel = FakeKernel()
+    with tempfile.TemporaryDirectory() as tmp:
+        ctl, backend = _faulty_controller(
+            tmp, kernel, policy=SecurityPolicy(allow_host_network=True)
+        )
+        with ctl:
+            # another workload already holds some ports (they may overlap: then the
+            # attach is refused before any op, which must leave no trace either)
+            ctl.attach("other", driver="host", ports=[f"{p}/{t}" for t, p in other], hold=True)
+            specs = [f"127.0.0.1:{p}/{t}" for t, p in sorted(wanted)]
+
+            def call() -> object:
+                return ctl.attach("web", driver="host", ports=specs, hold=True)
+
+            if wanted & other:
+                before = kernel.dump(), ctl.store.dump()
+                with pytest.raises(errors.PortInUse):
+                    call()
+                assert (kernel.dump(), ctl.store.dump()) == before
+                return
+            ep = _fail_every_op(ctl, backend, call, len(wanted))
+            assert {(r.protocol, r.port) for r in ep.reserved} == wanted
+            bound = {(s.protocol, s.address, s.port) for s in kernel.bound_sockets(None)}
+            assert {(t, "127.0.0.1", p) for t, p in wanted} <= bound
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wanted=held_ports, data=st.data())
+def test_detach_host_with_a_fault_reports_it_and_gc_finishes(wanted, data) -> None:
+    kernel = FakeKernel()
+    with tempfile.TemporaryDirectory() as tmp:
+        ctl, backend = _faulty_controller(
+            tmp, kernel, policy=SecurityPolicy(allow_host_network=True)
+        )
+        with ctl:
+            clean_kernel, clean_store = kernel.dump(), ctl.store.dump()
+            ctl.attach("web", driver="host", ports=[f"{p}/{t}" for t, p in wanted], hold=True)
+            k = data.draw(st.integers(min_value=0, max_value=len(wanted) - 1))
+            backend.fail_at = backend.calls + k
+            with pytest.raises(errors.TeardownError) as info:
+                ctl.detach("web")
+            assert len(info.value.errors) == 1
+            # every other port was released; the failed one is still held and recorded
+            assert len(kernel.bound_sockets(None)) == 1
+            assert len(ctl.ports()) == len(wanted)
+            backend.fail_at = None
+            report = ctl.gc()
+            assert [r["kind"] for r in report["recovered"]] == ["teardown"]
+            assert kernel.dump() == clean_kernel
+            assert ctl.store.dump() == clean_store

@@ -1,0 +1,235 @@
+"""The embedded store: transactions, schema, where it lives, and safety across processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostnet.errors import NamespaceExists, PortInUse, StoreError
+from hostnet.policy.ports import PortAllocator, PortRequest, clashes
+from hostnet.stores.local import SCHEMA_VERSION, LocalStore
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = LocalStore(tmp_path / "state")
+    yield s
+    s.close()
+
+
+def test_a_transaction_commits_or_rolls_back_as_a_whole(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        tx.add_namespace("a", "", created=True, owner="ns:a")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.add_namespace("b", "", created=True, owner="ns:b")
+        tx.reserve_port("", "tcp", "0.0.0.0", 80, "ns:b", "b")
+        raise RuntimeError("boom")
+    assert [r["name"] for r in store.read(lambda tx: tx.namespaces())] == ["a"]
+    assert store.read(lambda tx: tx.ports()) == []
+
+
+def test_duplicate_namespace_record_is_a_conflict(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        tx.add_namespace("a", "", created=True, owner="ns:a")
+    with pytest.raises(NamespaceExists), store.transaction() as tx:
+        tx.add_namespace("a", "", created=False, owner="other")
+
+
+def test_forget_removes_everything_an_owner_holds_and_nothing_else(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        tx.add_namespace("a", "", created=True, owner="o1")
+        tx.add_namespace("b", "", created=True, owner="o2")
+        tx.reserve_port("", "tcp", "0.0.0.0", 80, "o1", "a")
+        tx.reserve_port("", "tcp", "0.0.0.0", 81, "o2", "b")
+        tx.allocate("net", "10.0.0.2", "o1")
+        tx.allocate("net", "10.0.0.3", "o2")
+    with store.transaction() as tx:
+        tx.forget("o1")
+    dump = store.dump()
+    assert [r[0] for r in dump["namespaces"]] == ["b"]
+    assert [r[3] for r in dump["ports"]] == [81]
+    assert [r[1] for r in dump["addresses"]] == ["10.0.0.3"]
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    first = LocalStore(tmp_path)
+    with first.transaction() as tx:
+        tx.reserve_port("", "udp", "::", 53, "o", "dns")
+    first.close()
+    second = LocalStore(tmp_path)
+    try:
+        assert [(r["port"], r["workload"]) for r in second.read(lambda tx: tx.ports())] == [
+            (53, "dns")
+        ]
+    finally:
+        second.close()
+
+
+def test_a_store_from_a_newer_hostnet_is_refused(tmp_path: Path) -> None:
+    LocalStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    with conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION + 1),))
+    conn.close()
+    with pytest.raises(StoreError, match="newer hostnet") as info:
+        LocalStore(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_the_current_schema_opens(tmp_path: Path) -> None:
+    LocalStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    conn.close()
+    assert int(value) == SCHEMA_VERSION
+    LocalStore(tmp_path).close()
+
+
+def test_a_corrupt_database_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"state\.db"):
+        LocalStore(tmp_path)
+
+
+@pytest.mark.parametrize("sub", ["", "below"])
+def test_a_state_dir_that_is_a_file_is_a_store_error(tmp_path: Path, sub: str) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError):
+        LocalStore(blocker / sub if sub else blocker)
+
+
+def test_state_dir_argument_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTNET_STATE_DIR", str(tmp_path / "from-env"))
+    store = LocalStore(tmp_path / "from-arg")
+    store.close()
+    assert store.path == tmp_path / "from-arg" / "state.db"
+    assert store.path.exists()
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_state_dir_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOSTNET_STATE_DIR", str(tmp_path / "from-env"))
+    store = LocalStore()
+    store.close()
+    assert store.state_dir == tmp_path / "from-env"
+    assert (tmp_path / "from-env" / "state.db").exists()
+
+
+def test_a_journal_is_claimed_by_one_process_only(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        tx.journal_begin(id="j", kind="setup", owner="[]", pid=111, started=1.0, plan=[])
+    with store.transaction() as tx:
+        assert tx.journal_claim("j", 111, 1.0, 222, 2.0)
+    with store.transaction() as tx:
+        assert not tx.journal_claim("j", 111, 1.0, 333, 3.0)
+    (entry,) = store.read(lambda tx: tx.journals())
+    assert (entry["pid"], entry["started"]) == (222, 2.0)
+
+
+# -- many processes, one state directory ------------------------------------------------
+
+WORKERS = 8
+ROUNDS = 12
+EPHEMERAL = (41000, 41199)
+
+
+def _ip_of(index: int) -> str:
+    return "0.0.0.0" if index % 2 == 0 else f"127.0.0.{index}"
+
+
+def _worker(state_dir: str, index: int, barrier: Any, results: Any) -> None:
+    """Runs in a spawned process: reserve ports through transactions, report outcomes."""
+    outcomes: list[tuple[Any, ...]] = []
+    try:
+        store = LocalStore(state_dir)
+        alloc = PortAllocator(host="", ephemeral=EPHEMERAL)
+        barrier.wait(timeout=60)
+        for j in range(ROUNDS):
+            owner = f"w{index}-e{j}"
+            with store.transaction() as tx:
+                (got,) = alloc.reserve(tx, [PortRequest()], owner=owner, workload=owner)
+            outcomes.append(("ephemeral", owner, got[0].host_ip, got[0].port))
+            owner = f"w{index}-x{j}"
+            wanted = PortRequest(host_ip=_ip_of(index), start=9000 + j, end=9000 + j)
+            try:
+                with store.transaction() as tx:
+                    alloc.reserve(tx, [wanted], owner=owner, workload=owner)
+            except PortInUse as exc:
+                outcomes.append(("conflict", owner, exc.host_ip, exc.port, exc.holder))
+            else:
+                outcomes.append(("explicit", owner, wanted.host_ip, wanted.start))
+        store.close()
+    except BaseException as exc:  # reported to the parent, which fails the test
+        outcomes.append(("crash", repr(exc)))
+    results.put((index, outcomes))
+
+
+def test_many_processes_never_double_book_a_port(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    state_dir = str(tmp_path / "state")
+    LocalStore(state_dir).close()  # schema in place before the race
+    barrier = ctx.Barrier(WORKERS)
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker, args=(state_dir, i, barrier, results)) for i in range(WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    reports: dict[int, list[tuple[Any, ...]]] = {}
+    try:
+        while len(reports) < WORKERS:
+            try:
+                index, outcomes = results.get(timeout=1)
+            except queue.Empty:
+                # a worker that died before reporting (it could not even import) ends
+                # the wait instead of a timeout
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    pytest.fail(f"only {len(reports)} of {WORKERS} workers reported")
+                continue
+            reports[index] = outcomes
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+            if p.exitcode is None:
+                p.kill()
+                p.join()
+    assert all(p.exitcode == 0 for p in procs)
+    outcomes = [o for report in reports.values() for o in report]
+    assert not [o for o in outcomes if o[0] == "crash"]
+
+    ephemeral = [o for o in outcomes if o[0] == "ephemeral"]
+    assert len(ephemeral) == WORKERS * ROUNDS
+    ports = [o[3] for o in ephemeral]
+    assert len(set(ports)) == len(ports), "an ephemeral port was handed out twice"
+    assert all(EPHEMERAL[0] <= p <= EPHEMERAL[1] for p in ports)
+
+    won = [o for o in outcomes if o[0] == "explicit"]
+    lost = [o for o in outcomes if o[0] == "conflict"]
+    assert len(won) + len(lost) == WORKERS * ROUNDS
+    assert lost, "the workers never contended"
+    for port in range(9000, 9000 + ROUNDS):
+        winners = [o for o in won if o[3] == port]
+        assert winners
+        for i, a in enumerate(winners):  # winners of one port never clash
+            for b in winners[i + 1 :]:
+                assert not clashes(a[2], b[2]), (a, b)
+        for loser in (o for o in lost if o[3] == port):  # every refusal names a real holder
+            holder = next(w for w in winners if w[1] == loser[4])
+            assert clashes(holder[2], loser[2])
+
+    store = LocalStore(state_dir)
+    try:
+        rows = store.read(lambda tx: tx.ports())
+        journals = store.read(lambda tx: tx.journals())
+    finally:
+        store.close()
+    assert journals == []
+    stored = sorted((r["owner"], r["host_ip"], r["port"]) for r in rows)
+    expected = sorted([(o[1], o[2], o[3]) for o in ephemeral] + [(o[1], o[2], o[3]) for o in won])
+    assert stored == expected
