@@ -359,6 +359,9 @@ class Controller:
         def prepare(tx: Tx) -> Plan:
             nonlocal spec, shared_count
             spec = self._prepare_network(tx, drv, spec, host)
+            drv.check_siblings(
+                spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
+            )
             data = drv.decide(spec, network_id, host)
             if cls.link_group:
                 data["group"] = self._link_group(tx, host)
@@ -433,7 +436,7 @@ class Controller:
         for config in spec.subnets:
             ipam.check_overlap(config.network, taken)
             taken.append((spec.name, config.network))
-            configs.append(ipam.complete(config))
+            configs.append(ipam.complete(ipam.keep_host_addresses(config, host)))
         if not any(c.network.version == 4 for c in configs):
             picked = ipam.pick_subnet(taken, ipam.host_networks(host))
             configs.insert(0, ipam.complete(SubnetConfig(subnet=str(picked))))
@@ -731,6 +734,12 @@ class Controller:
         endpoint_id = new_id()
 
         def prepare(tx: Tx) -> Plan:
+            limit = drv.max_endpoints(info.spec)
+            if limit is not None and len(tx.endpoints(network=record["id"])) >= limit:
+                raise errors.ConflictError(
+                    f"network {network.name!r} takes at most {limit} endpoint(s) "
+                    f"({info.spec.option('macvlan_mode') or drv.name} mode)"
+                )
             reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
             mappings: list[PortMapping] = []
             for spec, got in zip(publish_specs, reserved, strict=False):
@@ -824,7 +833,8 @@ class Controller:
         return attrs.evolve(
             endpoint,
             ifname=ifname,
-            mac=_check_mac(endpoint.mac) or random_mac(),
+            mac=_check_mac(endpoint.mac)
+            or (random_mac() if driver.wants_mac(network.spec) else None),
             addresses=tuple(addresses),
             gateways=tuple(gateways),
         )

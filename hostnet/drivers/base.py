@@ -92,6 +92,19 @@ class Driver(ABC):
         """Driver-specific choices recorded with the network (a bridge name...)."""
         return {}
 
+    def check_siblings(self, spec: NetworkSpec, others: list[NetworkSpec]) -> None:
+        """Refuse a new network that cannot live beside the host's other networks
+        (beyond overlapping subnets, which IPAM refuses for every driver)."""
+        return None
+
+    def max_endpoints(self, spec: NetworkSpec) -> int | None:
+        """How many endpoints the network can have (None: no limit)."""
+        return None
+
+    def wants_mac(self, spec: NetworkSpec) -> bool:
+        """Whether endpoints get a MAC address chosen by hostnet."""
+        return True
+
     def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
         """Names of addresses the network needs for the host itself (the macvlan shim);
         the Controller reserves them from the network's IPv4 subnet, outside its ip range,

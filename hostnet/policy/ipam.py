@@ -186,3 +186,27 @@ def allocate_last(tx: Tx, network_id: str, config: SubnetConfig, owner: str, hol
         if last - value > 4096:
             break
     raise errors.ExhaustedError(f"no free address outside the endpoints' range in {holder!r}")
+
+
+def keep_host_addresses(config: SubnetConfig, host: Snapshot | None) -> SubnetConfig:
+    """``config`` with the host's own addresses inside the subnet added as auxiliary
+    (never handed out) addresses, named "host:<interface>". A user subnet can be the
+    host's own LAN (macvlan), and an endpoint must never get the host's address."""
+    if host is None:
+        return config
+    net = config.network
+    aux = dict(config.aux)
+    taken = {ipaddress.ip_address(a) for a in aux.values()}
+    for addr in host.addresses:
+        ip = ipaddress.ip_interface(addr.address).ip
+        if ip in net and ip not in taken:  # type: ignore[operator]
+            aux[f"host:{addr.ifname}"] = str(ip)
+            taken.add(ip)
+    if len(aux) == len(config.aux):
+        return config
+    return SubnetConfig(
+        subnet=config.subnet,
+        gateway=config.gateway,
+        ip_range=config.ip_range,
+        aux=tuple(sorted(aux.items())),
+    )

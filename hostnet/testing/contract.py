@@ -35,6 +35,7 @@ from hostnet.ops import (
     DelAddress,
     DeleteNamespace,
     DelLink,
+    DelLinkGroup,
     DelRoute,
     MoveLink,
     NftBatch,
@@ -472,3 +473,40 @@ class BackendContract:
         for commands, undo in reversed(((base, base_undo), (net, net_undo), endpoint)):
             world.backend.apply(NftBatch(ns=ns, commands=undo, undo=commands))
         assert world.backend.observe(ns).nft_tables == ()
+
+    @pytest.mark.parametrize(
+        ("address", "route"),
+        [("10.8.0.2/24", "10.9.9.9/32"), ("fd00:8::2/64", "fd00:9::9/128")],
+    )
+    def test_device_routes_and_addresses_really_go(
+        self, world: World, address: str, route: str
+    ) -> None:
+        """Deleting must remove, not merely not fail: teardown treats "not found" as
+        done, so a delete that misses would leak silently."""
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address=address))
+        world.backend.apply(AddRoute(ns=ns, dst=route, ifname="v0"))
+        assert route in {r.dst for r in world.backend.observe(ns).routes}
+        world.backend.apply(DelRoute(ns=ns, dst=route, ifname="v0"))
+        assert route not in {r.dst for r in world.backend.observe(ns).routes}
+        world.backend.apply(DelAddress(ns=ns, ifname="v0", address=address))
+        assert address not in world.backend.observe(ns).addresses_of("v0")
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(DelRoute(ns=ns, dst=route, ifname="v0"))
+
+    def test_link_groups_are_deleted_in_one_go(self, world: World) -> None:
+        a, b = world.ns(), world.ns()
+        for i in range(3):
+            world.backend.apply(
+                AddLink(ns=a, name=f"g{i}", kind="veth", peer=f"p{i}", peer_ns=b, group=0x48000001)
+            )
+        world.backend.apply(
+            AddLink(ns=a, name="keep", kind="veth", peer="kp", peer_ns=b, group=0x48000002)
+        )
+        assert {
+            link.group for link in world.backend.observe(a).links if link.name.startswith("g")
+        } == {0x48000001}
+        world.backend.apply(DelLinkGroup(ns=a, group=0x48000001))
+        assert world.backend.observe(a).link_names() == {"lo", "keep"}
+        assert wait_until(lambda: world.backend.observe(b).link_names() == {"lo", "kp"})

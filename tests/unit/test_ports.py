@@ -518,7 +518,7 @@ def _clash(a: str, b: str) -> bool:
 
 
 def _kernel_clash(bound: str, wanted: str) -> bool:
-    b, w = ipaddress.ip_address(bound), ipaddress.ip_address(wanted)
+    b = ipaddress.ip_address(bound)
     if b.version == 6 and b.is_unspecified:
         return True  # another process's :: socket is dual-stack
     return _clash(bound, wanted)  # hostnet's own :: is IPv6 only

@@ -77,7 +77,7 @@ ARPHRD_LOOPBACK = 772
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTPROT_STATIC = 4
-RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
+RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 0, 253, 255
 NUD_PERMANENT = 0x80
 IFA_F_NODAD = 0x02
 NTF_SELF = 0x02
@@ -632,7 +632,7 @@ class NetlinkBackend:
 
     def _apply_DelRoute(self, op: DelRoute) -> None:
         msg = self._route_msg(op)
-        msg["scope"] = 0
+        msg["scope"] = RT_SCOPE_NOWHERE  # "any scope": the kernel matches it exactly else
         msg["proto"] = 0
         self._chan(op.ns).request(msg, RTM_DELROUTE)
 

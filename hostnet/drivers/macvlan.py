@@ -1,0 +1,192 @@
+"""The macvlan driver: each endpoint is a macvlan child of a parent interface of the
+host, with its own MAC address, so it appears as a device of its own on the parent's
+network (the LAN).
+
+The child is created directly inside the workload's namespace (the request is sent in
+the host namespace, where the parent lives, with the target namespace attached), takes
+an address from the network's IPAM and a default route via the LAN gateway.
+
+The kernel never passes traffic between a parent and its own macvlan children, so the
+host cannot reach its endpoints. ``host_shim=True`` adds the usual remedy: a host-side
+macvlan (bridge mode) on the same parent with an address reserved from the network
+(outside the endpoints' ip range), and a route to the endpoints through it (the ip
+range when there is one, else one /32 route per endpoint).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from hostnet import errors
+from hostnet.drivers.base import ConnectContext, Driver, NetworkContext
+from hostnet.model import Snapshot
+from hostnet.names import check_ifname
+from hostnet.ops import AddAddress, AddLink, AddRoute, Op, Plan
+from hostnet.specs import NetworkSpec
+
+OPT_PARENT = "parent"
+OPT_MODE = "macvlan_mode"
+OPT_SHIM = "host_shim"
+OPT_MTU = "com.docker.network.driver.mtu"
+ALIASES = {"mode": OPT_MODE, "mtu": OPT_MTU, "shim": OPT_SHIM}
+MODES = ("bridge", "private", "vepa", "passthru")
+
+
+def shim_name(network_id: str) -> str:
+    return f"hn-{network_id[:12]}"
+
+
+class MacvlanDriver(Driver):
+    name = "macvlan"
+    allocates_addresses: ClassVar[bool] = True
+    observe_host: ClassVar[bool] = True
+    options: ClassVar[frozenset[str]] = frozenset(
+        {OPT_PARENT, OPT_MODE, OPT_SHIM, OPT_MTU, *ALIASES}
+    )
+
+    def validate(self, spec: NetworkSpec) -> NetworkSpec:
+        super().validate(spec)
+        opts = {ALIASES.get(k, k): v for k, v in spec.options}
+        parent = opts.get(OPT_PARENT)
+        if not parent:
+            raise errors.InvalidOption(
+                OPT_PARENT, parent, "a macvlan network needs a parent interface"
+            )
+        check_ifname(parent)
+        mode = opts.setdefault(OPT_MODE, "bridge").lower()
+        if mode not in MODES:
+            raise errors.InvalidOption(OPT_MODE, mode, f"one of {', '.join(MODES)}")
+        opts[OPT_MODE] = mode
+        shim = opts.get(OPT_SHIM, "false").lower()
+        if shim not in ("true", "false", "1", "0", "yes", "no"):
+            raise errors.InvalidOption(OPT_SHIM, shim, "expected true or false")
+        opts[OPT_SHIM] = "true" if shim in ("true", "1", "yes") else "false"
+        if opts[OPT_SHIM] == "true" and mode != "bridge":
+            raise errors.InvalidOption(
+                OPT_SHIM,
+                "true",
+                f"the host shim needs mode bridge (mode {mode} keeps the host out)",
+            )
+        if OPT_MTU in opts and not (opts[OPT_MTU].isdigit() and 68 <= int(opts[OPT_MTU]) <= 65535):
+            raise errors.InvalidOption(OPT_MTU, opts[OPT_MTU], "an MTU between 68 and 65535")
+        if opts[OPT_SHIM] == "false":
+            del opts[OPT_SHIM]
+        return NetworkSpec(
+            name=spec.name,
+            driver=spec.driver,
+            subnets=spec.subnets,
+            internal=spec.internal,
+            enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
+            options=opts,
+            labels=dict(spec.labels),
+        )
+
+    def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, Any]:
+        parent = spec.option(OPT_PARENT) or ""
+        assert host is not None
+        link = host.link(parent)
+        if link is None:
+            raise errors.LinkNotFound(parent, host.ns)
+        if link.kind == "loopback":
+            raise errors.InvalidOption(OPT_PARENT, parent, "loopback cannot be a parent")
+        if link.kind in ("macvlan", "macvtap", "bridge"):
+            raise errors.InvalidOption(
+                OPT_PARENT, parent, f"a {link.kind} cannot be a macvlan parent here"
+            )
+        if not link.up:
+            raise errors.LinkDown(parent, host.ns, "parent interface")
+        mtu = int(spec.option(OPT_MTU) or link.mtu)
+        if mtu > link.mtu:
+            raise errors.InvalidOption(OPT_MTU, mtu, f"above the parent's MTU {link.mtu}")
+        data: dict[str, Any] = {"parent": parent, "mtu": mtu}
+        if spec.option(OPT_SHIM) == "true":
+            shim = shim_name(network_id)
+            if host.link(shim) is not None:
+                raise errors.LinkExists(shim, host.ns)
+            data["shim"] = shim
+        return data
+
+    def max_endpoints(self, spec: NetworkSpec) -> int | None:
+        return 1 if spec.option(OPT_MODE) == "passthru" else None
+
+    def wants_mac(self, spec: NetworkSpec) -> bool:
+        return spec.option(OPT_MODE) != "passthru"  # passthru keeps the parent's MAC
+
+    def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
+        return ("shim",) if spec.option(OPT_SHIM) == "true" else ()
+
+    def check_siblings(self, spec: NetworkSpec, others: list[NetworkSpec]) -> None:
+        """Networks sharing a parent: disjoint subnets (checked by IPAM for every
+        network of the host) and no passthru next to anything."""
+        parent = spec.option(OPT_PARENT)
+        mode = spec.option(OPT_MODE)
+        for other in others:
+            if other.driver != self.name or other.option(OPT_PARENT) != parent:
+                continue
+            if mode == "passthru" or other.option(OPT_MODE) == "passthru":
+                raise errors.ConflictError(
+                    f"parent {parent!r} is used by macvlan network {other.name!r}; a "
+                    "passthru network needs its parent to itself"
+                )
+
+    def plan_create(self, ctx: NetworkContext) -> Plan:
+        data, host = ctx.network.data, ctx.network.host_ns
+        shim = data.get("shim")
+        if shim is None:
+            return ()
+        spec = ctx.network.spec
+        ops: list[Op] = [
+            AddLink(
+                ns=host,
+                name=shim,
+                kind="macvlan",
+                parent=data["parent"],
+                mode="bridge",
+                mtu=data["mtu"],
+                up=True,
+            ),
+        ]
+        ip = data["host_addresses"]["shim"].split("/")[0]
+        ops.append(AddAddress(ns=host, ifname=shim, address=f"{ip}/32"))
+        ranges = [s.ip_range for s in spec.subnets if s.ip_range and ":" not in s.subnet]
+        for rng in ranges:
+            ops.append(AddRoute(ns=host, dst=rng, ifname=shim))
+        return tuple(ops)
+
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        net, ep, target = ctx.network, ctx.endpoint, ctx.target
+        assert ep.ns is not None and ep.ifname is not None and target is not None
+        if ep.ports:
+            raise errors.InvalidOption(
+                "publish",
+                [m.docker_key() for m in ep.ports],
+                "macvlan endpoints sit directly on the parent's network; there is nothing "
+                "to publish (connect to their address instead)",
+            )
+        data, spec, host = net.data, net.spec, net.host_ns
+        mode = spec.option(OPT_MODE) or "bridge"
+        ops: list[Op] = [
+            AddLink(
+                ns=ep.ns,
+                name=ep.ifname,
+                kind="macvlan",
+                parent=data["parent"],
+                parent_ns=host,
+                mode=mode,
+                mtu=data["mtu"],
+                up=True,
+                mac=ep.mac,
+            )
+        ]
+        ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
+        if not spec.internal:
+            for gateway in ep.gateways:
+                dst = "::/0" if ":" in gateway else "0.0.0.0/0"
+                if not any(r.dst == dst for r in target.routes):
+                    ops.append(AddRoute(ns=ep.ns, dst=dst, gateway=gateway, ifname=ep.ifname))
+        shim = data.get("shim")
+        if shim is not None and not any(s.ip_range for s in spec.subnets if ":" not in s.subnet):
+            for address in ep.addresses:
+                if ":" not in address:
+                    ops.append(AddRoute(ns=host, dst=address.split("/")[0] + "/32", ifname=shim))
+        return tuple(ops)

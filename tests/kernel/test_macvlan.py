@@ -1,0 +1,205 @@
+"""Macvlan networks on the real kernel.
+
+This kernel has no dummy or vlan links, so the test "host" is a namespace whose parent
+interface is one end of a veth pair; the other end sits in an "outside LAN" namespace
+with an address on the same subnet (the LAN's gateway)."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+import pytest
+
+from hostnet import errors
+from hostnet.controller import Controller
+from hostnet.namespace import Namespace
+from tests.kernel.netutil import ping, request, server
+
+LAN_GW = "192.168.50.1"
+HOST_ON_LAN = "192.168.50.2"
+
+
+@dataclass
+class Lan:
+    ctl: Controller
+    host: Namespace
+    lan: Namespace
+    name: object
+
+    def ns(self, hint: str = "app") -> Namespace:
+        return self.ctl.create_namespace(self.name(hint))  # type: ignore[operator]
+
+    def network(self, name: str = "lan", **kwargs: object) -> object:
+        opts: dict[str, object] = dict(parent="lan0", subnet="192.168.50.0/24", gateway=LAN_GW)
+        opts.update(kwargs)
+        return self.ctl.create_network(name, driver="macvlan", **opts)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def lan(hostnet_host) -> Lan:
+    ctl = hostnet_host.controller
+    host = ctl.namespace(hostnet_host.host)
+    lan_name = hostnet_host.name("lan")
+    outside = ctl.create_namespace(lan_name)
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True)
+
+    ip(
+        "-n",
+        host.name,
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        lan_name,
+    )
+    ip("-n", host.name, "addr", "add", f"{HOST_ON_LAN}/24", "dev", "lan0")
+    ip("-n", lan_name, "addr", "add", f"{LAN_GW}/24", "dev", "eth0")
+    ip("-n", host.name, "link", "set", "lan0", "up")
+    ip("-n", lan_name, "link", "set", "eth0", "up")
+    return Lan(ctl=ctl, host=host, lan=outside, name=hostnet_host.name)
+
+
+def test_bridge_mode_reaches_the_lan_and_each_other(lan: Lan) -> None:
+    net = lan.network(ip_range="192.168.50.128/25")
+    a, b = lan.ns(), lan.ns()
+    ea, eb = net.connect(a), net.connect(b)  # type: ignore[attr-defined]
+    assert (ea.ip, eb.ip) == ("192.168.50.128", "192.168.50.129")
+    link = a.snapshot().link("eth0")
+    assert link is not None and link.kind == "macvlan" and link.mode == "bridge"
+    assert link.mac == ea.mac and ea.mac != eb.mac
+    assert int(ea.mac.split(":")[0], 16) & 0x02 and not int(ea.mac.split(":")[0], 16) & 0x01
+    assert ping(a, LAN_GW) and ping(a, eb.ip)
+    with server(lan.lan, 7300, tag="lan"):
+        assert request(a, LAN_GW, 7300) == f"lan {ea.ip}"  # its own address on the LAN
+    with server(b, 7301):
+        assert request(lan.lan, eb.ip, 7301) == f"{b.name} {LAN_GW}"
+    assert [(r.gateway, r.ifname) for r in a.routes() if r.is_default] == [(LAN_GW, "eth0")]
+    info = lan.ctl.inspect_network("lan")
+    assert info["Driver"] == "macvlan"
+    assert info["Options"]["parent"] == "lan0" and info["Options"]["macvlan_mode"] == "bridge"
+
+
+def test_private_mode_keeps_endpoints_apart(lan: Lan) -> None:
+    net = lan.network(mode="private")
+    a, b = lan.ns(), lan.ns()
+    net.connect(a)  # type: ignore[attr-defined]
+    eb = net.connect(b)  # type: ignore[attr-defined]
+    assert ping(a, LAN_GW)
+    assert not ping(a, eb.ip)
+
+
+def test_host_reaches_its_endpoints_only_with_the_shim(lan: Lan) -> None:
+    plain = lan.network("plain", subnet="192.168.50.0/25", gateway=LAN_GW)
+    a = lan.ns()
+    ea = plain.connect(a)  # type: ignore[attr-defined]
+    assert ping(a, LAN_GW)
+    assert not ping(lan.host, ea.ip)  # the kernel keeps a parent away from its children
+    plain.disconnect(a)  # type: ignore[attr-defined]
+    plain.delete()  # type: ignore[attr-defined]
+    shimmed = lan.network("shimmed", ip_range="192.168.50.128/26", host_shim=True)
+    b, c = lan.ns(), lan.ns()
+    eb = shimmed.connect(b)  # type: ignore[attr-defined]
+    assert ping(lan.host, eb.ip)
+    with server(b, 7302):
+        assert request(lan.host, eb.ip, 7302).startswith(b.name)
+    shim = shimmed.data["shim"]  # type: ignore[attr-defined]
+    host_snap = lan.host.snapshot()
+    assert host_snap.link(shim) is not None
+    assert [a.address for a in host_snap.addresses if a.ifname == shim] == [
+        "192.168.50.255/32"
+    ] or len([a for a in host_snap.addresses if a.ifname == shim]) == 1
+    # without an ip range, each endpoint gets its own /32 route through the shim
+    shimmed.disconnect(b)  # type: ignore[attr-defined]
+    shimmed.delete()  # type: ignore[attr-defined]
+    assert lan.host.snapshot().link(shim) is None
+    norange = lan.network("norange", host_shim=True)
+    ec = norange.connect(c)  # type: ignore[attr-defined]
+    assert ping(lan.host, ec.ip)
+    assert any(r.dst == f"{ec.ip}/32" for r in lan.host.routes())
+    norange.disconnect(c)  # type: ignore[attr-defined]
+    assert not any(r.dst == f"{ec.ip}/32" for r in lan.host.routes())
+
+
+def test_passthru_takes_one_endpoint_and_the_parent_to_itself(lan: Lan) -> None:
+    net = lan.network(mode="passthru")
+    a, b = lan.ns(), lan.ns()
+    net.connect(a)  # type: ignore[attr-defined]
+    assert ping(a, LAN_GW)
+    with pytest.raises(errors.ConflictError):
+        net.connect(b)  # type: ignore[attr-defined]
+    assert b.snapshot().link_names() == {"lo"}
+    with pytest.raises(errors.ConflictError):
+        lan.network("other", subnet="10.50.0.0/24", gateway="10.50.0.1")
+
+
+def test_teardown_leaves_nothing(lan: Lan) -> None:
+    before = lan.host.snapshot()
+    store_before = lan.ctl.store.dump()
+    net = lan.network(ip_range="192.168.50.128/25", host_shim=True)
+    apps = [lan.ns() for _ in range(3)]
+    for app in apps:
+        net.connect(app)  # type: ignore[attr-defined]
+    net.delete(force=True)  # type: ignore[attr-defined]
+    for app in apps:
+        assert app.snapshot().link_names() == {"lo"}
+    after = lan.host.snapshot()
+    assert after.links == before.links
+    assert after.addresses == before.addresses and after.routes == before.routes
+    store_after = lan.ctl.store.dump()
+    assert store_after["addresses"] == [] and store_after["endpoints"] == []
+    assert store_after["networks"] == store_before["networks"]
+
+
+def test_bad_input_changes_nothing(lan: Lan) -> None:
+    lan.network("first", subnet="192.168.50.0/25", gateway=LAN_GW)
+    host_before, store_before = lan.host.snapshot(), lan.ctl.store.dump()
+    subprocess.run(
+        [
+            "ip",
+            "-n",
+            lan.host.name,
+            "link",
+            "add",
+            "down0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "down1",
+        ],
+        check=True,
+    )
+    host_before = lan.host.snapshot()
+    cases = [
+        (errors.LinkNotFound, dict(parent="nope0", subnet="10.60.0.0/24")),
+        (errors.LinkDown, dict(parent="down0", subnet="10.60.0.0/24")),
+        (errors.InvalidOption, dict(parent="lo", subnet="10.60.0.0/24")),
+        (errors.InvalidOption, dict(parent="lan0", subnet="10.60.0.0/24", mode="weird")),
+        (errors.SubnetOverlap, dict(parent="lan0", subnet="192.168.50.0/26")),
+        (errors.InvalidOption, dict(parent="lan0", subnet="10.60.0.0/24", mtu="9000")),
+        (errors.InvalidOption, dict(subnet="10.60.0.0/24")),  # no parent
+        (
+            errors.InvalidOption,
+            dict(parent="lan0", subnet="10.60.0.0/24", mode="private", host_shim=True),
+        ),
+    ]
+    for error, kwargs in cases:
+        with pytest.raises(error):
+            lan.ctl.create_network("bad", driver="macvlan", **kwargs)  # type: ignore[arg-type]
+    app = lan.ns()
+    with pytest.raises(errors.InvalidOption):
+        lan.ctl.network("first").connect(app, publish=["80"])
+    assert app.snapshot().link_names() == {"lo"}
+    assert lan.host.snapshot().links == host_before.links
+    store_after = lan.ctl.store.dump()
+    store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != app.name]
+    store_before["namespaces"] = [r for r in store_before["namespaces"] if r[0] != app.name]
+    assert store_after == store_before

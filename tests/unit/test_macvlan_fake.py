@@ -1,0 +1,135 @@
+"""Macvlan networks on the fake backend: everything that needs no packets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from hostnet import errors
+from hostnet.backends.fake import FakeKernel
+from hostnet.controller import Controller
+from hostnet.ops import AddAddress, CreateNamespace
+
+HOST = "host"
+
+
+@pytest.fixture
+def ctl(tmp_path) -> Iterator[Controller]:
+    kernel = FakeKernel(seed=9)
+    kernel.apply(CreateNamespace(ns=HOST))
+    kernel.add_device(HOST, "lan0")
+    kernel.apply(AddAddress(ns=HOST, ifname="lan0", address="192.168.50.2/24"))
+    kernel.add_device(HOST, "down0", up=False)
+    c = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s")
+    yield c
+    c.close()
+
+
+def kernel_of(ctl: Controller) -> FakeKernel:
+    assert isinstance(ctl.backend, FakeKernel)
+    return ctl.backend
+
+
+def lan(ctl: Controller, name: str = "lan", **kwargs: object):  # type: ignore[no-untyped-def]
+    opts: dict[str, object] = dict(parent="lan0", subnet="192.168.50.0/24", gateway="192.168.50.1")
+    opts.update(kwargs)
+    return ctl.create_network(name, driver="macvlan", **opts)  # type: ignore[arg-type]
+
+
+def test_endpoints_are_macvlan_children_in_their_namespaces(ctl: Controller) -> None:
+    net = lan(ctl, ip_range="192.168.50.0/28", mode="vepa")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    ea, eb = net.connect(a), net.connect(b)
+    # .1 is the gateway and .2 the host's own address on the LAN: never handed out
+    assert (ea.ip, eb.ip) == ("192.168.50.3", "192.168.50.4")
+    link = a.snapshot().link("eth0")
+    assert link is not None and (link.kind, link.mode, link.mac) == ("macvlan", "vepa", ea.mac)
+    assert link.mtu == 1500  # the parent's
+    assert [(r.gateway, r.ifname) for r in a.routes() if r.is_default] == [
+        ("192.168.50.1", "eth0")
+    ]
+    config = net.inspect()["IPAM"]["Config"][0]
+    assert config["AuxiliaryAddresses"] == {"host:lan0": "192.168.50.2"}
+    assert net.inspect()["Options"]["macvlan_mode"] == "vepa"
+    net.disconnect(a)
+    assert a.snapshot().link_names() == {"lo"}
+
+
+def test_internal_macvlan_has_no_default_route(ctl: Controller) -> None:
+    net = lan(ctl, internal=True)
+    a = ctl.create_namespace("a")
+    net.connect(a)
+    assert [r for r in a.routes() if r.is_default] == []
+
+
+def test_shim_with_and_without_range(ctl: Controller) -> None:
+    net = lan(ctl, ip_range="192.168.50.128/25", host_shim=True)
+    shim = net.data["shim"]
+    host = kernel_of(ctl).observe(HOST)
+    assert host.link(shim) is not None and host.link(shim).parent == "lan0"  # type: ignore[union-attr]
+    assert host.addresses_of(shim) == ("192.168.50.127/32",)
+    assert any(r.dst == "192.168.50.128/25" and r.ifname == shim for r in host.routes)
+    net.delete()
+    assert kernel_of(ctl).observe(HOST).link(shim) is None
+    assert ctl.store.dump()["addresses"] == []
+    net = lan(ctl, "norange", host_shim=True)
+    a = ctl.create_namespace("a")
+    ep = net.connect(a)
+    assert any(r.dst == f"{ep.ip}/32" for r in kernel_of(ctl).observe(HOST).routes)
+    net.disconnect(a)
+    assert not any(r.dst == f"{ep.ip}/32" for r in kernel_of(ctl).observe(HOST).routes)
+
+
+def test_passthru_one_endpoint_and_exclusive_parent(ctl: Controller) -> None:
+    net = lan(ctl, mode="passthru")
+    net.connect(ctl.create_namespace("a"))
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.ConflictError):
+        net.connect(ctl.create_namespace("b"))
+    with pytest.raises(errors.ConflictError):
+        lan(ctl, "other", subnet="10.50.0.0/24", gateway="10.50.0.1")
+    after_kernel = kernel_of(ctl).dump()
+    del after_kernel["b"]
+    assert after_kernel == before_kernel
+    store_after = ctl.store.dump()
+    store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != "b"]
+    assert store_after == before_store
+
+
+def test_sharing_a_parent_needs_disjoint_subnets(ctl: Controller) -> None:
+    lan(ctl, "one", subnet="192.168.50.0/25", gateway="192.168.50.1")
+    with pytest.raises(errors.SubnetOverlap):
+        lan(ctl, "two", subnet="192.168.50.64/26", gateway="192.168.50.65")
+    lan(ctl, "three", subnet="192.168.50.128/25", gateway="192.168.50.129")
+
+
+@pytest.mark.parametrize(
+    ("error", "kwargs"),
+    [
+        (errors.LinkNotFound, dict(parent="nope0")),
+        (errors.LinkDown, dict(parent="down0")),
+        (errors.InvalidOption, dict(parent="lo")),
+        (errors.InvalidOption, dict(mode="weird")),
+        (errors.InvalidOption, dict(parent="")),
+        (errors.InvalidOption, dict(mtu="9000")),
+        (errors.InvalidOption, dict(mode="private", host_shim=True)),
+        (errors.InvalidName, dict(parent="x" * 16)),
+    ],
+)
+def test_bad_input_changes_nothing(
+    ctl: Controller, error: type[Exception], kwargs: dict[str, object]
+) -> None:
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(error):
+        lan(ctl, **kwargs)
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+
+
+def test_publishing_on_macvlan_is_refused(ctl: Controller) -> None:
+    net = lan(ctl)
+    a = ctl.create_namespace("a")
+    with pytest.raises(errors.InvalidOption):
+        net.connect(a, publish=["8080:80"])
+    assert a.snapshot().link_names() == {"lo"}
