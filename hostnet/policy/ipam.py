@@ -199,7 +199,7 @@ def keep_host_addresses(config: SubnetConfig, host: Snapshot | None) -> SubnetCo
     taken = {ipaddress.ip_address(a) for a in aux.values()}
     for addr in host.addresses:
         ip = ipaddress.ip_interface(addr.address).ip
-        if ip in net and ip not in taken:  # type: ignore[operator]
+        if ip in net and ip not in taken:
             aux[f"host:{addr.ifname}"] = str(ip)
             taken.add(ip)
     if len(aux) == len(config.aux):

@@ -211,3 +211,14 @@ def test_a_registered_driver_works_through_the_controller(tmp_path: Path) -> Non
         ns.disconnect("plug")
         assert ns.snapshot().link("lo").up  # the recorded plan was undone
         net.delete()
+
+
+def test_overlay_says_clearly_that_it_is_not_available(tmp_path) -> None:
+    from hostnet.controller import Controller
+
+    ctl = Controller(backend="fake", state_dir=tmp_path / "s")
+    before = ctl.store.dump()
+    with pytest.raises(errors.UnsupportedError, match="multi-host store"):
+        ctl.create_network("ov", driver="overlay")
+    assert ctl.store.dump() == before
+    ctl.close()
