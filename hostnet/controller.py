@@ -258,17 +258,18 @@ class Controller:
             raise errors.ConflictError(
                 f"{name!r} is this Controller's host namespace; close the Controller first"
             )
-        record = self.store.read(lambda tx: tx.namespace(name))
-        exists = name in self.backend.namespaces()
+        record, endpoints = self.store.read(lambda tx: (tx.namespace(name), tx.endpoints(ns=name)))
+        created = bool(record and record["created"])
+        # A namespace hostnet created is deleted without listing /run/netns (O(namespaces));
+        # if it is already gone, teardown counts DeleteNamespace as done.
+        exists = created or name in self.backend.namespaces()
         if record is None and not exists:
             raise errors.NamespaceNotFound(name)
-        created = bool(record and record["created"])
         if exists and not created and not force:
             raise errors.ConflictError(
                 f"namespace {name!r} was not created by hostnet; delete it with force=True "
                 "(or `ip netns delete`) if you mean it"
             )
-        endpoints = self.store.read(lambda tx: tx.endpoints(ns=name))
         plan: list[Op] = []
         owners = []
         for ep in endpoints:

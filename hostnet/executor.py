@@ -99,7 +99,9 @@ class Executor:
             for index, op in enumerate(plan):
                 self.backend.apply(op)
                 done.append(op)
-                if self.store is not None:
+                # Not after the last op: the closing transaction ends the journal, and
+                # recovery treats op #done as possibly applied anyway (Rule 4).
+                if self.store is not None and index + 1 < len(plan):
                     self.store.journal_progress(journal, index + 1)
         except BaseException as exc:
             failed = plan[min(len(done), len(plan) - 1)]
@@ -153,7 +155,8 @@ class Executor:
                     started=self._started,
                     plan=plan_to_json(plan),
                 )
-        problems = self._run_tolerant(plan, journal)
+        # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
+        problems = self._run_tolerant(plan, None)
         if self.store is not None:
             with self.store.transaction() as tx:
                 if problems:

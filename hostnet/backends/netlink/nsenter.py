@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,6 +30,9 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
+IFF_UP = 0x1
+_IFREQ = struct.Struct("16sh22x")  # struct ifreq: name, ifr_flags (40 bytes on 64-bit)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -166,6 +172,15 @@ def delete_namespace(name: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         raise errors.NamespaceNotFound(name) from None
+
+
+def lo_up() -> None:
+    """Bring up ``lo`` in the calling thread's namespace with SIOCGIFFLAGS/SIOCSIFFLAGS:
+    what ``ip link set lo up`` amounts to, without opening a netlink socket."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        answer = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0))
+        flags = _IFREQ.unpack(answer)[1]
+        fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | IFF_UP))
 
 
 def list_namespaces() -> tuple[str, ...]:
