@@ -149,6 +149,38 @@ class Driver(ABC):
         }
 
 
+# -- option values shared by drivers ----------------------------------------------------
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def option_bool(key: str, value: str) -> str:
+    """A boolean option value, normalised to "true"/"false" (Docker's spelling)."""
+    lowered = value.lower()
+    if lowered not in _TRUE + _FALSE:
+        raise errors.InvalidOption(key, value, "expected true or false")
+    return "true" if lowered in _TRUE else "false"
+
+
+def option_mtu(key: str, value: str) -> str:
+    if not (value.isascii() and value.isdigit() and 68 <= int(value) <= 65535):
+        raise errors.InvalidOption(key, value, "an MTU between 68 and 65535")
+    return str(int(value))
+
+
+def respec(spec: NetworkSpec, options: dict[str, str]) -> NetworkSpec:
+    """``spec`` with normalised options (and IPv6 on when an IPv6 subnet is given)."""
+    return NetworkSpec(
+        name=spec.name,
+        driver=spec.driver,
+        subnets=spec.subnets,
+        internal=spec.internal,
+        enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
+        options=options,
+        labels=dict(spec.labels),
+    )
+
+
 # -- registry ---------------------------------------------------------------------------
 
 _BUILTIN: dict[str, str] = {

@@ -18,7 +18,14 @@ from typing import ClassVar
 
 from hostnet import errors
 from hostnet.drivers import bridge_firewall as fw
-from hostnet.drivers.base import ConnectContext, Driver, NetworkContext
+from hostnet.drivers.base import (
+    ConnectContext,
+    Driver,
+    NetworkContext,
+    option_bool,
+    option_mtu,
+    respec,
+)
 from hostnet.model import Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import AddAddress, AddLink, AddRoute, NftBatch, Op, Plan, SetSysctl
@@ -67,27 +74,15 @@ class BridgeDriver(Driver):
         for given, raw in spec.options:
             key = ALIASES.get(given, given)
             canonical[key] = self._option_value(key, raw)
-        return NetworkSpec(
-            name=spec.name,
-            driver=spec.driver,
-            subnets=spec.subnets,
-            internal=spec.internal,
-            enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
-            options=canonical,
-            labels=dict(spec.labels),
-        )
+        return respec(spec, canonical)
 
     @staticmethod
     def _option_value(key: str, value: str) -> str:
         if key in BOOLEAN:
-            lowered = value.lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise errors.InvalidOption(key, value, "expected true or false")
-            return "true" if lowered in ("true", "1", "yes") else "false"
+            return option_bool(key, value)
         if key == OPT_MTU:
-            if not value.isdigit() or not 68 <= int(value) <= 65535:
-                raise errors.InvalidOption(key, value, "an MTU between 68 and 65535")
-        elif key == OPT_NAME:
+            return option_mtu(key, value)
+        if key == OPT_NAME:
             check_ifname(value)
         elif key == OPT_HOST_IP:
             try:

@@ -18,7 +18,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from hostnet import errors
-from hostnet.drivers.base import ConnectContext, Driver, NetworkContext
+from hostnet.drivers.base import (
+    ConnectContext,
+    Driver,
+    NetworkContext,
+    option_bool,
+    option_mtu,
+    respec,
+)
 from hostnet.model import Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import AddAddress, AddLink, AddRoute, Op, Plan
@@ -57,29 +64,18 @@ class MacvlanDriver(Driver):
         if mode not in MODES:
             raise errors.InvalidOption(OPT_MODE, mode, f"one of {', '.join(MODES)}")
         opts[OPT_MODE] = mode
-        shim = opts.get(OPT_SHIM, "false").lower()
-        if shim not in ("true", "false", "1", "0", "yes", "no"):
-            raise errors.InvalidOption(OPT_SHIM, shim, "expected true or false")
-        opts[OPT_SHIM] = "true" if shim in ("true", "1", "yes") else "false"
+        opts[OPT_SHIM] = option_bool(OPT_SHIM, opts.get(OPT_SHIM, "false"))
         if opts[OPT_SHIM] == "true" and mode != "bridge":
             raise errors.InvalidOption(
                 OPT_SHIM,
                 "true",
                 f"the host shim needs mode bridge (mode {mode} keeps the host out)",
             )
-        if OPT_MTU in opts and not (opts[OPT_MTU].isdigit() and 68 <= int(opts[OPT_MTU]) <= 65535):
-            raise errors.InvalidOption(OPT_MTU, opts[OPT_MTU], "an MTU between 68 and 65535")
+        if OPT_MTU in opts:
+            opts[OPT_MTU] = option_mtu(OPT_MTU, opts[OPT_MTU])
         if opts[OPT_SHIM] == "false":
             del opts[OPT_SHIM]
-        return NetworkSpec(
-            name=spec.name,
-            driver=spec.driver,
-            subnets=spec.subnets,
-            internal=spec.internal,
-            enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
-            options=opts,
-            labels=dict(spec.labels),
-        )
+        return respec(spec, opts)
 
     def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, Any]:
         parent = spec.option(OPT_PARENT) or ""
