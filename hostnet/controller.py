@@ -96,8 +96,9 @@ class Controller:
         forwarding: may hostnet turn on IP forwarding in the host namespace (bridge
             networks need it for outbound traffic and for ports published to other
             hosts)? The previous value is recorded and restored with the last network.
-            Default: yes when the host is a named namespace (a sandbox), no for the
-            namespace this process runs in (the real machine) unless asked.
+            Default: yes when the host is a namespace hostnet created (a sandbox it
+            manages), no otherwise (the real machine, or a namespace someone else made)
+            unless asked.
     """
 
     def __init__(
@@ -129,8 +130,11 @@ class Controller:
         self.host_ns: str | None = host_name
         self.host_key = host_name or ""
         self.policy = policy or SecurityPolicy()
-        self.allow_forwarding = forwarding if forwarding is not None else host_name is not None
         self.executor = Executor(self.backend, self.store)
+        if forwarding is None and host_name is not None:
+            record = self.store.read(lambda tx: tx.namespace(host_name))
+            forwarding = bool(record and record["created"])
+        self.allow_forwarding = bool(forwarding)
         try:
             self._ensure_builtin_networks()
             self.recovered: list[Recovered] = self.executor.recover() if recover else []

@@ -23,7 +23,9 @@ from attrs import frozen
 
 import hostnet
 from hostnet import errors
+from hostnet.cli import network as net
 from hostnet.cli.context import Context
+from hostnet.cli.demo import args_demo, cmd_demo
 from hostnet.cli.process import command_argv, start, wait_child
 from hostnet.cli.table import format_table
 from hostnet.controller import Controller
@@ -251,6 +253,7 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
 
 GROUPS: dict[str, str] = {
     "ns": "manage network namespaces",
+    "network": "manage networks",
 }
 
 COMMANDS: tuple[Command, ...] = (
@@ -261,6 +264,20 @@ COMMANDS: tuple[Command, ...] = (
             arguments=_args_ns_rm),
     Command(name="ns exec", help="run a command inside a namespace", run=cmd_ns_exec,
             arguments=_args_ns_exec),
+    Command(name="network create", help="create a network; prints its id",
+            run=net.cmd_network_create, arguments=net.args_network_create),
+    Command(name="network ls", help="list networks", run=net.cmd_network_ls,
+            arguments=net.args_network_ls, recover=False),
+    Command(name="network inspect", help="show a network and its endpoints (JSON)",
+            run=net.cmd_network_inspect, arguments=net.args_network_name, recover=False),
+    Command(name="network rm", help="delete a network", run=net.cmd_network_rm,
+            arguments=net.args_network_rm),
+    Command(name="connect", help="connect a namespace to a network, publishing ports",
+            run=net.cmd_connect, arguments=net.args_connect),
+    Command(name="disconnect", help="disconnect a namespace from a network",
+            run=net.cmd_disconnect, arguments=net.args_disconnect),
+    Command(name="run", help="run a command in a new namespace on a network, then remove it",
+            run=net.cmd_run, arguments=net.args_run),
     Command(name="inspect", help="show a workload's networking (JSON)", run=cmd_inspect,
             arguments=_args_workload, recover=False),
     Command(name="attach", help="attach a workload to the none or host network",
@@ -272,6 +289,8 @@ COMMANDS: tuple[Command, ...] = (
             run=cmd_gc, recover=False),
     Command(name="audit", help="list the risks in the current state", run=cmd_audit,
             recover=False),
+    Command(name="demo", help="build two networks in throwaway namespaces, test them with "
+            "real traffic, remove them", run=cmd_demo, arguments=args_demo, recover=False),
     Command(name="version", help="show version information", run=cmd_version),
 )  # fmt: skip
 

@@ -16,6 +16,8 @@ backend (a FakeKernel) between calls::
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -79,7 +81,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         action="store_true",
         default=default(False),
         help="let bridge networks turn on IP forwarding in the host namespace (restored "
-        "with the last network; always allowed when --host names a namespace)",
+        "with the last network); needed for outbound traffic and for ports published to "
+        "other machines",
     )
 
 
@@ -170,6 +173,19 @@ def main(
             return 130
         except Interrupted as exc:
             return exc.exit_code
+        except BrokenPipeError:  # `hostnet network inspect web | head`
+            _silence_stdout(ctx.stdout)
+            return 128 + signal.SIGPIPE
+
+
+def _silence_stdout(stream: TextIO) -> None:
+    """Point ``stream`` at /dev/null, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test's StringIO)
+        pass
 
 
 def _show_hostnet_warnings(ctx: Context) -> None:

@@ -14,6 +14,7 @@ import argparse
 import json
 import secrets
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -23,7 +24,7 @@ from hostnet.cli.process import command_argv, deferred_signals, start, wait_chil
 from hostnet.cli.table import format_table
 from hostnet.drivers.base import driver_class
 from hostnet.network import Endpoint
-from hostnet.policy.ports import PortMapping
+from hostnet.policy.ports import PortMapping, parse_publish
 
 #: Namespaces ``run`` makes up a name for start with this.
 RUN_PREFIX = "hostnet-run-"
@@ -131,7 +132,7 @@ def args_network_ls(parser: argparse.ArgumentParser) -> None:
 
 def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
     networks = sorted(ctx.controller.networks(), key=lambda n: n.name)
-    data = [
+    data: list[dict[str, Any]] = [
         {
             "id": n.id,
             "name": n.name,
@@ -262,7 +263,10 @@ def args_run(parser: argparse.ArgumentParser) -> None:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     argv = command_argv(args.argv, "run", "--network NET [-p SPEC]... -- CMD [ARG...]")
     ctl = ctx.controller
-    network = ctl.network(args.network)  # a missing network fails before anything exists
+    # Bad input fails before the namespace exists: the network, then the port specs.
+    network = ctl.network(args.network)
+    for spec in args.publish:
+        parse_publish(spec)
     name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
     ns = ctl.create_namespace(name)
     proc = None
@@ -284,6 +288,13 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
 
 __all__ = [
     "RUN_PREFIX",
+    "args_connect",
+    "args_disconnect",
+    "args_network_create",
+    "args_network_ls",
+    "args_network_name",
+    "args_network_rm",
+    "args_run",
     "cmd_connect",
     "cmd_disconnect",
     "cmd_network_create",

@@ -1,7 +1,7 @@
 """This process and its children: signals, and commands run inside namespaces.
 
-Signals matter to commands that set things up and must take them down again. Three rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rule
-behind:
+Signals matter to commands that set things up and must take them down again. Three
+rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rule behind:
 
 1. While a command works, SIGTERM and SIGHUP raise :class:`Interrupted` in the main
    thread, the way SIGINT raises KeyboardInterrupt, so ``finally`` blocks (and the
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
-class Interrupted(BaseException):  # noqa: N818 -- a sibling of KeyboardInterrupt
+class Interrupted(BaseException):  # a sibling of KeyboardInterrupt
     """A terminating signal arrived (``signum``); not an Exception, so that no
     ``except Exception`` swallows it on the way out."""
 

@@ -24,12 +24,14 @@ class _Host:
     def __init__(self, tmp: Path) -> None:
         from hostnet.backends.netlink import NetlinkBackend
         from hostnet.controller import Controller
-        from hostnet.ops import CreateNamespace
 
         self.prefix = unique_prefix("hp")
         self.backend = NetlinkBackend()
         self.host = f"{self.prefix}host"
-        self.backend.apply(CreateNamespace(ns=self.host))
+        # made through hostnet, so the host is a namespace hostnet manages (and may turn
+        # IP forwarding on in)
+        with Controller(state_dir=tmp / "state", backend=self.backend) as maker:
+            maker.create_namespace(self.host)
         self.controller = Controller(state_dir=tmp / "state", host=self.host, backend=self.backend)
         self._n = 0
 

@@ -91,11 +91,11 @@ def test_bad_names_change_nothing(hostnet_host, bad: str) -> None:
     def ours() -> set[str]:  # other processes may be making namespaces meanwhile
         return {n for n in ip_netns_list() if n.startswith(hostnet_host.prefix) or n == bad}
 
-    before = ours()
+    before, store_before = ours(), hostnet_host.controller.store.dump()
     with pytest.raises(errors.InvalidName):
         hostnet_host.controller.create_namespace(bad)
     assert ours() == before
-    assert hostnet_host.controller.store.dump()["namespaces"] == []
+    assert hostnet_host.controller.store.dump() == store_before
 
 
 def test_list_shows_every_named_namespace(hostnet_host) -> None:
@@ -103,8 +103,10 @@ def test_list_shows_every_named_namespace(hostnet_host) -> None:
     mine = ctl.create_namespace(hostnet_host.name("app"))
     listed = {n.name: n for n in ctl.namespaces()}
     assert listed[mine.name].managed
-    assert hostnet_host.host in listed  # made by the fixture, not by this Controller
-    assert not listed[hostnet_host.host].managed
+    assert hostnet_host.host in listed  # made by the fixture, through hostnet
+    other = hostnet_host.name("ipns")
+    subprocess.run(["ip", "netns", "add", other], check=True)
+    assert not {n.name: n for n in ctl.namespaces()}[other].managed
     mine.delete()
 
 

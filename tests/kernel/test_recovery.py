@@ -99,7 +99,7 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
     state = tmp_path / "state"
     recovered_total = 0
     if scenario == "bridge":
-        setup = Controller(host=host, state_dir=state, backend=backend)
+        setup = Controller(host=host, state_dir=state, backend=backend, forwarding=True)
         setup.create_network("web", driver="bridge", subnet="10.77.0.0/16")
         setup.close()
     try:
