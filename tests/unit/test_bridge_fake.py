@@ -23,6 +23,7 @@ def make(tmp_path, kernel: FakeKernel | None = None, **kwargs) -> Controller:
     kernel = kernel or FakeKernel(seed=3)
     if HOST not in kernel.namespaces():
         kernel.apply(CreateNamespace(ns=HOST))
+    kwargs.setdefault("forwarding", True)  # the host here is made by hand, not by hostnet
     return Controller(backend=kernel, host=HOST, state_dir=tmp_path / "state", **kwargs)
 
 
@@ -258,7 +259,7 @@ def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_pa
     kernel = FakeKernel(seed=4)
     kernel.apply(CreateNamespace(ns=HOST))
     faulty = FaultyBackend(kernel)
-    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s")
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     apps = [ctl.create_namespace(f"a{i}") for i in range(5)]
     for app in apps:
@@ -283,13 +284,13 @@ def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_pa
 def test_connect_failing_at_each_op_leaves_nothing(tmp_path, fail_at: int) -> None:
     kernel = FakeKernel(seed=5)
     kernel.apply(CreateNamespace(ns=HOST))
-    setup = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s")
+    setup = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s", forwarding=True)
     web = setup.create_network("web", driver="bridge", subnet="10.91.0.0/24", ipv6=True, icc=False)
     setup.create_namespace("app")
     setup.close()
     before_kernel = kernel.dump()
     faulty = FaultyBackend(kernel, fail_at=fail_at)
-    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s")
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
     before_store = ctl.store.dump()
     try:
         ctl.network(web.name).connect("app", publish=["8080:80", "53/udp"])
