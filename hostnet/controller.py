@@ -409,7 +409,8 @@ class Controller:
             warnings.warn(
                 f"IP forwarding is off in the host namespace: endpoints of {name!r} cannot "
                 "reach beyond the host and ports published to other hosts do not work; "
-                "pass Controller(forwarding=True) to let hostnet turn it on (and restore it)",
+                "pass Controller(forwarding=True) (CLI: --allow-forwarding) to let hostnet "
+                "turn it on (and restore it)",
                 errors.HostnetWarning,
                 stacklevel=2,
             )
@@ -509,6 +510,18 @@ class Controller:
             self._release(ep["ns"])
         return len(endpoints)
 
+    @staticmethod
+    def _inspect_options(record: dict[str, Any], spec: NetworkSpec) -> dict[str, str]:
+        """The network's options plus the names hostnet chose (like Docker shows the
+        bridge name of its default network)."""
+        options = dict(spec.options)
+        data = record["data"]
+        if "bridge" in data:
+            options.setdefault("com.docker.network.bridge.name", data["bridge"])
+        if "shim" in data:
+            options["hostnet.shim"] = data["shim"]
+        return options
+
     def inspect_network(self, name: str) -> dict[str, Any]:
         """``docker network inspect``-shaped description."""
         record = self._network_record(name)
@@ -537,7 +550,7 @@ class Controller:
                 "Config": [s.to_docker() for s in spec.subnets],
             },
             "Internal": spec.internal,
-            "Options": dict(spec.options),
+            "Options": self._inspect_options(record, spec),
             "Labels": dict(spec.labels),
             "Containers": containers,
         }

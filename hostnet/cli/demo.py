@@ -39,7 +39,7 @@ from hostnet import errors
 from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.cli.context import Context
-from hostnet.cli.process import Interrupted, deferred_signals
+from hostnet.cli.process import Interrupted, check_interrupted, deferred_signals
 from hostnet.cli.table import format_table
 from hostnet.controller import Controller
 from hostnet.namespace import Namespace
@@ -224,19 +224,19 @@ class Demo:
             error = exc
             raise
         finally:
+            # A signal now is acted on after the cleanup and the report.
             with deferred_signals():
                 if isinstance(error, KeyboardInterrupt | Interrupted):
                     self.say("\nInterrupted: removing what was built...")
                 problems = self.cleanup()
                 self.report["cleanup_errors"] = [str(p) for p in problems]
-                if error is not None:
-                    self.say_cleanup(problems, time.monotonic() - started)
-        failed = [o for o in self.outcomes if o.status != "PASS"]
-        self.report["passed"] = not failed and not problems
-        self.summary()
-        self.say_cleanup(problems, time.monotonic() - started)
-        if self.as_json:
-            print(json.dumps(self.report, indent=2), file=self.out)
+                failed = [o for o in self.outcomes if o.status != "PASS"]
+                self.report["passed"] = error is None and not failed and not problems
+                if error is None:
+                    self.summary()
+                self.say_cleanup(problems, time.monotonic() - started)
+                if error is None and self.as_json:
+                    print(json.dumps(self.report, indent=2), file=self.out)
         return 0 if self.report["passed"] else 1
 
     # -- build -------------------------------------------------------------------------
@@ -281,19 +281,22 @@ namespaces named {self.prefix}-*:
         self.ns["outside"] = ctl.namespace(outside, adopt=False)
 
         for net, subnet in SUBNETS.items():
+            check_interrupted()
             self.networks[net] = ctl.create_network(net, driver="bridge", subnet=subnet)
         for role, net in PLACEMENT.items():
+            check_interrupted()
             self.ns[role] = ctl.create_namespace(self.name(role))
             publish = [f"{PUBLISHED_PORT}:{WEB_PORT}"] if role == "web" else []
             self.networks[net].connect(self.ns[role], publish=publish)
 
         self.serve("web", WEB_PORT)
         self.serve("outside", OUTSIDE_PORT)
+        check_interrupted()
 
     def serve(self, role: str, port: int) -> None:
         """Start the HTTP server in ``role``'s namespace and wait until it listens."""
         # A signal between the fork and the append would leave a server nobody stops.
-        with deferred_signals():
+        with deferred_signals(reraise=False):
             proc = self.ns[role].popen(
                 [sys.executable, "-c", SERVER, role, str(port)],
                 stdin=subprocess.DEVNULL,
@@ -303,6 +306,7 @@ namespaces named {self.prefix}-*:
                 start_new_session=True,  # Ctrl-C in the terminal is ours to handle, not its
             )
             self.servers.append(proc)
+        check_interrupted()
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT)
         line = proc.stdout.readline().strip() if ready else ""
@@ -380,6 +384,7 @@ are <address>", so each answer also shows the address the request arrived from.
         )
         failed = False
         for check in checks:
+            check_interrupted()  # each check starts processes: see check_interrupted
             if failed and not self.keep_going:
                 self.outcomes.append(Outcome(check=check, status="SKIP", detail="not run"))
                 continue
@@ -406,18 +411,24 @@ are <address>", so each answer also shows the address the request arrived from.
     def request(self, check: Check) -> dict[str, Any]:
         timeout = ANSWER_TIMEOUT if check.expect_answer else BLOCKED_TIMEOUT
         argv = [sys.executable, "-c", CLIENT, check.host, str(check.port), str(timeout)]
-        done = self.ns[check.origin].run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout + 20,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with deferred_signals(reraise=False):  # the client must reach the try below
+            proc = self.ns[check.origin].popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
         try:
-            result: dict[str, Any] = json.loads(done.stdout)
+            check_interrupted()
+            out, err = proc.communicate(timeout=timeout + 20)
+        finally:
+            stop(proc)
+        try:
+            result: dict[str, Any] = json.loads(out)
         except ValueError:
-            tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            tail = (err.strip().splitlines() or ["no output"])[-1]
             result = {"kind": "error", "text": f"the client failed: {tail}"}
         return result
 
@@ -504,8 +515,8 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.options.backend == "fake":
         ctx.error("the demo sends real traffic and needs the netlink backend, not fake")
         return 1
-    ignored = [f"--{o}" for o, v in (("host", ctx.options.host),
-                                        ("state-dir", ctx.options.state_dir)) if v]  # fmt: skip
+    given = {"--host": ctx.options.host, "--state-dir": ctx.options.state_dir}
+    ignored = [flag for flag, value in given.items() if value]
     if ignored:
         ctx.warn(f"the demo makes its own host namespace and state; ignoring {', '.join(ignored)}")
     return Demo(out=ctx.stdout, keep_going=args.keep_going, as_json=ctx.json).run()

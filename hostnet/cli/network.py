@@ -20,7 +20,13 @@ import attrs
 
 from hostnet import errors
 from hostnet.cli.context import Context
-from hostnet.cli.process import command_argv, deferred_signals, start, wait_child
+from hostnet.cli.process import (
+    check_interrupted,
+    command_argv,
+    deferred_signals,
+    start,
+    wait_child,
+)
 from hostnet.cli.table import format_table
 from hostnet.drivers.base import driver_class
 from hostnet.network import Endpoint
@@ -272,6 +278,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     proc = None
     try:
         network.connect(ns, publish=args.publish)
+        check_interrupted()
         proc = start(ctx, ns, argv)
         if isinstance(proc, int):
             return proc

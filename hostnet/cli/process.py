@@ -5,7 +5,9 @@ rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rul
 
 1. While a command works, SIGTERM and SIGHUP raise :class:`Interrupted` in the main
    thread, the way SIGINT raises KeyboardInterrupt, so ``finally`` blocks (and the
-   executor's rollback) run instead of the process dying mid-plan.
+   executor's rollback) run instead of the process dying mid-plan. Long commands call
+   :func:`check_interrupted` between steps, for a signal whose exception Python
+   swallowed.
 2. While a command waits for a child it started (``ns exec``, ``run``), it behaves like a
    shell: Ctrl-C reaches the child through the terminal's process group, so we ignore it
    and wait; SIGTERM and SIGHUP sent to us are passed on to the child.
@@ -66,32 +68,66 @@ def _handlers(handlers: dict[signal.Signals, Any]) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _raise_for(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Interrupted(signum)
+
+
+# Signals that arrived while a command worked. Python runs a handler wherever the main
+# thread happens to be, and some places swallow what it raises ("Exception ignored in"):
+# at-fork hooks while subprocess starts a child, __del__ methods, weakref callbacks.
+# check_interrupted() raises such a signal again at a point where stopping is safe.
+_received: list[int] = []
+
+
+def _ours(signum: signal.Signals) -> bool:
+    """Whether to handle ``signum``: not when our parent made us ignore it (``nohup``,
+    or SIGINT for a background job of a non-interactive shell)."""
+    return signal.getsignal(signum) is not signal.SIG_IGN
+
+
 @contextmanager
 def signals_as_exceptions() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`Interrupted` while the block runs (rule 1)."""
+    """SIGTERM and SIGHUP raise :class:`Interrupted`, SIGINT KeyboardInterrupt, while the
+    block runs (rule 1); see :func:`check_interrupted`."""
+    _received.clear()
 
     def interrupt(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
+        _received.append(signum)
+        _raise_for(signum)
 
-    with _handlers(dict.fromkeys(TERMINATING, interrupt)):
+    signums = [s for s in (signal.SIGINT, *TERMINATING) if _ours(s)]
+    with _handlers(dict.fromkeys(signums, interrupt)):
         yield
 
 
+def check_interrupted() -> None:
+    """Raise the first signal that arrived during :func:`signals_as_exceptions`, in case
+    its exception was swallowed where it was first raised. Call it between steps."""
+    if _received:
+        _raise_for(_received[0])
+
+
 @contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Cleanup that must not be cut short (rule 3): SIGINT, SIGTERM and SIGHUP that
-    arrive during the block are raised after it, unless it already raises."""
+def deferred_signals(*, reraise: bool = True) -> Iterator[None]:
+    """Work that must not be cut short (rule 3): SIGINT, SIGTERM and SIGHUP that arrive
+    during the block are raised after it, unless it already raises. With
+    ``reraise=False`` they are left for :func:`check_interrupted` (and
+    :func:`wait_child`) instead: for starting a child, whose Popen must reach the
+    caller whatever happens, and during which Python would swallow the exception."""
     pending: list[int] = []
 
     def remember(signum: int, _frame: object) -> None:
         pending.append(signum)
 
-    with _handlers(dict.fromkeys((signal.SIGINT, *TERMINATING), remember)):
+    signums = [s for s in (signal.SIGINT, *TERMINATING) if _ours(s)]
+    with _handlers(dict.fromkeys(signums, remember)):
         yield
-    if pending:
-        if pending[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Interrupted(pending[0])
+    if pending and not reraise:
+        _received.extend(pending)
+    elif pending:
+        _raise_for(pending[0])
 
 
 def wait_child(proc: subprocess.Popen[Any]) -> int:
@@ -102,6 +138,11 @@ def wait_child(proc: subprocess.Popen[Any]) -> int:
         proc.send_signal(signum)
 
     with _handlers({signal.SIGINT: signal.SIG_IGN, **dict.fromkeys(TERMINATING, forward)}):
+        # A SIGTERM or SIGHUP swallowed while the child was being started is its too.
+        for signum in _received:
+            if signum != signal.SIGINT:
+                proc.send_signal(signum)
+        _received.clear()
         code = proc.wait()
     return 128 - code if code < 0 else code
 
@@ -125,7 +166,8 @@ def start(ctx: Context, ns: Namespace, argv: Sequence[str]) -> subprocess.Popen[
     ctx.stdout.flush()
     ctx.stderr.flush()
     try:
-        return ns.popen(argv)
+        with deferred_signals(reraise=False):  # wait_child passes them on
+            return ns.popen(argv)
     except OSError as exc:
         if isinstance(exc, errors.HostnetError):
             raise
@@ -135,6 +177,7 @@ def start(ctx: Context, ns: Namespace, argv: Sequence[str]) -> subprocess.Popen[
 
 __all__ = [
     "Interrupted",
+    "check_interrupted",
     "command_argv",
     "deferred_signals",
     "signals_as_exceptions",

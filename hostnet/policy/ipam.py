@@ -150,7 +150,9 @@ def allocate(
                 static, "is the network, broadcast, gateway or an auxiliary address"
             )
         if not tx.allocate(key, str(ip), owner):
-            raise errors.AddressInUse(str(ip), holder, tx.address_owner(key, str(ip)))
+            raise errors.AddressInUse(
+                str(ip), holder, tx.endpoint_workload(tx.address_owner(key, str(ip)) or "")
+            )
         return f"{ip}/{net.prefixlen}"
     cursor_name = f"ip:{key}"
     start = tx.next_cursor(cursor_name, 0)

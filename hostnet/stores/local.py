@@ -288,6 +288,13 @@ class Tx:
                 f"{workload!r} is already connected to this network"
             ) from None
 
+    def endpoint_workload(self, endpoint_id: str) -> str:
+        """The workload of an endpoint (the id itself if there is no such endpoint)."""
+        row = self.c.execute(
+            "SELECT workload FROM endpoints WHERE id = ?", (endpoint_id,)
+        ).fetchone()
+        return endpoint_id if row is None else str(row[0])
+
     def _endpoint_row(self, row: Any) -> dict[str, Any]:
         return {
             "id": row[0],
@@ -534,7 +541,8 @@ class LocalStore:
                 )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # an interrupt can land after COMMIT ran
+                conn.execute("ROLLBACK")
             raise
 
     @contextmanager
@@ -548,7 +556,8 @@ class LocalStore:
         try:
             yield Tx(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # an interrupt can land after COMMIT ran
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
@@ -559,7 +568,8 @@ class LocalStore:
         try:
             return fn(Tx(conn))
         finally:
-            conn.execute("COMMIT")
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def journal_progress(self, id: str, done: int) -> None:
         self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))

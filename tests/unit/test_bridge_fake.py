@@ -78,7 +78,10 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
             "AuxiliaryAddresses": {"printer": "10.91.0.130"},
         }
     ]
-    assert info["Options"] == {"com.docker.network.driver.mtu": "1400"}
+    assert info["Options"] == {
+        "com.docker.network.driver.mtu": "1400",
+        "com.docker.network.bridge.name": web.data["bridge"],
+    }
     assert info["Containers"]["app"] == {
         "Name": "app",
         "EndpointID": ep.id,

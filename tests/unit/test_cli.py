@@ -419,6 +419,12 @@ def test_every_registered_command_parses() -> None:
             "inspect": ["x"],
             "attach": ["x", "--driver", "none"],
             "detach": ["x"],
+            "network create": ["x"],
+            "network inspect": ["x"],
+            "network rm": ["x"],
+            "connect": ["net", "x"],
+            "disconnect": ["net", "x"],
+            "run": ["--network", "net", "--", "true"],
         }.get(command.name, [])
         assert parser.parse_args([*words, *extra])._command is command
 
@@ -443,8 +449,8 @@ def test_a_new_command_is_one_row() -> None:
     def arguments(parser: Any) -> None:
         parser.add_argument("name")
 
-    command = Command(name="network create", help="create a network", run=run, arguments=arguments)
-    args = build_parser([*COMMANDS, command]).parse_args(["network", "create", "web"])
+    command = Command(name="lab create", help="create a lab", run=run, arguments=arguments)
+    args = build_parser([*COMMANDS, command]).parse_args(["lab", "create", "web"])
     assert args._command is command
     assert args._command.run(None, args) == 5
     assert seen == ["web"]

@@ -12,7 +12,6 @@ import pytest
 
 import hostnet
 
-#: Modules being written right now; their names may not be importable yet.
 
 def test_all_is_sorted_and_unique() -> None:
     assert hostnet.__all__ == sorted(hostnet.__all__)

@@ -1,0 +1,247 @@
+"""``network``, ``connect``, ``disconnect`` and ``run`` on the real kernel, with traffic.
+
+Every command runs as a separate process with ``--host`` set to a throwaway namespace
+and its own state directory. Namespaces carry the World's unique prefix (``run`` without
+``--name`` makes its own name: the command prints it, so the finalizer can remove it if
+the test fails). Nothing here touches the root namespace's interfaces, routes or
+firewall; every process a test starts is ended by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostnet.backends.netlink import NetlinkBackend
+from hostnet.controller import Controller
+from hostnet.namespace import Namespace
+from hostnet.ops import DeleteNamespace
+from hostnet.testing.world import World, wait_until
+from tests.conftest import needs_root
+from tests.kernel.netutil import SERVER, request, server
+
+pytestmark = [pytest.mark.kernel, needs_root]
+
+SUBNET = "10.93.0.0/24"
+GATEWAY = "10.93.0.1"
+
+
+def ip_netns_list() -> set[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
+class Cli:
+    def __init__(self, world: World, state: Path) -> None:
+        self.world = world
+        self.host = world.ns("host")
+        self.state = state
+        self.base = [sys.executable, "-m", "hostnet.cli.main",
+                     "--state-dir", str(state), "--host", self.host]  # fmt: skip
+        # Names ``run`` made up, to remove if a test fails before ``run`` does.
+        self.generated: list[str] = []
+        # Namespace objects for traffic helpers: a Controller of its own, with its own
+        # state, that only opens namespaces (adopt=False records nothing).
+        self.probe = Controller(
+            state_dir=state.parent / "probe", host=self.host, backend=world.backend
+        )
+
+    def __call__(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*self.base, *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def ok(self, *argv: str) -> str:
+        result = self(*argv)
+        assert result.returncode == 0, result
+        return result.stdout
+
+    def ns(self, name: str) -> Namespace:
+        return self.probe.namespace(name, adopt=False)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    backend = NetlinkBackend()
+    world = World(backend, tag="hk")
+    cli = None
+    try:
+        cli = Cli(world, tmp_path / "state")
+        yield cli
+    finally:
+        if cli is not None:
+            cli.probe.close()
+            for name in cli.generated:
+                if name in backend.namespaces():
+                    backend.apply(DeleteNamespace(ns=name))
+        problems = world.cleanup()
+        backend.close()
+        assert not [n for n in ip_netns_list() if n.startswith(world.prefix)]
+        assert not problems
+
+
+def test_network_create_ls_inspect_connect_publish_disconnect_rm(cli: Cli) -> None:
+    network_id = cli.ok("network", "create", "web", "--subnet", SUBNET, "-o", "mtu=1400").strip()
+    bridge = f"br-{network_id[:12]}"
+    host = cli.ns(cli.host)
+    link = host.snapshot().link(bridge)
+    assert link is not None and link.mtu == 1400
+    assert f"{GATEWAY}/24" in host.snapshot().addresses_of(bridge)
+
+    listed = [line.split() for line in cli.ok("network", "ls").splitlines()]
+    assert [network_id[:12], "web", "bridge", "local"] in listed
+    info = json.loads(cli.ok("network", "inspect", "web"))
+    assert info["IPAM"]["Config"] == [{"Subnet": SUBNET, "Gateway": GATEWAY}]
+
+    name = cli.world.name("app")
+    cli.ok("ns", "create", name)
+    shown = cli.ok("connect", "web", name, "-p", "18080:80")
+    facts = dict(line.split(None, 1) for line in shown.splitlines())
+    assert facts["ip"] == "10.93.0.2/24" and facts["ports"] == "0.0.0.0:18080->80/tcp"
+    app = cli.ns(name)
+    eth0 = app.snapshot().link("eth0")
+    assert eth0 is not None and eth0.mac == facts["mac"] and eth0.mtu == 1400
+    assert json.loads(cli.ok("network", "inspect", "web"))["Containers"][name]["IPv4Address"] == (
+        "10.93.0.2/24"
+    )
+    assert [line.split() for line in cli.ok("ports").splitlines()][1:] == [
+        ["0.0.0.0", "18080", "tcp", name]
+    ]
+
+    with server(app, 80):
+        # the published port answers in the host namespace, on localhost and its address
+        assert request(host, "127.0.0.1", 18080).startswith(name)
+        assert request(host, GATEWAY, 18080).startswith(name)
+        # and the endpoint is reachable directly from the host through the bridge
+        assert request(host, "10.93.0.2", 80).startswith(name)
+
+        assert cli.ok("disconnect", "web", name) == f"{name} disconnected from web\n"
+        assert app.snapshot().link_names() == {"lo"}
+        assert request(host, "127.0.0.1", 18080, timeout=1).startswith("FAIL")
+    assert cli.ok("ports").splitlines()[1:] == []
+
+    assert cli.ok("network", "rm", "web") == "web\n"
+    after = host.snapshot()
+    assert after.link(bridge) is None
+    assert after.nft_tables == ()
+    assert cli.ok("ns", "rm", name) == f"{name}\n"
+    assert name not in ip_netns_list()
+
+
+def test_bad_input_changes_nothing_on_the_kernel(cli: Cli) -> None:
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("app")
+    cli.ok("ns", "create", name)
+    host = cli.ns(cli.host)
+    before = host.snapshot()
+    for argv, code in [
+        (["network", "create", "web2", "--subnet", "10.93.0.128/25"], 1),
+        (["network", "create", "web3", "-o", "colour=blue"], 2),
+        (["network", "create", "web4", "--subnet", "10.94.0.0/24", "--gateway", "10.95.0.1"], 2),
+        (["connect", "web", name, "-p", "80:80:80:80"], 2),
+        (["connect", "web", name, "--ip", "10.99.0.5"], 2),
+        (["run", "--network", "web", "-p", "bad", "--", "true"], 2),
+    ]:
+        result = cli(*argv)
+        assert result.returncode == code, result
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result
+        assert result.stderr.startswith("hostnet: error: "), result
+    after = host.snapshot()
+    assert after.link_names() == before.link_names()
+    assert after.addresses == before.addresses
+    assert cli.ns(name).snapshot().link_names() == {"lo"}
+    assert [line.split()[1] for line in cli.ok("network", "ls").splitlines()[1:]] == [
+        "host",
+        "none",
+        "web",
+    ]
+
+
+# What `run` runs: say where it is and what it has, then exit with a known code.
+REPORT = r"""
+import json, socket, subprocess, sys
+me = subprocess.run(["ip", "netns", "identify"], capture_output=True, text=True).stdout.strip()
+print(me, flush=True)
+addr = subprocess.run(["ip", "-j", "-4", "addr", "show", "eth0"], capture_output=True,
+                      text=True).stdout
+print(json.loads(addr)[0]["addr_info"][0]["local"], flush=True)
+data = sys.stdin.read()
+print(data.upper(), end="")
+print("to stderr", file=sys.stderr)
+sys.exit(7)
+"""
+
+
+def test_run_propagates_the_exit_code_and_leaves_no_namespace(cli: Cli) -> None:
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    before = ip_netns_list()
+    result = subprocess.run(
+        [*cli.base, "run", "--network", "web", "-p", "18080:80", "--",
+         sys.executable, "-c", REPORT],
+        input="hello through stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    if lines and lines[0].startswith("hostnet-run-"):
+        cli.generated.append(lines[0])
+    assert result.returncode == 7, result
+    assert lines[0].startswith("hostnet-run-") and lines[0] not in before
+    assert lines[1:] == ["10.93.0.2", "HELLO THROUGH STDIN"]
+    assert result.stderr == "to stderr\n"
+    assert lines[0] not in ip_netns_list()
+    assert cli.ok("ports").splitlines()[1:] == []
+    assert json.loads(cli.ok("network", "inspect", "web"))["Containers"] == {}
+    # and the network is empty again: it can go without --force
+    assert cli.ok("network", "rm", "web") == "web\n"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: str) -> None:
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("run")
+    proc = subprocess.Popen(
+        [*cli.base, "run", "--network", "web", "-p", "18080:80", "--name", name, "--",
+         sys.executable, "-c", SERVER, "0.0.0.0", "80", "tcp", "served"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: "Ctrl-C" reaches only it
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        host = cli.ns(cli.host)
+        assert request(host, "127.0.0.1", 18080) == f"served {GATEWAY}"
+        assert name in ip_netns_list()
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)  # to hostnet alone: passed on to the command
+            expected = 128 + signal.SIGTERM
+        else:
+            os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+            expected = 128 + signal.SIGINT  # the server dies of it, hostnet waits
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == expected, err
+        assert "hostnet: error" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_until(lambda: name not in ip_netns_list())
+    assert request(cli.ns(cli.host), "127.0.0.1", 18080, timeout=1).startswith("FAIL")
+    assert cli.ok("ports").splitlines()[1:] == []
