@@ -124,7 +124,7 @@ class Controller:
         except BaseException:
             self._close_backend()
             raise
-        if host_name is not None and host_name not in self.backend.namespaces():
+        if host_name is not None and not self.backend.has_namespace(host_name):
             self.close()
             raise errors.NamespaceNotFound(host_name)
         self.host_ns: str | None = host_name
@@ -225,10 +225,10 @@ class Controller:
         check_namespace_name(name)
         record = self.store.read(lambda tx: tx.namespace(name))
         if record is not None and record["state"] == "active":
-            if name not in self.backend.namespaces():
+            if not self.backend.has_namespace(name):
                 raise errors.NamespaceNotFound(name)
             return Namespace(self, name, managed=record["created"])
-        if name not in self.backend.namespaces():
+        if not self.backend.has_namespace(name):
             raise errors.NamespaceNotFound(name)
         if not adopt:
             return Namespace(self, name, managed=False)
@@ -266,7 +266,7 @@ class Controller:
         created = bool(record and record["created"])
         # A namespace hostnet created is deleted without listing /run/netns (O(namespaces));
         # if it is already gone, teardown counts DeleteNamespace as done.
-        exists = created or name in self.backend.namespaces()
+        exists = created or self.backend.has_namespace(name)
         if record is None and not exists:
             raise errors.NamespaceNotFound(name)
         if exists and not created and not force:
@@ -685,7 +685,7 @@ class Controller:
             check_namespace_name(name)
             if name == self.host_ns:
                 raise errors.ConflictError(f"{name!r} is the host namespace itself")
-            if name not in self.backend.namespaces():
+            if not self.backend.has_namespace(name):
                 raise errors.NamespaceNotFound(name)
             ns: str | None = name
         else:
@@ -910,7 +910,7 @@ class Controller:
         name = workload.name if isinstance(workload, Namespace) else workload
         check_namespace_name(name)  # every workload name is also a valid namespace name
         eps = self.endpoints(name)
-        is_ns = name in self.backend.namespaces()
+        is_ns = self.backend.has_namespace(name)
         if not eps and not is_ns:
             raise errors.NotFoundError(f"no namespace or workload named {name!r}")
         networks: dict[str, Any] = {}

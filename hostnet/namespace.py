@@ -52,7 +52,7 @@ class Namespace:
         return ns_path(self.name)
 
     def exists(self) -> bool:
-        return self.name in self._ctl.backend.namespaces()
+        return self._ctl.backend.has_namespace(self.name)
 
     # -- what is inside ----------------------------------------------------------------
 

@@ -33,6 +33,9 @@ class Backend(Protocol):
     def namespaces(self) -> tuple[str, ...]:
         """Names of the named namespaces (those under /run/netns), sorted."""
 
+    def has_namespace(self, name: str) -> bool:
+        """Whether the named namespace exists (cheaper than listing them all)."""
+
     def sysctl(self, ns: str | None, key: str) -> str:
         """Read /proc/sys/<key> as seen from ``ns``."""
 

@@ -195,6 +195,9 @@ class FakeKernel:
     def namespaces(self) -> tuple[str, ...]:
         return tuple(sorted(k for k in self._namespaces if k is not None))
 
+    def has_namespace(self, name: str) -> bool:
+        return name in self._namespaces
+
     def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
         space = self._ns(ns)
         links = tuple(

@@ -51,6 +51,9 @@ class FaultyBackend:
     def namespaces(self) -> tuple[str, ...]:
         return self.inner.namespaces()
 
+    def has_namespace(self, name: str) -> bool:
+        return self.inner.has_namespace(name)
+
     def sysctl(self, ns: str | None, key: str) -> str:
         return self.inner.sysctl(ns, key)
 

@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -93,7 +94,7 @@ class _Handle:
     """Everything kept open for one namespace: each was opened from a thread inside it
     and stays bound to it, so using it later needs no thread at all."""
 
-    __slots__ = ("chan", "diag", "ident", "nft", "sysctls")
+    __slots__ = ("chan", "diag", "ident", "indexes", "nft", "sysctls")
 
     def __init__(
         self, socks: tuple[socket.socket, socket.socket], ident: tuple[int, int] | None
@@ -103,6 +104,9 @@ class _Handle:
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
+        # interface name -> index, learnt from lookups and from the echo of creates;
+        # dropped with every delete in this namespace (and with the handle)
+        self.indexes: dict[str, int] = {}
 
     def close(self) -> None:
         self.chan.close()
@@ -212,13 +216,31 @@ class NetlinkBackend:
     def namespaces(self) -> tuple[str, ...]:
         return nsenter.list_namespaces()
 
+    def has_namespace(self, name: str) -> bool:
+        return os.path.exists(ns_path(name))
+
     def _index(self, chan: Channel, name: str, ns: str | None) -> int:
+
+        handle = self._handles.get(ns)
+        if handle is not None and name in handle.indexes:
+            return handle.indexes[name]
+        index = self._lookup_index(chan, name, ns)
+        if handle is not None:
+            handle.indexes[name] = index
+        return index
+
+    def _forget_indexes(self, ns: str | None) -> None:
+        handle = self._handles.get(ns)
+        if handle is not None:
+            handle.indexes.clear()
+
+    def _lookup_index(self, chan: Channel, name: str, ns: str | None) -> int:
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
         msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name)]
+        msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_EXT_MASK", 0)]
         try:
-            return int(chan.get(msg, RTM_GETLINK)[0]["index"])
+            return chan.get_index(msg, RTM_GETLINK)
         except NetlinkError as exc:
             if exc.code == errno.ENODEV:
                 raise errors.LinkNotFound(name, ns) from None
@@ -366,7 +388,18 @@ class NetlinkBackend:
         if handler is None:
             raise errors.UnsupportedError(f"the netlink backend cannot apply {type(op).__name__}")
         with self._lock, _translate(op.describe(), op):
-            handler(op)
+            try:
+                handler(op)
+            except NetlinkError as exc:
+                # A cached interface index can be stale if another process replaced
+                # the link; the kernel then says ENODEV and nothing was done (every
+                # multi-request op undoes its first part before raising). Forget the
+                # cache and try once more with fresh lookups.
+                if exc.code != errno.ENODEV or not any(h.indexes for h in self._handles.values()):
+                    raise
+                for handle in self._handles.values():
+                    handle.indexes.clear()
+                handler(op)
 
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
         # lo up with one ioctl from the creating thread, and no sockets opened: most
@@ -463,7 +496,8 @@ class NetlinkBackend:
             attrs.append(("IFLA_LINKINFO", {"attrs": info}))
             msg["attrs"] = attrs
             try:
-                chan.request(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+                echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+                self._learn(echo, op, where)
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST and op.kind == "veth" and op.peer:
                     raise self._which_exists(op) from exc
@@ -506,6 +540,20 @@ class NetlinkBackend:
             for fd in fds:
                 os.close(fd)
 
+    def _learn(self, echo: bytes | None, op: AddLink, where: str | None) -> None:
+        """Keep the indexes the kernel echoed for a new link (and its veth peer)."""
+        if echo is None or where != op.ns:
+            return
+        index, peer = _echoed_indexes(echo)
+        handle = self._handles.get(op.ns)
+        if handle is not None and index:
+            handle.indexes[op.name] = index
+        if op.kind == "veth" and op.peer and peer:
+            peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
+            peer_handle = self._handles.get(peer_ns)
+            if peer_handle is not None:
+                peer_handle.indexes[op.peer] = peer
+
     def _which_exists(self, op: AddLink) -> errors.HostnetError:
         try:
             self._index(self._chan(op.ns), op.name, op.ns)
@@ -531,6 +579,8 @@ class NetlinkBackend:
             msg["change"] = IFF_UP
             msg["flags"] = IFF_UP if up else 0
         msg["attrs"] = attrs
+        if msg_type == RTM_DELLINK or any(a[0] == "IFLA_NET_NS_FD" for a in attrs):
+            self._forget_indexes(ns)
         chan.request(msg, msg_type)
 
     def _apply_DelLink(self, op: DelLink) -> None:
@@ -543,6 +593,7 @@ class NetlinkBackend:
             raise errors.InvalidOption("group", 0, "group 0 holds every link; refusing")
         msg = ifinfmsg()
         msg["attrs"] = [("IFLA_GROUP", op.group)]
+        self._forget_indexes(op.ns)
         self._chan(op.ns).request(msg, RTM_DELLINK)
 
     def _apply_RecreateLinks(self, op: RecreateLinks) -> None:
@@ -713,6 +764,20 @@ class NetlinkBackend:
         if sock is None:
             raise errors.NotFoundError(f"port {op.address}:{op.port}/{op.protocol} is not held")
         sock.close()
+
+
+def _echoed_indexes(message: bytes) -> tuple[int, int | None]:
+    """(index, IFLA_LINK) of an echoed RTM_NEWLINK, read with struct."""
+    index = struct.unpack_from("=i", message, 20)[0]
+    offset = 32
+    while offset + 4 <= len(message):
+        length, kind = struct.unpack_from("=HH", message, offset)
+        if length < 4:
+            break
+        if kind & 0x3FFF == 5:  # IFLA_LINK
+            return index, struct.unpack_from("=I", message, offset + 4)[0]
+        offset += (length + 3) & ~3
+    return index, None
 
 
 def _sysctl_path(key: str) -> str:

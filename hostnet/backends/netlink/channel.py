@@ -10,6 +10,7 @@ endpoint takes half a dozen requests.
 from __future__ import annotations
 
 import socket
+import struct
 from typing import Any
 
 from pyroute2.netlink import (
@@ -87,6 +88,46 @@ class Channel:
         """A single-object GET; returns the answer (raises NetlinkError, e.g. ENODEV)."""
         seq = self._send(msg, msg_type, NLM_F_REQUEST)
         return self._collect(seq, dump=False)
+
+    def request_echo(self, msg: Any, msg_type: int, flags: int = 0) -> bytes | None:
+        """A request with NLM_F_ECHO: wait for the ACK and return the echoed message
+        undecoded (None if the kernel echoed nothing)."""
+        seq = self._send(msg, msg_type, NLM_F_REQUEST | NLM_F_ACK | 0x8 | flags)
+        echoed = None
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, got, _pid = struct.unpack_from("=IHHII", data, offset)
+                if length < 16:
+                    break
+                if got == seq:
+                    if kind == NLMSG_ERROR:
+                        code = struct.unpack_from("=i", data, offset + 16)[0]
+                        if code:
+                            raise NetlinkError(-code)
+                        return echoed
+                    echoed = data[offset : offset + length]
+                offset += (length + 3) & ~3
+
+    def get_index(self, msg: Any, msg_type: int) -> int:
+        """A single-link GET answered with just the link's index: read from the
+        ifinfomsg header with struct, without decoding the attributes."""
+        seq = self._send(msg, msg_type, NLM_F_REQUEST)
+        while True:
+            data = self.sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind, _flags, got, _pid = struct.unpack_from("=IHHII", data, offset)
+                if length < 16:
+                    break
+                if got == seq:
+                    if kind == NLMSG_ERROR:
+                        code = struct.unpack_from("=i", data, offset + 16)[0]
+                        raise NetlinkError(-code)
+                    index: int = struct.unpack_from("=i", data, offset + 20)[0]
+                    return index
+                offset += (length + 3) & ~3
 
     def dump(self, msg: Any, msg_type: int) -> list[Any]:
         seq = self._send(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)

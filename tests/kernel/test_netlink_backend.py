@@ -1,0 +1,31 @@
+"""Things only the netlink backend does: caches that must never go stale."""
+
+from __future__ import annotations
+
+import subprocess
+
+from hostnet.backends.netlink import NetlinkBackend
+from hostnet.ops import AddAddress, AddLink, SetMaster
+from hostnet.testing.world import World
+
+
+def test_a_link_replaced_behind_hostnets_back_is_found_again() -> None:
+    backend = NetlinkBackend()
+    world = World(backend, tag="hk")
+    try:
+        ns = world.ns()
+        backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
+        backend.apply(AddLink(ns=ns, name="p0", kind="veth", peer="p1", master="br0"))
+        # another process deletes and re-creates both: same names, new indexes
+        for args in (["link", "del", "br0"], ["link", "del", "p0"],
+                     ["link", "add", "br0", "type", "bridge"],
+                     ["link", "add", "p0", "type", "veth", "peer", "name", "p1"]):
+            subprocess.run(["ip", "-n", ns, *args], check=True)
+        backend.apply(AddAddress(ns=ns, ifname="br0", address="10.44.0.1/24"))
+        backend.apply(SetMaster(ns=ns, name="p0", master="br0"))
+        snap = backend.observe(ns)
+        assert snap.addresses_of("br0") == ("10.44.0.1/24",)
+        assert snap.link("p0").master == "br0"  # type: ignore[union-attr]
+    finally:
+        assert world.cleanup() == []
+        backend.close()
