@@ -624,7 +624,12 @@ class Controller:
                     wanted.update(range(r.start, r.end + 1))
             # Owners are looked up only for the ports asked about (finding them walks
             # every process); for an ephemeral pick, only if the pick clashes.
-            bound = self.backend.bound_sockets(self.host_ns, wanted, owners=wanted is not None)
+            bound = self.backend.bound_sockets(
+                self.host_ns,
+                wanted,
+                owners=wanted is not None,
+                protocols={r.protocol for r in requests},
+            )
         return PortAllocator(
             host=self.host_key, ephemeral=(low, high), reserved=reserved, bound=bound
         )

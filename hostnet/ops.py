@@ -165,6 +165,8 @@ class AddLink(Op):
     ``up`` brings the link (and a veth's peer) up as part of creation.
     ``hairpin`` (with ``master``): the bridge may send frames back out the port they
     came in on, so an endpoint can reach its own published port through the host.
+    ``ipv6_linklocal=False``: no IPv6 link-local address on the link (and its veth
+    peer), so no IPv6 neighbour and router chatter on an IPv4-only network.
     """
 
     name: str
@@ -175,6 +177,7 @@ class AddLink(Op):
     master: str | None = None
     hairpin: bool = False
     group: int | None = None
+    ipv6_linklocal: bool = True
     peer: str | None = None
     peer_ns: str | None = SAME_NS
     peer_mac: str | None = None

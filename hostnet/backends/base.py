@@ -40,11 +40,16 @@ class Backend(Protocol):
         """Read /proc/sys/<key> as seen from ``ns``."""
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
+        self,
+        ns: str | None,
+        ports: Collection[int] | None = None,
+        *,
+        owners: bool = True,
+        protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
         """Listening TCP/SCTP and bound UDP sockets in ``ns`` (only ``ports`` if given),
         with the pid and name of the owning process where visible (finding owners walks
-        every process: ``owners=False`` skips it)."""
+        every process: ``owners=False`` skips it); only ``protocols`` if given."""
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         """The JSON listing of one nftables table ("inet hostnet"), None if absent."""

@@ -233,9 +233,19 @@ class FakeKernel:
             raise errors.NotFoundError(f"no sysctl {key!r} in the fake kernel") from None
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
+        self,
+        ns: str | None,
+        ports: Collection[int] | None = None,
+        *,
+        owners: bool = True,
+        protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
-        found = [s for s in self._ns(ns).sockets if ports is None or s.port in ports]
+        found = [
+            s
+            for s in self._ns(ns).sockets
+            if (ports is None or s.port in ports)
+            and (protocols is None or s.protocol in protocols)
+        ]
         if not owners:
             found = [attrs.evolve(s, pid=None, process=None) for s in found]
         return tuple(found)

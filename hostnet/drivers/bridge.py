@@ -166,6 +166,7 @@ class BridgeDriver(Driver):
                 up=True,
                 master=net.data["bridge"],
                 hairpin=True,
+                ipv6_linklocal=spec.enable_ipv6,
                 group=net.data.get("group"),
                 peer=ep.ifname,
                 peer_ns=ep.ns,

@@ -58,9 +58,14 @@ class FaultyBackend:
         return self.inner.sysctl(ns, key)
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
+        self,
+        ns: str | None,
+        ports: Collection[int] | None = None,
+        *,
+        owners: bool = True,
+        protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
-        return self.inner.bound_sockets(ns, ports, owners=owners)
+        return self.inner.bound_sockets(ns, ports, owners=owners, protocols=protocols)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self.inner.nft_list(ns, table)

@@ -78,6 +78,23 @@ def test_same_network_ping_tcp_and_gateway(lab: Lab) -> None:
     assert eth0.mac == ea.mac and eth0.mtu == 1500 and eth0.up
     assert "10.91.0.2/24" in a.snapshot().addresses_of("eth0")
     assert [(r.gateway, r.ifname) for r in a.routes() if r.is_default] == [("10.91.0.1", "eth0")]
+    # an IPv4-only network: no IPv6 link-local chatter from the endpoint
+    six = a.run(
+        ["ip", "-6", "-o", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert six.stdout.strip() == ""
+    from hostnet.drivers.bridge import veth_name
+
+    six = lab.host.run(
+        ["ip", "-6", "-o", "addr", "show", "dev", veth_name(ea.id)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert six.stdout.strip() == ""
 
 
 def test_other_network_is_blocked(lab: Lab) -> None:

@@ -17,9 +17,12 @@ def test_a_link_replaced_behind_hostnets_back_is_found_again() -> None:
         backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
         backend.apply(AddLink(ns=ns, name="p0", kind="veth", peer="p1", master="br0"))
         # another process deletes and re-creates both: same names, new indexes
-        for args in (["link", "del", "br0"], ["link", "del", "p0"],
-                     ["link", "add", "br0", "type", "bridge"],
-                     ["link", "add", "p0", "type", "veth", "peer", "name", "p1"]):
+        for args in (
+            ["link", "del", "br0"],
+            ["link", "del", "p0"],
+            ["link", "add", "br0", "type", "bridge"],
+            ["link", "add", "p0", "type", "veth", "peer", "name", "p1"],
+        ):
             subprocess.run(["ip", "-n", ns, *args], check=True)
         backend.apply(AddAddress(ns=ns, ifname="br0", address="10.44.0.1/24"))
         backend.apply(SetMaster(ns=ns, name="p0", master="br0"))

@@ -268,7 +268,14 @@ class NetlinkBackend:
             for family in (socket.AF_INET, socket.AF_INET6):
                 query = rtmsg()
                 query["family"] = family
-                for m in chan.dump(query, RTM_GETROUTE):
+                query["table"] = RT_TABLE_MAIN  # filtered by the kernel (strict check)
+                try:
+                    answer = chan.dump(query, RTM_GETROUTE)
+                except NetlinkError as exc:
+                    if exc.code != errno.ENOENT:  # no main table yet: no routes
+                        raise
+                    answer = []
+                for m in answer:
                     route = _route_from(m, names)
                     if route is not None:
                         routes.append(route)
@@ -329,10 +336,15 @@ class NetlinkBackend:
                 self._sysctl_done(ns, key, fd)
 
     def bound_sockets(
-        self, ns: str | None, ports: Collection[int] | None = None, *, owners: bool = True
+        self,
+        ns: str | None,
+        ports: Collection[int] | None = None,
+        *,
+        owners: bool = True,
+        protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
         with self._lock:
-            found = diag_bound(self._handle(ns).diag, ports)
+            found = diag_bound(self._handle(ns).diag, ports, protocols)
         who = find_owners([inode for _, inode in found]) if owners else {}
         out = []
         for sock, inode in found:
@@ -442,7 +454,14 @@ class NetlinkBackend:
         fds: list[int] = []
         try:
             msg = ifinfmsg()
-            if op.up:
+            # Bridge-port and IPv6 settings can only be changed once the link exists;
+            # bring it up in that second request, so nothing happens before they apply.
+            settle: list[Any] = []
+            if op.hairpin and op.master is not None:
+                settle.append(_HAIRPIN)
+            if not op.ipv6_linklocal:
+                settle.append(_NO_LINKLOCAL)
+            if op.up and not settle:
                 msg["flags"] = msg["change"] = IFF_UP
             attrs: list[Any] = [("IFLA_IFNAME", op.name)]
             if op.mtu is not None:
@@ -506,36 +525,24 @@ class NetlinkBackend:
                         f"this kernel has no {op.kind!r} link type (creating {op.name!r})"
                     ) from exc
                 raise
-            if op.hairpin and op.master is not None:
-                try:
-                    self._link_request(
-                        op.ns,
-                        op.name,
-                        [
-                            (
-                                "IFLA_LINKINFO",
-                                {
-                                    "attrs": [
-                                        ("IFLA_INFO_SLAVE_KIND", "bridge"),
-                                        (
-                                            "IFLA_INFO_SLAVE_DATA",
-                                            {"attrs": [("IFLA_BRPORT_MODE", 1)]},
-                                        ),
-                                    ]
-                                },
-                            )
-                        ],
-                    )
-                except BaseException:
-                    self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
-                    raise
-            if op.kind == "veth" and op.peer_up:
-                peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
-                try:
-                    self._link_request(peer_ns, op.peer or "", [], up=True)
-                except BaseException:
-                    self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
-                    raise
+            # With settings to apply, the peer comes up first, while this end is still
+            # down: a veth has no carrier until both ends are up, so no IPv6 address is
+            # generated before the settings (applied in the same request) take effect.
+            try:
+                if op.kind == "veth" and op.peer_up:
+                    peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
+                    peer_attrs = [] if op.ipv6_linklocal else [_NO_LINKLOCAL]
+                    self._link_request(peer_ns, op.peer or "", peer_attrs, up=True)
+                if settle and op.up and not op.ipv6_linklocal and op.kind == "veth":
+                    # the peer is up now: this end gets its carrier the moment it comes
+                    # up, so the IPv6 setting must land in an earlier request
+                    self._link_request(op.ns, op.name, settle)
+                    self._link_request(op.ns, op.name, [], up=True)
+                elif settle:
+                    self._link_request(op.ns, op.name, settle, up=True if op.up else None)
+            except BaseException:
+                self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
+                raise
         finally:
             for fd in fds:
                 os.close(fd)
@@ -764,6 +771,22 @@ class NetlinkBackend:
         if sock is None:
             raise errors.NotFoundError(f"port {op.address}:{op.port}/{op.protocol} is not held")
         sock.close()
+
+
+_HAIRPIN = (
+    "IFLA_LINKINFO",
+    {
+        "attrs": [
+            ("IFLA_INFO_SLAVE_KIND", "bridge"),
+            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),  # hairpin on
+        ]
+    },
+)
+IN6_ADDR_GEN_MODE_NONE = 1
+_NO_LINKLOCAL = (
+    "IFLA_AF_SPEC",
+    {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]},
+)
 
 
 def _echoed_indexes(message: bytes) -> tuple[int, int | None]:

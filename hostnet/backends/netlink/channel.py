@@ -26,6 +26,7 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12
 NETLINK_ROUTE = 0
 
 
@@ -35,6 +36,8 @@ def open_route_socket() -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    # Strict checking lets dump requests filter in the kernel (routes by table).
+    sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
     sock.bind((0, 0))
     return sock
 

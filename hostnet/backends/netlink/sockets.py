@@ -83,12 +83,17 @@ def _dump(
 
 
 def diag_bound(
-    sock: socket.socket, ports: Collection[int] | None = None
+    sock: socket.socket,
+    ports: Collection[int] | None = None,
+    protocols: Collection[str] | None = None,
 ) -> list[tuple[BoundSocket, int]]:
-    """(socket, inode) pairs of the namespace ``sock`` lives in; only ``ports`` if given."""
+    """(socket, inode) pairs of the namespace ``sock`` lives in; only ``ports`` and
+    ``protocols`` if given."""
     found: list[tuple[BoundSocket, int]] = []
     seq = 0
     for name, protocol, states in _QUERIES:
+        if protocols is not None and name not in protocols:
+            continue
         for family in (socket.AF_INET, socket.AF_INET6):
             seq += 1
             for address, port, inode in _dump(sock, family, protocol, states, seq):
