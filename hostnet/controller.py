@@ -752,9 +752,13 @@ class Controller:
         self._admit_ports(name, requests)
         # 3. observe
         allocator = self._host_ports(requests)
-        target = self.backend.observe(ns, firewall=False) if ns is not None else None
+        # plan_connect needs the target's links and routes, never its addresses
+        target = (
+            self.backend.observe(ns, firewall=False, addresses=False) if ns is not None else None
+        )
         host = self._observe(self.host_ns) if drv.observe_host_on_connect else None
         endpoint_id = new_id()
+        made: list[dict[str, Any]] = []
 
         def prepare(tx: Tx) -> Plan:
             limit = drv.max_endpoints(info.spec)
@@ -793,13 +797,16 @@ class Controller:
                 ip6=ip6,
                 target=target,
             )
+            row: dict[str, Any] = {
+                "id": endpoint_id,
+                "workload": name,
+                "ns": ns,
+                "data": _endpoint_json(endpoint, flat_host),
+            }
             tx.add_endpoint(
-                id=endpoint_id,
-                network=record["id"],
-                workload=name,
-                ns=ns,
-                data=_endpoint_json(endpoint, flat_host),
+                id=endpoint_id, network=record["id"], workload=name, ns=ns, data=row["data"]
             )
+            made[:] = [row]
             return drv.plan_connect(
                 ConnectContext(network=info, endpoint=endpoint, target=target, host=host)
             )
@@ -813,7 +820,7 @@ class Controller:
             raise self._with_owner(exc) from exc
         finally:
             self._release(ns)
-        return next(e for e in self.endpoints(name) if e.id == endpoint_id)
+        return _endpoint_from(made[0], network.name)
 
     def _prepare_endpoint(
         self,

@@ -26,7 +26,9 @@ class Backend(Protocol):
     def apply(self, op: Op) -> None:
         """Apply one op in ``op.ns``. Atomic: on error nothing of it remains."""
 
-    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
+    def observe(
+        self, ns: str | None, *, firewall: bool = True, addresses: bool = True
+    ) -> Snapshot:
         """Links, addresses, routes and (unless ``firewall=False``) the nftables tables
         of one namespace."""
 

@@ -198,7 +198,9 @@ class FakeKernel:
     def has_namespace(self, name: str) -> bool:
         return name in self._namespaces
 
-    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
+    def observe(
+        self, ns: str | None, *, firewall: bool = True, addresses: bool = True
+    ) -> Snapshot:
         space = self._ns(ns)
         links = tuple(
             Link(
@@ -220,7 +222,9 @@ class FakeKernel:
         return Snapshot(
             ns=ns,
             links=links,
-            addresses=tuple(Address(ifname=i, address=a) for i, a in space.addresses),
+            addresses=tuple(Address(ifname=i, address=a) for i, a in space.addresses)
+            if addresses
+            else (),
             routes=tuple(space.routes),
             nft_tables=space.nft.table_names() if firewall else (),
         )

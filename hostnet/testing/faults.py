@@ -45,8 +45,10 @@ class FaultyBackend:
         self.inner.apply(op)
         self.applied.append(op)
 
-    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
-        return self.inner.observe(ns, firewall=firewall)
+    def observe(
+        self, ns: str | None, *, firewall: bool = True, addresses: bool = True
+    ) -> Snapshot:
+        return self.inner.observe(ns, firewall=firewall, addresses=addresses)
 
     def namespaces(self) -> tuple[str, ...]:
         return self.inner.namespaces()

@@ -96,11 +96,9 @@ class _Handle:
 
     __slots__ = ("chan", "diag", "ident", "indexes", "nft", "sysctls")
 
-    def __init__(
-        self, socks: tuple[socket.socket, socket.socket], ident: tuple[int, int] | None
-    ) -> None:
-        self.chan = Channel(socks[0])
-        self.diag = socks[1]
+    def __init__(self, route: socket.socket, ident: tuple[int, int] | None) -> None:
+        self.chan = Channel(route)
+        self.diag: socket.socket | None = None  # opened on first use (bound_sockets)
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
@@ -110,21 +108,13 @@ class _Handle:
 
     def close(self) -> None:
         self.chan.close()
-        self.diag.close()
+        if self.diag is not None:
+            self.diag.close()
         if self.nft is not None:
             self.nft.close()
         for fd in self.sysctls.values():
             os.close(fd)
         self.sysctls.clear()
-
-
-def _open_sockets() -> tuple[socket.socket, socket.socket]:
-    route = open_route_socket()
-    try:
-        return route, open_diag_socket()
-    except BaseException:
-        route.close()
-        raise
 
 
 class NetlinkBackend:
@@ -174,12 +164,12 @@ class NetlinkBackend:
             handle.close()
             del self._handles[ns]
         try:
-            socks = self._in_ns(ns, _open_sockets)
+            route = self._in_ns(ns, open_route_socket)
         except PermissionError as exc:
             raise errors.PermissionDenied(
                 f"open netlink socket in {ns or 'root namespace'}"
             ) from exc
-        handle = _Handle(socks, ident)
+        handle = _Handle(route, ident)
         self._handles[ns] = handle
         return handle
 
@@ -246,7 +236,9 @@ class NetlinkBackend:
                 raise errors.LinkNotFound(name, ns) from None
             raise
 
-    def observe(self, ns: str | None, *, firewall: bool = True) -> Snapshot:
+    def observe(
+        self, ns: str | None, *, firewall: bool = True, addresses: bool = True
+    ) -> Snapshot:
         from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
         from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
         from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -256,12 +248,12 @@ class NetlinkBackend:
             raw_links = chan.dump(ifinfmsg(), RTM_GETLINK)
             names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in raw_links}
             links = tuple(_link_from(m, names) for m in raw_links)
-            addresses = []
-            for m in chan.dump(ifaddrmsg(), RTM_GETADDR):
+            found = []
+            for m in chan.dump(ifaddrmsg(), RTM_GETADDR) if addresses else ():
                 addr = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
                 if m["family"] == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local:
                     continue
-                addresses.append(
+                found.append(
                     Address(ifname=names.get(m["index"], "?"), address=f"{addr}/{m['prefixlen']}")
                 )
             routes = []
@@ -292,7 +284,7 @@ class NetlinkBackend:
         return Snapshot(
             ns=ns,
             links=links,
-            addresses=tuple(addresses),
+            addresses=tuple(found),
             routes=tuple(routes),
             nft_tables=tables,
         )
@@ -344,7 +336,10 @@ class NetlinkBackend:
         protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
         with self._lock:
-            found = diag_bound(self._handle(ns).diag, ports, protocols)
+            handle = self._handle(ns)
+            if handle.diag is None:
+                handle.diag = self._in_ns(ns, open_diag_socket)
+            found = diag_bound(handle.diag, ports, protocols)
         who = find_owners([inode for _, inode in found]) if owners else {}
         out = []
         for sock, inode in found:

@@ -67,6 +67,8 @@ class Channel:
         out: list[Any] = []
         while True:
             data = self.sock.recv(1 << 20)
+            if not dump and not out and _is_ack(data, seq):
+                return out  # the usual answer to a request, without decoding it
             for msg in self._marshal.parse(data):
                 header = msg["header"]
                 if header["sequence_number"] != seq:
@@ -135,6 +137,14 @@ class Channel:
     def dump(self, msg: Any, msg_type: int) -> list[Any]:
         seq = self._send(msg, msg_type, NLM_F_REQUEST | NLM_F_DUMP)
         return self._collect(seq, dump=True)
+
+
+def _is_ack(data: bytes, seq: int) -> bool:
+    """True when ``data`` is exactly the successful ACK (error 0) of request ``seq``."""
+    if len(data) < 20:
+        return False
+    length, kind, _flags, got, _pid, error = struct.unpack_from("=IHHIIi", data)
+    return bool(length == len(data) and kind == NLMSG_ERROR and got == seq and error == 0)
 
 
 __all__ = ["Channel", "NetlinkError", "open_route_socket"]
