@@ -53,6 +53,7 @@ from hostnet.policy.ports import (
     PortAllocator,
     PortMapping,
     PortRequest,
+    PublishSpec,
     Reservation,
     parse_host_port,
     parse_publish,
@@ -710,7 +711,7 @@ class Controller:
             )
         if hold and drv.needs_namespace:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
-        publish_specs = [parse_publish(p) for p in publish]
+        publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         host_requests = [parse_host_port(p) for p in ports]
         existing = self.endpoints(name)
         if any(e.network == network.name for e in existing):
@@ -768,18 +769,7 @@ class Controller:
                     f"({info.spec.option('macvlan_mode') or drv.name} mode)"
                 )
             reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
-            mappings: list[PortMapping] = []
-            for spec, got in zip(publish_specs, reserved, strict=False):
-                for offset, res in enumerate(got):
-                    mappings.append(
-                        PortMapping(
-                            protocol=res.protocol,
-                            host_ip=res.host_ip,
-                            host_port=res.port,
-                            container_port=spec.container_start
-                            + (offset if spec.container_end > spec.container_start else 0),
-                        )
-                    )
+            mappings = _mappings(publish_specs, reserved)
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
             endpoint = self._prepare_endpoint(
                 tx,
@@ -790,7 +780,7 @@ class Controller:
                     workload=name,
                     ns=ns,
                     mac=mac,
-                    ports=tuple(mappings),
+                    ports=mappings,
                     held=tuple(flat_host) if hold else (),
                 ),
                 ip=ip,
@@ -868,6 +858,47 @@ class Controller:
             addresses=tuple(addresses),
             gateways=tuple(gateways),
         )
+
+    def _publish(
+        self, network: Network, workload: Namespace | str, publish: Sequence[str]
+    ) -> Endpoint:
+        """Publish more ports of a connected workload: one nftables transaction, whose
+        cost does not depend on how many ports are published already."""
+        name = workload.name if isinstance(workload, Namespace) else workload
+        if isinstance(publish, str):
+            raise errors.InvalidOption("publish", publish, "give a list of port strings")
+        record = self._network_record(network.name)
+        drv = get_driver(record["driver"])
+        info = self._network_info(record, self.host_ns)
+        specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
+        requests = [s.host for s in specs]
+        self._admit_ports(name, requests)
+        allocator = self._host_ports(requests)
+        rows = self.store.read(lambda tx: tx.endpoints(network=record["id"], workload=name))
+        if not rows or rows[0]["state"] != "active":
+            raise errors.EndpointNotFound(network.name, name)
+        row = rows[0]
+        endpoint = _endpoint_info(_endpoint_from(row, network.name))
+        owner = f"{row['id']}/{secrets.token_hex(4)}"  # forgotten with the endpoint too
+        added: list[PortMapping] = []
+
+        def prepare(tx: Tx) -> Plan:
+            reserved = allocator.reserve(tx, requests, owner=owner, workload=name)
+            added[:] = _mappings(specs, reserved)
+            return drv.plan_publish(info, endpoint, tuple(added))
+
+        def commit(tx: Tx, plan: Plan) -> None:
+            tx.extend_endpoint(
+                row["id"],
+                ports=[[m.protocol, m.host_ip, m.host_port, m.container_port] for m in added],
+                applied=plan_to_json(plan),
+            )
+
+        try:
+            self.executor.apply(prepare, owner=owner, commit=commit)
+        except errors.PortInUse as exc:
+            raise self._with_owner(exc) from exc
+        return next(e for e in self.endpoints(name) if e.id == row["id"])
 
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
         name = workload.name if isinstance(workload, Namespace) else workload
@@ -1113,6 +1144,25 @@ def _in_subnet(address: str, subnet: str) -> bool:
         return ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
     except ValueError:
         return False
+
+
+def _mappings(
+    specs: Sequence[PublishSpec], reserved: Sequence[Sequence[Reservation]]
+) -> tuple[PortMapping, ...]:
+    """Published ports from parsed ``-p`` specs and the host ports reserved for them."""
+    out = []
+    for spec, got in zip(specs, reserved, strict=False):
+        ranged = spec.container_end > spec.container_start
+        for offset, res in enumerate(got):
+            out.append(
+                PortMapping(
+                    protocol=res.protocol,
+                    host_ip=res.host_ip,
+                    host_port=res.port,
+                    container_port=spec.container_start + (offset if ranged else 0),
+                )
+            )
+    return tuple(out)
 
 
 def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> dict[str, Any]:

@@ -83,6 +83,11 @@ class Network:
     def disconnect(self, workload: Namespace | str) -> None:
         self._ctl._disconnect(self, workload)
 
+    def publish(self, workload: Namespace | str, ports: Sequence[str]) -> Endpoint:
+        """Publish more ports (Docker's ``-p`` strings) of a connected workload; they go
+        away with the endpoint."""
+        return self._ctl._publish(self, workload, ports)
+
     def disconnect_all(self) -> int:
         """Disconnect every workload at once (one kernel call for all their links)."""
         return self._ctl.disconnect_all(self.name)

@@ -25,6 +25,7 @@ from attrs import frozen
 from hostnet import errors
 from hostnet.model import Snapshot
 from hostnet.ops import Plan
+from hostnet.policy.ports import PortMapping
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
@@ -100,6 +101,20 @@ class Driver(ABC):
     def max_endpoints(self, spec: NetworkSpec) -> int | None:
         """How many endpoints the network can have (None: no limit)."""
         return None
+
+    def default_host_ip(self, spec: NetworkSpec) -> str:
+        """The host address ports are published on when a ``-p`` spec names none."""
+        return "0.0.0.0"
+
+    def plan_publish(
+        self, network: NetworkInfo, endpoint: EndpointInfo, mappings: tuple[PortMapping, ...]
+    ) -> Plan:
+        """Ops that publish more ports of an existing endpoint."""
+        raise errors.InvalidOption(
+            "publish",
+            [m.docker_key() for m in mappings],
+            f"the {self.name} driver does not publish ports",
+        )
 
     def wants_mac(self, spec: NetworkSpec) -> bool:
         """Whether endpoints get a MAC address chosen by hostnet."""

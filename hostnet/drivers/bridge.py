@@ -29,7 +29,8 @@ from hostnet.drivers.base import (
 from hostnet.model import Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import AddAddress, AddLink, AddRoute, NftBatch, Op, Plan, SetSysctl
-from hostnet.specs import NetworkSpec
+from hostnet.policy.ports import PortMapping
+from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 OPT_NAME = "com.docker.network.bridge.name"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
@@ -140,22 +141,42 @@ class BridgeDriver(Driver):
         ops.append(NftBatch(ns=host, commands=commands, undo=undo))
         return tuple(ops)
 
-    def plan_connect(self, ctx: ConnectContext) -> Plan:
-        net, ep, target = ctx.network, ctx.endpoint, ctx.target
-        spec, host = net.spec, net.host_ns
-        assert ep.ns is not None and ep.ifname is not None and target is not None
-        if ep.ports and spec.internal:
+    def default_host_ip(self, spec: NetworkSpec) -> str:
+        return spec.option(OPT_HOST_IP) or "0.0.0.0"
+
+    def plan_publish(
+        self, network: NetworkInfo, endpoint: EndpointInfo, mappings: tuple[PortMapping, ...]
+    ) -> Plan:
+        self._check_ports(network, endpoint, mappings)
+        ips = [a.split("/")[0] for a in endpoint.addresses]
+        firewall = fw.endpoint_setup(mappings=mappings, endpoint_ips=ips, icc_port=None)
+        if firewall is None:
+            return ()
+        return (NftBatch(ns=network.host_ns, commands=firewall[0], undo=firewall[1]),)
+
+    @staticmethod
+    def _check_ports(
+        network: NetworkInfo, endpoint: EndpointInfo, mappings: tuple[PortMapping, ...]
+    ) -> None:
+        if mappings and network.spec.internal:
             raise errors.InvalidOption(
                 "publish",
-                [m.docker_key() for m in ep.ports],
-                f"network {net.name!r} is internal: it has no way in from outside",
+                [m.docker_key() for m in mappings],
+                f"network {network.name!r} is internal: it has no way in from outside",
             )
-        ips = [a.split("/")[0] for a in ep.addresses]
-        for m in ep.ports:
+        ips = [a.split("/")[0] for a in endpoint.addresses]
+        for m in mappings:
             if ":" in m.host_ip and not any(":" in ip for ip in ips):
                 raise errors.InvalidOption(
                     "publish", m.docker_key(), "an IPv6 host address needs an IPv6 network"
                 )
+
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        net, ep, target = ctx.network, ctx.endpoint, ctx.target
+        spec, host = net.spec, net.host_ns
+        assert ep.ns is not None and ep.ifname is not None and target is not None
+        self._check_ports(net, ep, ep.ports)
+        ips = [a.split("/")[0] for a in ep.addresses]
         veth = veth_name(ep.id)
         ops: list[Op] = [
             AddLink(

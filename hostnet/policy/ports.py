@@ -135,7 +135,9 @@ class PublishSpec:
         return self.host.protocol
 
 
-def _split_ip(body: str, spec: str, max_parts: int) -> tuple[str, list[str]]:
+def _split_ip(
+    body: str, spec: str, max_parts: int, default: str = WILDCARD4
+) -> tuple[str, list[str]]:
     """Split an optional leading host IP ("1.2.3.4:" or "[::1]:") off ``body``."""
     if body.startswith("["):
         close = body.find("]")
@@ -147,7 +149,7 @@ def _split_ip(body: str, spec: str, max_parts: int) -> tuple[str, list[str]]:
         return _host_ip(parts[0], spec), parts[1:]
     if len(parts) > max_parts:
         raise errors.InvalidPort(spec, "too many ':'")
-    return WILDCARD4, parts
+    return default, parts
 
 
 def parse_host_port(spec: str) -> PortRequest:
@@ -168,8 +170,9 @@ def parse_host_port(spec: str) -> PortRequest:
     return PortRequest(protocol=protocol, host_ip=host_ip, start=start, end=end)
 
 
-def parse_publish(spec: str) -> PublishSpec:
-    """Parse Docker's ``-p`` syntax: ``[IP:][HOST[-END]:]CONTAINER[-END][/PROTO]``.
+def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
+    """Parse Docker's ``-p`` syntax: ``[IP:][HOST[-END]:]CONTAINER[-END][/PROTO]``;
+    ``default_ip`` is the host address when the spec names none.
 
     >>> parse_publish("127.0.0.1:8080:80/tcp").host.start
     8080
@@ -180,7 +183,7 @@ def parse_publish(spec: str) -> PublishSpec:
         raise errors.InvalidPort(spec, "expected a string like '8080:80/tcp'")
     body, _, proto = spec.partition("/")
     protocol = _protocol(proto, spec)
-    host_ip, parts = _split_ip(body, spec, 3)
+    host_ip, parts = _split_ip(body, spec, 3, default_ip)
     if len(parts) == 1:
         host_text, container_text = "", parts[0]
     elif len(parts) == 2:

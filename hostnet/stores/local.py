@@ -141,7 +141,8 @@ class Tx:
     def forget(self, owner: str) -> None:
         """Delete every record and allocation ``owner`` holds."""
         self.c.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
-        self.c.execute("DELETE FROM ports WHERE owner = ?", (owner,))
+        # ports published later on an endpoint belong to "<endpoint id>/<suffix>"
+        self.c.execute("DELETE FROM ports WHERE owner = ? OR owner LIKE ? || '/%'", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
@@ -287,6 +288,16 @@ class Tx:
             raise errors.ConflictError(
                 f"{workload!r} is already connected to this network"
             ) from None
+
+    def extend_endpoint(self, id: str, *, ports: list[Any], applied: list[Any]) -> None:
+        """Record ports published on an existing endpoint and the ops that did it."""
+        row = self.c.execute("SELECT data, applied FROM endpoints WHERE id = ?", (id,)).fetchone()
+        data, done = _loads(row[0]), _loads(row[1])
+        data["ports"] = [*data.get("ports", []), *ports]
+        self.c.execute(
+            "UPDATE endpoints SET data = ?, applied = ? WHERE id = ?",
+            (_dumps(data), _dumps([*done, *applied]), id),
+        )
 
     def endpoint_workload(self, endpoint_id: str) -> str:
         """The workload of an endpoint (the id itself if there is no such endpoint)."""

@@ -137,6 +137,17 @@ def test_published_ports_via_host_address_and_localhost(lab: Lab) -> None:
     assert info["NetworkSettings"]["Networks"]["web"]["IPAddress"] == ep.ip
 
 
+def test_ports_published_later_answer_too(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    web.connect(app)
+    web.publish(app, ["8085:85"])
+    with server(app, 85):
+        assert request(lab.outside, UPLINK_HOST, 8085) == f"{app.name} {UPLINK_OUT}"
+    web.disconnect(app)
+    assert lab.ctl.ports() == []
+
+
 def test_hairpin_endpoint_reaches_its_own_published_port(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     app, other = lab.ns(), lab.ns()

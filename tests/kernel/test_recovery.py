@@ -38,6 +38,8 @@ while True:
     if scenario == "bridge":
         web = ctl.network("web")
         web.connect(ns, publish=[f"{23000 + i % 500}:80", "80/udp"])
+        if i % 4 == 0:
+            web.publish(ns, [f"{24000 + i % 500}:81"])
         if i % 2:
             web.disconnect(ns)
         if i % 3:

@@ -338,3 +338,39 @@ def test_random_connects_and_disconnects_never_share_an_address(tmp_path_factory
         )
         assert kernel_ips == sorted(ips)  # type: ignore[type-var]
     ctl.close()
+
+
+def test_publishing_more_ports_later_and_losing_them_with_the_endpoint(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    web.connect(a, publish=["8080:80"])
+    web.connect(b)
+    ep = web.publish(a, ["8081:81", "53/udp"])
+    assert {(m.host_port, m.container_port) for m in ep.ports} >= {(8080, 80), (8081, 81)}
+    assert len(ep.ports) == 3 and len(ctl.ports()) == 3
+    sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
+    assert '{"concat":["tcp",8081]}' in sets["any4_addr"]
+    assert ctl.inspect(a)["NetworkSettings"]["Ports"]["81/tcp"][0]["HostPort"] == "8081"
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.PortInUse):
+        web.publish(b, ["8081:80"])
+    with pytest.raises(errors.InvalidPort):
+        web.publish(b, ["nonsense"])
+    with pytest.raises(errors.EndpointNotFound):
+        web.publish("nobody", ["9999:80"])
+    assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
+    web.disconnect(a)
+    sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
+    assert all(not sets[k] for k in sets if k.startswith(("any", "dnat")))
+    assert ctl.ports() == []
+
+
+def test_host_binding_address_is_the_default_for_published_ports(ctl: Controller) -> None:
+    web = ctl.create_network(
+        "web", driver="bridge", subnet="10.91.0.0/24", host_binding_ipv4="127.0.0.1"
+    )
+    ep = web.connect(ctl.create_namespace("a"), publish=["8080:80", "0.0.0.0:8081:81"])
+    assert sorted((m.host_ip, m.host_port) for m in ep.ports) == [
+        ("0.0.0.0", 8081),
+        ("127.0.0.1", 8080),
+    ]
