@@ -67,7 +67,7 @@ def check_consistent(ctl: Controller, prefix: str, host: str) -> None:
     assert all(e["state"] == "active" for e in endpoints)
     assert all(e["ns"] is None or e["ns"] in kernel for e in endpoints)
     owners = {e["id"] for e in endpoints}
-    assert {p["owner"] for p in store.read(lambda tx: tx.ports())} <= owners
+    assert {p["owner"].split("/")[0] for p in store.read(lambda tx: tx.ports())} <= owners
     host_snap = ctl.backend.observe(host)
     bridge_eps = [e for e in ctl.endpoints() if e.network == "web"]
     expected = {"lo"}
