@@ -32,7 +32,7 @@ from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.executor import Executor, Recovered
-from hostnet.model import Snapshot
+from hostnet.model import PortMapping, Reservation, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
@@ -44,6 +44,7 @@ from hostnet.ops import (
     Plan,
     UnbindPort,
     group_teardown,
+    merge_nft,
     plan_from_json,
     plan_to_json,
     teardown_plan,
@@ -51,10 +52,8 @@ from hostnet.ops import (
 from hostnet.policy import ipam
 from hostnet.policy.ports import (
     PortAllocator,
-    PortMapping,
     PortRequest,
     PublishSpec,
-    Reservation,
     parse_host_port,
     parse_publish,
     parse_reserved,
@@ -275,25 +274,51 @@ class Controller:
                 f"namespace {name!r} was not created by hostnet; delete it with force=True "
                 "(or `ip netns delete`) if you mean it"
             )
-        plan: list[Op] = []
-        owners = []
-        for ep in endpoints:
-            plan.extend(teardown_plan(plan_from_json(ep["applied"])))
-            owners.append(ep["id"])
-        if exists:
-            plan.append(DeleteNamespace(ns=name))
-        if record is not None:
-            owners.append(record["owner"])
-        self.executor.teardown(tuple(plan), owners=owners, what=f"delete namespace {name!r}")
+        del endpoints  # read again, inside the journaling transaction
+
+        def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            rows = self._endpoint_rows(tx, ns=name)
+            tx.mark_deleting("endpoints", "id", [e["id"] for e in rows])
+            plan = list(self._undo(rows))
+            owners = [e["id"] for e in rows]
+            if exists:
+                plan.append(DeleteNamespace(ns=name))
+            current = tx.namespace(name)
+            if current is not None:
+                tx.mark_deleting("namespaces", "name", [name])
+                owners.append(current["owner"])
+            return merge_nft(tuple(plan)), owners
+
+        self.executor.teardown(prepare, what=f"delete namespace {name!r}")
         self.backend.release(name)
 
     # -- networks ----------------------------------------------------------------------
 
     def _network_record(self, name: str) -> dict[str, Any]:
         record: dict[str, Any] | None = self.store.read(lambda tx: tx.network(self.host_key, name))
+        if record is not None and record["state"] == "deleting":
+            raise errors.ConflictError(
+                f"network {name!r} is being deleted (if that failed, `hostnet gc` retries it)"
+            )
         if record is None or record["state"] != "active":
             raise errors.NetworkNotFound(name)
         return record
+
+    def _check_modes(self, tx: Tx, driver: Driver, workload: str, network: str) -> None:
+        """none and host are exclusive network modes (as in Docker)."""
+        drivers = {n["id"]: n for n in tx.networks(self.host_key)}
+        rows = [r for r in tx.endpoints(workload=workload) if r["network"] in drivers]
+        if any(drivers[r["network"]]["name"] == network for r in rows):
+            raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
+        if rows and (
+            driver.exclusive
+            or any(driver_class(drivers[r["network"]]["driver"]).exclusive for r in rows)
+        ):
+            modes = ", ".join(sorted(drivers[r["network"]]["name"] for r in rows))
+            raise errors.ConflictError(
+                f"{workload!r} is on {modes}; network mode none and host cannot be combined "
+                "with other networks"
+            )
 
     @staticmethod
     def _network_info(record: dict[str, Any], host_ns: str | None) -> NetworkInfo:
@@ -360,10 +385,10 @@ class Controller:
                 sysctls[key] = self.backend.sysctl(self.host_ns, key)
             except errors.NotFoundError:
                 pass  # e.g. IPv6 disabled in the host namespace
-        shared_count = 0
+        created: list[Op] = []
 
         def prepare(tx: Tx) -> Plan:
-            nonlocal spec, shared_count
+            nonlocal spec
             spec = self._prepare_network(tx, drv, spec, host)
             drv.check_siblings(
                 spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
@@ -387,19 +412,27 @@ class Controller:
                 data=data,
             )
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
+            known = frozenset(
+                key for key in drv.shared_keys(spec) if tx.shared(self.host_key, key) is not None
+            )
             ctx = NetworkContext(
-                network=info, host=host, sysctls=sysctls, allow_forwarding=self.allow_forwarding
+                network=info,
+                host=host,
+                sysctls=sysctls,
+                allow_forwarding=self.allow_forwarding,
+                known_shared=known,
             )
             shared: list[Op] = []
             for key, plan in drv.plan_shared(ctx).items():
                 if tx.shared(self.host_key, key) is None:
                     tx.add_shared(self.host_key, key, network_id, plan_to_json(plan))
                     shared.extend(plan)
-            shared_count = len(shared)
-            return (*shared, *drv.plan_create(ctx))
+            created[:] = drv.plan_create(ctx)
+            # applied as one nftables transaction; recorded as the two parts they are
+            return merge_nft((*shared, *created))
 
         def commit(tx: Tx, plan: Plan) -> None:
-            tx.activate("networks", "id", network_id, plan_to_json(plan[shared_count:]))
+            tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
 
         self.executor.apply(prepare, owner=network_id, commit=commit)
         if (
@@ -423,10 +456,13 @@ class Controller:
         used |= {link.group for link in host.links} if host is not None else set()
         name = f"group:{self.host_key}"
         value = tx.next_cursor(name, LINK_GROUP_BASE)
-        while value in used or not LINK_GROUP_BASE <= value < LINK_GROUP_BASE + (1 << 24):
-            value = value + 1 if value >= LINK_GROUP_BASE else LINK_GROUP_BASE
-        tx.set_cursor(name, value + 1)
-        return value
+        span = 1 << 24
+        for step in range(span):
+            candidate = LINK_GROUP_BASE + (value - LINK_GROUP_BASE + step) % span
+            if candidate not in used:
+                tx.set_cursor(name, candidate + 1)
+                return candidate
+        raise errors.ExhaustedError("no free link group left for a new network")
 
     def _prepare_network(
         self, tx: Tx, driver: Driver, spec: NetworkSpec, host: Snapshot | None
@@ -455,14 +491,21 @@ class Controller:
         record = self._network_record(name)
         if driver_class(record["driver"]).builtin:
             raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
-        endpoints = self.store.read(lambda tx: tx.endpoints(network=record["id"]))
-        if endpoints and not force:
-            raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
-        plan: list[Op] = list(self._endpoints_teardown(record, endpoints))
-        plan.extend(teardown_plan(plan_from_json(record["applied"])))
-        # Shared host setup goes with the last network of the driver; otherwise another
-        # network of the same driver inherits it.
-        with self.store.transaction() as tx:
+
+        def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            endpoints = self._endpoint_rows(tx, network=record["id"])
+            if endpoints and not force:
+                raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
+            tx.mark_deleting("endpoints", "id", [e["id"] for e in endpoints])
+            tx.mark_deleting("networks", "id", [record["id"]])
+            released.extend(e["ns"] for e in endpoints)
+            plan = [
+                *self._endpoints_teardown(record, endpoints),
+                *teardown_plan(plan_from_json(record["applied"])),
+            ]
+            # Shared host setup goes with the last network of the driver; otherwise an
+            # active network of the same driver inherits it (one being deleted too
+            # cannot: its own deletion would then forget the setup without undoing it).
             heirs = [
                 n
                 for n in tx.networks(self.host_key)
@@ -475,41 +518,61 @@ class Controller:
                     tx.transfer_shared(self.host_key, shared["key"], heirs[0]["id"])
                 else:
                     plan.extend(teardown_plan(plan_from_json(shared["applied"])))
-        self.executor.teardown(
-            tuple(plan),
-            owners=[*(e["id"] for e in endpoints), record["id"]],
-            what=f"delete network {name!r}",
-        )
+            return merge_nft(tuple(plan)), [*(e["id"] for e in endpoints), record["id"]]
+
+        released: list[str | None] = []
+        try:
+            self.executor.teardown(prepare, what=f"delete network {name!r}")
+        finally:
+            for ns in released:
+                self._release(ns)
+
+    def _endpoint_rows(self, tx: Tx, **where: str) -> list[dict[str, Any]]:
+        """Endpoints to tear down (active, or left half torn down by a failed teardown);
+        one still being set up by another process is refused, not pulled from under it."""
+        rows = tx.endpoints(**where)
+        busy = [r["workload"] for r in rows if r["state"] == "pending"]
+        if busy:
+            raise errors.ConflictError(
+                f"{busy[0]!r} is being connected by another process right now; try again "
+                "in a moment (or run `hostnet gc` if that process died)"
+            )
+        return rows
+
+    @staticmethod
+    def _undo(endpoints: list[dict[str, Any]]) -> Plan:
+        plan: list[Op] = []
         for ep in endpoints:
-            self._release(ep["ns"])
+            plan.extend(teardown_plan(plan_from_json(ep["applied"])))
+        return tuple(plan)
 
     def _endpoints_teardown(self, record: dict[str, Any], endpoints: list[dict[str, Any]]) -> Plan:
         """One plan undoing many endpoints of a network: their firewall changes in one
         nftables transaction and, when the network has a link group, their links in one
         kernel call."""
-        plan: list[Op] = []
-        for ep in endpoints:
-            plan.extend(teardown_plan(plan_from_json(ep["applied"])))
+        plan = self._undo(endpoints)
         group = record["data"].get("group")
         if group is None or len(endpoints) < 2:
-            return tuple(plan)
-        return group_teardown(tuple(plan), self.host_ns, group)
+            return merge_nft(plan)
+        return group_teardown(plan, self.host_ns, group)
 
     def disconnect_all(self, name: str) -> int:
         """Disconnect every endpoint of a network at once (much faster than one by one);
         returns how many were disconnected."""
         record = self._network_record(name)
-        endpoints = self.store.read(lambda tx: tx.endpoints(network=record["id"]))
-        if not endpoints:
-            return 0
-        self.executor.teardown(
-            self._endpoints_teardown(record, endpoints),
-            owners=[e["id"] for e in endpoints],
-            what=f"disconnect everything from {name!r}",
-        )
-        for ep in endpoints:
-            self._release(ep["ns"])
-        return len(endpoints)
+        gone: list[dict[str, Any]] = []
+
+        def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            gone[:] = self._endpoint_rows(tx, network=record["id"])
+            tx.mark_deleting("endpoints", "id", [e["id"] for e in gone])
+            return self._endpoints_teardown(record, gone), [e["id"] for e in gone]
+
+        try:
+            self.executor.teardown(prepare, what=f"disconnect everything from {name!r}")
+        finally:
+            for ep in gone:
+                self._release(ep["ns"])
+        return len(gone)
 
     @staticmethod
     def _inspect_options(record: dict[str, Any], spec: NetworkSpec) -> dict[str, str]:
@@ -600,8 +663,14 @@ class Controller:
             if network:
                 raise errors.EndpointNotFound(network, name)
             raise errors.NotFoundError(f"{name!r} is not connected to any network")
-        for net in targets:
-            self.network(net).disconnect(name)
+        problems: list[BaseException] = []
+        for net in targets:  # keep going: every network is tried (teardown rule)
+            try:
+                self.network(net).disconnect(name)
+            except errors.TeardownError as exc:
+                problems.extend(exc.errors)
+        if problems:
+            raise errors.TeardownError(f"detach {name!r}", problems)
 
     def _host_ports(self, requests: Sequence[PortRequest]) -> PortAllocator:
         """A PortAllocator fed with the facts of this Controller's host namespace."""
@@ -713,20 +782,9 @@ class Controller:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         host_requests = [parse_host_port(p) for p in ports]
-        existing = self.endpoints(name)
-        if any(e.network == network.name for e in existing):
-            raise errors.ConflictError(f"{name!r} is already connected to {network.name!r}")
-        if existing and (
-            drv.exclusive
-            or any(
-                driver_class(self._network_record(e.network)["driver"]).exclusive for e in existing
-            )
-        ):
-            modes = ", ".join(e.network for e in existing)
-            raise errors.ConflictError(
-                f"{name!r} is on {modes}; network mode none and host cannot be combined with "
-                "other networks"
-            )
+        # the same check runs again inside the transaction; this one fails early,
+        # before admissions are recorded
+        self.store.read(lambda tx: self._check_modes(tx, drv, name, network.name))
         # 2. admit
         if not drv.needs_namespace:
             admission = self.policy.admit_host_network(name)
@@ -754,14 +812,24 @@ class Controller:
         # 3. observe
         allocator = self._host_ports(requests)
         # plan_connect needs the target's links and routes, never its addresses
-        target = (
-            self.backend.observe(ns, firewall=False, addresses=False) if ns is not None else None
-        )
-        host = self._observe(self.host_ns) if drv.observe_host_on_connect else None
+        try:
+            target = (
+                self.backend.observe(ns, firewall=False, addresses=False)
+                if ns is not None
+                else None
+            )
+            host = self._observe(self.host_ns) if drv.observe_host_on_connect else None
+        except BaseException:
+            self._release(ns)  # the observation opened a socket into the namespace
+            raise
         endpoint_id = new_id()
         made: list[dict[str, Any]] = []
 
         def prepare(tx: Tx) -> Plan:
+            # checked again here: another process may have changed things meanwhile
+            if tx.network_state(record["id"]) != "active":
+                raise errors.NetworkNotFound(network.name)
+            self._check_modes(tx, drv, name, network.name)
             limit = drv.max_endpoints(info.spec)
             if limit is not None and len(tx.endpoints(network=record["id"])) >= limit:
                 raise errors.ConflictError(
@@ -802,6 +870,8 @@ class Controller:
             )
 
         def commit(tx: Tx, plan: Plan) -> None:
+            if tx.network_state(record["id"]) != "active":  # deleted while we worked
+                raise errors.NetworkNotFound(network.name)
             tx.activate("endpoints", "id", endpoint_id, plan_to_json(plan))
 
         try:
@@ -883,6 +953,9 @@ class Controller:
         added: list[PortMapping] = []
 
         def prepare(tx: Tx) -> Plan:
+            now = tx.endpoints(network=record["id"], workload=name)
+            if not now or now[0]["state"] != "active":
+                raise errors.EndpointNotFound(network.name, name)
             reserved = allocator.reserve(tx, requests, owner=owner, workload=name)
             added[:] = _mappings(specs, reserved)
             return drv.plan_publish(info, endpoint, tuple(added))
@@ -903,17 +976,20 @@ class Controller:
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
         name = workload.name if isinstance(workload, Namespace) else workload
         record = self._network_record(network.name)
-        eps = self.store.read(lambda tx: tx.endpoints(network=record["id"], workload=name))
-        if not eps:
-            raise errors.EndpointNotFound(network.name, name)
-        ep = eps[0]
-        plan = teardown_plan(plan_from_json(ep["applied"]))
+        found: list[dict[str, Any]] = []
+
+        def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            found[:] = self._endpoint_rows(tx, network=record["id"], workload=name)
+            if not found:
+                raise errors.EndpointNotFound(network.name, name)
+            tx.mark_deleting("endpoints", "id", [found[0]["id"]])
+            return self._undo(found[:1]), [found[0]["id"]]
+
         try:
-            self.executor.teardown(
-                plan, owners=[ep["id"]], what=f"disconnect {name!r} from {network.name!r}"
-            )
+            self.executor.teardown(prepare, what=f"disconnect {name!r} from {network.name!r}")
         finally:
-            self._release(ep["ns"])
+            for ep in found:
+                self._release(ep["ns"])
 
     def unhold(self, workload: str) -> None:
         """Close the sockets holding a host-network workload's ports, right before the
@@ -1046,8 +1122,54 @@ class Controller:
                     f"({entry['done']}/{len(entry['plan'])} ops)",
                 }
             )
-        order = {"high": 0, "medium": 1, "low": 2}
+        findings.extend(self._leaks())
+        for admission in self.admissions():
+            findings.append(
+                {
+                    "severity": "info",
+                    "kind": f"admission-{admission['decision']}",
+                    "subject": admission["workload"],
+                    "detail": f"{admission['what']}: {admission['reason']}",
+                }
+            )
+        order = {"high": 0, "medium": 1, "low": 2, "info": 3}
         return sorted(findings, key=lambda f: order[f["severity"]])
+
+    def _leaks(self) -> list[dict[str, str]]:
+        """Objects in the host namespace that look like hostnet's but that the store
+        does not know: left behind by a crash without journal, another state directory,
+        or someone else."""
+        host = self._observe(self.host_ns)
+        known: set[str] = set()
+        for net in self.store.read(lambda tx: tx.networks(self.host_key)):
+            known.update(v for k, v in net["data"].items() if k in ("bridge", "shim"))
+        for ep in self.store.read(lambda tx: tx.endpoints()):
+            known.add(f"veth{ep['id'][:7]}")
+        out = []
+        for link in host.links:
+            if link.name.startswith(("br-", "veth", "hn-")) and link.name not in known:
+                out.append(
+                    {
+                        "severity": "medium",
+                        "kind": "leaked-link",
+                        "subject": link.name,
+                        "detail": f"a {link.kind} in the host namespace that no hostnet "
+                        "network or endpoint of this state directory owns",
+                    }
+                )
+        recorded = self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge"))
+        for table in host.nft_tables:
+            if table.endswith(" hostnet") and recorded is None:
+                out.append(
+                    {
+                        "severity": "medium",
+                        "kind": "leaked-table",
+                        "subject": table,
+                        "detail": "hostnet's nftables table exists but this state "
+                        "directory did not make it",
+                    }
+                )
+        return out
 
     def gc(self) -> dict[str, Any]:
         """Finish or roll back work of dead processes, then forget records of namespaces
@@ -1058,21 +1180,26 @@ class Controller:
         for rec in self.store.read(lambda tx: tx.namespaces()):
             if rec["name"] in live or rec["state"] != "active":
                 continue
-            eps = self.store.read(lambda tx, n=rec["name"]: tx.endpoints(ns=n))
-            plan: list[Op] = []
-            for ep in eps:
-                plan.extend(teardown_plan(plan_from_json(ep["applied"])))
+
+            def forget_namespace(tx: Tx, rec: dict[str, Any] = rec) -> tuple[Plan, list[str]]:
+                rows = self._endpoint_rows(tx, ns=rec["name"])
+                tx.mark_deleting("endpoints", "id", [e["id"] for e in rows])
+                tx.mark_deleting("namespaces", "name", [rec["name"]])
+                return merge_nft(self._undo(rows)), [*(e["id"] for e in rows), rec["owner"]]
+
             self.executor.teardown(
-                tuple(plan),
-                owners=[*(e["id"] for e in eps), rec["owner"]],
-                what=f"forget stale namespace {rec['name']!r}",
+                forget_namespace, what=f"forget stale namespace {rec['name']!r}"
             )
             stale.append(rec["name"])
         for row in self.store.read(lambda tx: tx.endpoints()):
             if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
-                plan_ = teardown_plan(plan_from_json(row["applied"]))
+
+                def forget_endpoint(tx: Tx, row: dict[str, Any] = row) -> tuple[Plan, list[str]]:
+                    tx.mark_deleting("endpoints", "id", [row["id"]])
+                    return self._undo([row]), [row["id"]]
+
                 self.executor.teardown(
-                    plan_, owners=[row["id"]], what=f"forget stale endpoint of {row['workload']!r}"
+                    forget_endpoint, what=f"forget stale endpoint of {row['workload']!r}"
                 )
                 stale.append(row["workload"])
         return {

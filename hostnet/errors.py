@@ -153,12 +153,24 @@ class NetworkExists(ConflictError):
 
 
 class AddressInUse(ConflictError):
-    def __init__(self, address: str, network: str, holder: str | None = None) -> None:
+    """An address already taken: in a network's IPAM (``network``, ``holder``) or on
+    an interface in the kernel (``interface``)."""
+
+    def __init__(
+        self,
+        address: str,
+        network: str | None = None,
+        holder: str | None = None,
+        *,
+        interface: str | None = None,
+    ) -> None:
         self.address = address
         self.network = network
         self.holder = holder
+        self.interface = interface
         by = f" by {holder!r}" if holder else ""
-        super().__init__(f"address {address} on network {network!r} is already in use{by}")
+        where = f"network {network!r}" if network is not None else f"interface {interface!r}"
+        super().__init__(f"address {address} on {where} is already in use{by}")
 
 
 class SubnetOverlap(ConflictError):
@@ -266,10 +278,11 @@ class KernelError(HostnetError, OSError):
 
 
 class ApplyError(HostnetError):
-    """Applying a plan failed at one op; the completed ops were rolled back.
+    """Applying a plan failed at one op *and* undoing the completed ops failed too.
 
-    ``cause`` is the error of the failing op; ``rollback_errors`` lists any errors met
-    while undoing (empty when the rollback was clean).
+    ``cause`` is the error of the failing op; ``rollback_errors`` lists the errors met
+    while undoing. The records stay, and ``hostnet gc`` retries the undo. (When the
+    rollback is clean, the caller gets the failing op's own error instead.)
     """
 
     def __init__(

@@ -8,7 +8,8 @@ Rule 1. A plan is journaled (in the same store transaction that records what it 
 Rule 2. Setup either completes or is rolled back: on the first failure the inverses of
         the completed ops are applied in reverse, every rollback error is collected (not
         just the first), then the owner's records are forgotten. The caller gets the
-        original error, or ApplyError when the rollback itself failed.
+        original error, or ApplyError when the rollback itself failed; then the records
+        stay and the journal becomes a failed teardown of the inverses that failed.
 Rule 3. Teardown goes through every op whatever fails, treats "already gone" as done,
         and reports every failure at the end. Its plan comes from what was recorded.
 Rule 4. A journal left behind by a dead process is finished by ``recover``: a setup is
@@ -29,10 +30,11 @@ import psutil
 
 from hostnet import errors
 from hostnet.backends.base import Backend
-from hostnet.ops import Op, Plan, plan_from_json, plan_to_json
+from hostnet.ops import NftBatch, Op, Plan, plan_from_json, plan_to_json, split_nft
 from hostnet.stores.local import LocalStore, Tx
 
 Prepare = Callable[[Tx], Plan]
+TeardownPrepare = Callable[[Tx], tuple[Plan, Sequence[str]]]
 Commit = Callable[[Tx, Plan], None]
 
 
@@ -78,7 +80,8 @@ class Executor:
         ``prepare(tx)`` runs inside the journaling transaction: it allocates what the
         plan needs, writes pending records and returns the plan, so two processes never
         plan with the same address or port. ``commit(tx, plan)`` runs in the closing
-        transaction (mark records active, store the applied plan).
+        transaction (mark records active, store the applied plan); if it fails, the
+        plan is rolled back too.
         """
         journal = uuid.uuid4().hex
         if self.store is None:
@@ -103,50 +106,82 @@ class Executor:
                 # recovery treats op #done as possibly applied anyway (Rule 4).
                 if self.store is not None and index + 1 < len(plan):
                     self.store.journal_progress(journal, index + 1)
-        except BaseException as exc:
-            failed = plan[min(len(done), len(plan) - 1)]
-            rollback_errors = self.undo(done)
             if self.store is not None:
                 with self.store.transaction() as tx:
-                    tx.forget(owner)
-                    if rollback_errors:
-                        tx.journal_fail(journal)  # gc will try the rollback again
-                    else:
-                        tx.journal_end(journal)
-            if rollback_errors:
-                raise errors.ApplyError(failed, exc, rollback_errors) from exc
-            if isinstance(exc, errors.HostnetError):
-                exc.add_note(f"while applying {failed}; {len(done)} earlier op(s) rolled back")
-            raise
-        if self.store is not None:
-            with self.store.transaction() as tx:
-                if commit is not None:
-                    commit(tx, plan)
-                tx.journal_end(journal)
-        elif commit is not None:
-            commit(_NO_TX, plan)
+                    if commit is not None:
+                        commit(tx, plan)
+                    tx.journal_end(journal)
+            elif commit is not None:
+                commit(_NO_TX, plan)
+        except BaseException as exc:
+            failed = plan[min(len(done), len(plan) - 1)] if plan else None
+            self._roll_back(journal, owner, done, exc, failed)
+            raise  # _roll_back raises ApplyError itself when the rollback failed
         return plan
 
-    def undo(self, done: Sequence[Op]) -> list[BaseException]:
-        """Apply the inverses of ``done`` in reverse; collect errors, skip "gone"."""
-        problems: list[BaseException] = []
+    def _roll_back(
+        self, journal: str, owner: str, done: Sequence[Op], exc: BaseException, failed: Op | None
+    ) -> None:
+        """Undo ``done``. A clean rollback forgets the owner's records; a rollback with
+        errors keeps them and turns the journal into a failed teardown of exactly the
+        inverses that failed, which ``recover`` (``hostnet gc``) retries. Forgetting
+        them instead would let a later retry remove objects someone created since."""
+        left = self.undo(done)
+        if self.store is not None:
+            with self.store.transaction() as tx:
+                if left:
+                    tx.journal_replace(
+                        journal, kind="teardown", plan=plan_to_json(tuple(op for op, _ in left))
+                    )
+                else:
+                    tx.forget(owner)
+                    tx.journal_end(journal)
+        if left:
+            raise errors.ApplyError(failed, exc, [err for _, err in left]) from exc
+        if isinstance(exc, errors.HostnetError) and failed is not None:
+            exc.add_note(f"while applying {failed}; {len(done)} earlier op(s) rolled back")
+
+    def undo(self, done: Sequence[Op]) -> list[tuple[Op, BaseException]]:
+        """Apply the inverses of ``done`` in reverse; skip "gone"; return the inverses
+        that failed, with their errors, in the order they were tried."""
+        left: list[tuple[Op, BaseException]] = []
         for op in reversed(done):
+            inverse = op.inverse()
             try:
-                self.backend.apply(op.inverse())
+                self.backend.apply(inverse)
             except errors.NotFoundError:
                 continue
-            except Exception as exc:  # collected, reported together
-                problems.append(exc)
-        return problems
+            except Exception as err:  # collected, reported together
+                left.append((inverse, err))
+        return left
 
     # -- teardown ----------------------------------------------------------------------
 
-    def teardown(self, plan: Plan, *, owners: Sequence[str], what: str) -> None:
-        """Apply every op of ``plan``; then forget ``owners``. Raises TeardownError
-        listing every failure (the records stay, and ``recover`` retries)."""
+    def teardown(
+        self,
+        prepare: TeardownPrepare | Plan,
+        *,
+        owners: Sequence[str] = (),
+        what: str,
+    ) -> None:
+        """Apply every op of a teardown plan; then forget its owners. Raises
+        TeardownError listing every failure (the records stay, and ``recover`` retries).
+
+        ``prepare(tx)`` runs inside the journaling transaction and returns ``(plan,
+        owners)``: it reads the records to undo and marks them as being deleted, so no
+        other call plans with them meanwhile."""
         journal = uuid.uuid4().hex
-        if self.store is not None:
+        if self.store is None:
+            if isinstance(prepare, tuple):
+                plan = prepare
+            else:
+                plan, owners = prepare(_NO_TX)
+        else:
             with self.store.transaction() as tx:
+                if isinstance(prepare, tuple):
+                    plan = prepare
+                else:
+                    plan, owners = prepare(tx)
                 tx.journal_begin(
                     id=journal,
                     kind="teardown",
@@ -156,7 +191,7 @@ class Executor:
                     plan=plan_to_json(plan),
                 )
         # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
-        problems = self._run_tolerant(plan, None)
+        problems = self._run_tolerant(plan)
         if self.store is not None:
             with self.store.transaction() as tx:
                 if problems:
@@ -168,17 +203,19 @@ class Executor:
         if problems:
             raise errors.TeardownError(what, problems)
 
-    def _run_tolerant(self, plan: Plan, journal: str | None) -> list[BaseException]:
+    def _run_tolerant(self, plan: Plan) -> list[BaseException]:
         problems: list[BaseException] = []
-        for index, op in enumerate(plan):
+        for op in plan:
             try:
                 self.backend.apply(op)
             except errors.NotFoundError:
-                pass
+                # An nftables batch is atomic: one missing element refuses the whole
+                # batch. Apply its commands one by one so the rest still go.
+                parts = split_nft(op) if isinstance(op, NftBatch) else ()
+                if len(parts) > 1:
+                    problems += self._run_tolerant(parts)
             except Exception as exc:
                 problems.append(exc)
-            if self.store is not None and journal is not None:
-                self.store.journal_progress(journal, index + 1)
         return problems
 
     # -- recovery ----------------------------------------------------------------------
@@ -200,7 +237,20 @@ class Executor:
                 )
             if not claimed:
                 continue
-            report.append(self._recover_one(entry))
+            try:
+                report.append(self._recover_one(entry))
+            except (ValueError, KeyError, TypeError) as exc:  # a journal we cannot read
+                with self.store.transaction() as tx:
+                    tx.journal_fail(entry["id"])
+                report.append(
+                    Recovered(
+                        journal=entry["id"],
+                        kind=entry["kind"],
+                        owners=(),
+                        ops=0,
+                        errors=(f"unreadable journal: {exc}",),
+                    )
+                )
         return report
 
     def _recover_one(self, entry: dict[str, Any]) -> Recovered:
@@ -213,10 +263,10 @@ class Executor:
             # nothing: ops are atomic); only a crash leaves op #done in doubt.
             end = entry["done"] if entry["failed"] else entry["done"] + 1
             touched = plan[: min(end, len(plan))]
-            problems = self.undo(touched)
+            problems = [err for _, err in self.undo(touched)]
             ops = len(touched)
         else:
-            problems = self._run_tolerant(plan, None)
+            problems = self._run_tolerant(plan)
             ops = len(plan)
         with self.store.transaction() as tx:
             if problems:

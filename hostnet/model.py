@@ -90,6 +90,28 @@ class BoundSocket:
 
 
 @frozen(kw_only=True)
+class PortMapping:
+    """One published port: host ``host_ip:host_port`` forwards to ``container_port``."""
+
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+
+    def docker_key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+
+@frozen(kw_only=True)
+class Reservation:
+    """A host port hostnet holds for a workload."""
+
+    protocol: str
+    host_ip: str
+    port: int
+
+
+@frozen(kw_only=True)
 class Snapshot:
     """Everything a driver may look at in one namespace (None = the root namespace)."""
 

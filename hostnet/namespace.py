@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hostnet.backends.netlink_paths import ns_path
+from hostnet.errors import NamespaceNotFound
 from hostnet.model import Address, Link, LinkStats, Route, Snapshot
 
 if TYPE_CHECKING:
@@ -43,7 +45,8 @@ class Namespace:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.exists():
+        # even when the namespace is already gone, its records must go
+        with contextlib.suppress(NamespaceNotFound):
             self.delete()
 
     @property

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 
-from hostnet.policy.ports import PortMapping, Reservation
+from hostnet.model import PortMapping, Reservation
 from hostnet.specs import NetworkSpec
 
 if TYPE_CHECKING:
@@ -83,10 +83,10 @@ class Network:
     def disconnect(self, workload: Namespace | str) -> None:
         self._ctl._disconnect(self, workload)
 
-    def publish(self, workload: Namespace | str, ports: Sequence[str]) -> Endpoint:
-        """Publish more ports (Docker's ``-p`` strings) of a connected workload; they go
-        away with the endpoint."""
-        return self._ctl._publish(self, workload, ports)
+    def publish(self, workload: Namespace | str, publish: Sequence[str]) -> Endpoint:
+        """Publish more ports (Docker's ``-p`` strings, as in ``connect(publish=...)``)
+        of a connected workload; they go away with the endpoint."""
+        return self._ctl._publish(self, workload, publish)
 
     def disconnect_all(self) -> int:
         """Disconnect every workload at once (one kernel call for all their links)."""

@@ -72,7 +72,10 @@ class Op:
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Op:
         data = dict(data)
-        cls = _REGISTRY[data.pop("op")]
+        name = data.pop("op", None)
+        cls = _REGISTRY.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise ValueError(f"unknown op {name!r} (journal from another hostnet version?)")
         kwargs: dict[str, Any] = {}
         for a in attrs.fields(cls):
             if a.name not in data:
@@ -505,3 +508,18 @@ def group_teardown(plan: Plan, ns: str | None, group: int) -> Plan:
     nft = [op for op in merged if isinstance(op, NftBatch)]
     others = [op for op in merged if not isinstance(op, NftBatch)]
     return (*nft, DelLinkGroup(ns=ns, group=group, recreate=tuple(grouped)), *others)
+
+
+def split_nft(op: NftBatch) -> Plan:
+    """One NftBatch per command of ``op`` (for applying what can be applied of a batch
+    the kernel refused as a whole); each part's undo is unknown and left empty."""
+    try:
+        commands = json.loads(op.commands).get("nftables", [])
+    except (ValueError, AttributeError):
+        return (op,)
+    return tuple(
+        NftBatch(
+            ns=op.ns, commands=json.dumps({"nftables": [c]}, separators=(",", ":")), undo="{}"
+        )
+        for c in commands
+    )

@@ -10,8 +10,8 @@ import attrs
 from attrs import frozen
 
 from hostnet import errors
+from hostnet.model import PortMapping, Reservation
 from hostnet.names import check_network_name
-from hostnet.policy.ports import PortMapping, Reservation
 
 
 def _freeze_options(

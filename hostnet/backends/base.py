@@ -2,7 +2,8 @@
 
 Kept small on purpose (like an HTTP transport): observe a namespace, apply one op, and a
 few read-only queries about a namespace that policy needs (sysctls, bound sockets). The
-executor is the only caller of ``apply``.
+executor is what calls ``apply`` for planned changes (journaled); the exceptions are
+idempotent conveniences (``Controller.unhold``) and test fixtures building a world.
 
 Errors: a backend raises only hostnet errors. In particular ``NotFoundError`` subclasses
 when the object an op names is missing (rollback and teardown treat that as done), and

@@ -529,7 +529,7 @@ class FakeKernel:
         if any(
             i == op.ifname and ipaddress.ip_interface(a).ip == iface.ip for i, a in space.addresses
         ):
-            raise errors.AddressInUse(addr, op.ifname)
+            raise errors.AddressInUse(addr, interface=op.ifname)
         space.addresses.append((op.ifname, addr))
         if link.up:
             self._add_prefix_route(space, op.ifname, addr)

@@ -29,8 +29,9 @@ from hostnet.cli.process import (
 )
 from hostnet.cli.table import format_table
 from hostnet.drivers.base import driver_class
+from hostnet.model import PortMapping
 from hostnet.network import Endpoint
-from hostnet.policy.ports import PortMapping, parse_publish
+from hostnet.policy.ports import parse_publish
 
 #: Namespaces ``run`` makes up a name for start with this.
 RUN_PREFIX = "hostnet-run-"

@@ -23,9 +23,8 @@ import attrs
 from attrs import frozen
 
 from hostnet import errors
-from hostnet.model import Snapshot
+from hostnet.model import PortMapping, Snapshot
 from hostnet.ops import Plan
-from hostnet.policy.ports import PortMapping
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
@@ -37,6 +36,7 @@ class NetworkContext:
     host: Snapshot | None  # the Controller's host namespace, when the driver asked for it
     sysctls: Mapping[str, str] = attrs.field(factory=dict)  # the driver's host_sysctls
     allow_forwarding: bool = False  # may the driver turn on IP forwarding on the host
+    known_shared: frozenset[str] = frozenset()  # shared setup already recorded in the store
 
 
 @frozen(kw_only=True)
@@ -131,6 +131,11 @@ class Driver(ABC):
         forwarding), by key. The Controller applies a key's plan with the first network
         that needs it, records it, and undoes it with the last one."""
         return {}
+
+    def shared_keys(self, spec: NetworkSpec) -> tuple[str, ...]:
+        """Every key ``plan_shared`` may return (so the Controller can tell the driver
+        which of them already exist)."""
+        return ()
 
     def plan_create(self, ctx: NetworkContext) -> Plan:
         """Ops that create the network on the host (a bridge, its firewall chains)."""

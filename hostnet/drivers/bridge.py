@@ -26,10 +26,9 @@ from hostnet.drivers.base import (
     option_mtu,
     respec,
 )
-from hostnet.model import Snapshot
+from hostnet.model import PortMapping, Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import AddAddress, AddLink, AddRoute, NftBatch, Op, Plan, SetSysctl
-from hostnet.policy.ports import PortMapping
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 OPT_NAME = "com.docker.network.bridge.name"
@@ -102,10 +101,24 @@ class BridgeDriver(Driver):
     def mtu(spec: NetworkSpec) -> int:
         return int(spec.option(OPT_MTU) or 1500)
 
+    def shared_keys(self, spec: NetworkSpec) -> tuple[str, ...]:
+        return ("nft:bridge", f"sysctl:{FORWARD4}", f"sysctl:{FORWARD6}")
+
     def plan_shared(self, ctx: NetworkContext) -> dict[str, Plan]:
         """Host-wide setup every bridge network needs; created by the first network,
         removed with the last."""
         host = ctx.network.host_ns
+        if (
+            "nft:bridge" not in ctx.known_shared
+            and ctx.host is not None
+            and f"inet {fw.TABLE}" in ctx.host.nft_tables
+        ):
+            raise errors.ConflictError(
+                f"the host namespace already has an nftables table 'inet {fw.TABLE}' that this "
+                "state directory did not make: another hostnet state directory manages this "
+                "host (use the same --state-dir / HOSTNET_STATE_DIR), or it was left behind "
+                f"(remove it with `nft delete table inet {fw.TABLE}`)"
+            )
         commands, undo = fw.base_setup()
         shared: dict[str, Plan] = {
             "nft:bridge": (NftBatch(ns=host, commands=commands, undo=undo),)

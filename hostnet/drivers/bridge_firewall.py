@@ -34,7 +34,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hostnet.policy.ports import WILDCARD4, WILDCARD6, PortMapping
+from hostnet.model import PortMapping
+from hostnet.policy.ports import WILDCARD4, WILDCARD6
 
 TABLE = "hostnet"
 INET = {"family": "inet", "table": TABLE}
@@ -82,9 +83,12 @@ _L4 = [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
 
 def base_setup() -> tuple[str, str]:
     """The shared tables, sets, maps and chains; and the batch that removes them."""
+    # "create", not "add": if the tables exist, someone else owns them (another hostnet
+    # state directory on this host, or leftovers), and the batch fails before changing
+    # anything instead of adding a second copy of every rule.
     cmds: list[Command] = [
-        {"add": {"table": {"family": "inet", "name": TABLE}}},
-        {"add": {"table": {"family": "bridge", "name": TABLE}}},
+        {"create": {"table": {"family": "inet", "name": TABLE}}},
+        {"create": {"table": {"family": "bridge", "name": TABLE}}},
     ]
     for name, kind, flags in (
         ("bridges", "ifname", None),

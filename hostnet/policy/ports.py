@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from attrs import frozen
 
 from hostnet import errors
-from hostnet.model import BoundSocket
+from hostnet.model import BoundSocket, Reservation
 from hostnet.stores.local import Tx
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -107,19 +107,6 @@ class PortRequest:
             return 1
         assert self.end is not None
         return self.end - self.start + 1
-
-
-@frozen(kw_only=True)
-class PortMapping:
-    """One published port: host ``host_ip:host_port`` forwards to ``container_port``."""
-
-    protocol: str
-    host_ip: str
-    host_port: int
-    container_port: int
-
-    def docker_key(self) -> str:
-        return f"{self.container_port}/{self.protocol}"
 
 
 @frozen(kw_only=True)
@@ -220,13 +207,6 @@ def parse_reserved(text: str) -> set[int]:
         low, _, high = part.partition("-")
         out.update(range(int(low), int(high or low) + 1))
     return out
-
-
-@frozen(kw_only=True)
-class Reservation:
-    protocol: str
-    host_ip: str
-    port: int
 
 
 class PortAllocator:

@@ -9,7 +9,7 @@ mean nothing (the workload already uses the host's ports): refused by default, o
 warned about.
 
 Every decision, admitted or denied, is recorded by the Controller in the store
-(``hostnet audit`` lists them).
+(``Controller.admissions()`` lists them, and ``hostnet audit`` shows them).
 """
 
 from __future__ import annotations

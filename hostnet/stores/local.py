@@ -21,12 +21,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hostnet import errors
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -112,7 +114,7 @@ CREATE TABLE IF NOT EXISTS journal (
     started REAL NOT NULL,             -- the owning process's start time (pid reuse guard)
     plan TEXT NOT NULL,
     done INTEGER NOT NULL,             -- ops completed
-    failed INTEGER NOT NULL DEFAULT 0, -- teardown finished with errors: retry in gc
+    failed INTEGER NOT NULL DEFAULT 0, -- finished with errors (a teardown, or a rollback): gc retries
     at REAL NOT NULL
 );
 """
@@ -190,14 +192,34 @@ class Tx:
         return [self.namespace(r[0]) for r in rows]  # type: ignore[misc]
 
     def activate(self, table: str, key: str, value: str, applied: Any = None) -> None:
+        """Mark a pending record active (with the plan that was applied). Raises
+        ConflictError if the record is gone meanwhile, so the setup is rolled back."""
         assert table in ("namespaces", "networks", "endpoints")
         if applied is None:
-            self.c.execute(f"UPDATE {table} SET state = 'active' WHERE {key} = ?", (value,))  # noqa: S608
+            cur = self.c.execute(
+                f"UPDATE {table} SET state = 'active' WHERE {key} = ?",  # noqa: S608
+                (value,),
+            )
         else:
-            self.c.execute(
+            cur = self.c.execute(
                 f"UPDATE {table} SET state = 'active', applied = ? WHERE {key} = ?",  # noqa: S608
                 (_dumps(applied), value),
             )
+        if cur.rowcount != 1:
+            raise errors.ConflictError(f"the {table[:-1]} record {value!r} went away meanwhile")
+
+    def mark_deleting(self, table: str, key: str, values: list[str]) -> None:
+        """Mark records as being torn down: no other call plans with them any more."""
+        assert table in ("namespaces", "networks", "endpoints")
+        for value in values:
+            self.c.execute(
+                f"UPDATE {table} SET state = 'deleting' WHERE {key} = ?",  # noqa: S608
+                (value,),
+            )
+
+    def network_state(self, id: str) -> str | None:
+        row = self.c.execute("SELECT state FROM networks WHERE id = ?", (id,)).fetchone()
+        return None if row is None else str(row[0])
 
     # -- networks ----------------------------------------------------------------------
 
@@ -291,7 +313,11 @@ class Tx:
 
     def extend_endpoint(self, id: str, *, ports: list[Any], applied: list[Any]) -> None:
         """Record ports published on an existing endpoint and the ops that did it."""
-        row = self.c.execute("SELECT data, applied FROM endpoints WHERE id = ?", (id,)).fetchone()
+        row = self.c.execute(
+            "SELECT data, applied FROM endpoints WHERE id = ? AND state = 'active'", (id,)
+        ).fetchone()
+        if row is None:
+            raise errors.ConflictError(f"endpoint {id[:12]} was disconnected meanwhile")
         data, done = _loads(row[0]), _loads(row[1])
         data["ports"] = [*data.get("ports", []), *ports]
         self.c.execute(
@@ -456,6 +482,14 @@ class Tx:
     def journal_end(self, id: str) -> None:
         self.c.execute("DELETE FROM journal WHERE id = ?", (id,))
 
+    def journal_replace(self, id: str, *, kind: str, plan: list[dict[str, Any]]) -> None:
+        """Turn a journal into a failed one of ``kind`` with a new plan (a setup whose
+        rollback failed becomes a teardown of the inverses still to do)."""
+        self.c.execute(
+            "UPDATE journal SET kind = ?, plan = ?, done = 0, failed = 1 WHERE id = ?",
+            (kind, _dumps(plan), id),
+        )
+
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))
 
@@ -558,32 +592,43 @@ class LocalStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        """A write transaction: committed on success, rolled back on any exception."""
+        """A write transaction: committed on success, rolled back on any exception.
+        SQLite's own errors come out as StoreError."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             raise errors.StoreError(f"{self.path} is busy or unwritable: {exc}") from exc
         try:
             yield Tx(conn)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise errors.StoreError(f"{self.path}: {exc}") from exc
         except BaseException:
             if conn.in_transaction:  # an interrupt can land after COMMIT ran
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
-    def read(self, fn: Any) -> Any:
+    def read(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn(tx)`` in a read transaction (a consistent snapshot)."""
         conn = self._conn()
-        conn.execute("BEGIN")
         try:
-            return fn(Tx(conn))
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            try:
+                return fn(Tx(conn))
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"{self.path}: {exc}") from exc
 
     def journal_progress(self, id: str, done: int) -> None:
-        self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
+        try:
+            self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"{self.path}: {exc}") from exc
 
     def dump(self) -> dict[str, Any]:
         """Every table as rows, for tests comparing states before and after."""

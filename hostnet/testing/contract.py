@@ -422,7 +422,7 @@ class BackendContract:
 
     def test_bridge_firewall_batches_list_the_same(self, world: World) -> None:
         from hostnet.drivers import bridge_firewall as fw
-        from hostnet.policy.ports import PortMapping
+        from hostnet.model import PortMapping
 
         ns = world.ns()
         base, base_undo = fw.base_setup()

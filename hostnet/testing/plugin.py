@@ -2,9 +2,10 @@
 
 - ``hostnet_fake``: a Controller on the fake backend with its own temporary state. No
   root needed.
-- ``hostnet_host``: as root, a Controller whose host is a throwaway namespace, with its
-  own temporary state; every namespace the test makes with the Controller's
-  ``prefix`` is deleted afterwards, even when the test fails. Skipped without root.
+- ``hostnet_host``: as root, a throwaway host namespace (``.host``) and a Controller
+  for it (``.controller``) with its own temporary state; every namespace whose name
+  starts with ``.prefix`` (use ``.name()``) is deleted afterwards, even when the test
+  fails. Skipped without root.
 """
 
 from __future__ import annotations

@@ -249,6 +249,15 @@ def test_forwarding_is_left_alone_in_the_callers_own_namespace(tmp_path) -> None
     with pytest.warns(errors.HostnetWarning, match="forwarding"):
         ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     assert kernel.sysctl(None, "net/ipv4/ip_forward") == "0"
+    # a second state directory on the same host must not share (and later delete) the
+    # first one's firewall tables
+    other = Controller(backend=kernel, state_dir=tmp_path / "s2", forwarding=True)
+    before = kernel.dump()
+    with pytest.raises(errors.ConflictError, match="another hostnet state directory"):
+        other.create_network("web", driver="bridge", subnet="10.92.0.0/24")
+    assert kernel.dump() == before
+    other.close()
+    ctl.delete_network("web")
     ctl.close()
     ctl = Controller(backend=kernel, state_dir=tmp_path / "s2", forwarding=True)
     ctl.create_network("web", driver="bridge", subnet="10.92.0.0/24")

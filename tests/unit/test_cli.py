@@ -372,9 +372,11 @@ def test_audit_table(cli: Cli) -> None:
     cli("--allow-host-network", "attach", "web", "--driver", "host")
     result = cli("audit")
     assert result.code == 0
+    admitted = "host-network: policy allows host networking for every workload"
     assert table(result.out) == [
         ["SEVERITY", "KIND", "SUBJECT", "DETAIL"],
         ["high", "host-network", "web", "shares the host's network stack and ports"],
+        ["info", "admission-admitted", "web", admitted],
     ]
     assert cli("--json", "audit").json() == [
         {
@@ -382,7 +384,8 @@ def test_audit_table(cli: Cli) -> None:
             "kind": "host-network",
             "subject": "web",
             "detail": "shares the host's network stack and ports",
-        }
+        },
+        {"severity": "info", "kind": "admission-admitted", "subject": "web", "detail": admitted},
     ]
 
 

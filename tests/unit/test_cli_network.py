@@ -23,8 +23,8 @@ from hostnet.cli.main import build_parser
 from hostnet.cli.network import RUN_PREFIX, format_port, parse_pairs
 from hostnet.controller import Controller
 from hostnet.errors import InvalidOption
+from hostnet.model import PortMapping
 from hostnet.ops import CreateNamespace
-from hostnet.policy.ports import PortMapping
 from tests.unit.test_cli import Cli, Result, assert_one_line_error, table
 
 HOST = "host"

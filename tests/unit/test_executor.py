@@ -186,12 +186,15 @@ def test_rollback_errors_are_collected_into_apply_error(store: LocalStore) -> No
     # what could be undone was: the namespace is gone, the ports are still held
     assert kernel.namespaces() == ()
     assert len(kernel.bound_sockets(None, [8080, 8081])) == 2
+    # the records stay, and the journal now holds exactly the inverses still to do
     (journal,) = store.read(lambda tx: tx.journals())
-    assert journal["failed"] and journal["done"] == 3
+    assert journal["failed"] and journal["kind"] == "teardown"
+    assert [op["op"] for op in journal["plan"]] == ["UnbindPort", "UnbindPort"]
+    assert store.dump() != store_before
     # once the backend works again, recovery finishes the rollback
     backend.fail_kinds = frozenset()
     (report,) = Executor(backend, store).recover()
-    assert report.kind == "setup" and report.owners == ("o1",) and report.errors == ()
+    assert report.kind == "teardown" and report.owners == ("o1",) and report.errors == ()
     assert kernel.dump() == kernel_before
     assert store.dump() == store_before
 

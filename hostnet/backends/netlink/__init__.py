@@ -1,8 +1,9 @@
 """The real backend: rtnetlink through pyroute2's messages, nftables through libnftables.
 
 This package is the only place that imports pyroute2 (lazily: ``import hostnet`` does
-not load it) and the only place that maps NetlinkError and errno to hostnet errors,
-all in :func:`_translate`.
+not load it) and the only place that maps NetlinkError and errno to hostnet errors:
+:func:`_translate` around every op and query, helped by nsenter (namespace files) and
+nft.translate (libnftables' error text).
 
 Per namespace it keeps one rtnetlink socket and one nftables context, both opened from a
 short-lived thread inside the namespace (see nsenter). A cached handle is checked against
@@ -320,7 +321,7 @@ class NetlinkBackend:
             os.close(fd)
 
     def sysctl(self, ns: str | None, key: str) -> str:
-        with self._lock:
+        with self._lock, _translate(f"read sysctl {key} in {ns or 'root namespace'}", None):
             fd = self._sysctl_fd(ns, key)
             try:
                 return os.pread(fd, 4096, 0).decode().rstrip("\n")
@@ -335,7 +336,7 @@ class NetlinkBackend:
         owners: bool = True,
         protocols: Collection[str] | None = None,
     ) -> tuple[BoundSocket, ...]:
-        with self._lock:
+        with self._lock, _translate(f"list bound sockets in {ns or 'root namespace'}", None):
             handle = self._handle(ns)
             if handle.diag is None:
                 handle.diag = self._in_ns(ns, open_diag_socket)
@@ -358,7 +359,8 @@ class NetlinkBackend:
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         family, _, name = table.partition(" ")
         try:
-            listing = self._nft(ns).run(f"list table {family} {name}", f"nft list {table}")
+            with self._lock, _translate(f"nft list {table}", None):
+                listing = self._nft(ns).run(f"list table {family} {name}", f"nft list {table}")
         except errors.NotFoundError:
             return None
         return _normalise_nft(listing or {})
@@ -644,7 +646,7 @@ class NetlinkBackend:
             self._chan(op.ns).request(msg, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
         except NetlinkError as exc:
             if exc.code == errno.EEXIST:
-                raise errors.AddressInUse(op.address, op.ifname) from exc
+                raise errors.AddressInUse(op.address, interface=op.ifname) from exc
             raise
 
     def _apply_DelAddress(self, op: DelAddress) -> None:
