@@ -1,34 +1,43 @@
 #!/usr/bin/env python3
-"""Published ports: what adding the k-th published port costs as their number grows to
-10,000, in hostnet, in libnftables map elements (the floor) and in a naive chain of one
-DNAT rule per port, measured in the same run.
+"""Published ports: what publishing the k-th port costs as their number grows to 10,000,
+in hostnet, in libnftables map elements (the floor) and in a naive chain of one DNAT
+rule per port, measured in the same run.
 
-    sudo python3 benchmarks/ports.py                  # 10,000 ports per method
-    sudo python3 benchmarks/ports.py --ports 2000     # quicker
+    sudo python3 benchmarks/ports.py                     # 10,000 ports per method
+    sudo python3 benchmarks/ports.py --ports 2000        # quicker
+    sudo python3 benchmarks/ports.py --connect-ports 0   # without the secondary part
 
-- hostnet:  one bridge network; ports arrive --per-endpoint (10) at a time, with a new
-            endpoint each: Network.connect(ns, publish=["P:80", "P+1:80", ...]). hostnet
-            has no call that publishes a port on an existing endpoint, so a connect is
-            the unit: its time divided by the ports it published is the cost per port,
-            and it includes a veth, an address and a route that do not depend on the
-            number of ports. The part spent in the connect's one nftables transaction is
-            timed too, by wrapping the backend's ``apply`` (a perf_counter_ns pair around
-            each op: instrumentation of about a microsecond, inside the connect time).
+Primary measurement (the target: the 10,000th port costs <= 1.2x the 1st):
+
+- hostnet:  one bridge network and ONE connected endpoint; every port is published by
+            its own call, ``Network.publish(ns, ["P:80"])``, and every call is timed.
+            The call's one nftables transaction is timed too, by wrapping the backend's
+            ``apply`` (a perf_counter_ns pair around it: about a microsecond of
+            instrumentation, inside the call's time).
 - floor:    one libnftables transaction per port adding its two elements (address and
             port) to the maps of hostnet's tables (made once with bridge_firewall's
-            base_setup and network_setup): the same JSON hostnet sends, one port at a time.
+            base_setup and network_setup): the JSON hostnet sends, one port at a time.
 - naive:    one libnftables transaction per port appending a rule ``tcp dport P dnat ip
             to IP:80`` to a NAT prerouting chain, as scripts and older tools do (and as
             iptables-based CNI portmap and netavark do, with a chain per container).
 
-Each method has its own throwaway host namespace. The methods take turns: every round,
-hostnet connects one endpoint, then the floor and the naive chain add as many ports (the
-order rotating each round). Reported per method: the median cost per port of the first
-100 and of the last 100 additions and their ratio (target for hostnet: the 10,000th port
-costs at most 1.2x the first), and the median of each tenth of the run.
+Each method has its own throwaway host namespace. The methods take turns in rounds of
+--batch ports each, the order rotating every round. Reported per method: the median
+(and p95) cost of the first 100 and of the last 100 additions and their ratio, the
+ratio to the floor, and the median of each tenth of the run. The size of hostnet's
+record of the endpoint is read (untimed) at the end of every tenth. Then the endpoint
+with all its ports is disconnected (timed once).
+
+Secondary (--connect-ports, 0 skips it): the older measurement through ``connect``,
+hostnet alone, after the primary one: ports arrive --per-endpoint (10) at a time, each
+time with a new endpoint (a veth, an address, a route) on the same network; cost per
+port = the connect's time / its ports; then ``disconnect_all`` of those endpoints. It
+measures connect's growth with the number of endpoints as much as the ports', so it is
+not the target's measurement.
 
 Every namespace is named hnbbp<pid>-..., and all of them are removed in a ``finally``
-block, also on Ctrl-C, SIGTERM or an error.
+block, also on Ctrl-C, SIGTERM or an error; the machine's own ruleset, iptables rules and
+links are compared before and after.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import json
 import math
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -50,7 +60,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from baselines import kernel
+from baselines import kernel, tools
 from common import (
     Target,
     Timer,
@@ -66,11 +76,13 @@ from common import (
 
 FIRST_PORT = 10000
 WARM_PORT = 40000
+CONNECT_PORT = 50000  # the secondary part's ports: 50000 + up to 10,000
 CONTAINER_PORT = 80
 EDGE = 100  # "the first 100 and the last 100 additions"
 GROWTH_LIMIT = 1.2
 SUBNETS = {"hostnet": "10.211.0.0/16", "floor": "10.212.0.0/16", "naive": "10.213.0.0/16"}
 NAIVE_TABLE = {"family": "ip", "table": "hnbnaive"}
+METHODS = ("hostnet", "floor", "naive")
 
 
 def endpoint_ip(subnet: str, endpoint: int) -> str:
@@ -80,12 +92,11 @@ def endpoint_ip(subnet: str, endpoint: int) -> str:
 
 class Hostnet:
     key = "hostnet"
-    label = "hostnet Network.connect"
+    label = "hostnet Network.publish"
 
-    def __init__(self, host: str, per_endpoint: int) -> None:
+    def __init__(self, host: str) -> None:
         import hostnet
 
-        self.per_endpoint = per_endpoint
         self.state_dir = tempfile.mkdtemp(prefix="hnbb-state-")
         self.ctl = hostnet.Controller(
             host=host, state_dir=self.state_dir, backend="netlink", forwarding=True
@@ -96,7 +107,7 @@ class Hostnet:
         backend = self.ctl.backend
         original = backend.apply
 
-        def apply(op: Any) -> None:  # times the nftables transactions of a connect
+        def apply(op: Any) -> None:  # times the nftables transaction of a call
             if not self._timing or type(op).__name__ != "NftBatch":
                 return original(op)
             start = time.perf_counter_ns()
@@ -107,15 +118,40 @@ class Hostnet:
 
         backend.apply = apply  # type: ignore[method-assign]
 
-    def publish(self, ns: str, ports: Sequence[int], *, timed: bool = True) -> None:
+    def _one_batch(self, call: Callable[[], object], timed: bool) -> float:
+        """Run ``call`` (with its nft transaction timed if ``timed``); its time in ms."""
         before = len(self.nft_ms)
         self._timing = timed
         try:
-            self.net.connect(ns, publish=[f"{p}:{CONTAINER_PORT}" for p in ports])
+            with Timer() as t:
+                call()
         finally:
             self._timing = False
         if timed and len(self.nft_ms) != before + 1:
-            raise RuntimeError("a connect with published ports sent no (or several) nft batches")
+            raise RuntimeError("a call with published ports sent no (or several) nft batches")
+        return t.ms
+
+    def publish(self, ns: str, port: int, *, timed: bool = True) -> float:
+        return self._one_batch(lambda: self.net.publish(ns, [f"{port}:{CONTAINER_PORT}"]), timed)
+
+    def connect(self, ns: str, ports: Sequence[int], *, timed: bool = True) -> float:
+        return self._one_batch(
+            lambda: self.net.connect(ns, publish=[f"{p}:{CONTAINER_PORT}" for p in ports]),
+            timed,
+        )
+
+    def row_bytes(self, ns: str) -> dict[str, int]:
+        """Size of hostnet's record of the endpoint of ``ns`` (its ``data`` and
+        ``applied`` JSON), read with a read-only SQLite connection, not timed."""
+        path = os.path.join(self.state_dir, "state.db")
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute(
+                "SELECT length(data), length(applied) FROM endpoints WHERE workload = ?", (ns,)
+            ).fetchone()
+        finally:
+            db.close()
+        return {"data": row[0], "applied": row[1]} if row else {"data": 0, "applied": 0}
 
     def close(self) -> None:
         self.ctl.close()
@@ -140,6 +176,9 @@ class NftMethod:
     def add(self, port: int, ip: str) -> None:
         raise NotImplementedError
 
+    def clear(self, ports: Sequence[int], ip: str) -> None:
+        raise NotImplementedError
+
     def count(self) -> int:
         raise NotImplementedError
 
@@ -149,7 +188,7 @@ class NftMethod:
 
 class Floor(NftMethod):
     key = "floor"
-    label = "libnftables map elements (floor)"
+    label = "libnftables map element (floor)"
 
     def __init__(self, host: str) -> None:
         subnet = SUBNETS["floor"]
@@ -167,8 +206,8 @@ class Floor(NftMethod):
     def add(self, port: int, ip: str) -> None:
         self.nft.run(kernel.port_batch("add", [(port, ip, CONTAINER_PORT)]))
 
-    def remove(self, port: int, ip: str) -> None:
-        self.nft.run(kernel.port_batch("delete", [(port, ip, CONTAINER_PORT)]))
+    def clear(self, ports: Sequence[int], ip: str) -> None:
+        self.nft.run(kernel.port_batch("delete", [(p, ip, CONTAINER_PORT) for p in ports]))
 
     def count(self) -> int:
         listing = self.nft.run("list map inet hostnet any4_port") or {}
@@ -221,7 +260,7 @@ class Naive(NftMethod):
         }
         self.nft.run(json.dumps({"nftables": [{"add": {"rule": rule}}]}, separators=(",", ":")))
 
-    def flush(self) -> None:
+    def clear(self, ports: Sequence[int], ip: str) -> None:
         self.nft.run("flush chain ip hnbnaive prerouting")
 
     def count(self) -> int:
@@ -254,96 +293,142 @@ class Run:
     def __init__(self, args: argparse.Namespace, prefix: str) -> None:
         self.args = args
         self.prefix = prefix
-        self.per = args.per_endpoint
-        self.endpoints = math.ceil(args.ports / self.per)
+        self.target = f"{prefix}t-main"  # the one endpoint of the primary measurement
         self.hostnet: Hostnet | None = None
         self.others: list[NftMethod] = []
-        self.connect_ms: list[float] = []  # hostnet, per connect
-        self.port_ms: dict[str, list[float]] = {"floor": [], "naive": []}
-        self.started = time.monotonic()
+        self.port_ms: dict[str, list[float]] = {key: [] for key in METHODS}
+        self.publish_nft_ms: list[float] = []
+        self.row_sizes: list[dict[str, int]] = []  # at the end of every tenth
+        self.teardown_ms: float | None = None  # disconnect of the endpoint with every port
+        self.per = args.per_endpoint
+        self.endpoints = math.ceil(args.connect_ports / self.per) if args.connect_ports else 0
+        self.connect_ms: list[float] = []  # secondary: hostnet, per connect
+        self.connect_nft_ms: list[float] = []
         self.disconnect_all_ms: float | None = None
-        self.hostnet_nft: list[float] = []  # hostnet, the nft transaction of each connect
+        self.started = time.monotonic()
 
     def log(self, text: str) -> None:
         print(f"  [{time.monotonic() - self.started:7.1f} s] {text}", flush=True)
 
     def build(self) -> None:
-        for key in ("hostnet", "floor", "naive"):
+        for key in METHODS:
             kernel.make_namespace(f"{self.prefix}{key[0]}-host")
-        for i in range(self.endpoints + self.args.warmup):
-            kernel.make_namespace(f"{self.prefix}t{i}")
-        self.hostnet = Hostnet(f"{self.prefix}h-host", self.per)
+        kernel.make_namespace(self.target)
+        kernel.make_namespace(f"{self.prefix}t-warm")
+        self.hostnet = Hostnet(f"{self.prefix}h-host")
         self.others = [Floor(f"{self.prefix}f-host"), Naive(f"{self.prefix}n-host")]
-        self.log(f"{self.endpoints + self.args.warmup + 3} namespaces ready")
+        self.log("5 namespaces ready")
 
     def warm_up(self) -> None:
-        """Exercise every method and check that the ports land where they should."""
+        """Exercise every method and check that the ports land where they should and
+        that removing them leaves nothing."""
         assert self.hostnet is not None
         hn = self.hostnet
-        for w in range(self.args.warmup):
-            ports = [WARM_PORT + w * self.per + j for j in range(self.per)]
-            hn.publish(f"{self.prefix}t{self.endpoints + w}", ports, timed=False)
-            if not set(ports) <= hostnet_ports(hn):
-                raise RuntimeError("hostnet: the published ports are not in its map")
-        if hn.net.disconnect_all() != self.args.warmup or hostnet_ports(hn):
-            raise RuntimeError("hostnet: disconnect_all left ports behind")
+        warm = f"{self.prefix}t-warm"
+        ports = [WARM_PORT + j for j in range(self.args.warmup)]
+        hn.connect(warm, [], timed=False)
+        for port in ports:
+            hn.publish(warm, port, timed=False)
+        if hostnet_ports(hn) != set(ports):
+            raise RuntimeError("hostnet: the published ports are not (only) in its map")
+        published = {m.host_port for e in hn.net.endpoints() for m in e.ports}
+        if published != set(ports):
+            raise RuntimeError(f"hostnet: the endpoint lists {sorted(published)}")
+        hn.net.disconnect(warm)
+        if hostnet_ports(hn) or hn.net.endpoints():
+            raise RuntimeError("hostnet: disconnect left ports or endpoints behind")
         for method in self.others:
-            for j in range(self.per):
-                method.add(WARM_PORT + j, endpoint_ip(SUBNETS[method.key], 0))
-            if method.count() != self.per:
-                raise RuntimeError(f"{method.label}: {method.count()} entries, not {self.per}")
-            if isinstance(method, Floor):
-                for j in range(self.per):
-                    method.remove(WARM_PORT + j, endpoint_ip(SUBNETS["floor"], 0))
-            elif isinstance(method, Naive):
-                method.flush()
+            ip = endpoint_ip(SUBNETS[method.key], 0)
+            for port in ports:
+                method.add(port, ip)
+            if method.count() != len(ports):
+                raise RuntimeError(f"{method.label}: {method.count()} entries, not {len(ports)}")
+            method.clear(ports, ip)
             if method.count() != 0:
                 raise RuntimeError(f"{method.label}: entries left after the warm-up")
-        self.log("warm-up done: every method added and removed checked ports")
+        self.log(f"warm-up done: {len(ports)} ports per method added, checked and removed")
 
     def measure(self) -> None:
+        """The primary measurement: one port per call, the methods taking turns."""
         assert self.hostnet is not None
         hn = self.hostnet
-        names = ["hostnet", *(m.key for m in self.others)]
-        by_key: dict[str, Callable[[int], None]] = {}
+        total, batch = self.args.ports, self.args.batch
+        hn.connect(self.target, [], timed=False)
+        tenth = max(1, total // 10)
 
-        def hostnet_round(e: int) -> None:
-            ports = self._ports(e)
-            with Timer() as t:
-                hn.publish(f"{self.prefix}t{e}", ports)
-            self.connect_ms.append(t.ms)
+        def hostnet_turn(ports: range) -> None:
+            for port in ports:
+                self.port_ms["hostnet"].append(hn.publish(self.target, port))
 
-        def nft_round(method: NftMethod) -> Callable[[int], None]:
-            def run(e: int) -> None:
-                ip = endpoint_ip(SUBNETS[method.key], e)
-                for port in self._ports(e):
+        def nft_turn(method: NftMethod) -> Callable[[range], None]:
+            ip = endpoint_ip(SUBNETS[method.key], 0)
+
+            def run(ports: range) -> None:
+                for port in ports:
                     with Timer() as t:
                         method.add(port, ip)
                     self.port_ms[method.key].append(t.ms)
 
             return run
 
-        by_key["hostnet"] = hostnet_round
+        turns: dict[str, Callable[[range], None]] = {"hostnet": hostnet_turn}
         for method in self.others:
-            by_key[method.key] = nft_round(method)
-        for e in range(self.endpoints):
+            turns[method.key] = nft_turn(method)
+        done = 0
+        for round_index in range(math.ceil(total / batch)):
             gc.collect()  # outside the timings
-            for key in rotation(names, e):
-                by_key[key](e)
-            if (e + 1) % max(1, self.endpoints // 5) == 0:
-                self.log(f"{(e + 1) * self.per} ports per method")
-        self.hostnet_nft = list(hn.nft_ms)
-        expected = self.args.ports
+            ports = range(FIRST_PORT + done, FIRST_PORT + min(done + batch, total))
+            for key in rotation(list(METHODS), round_index):
+                turns[key](ports)
+            before, done = done, done + len(ports)
+            if done // tenth != before // tenth or done == total:
+                self.row_sizes.append({"ports": done, **hn.row_bytes(self.target)})
+                self.log(
+                    f"{done} ports per method; hostnet's last call "
+                    f"{self.port_ms['hostnet'][-1]:.2f} ms, its endpoint record "
+                    f"{self.row_sizes[-1]['applied'] / 1e6:.2f} MB"
+                )
+        self.publish_nft_ms = list(hn.nft_ms)
+        hn.nft_ms.clear()
+        wanted = set(range(FIRST_PORT, FIRST_PORT + total))
         got = {"hostnet": len(hostnet_ports(hn))} | {m.key: m.count() for m in self.others}
-        if any(count != expected for count in got.values()):
-            raise RuntimeError(f"expected {expected} ports per method, found {got}")
+        listed = {m.host_port for e in hn.net.endpoints() for m in e.ports}
+        if any(count != total for count in got.values()) or listed != wanted:
+            raise RuntimeError(f"expected {total} ports per method, found {got}")
         with Timer() as t:
-            hn.net.disconnect_all()
-        self.disconnect_all_ms = t.ms
+            hn.net.disconnect(self.target)
+        self.teardown_ms = t.ms
+        if hostnet_ports(hn) or hn.net.endpoints():
+            raise RuntimeError("hostnet: disconnect left ports or endpoints behind")
+        self.log(f"disconnect of the endpoint with {total} ports: {t.ms:.0f} ms")
 
-    def _ports(self, e: int) -> list[int]:
+    def measure_connects(self) -> None:
+        """Secondary: ports published by connect, --per-endpoint at a time, hostnet alone."""
+        if not self.endpoints:
+            return
+        assert self.hostnet is not None
+        hn = self.hostnet
+        for e in range(self.endpoints):
+            kernel.make_namespace(f"{self.prefix}c{e}")
+        self.log(f"secondary: {self.endpoints} more namespaces ready")
+        for e in range(self.endpoints):
+            if e % self.args.batch == 0:
+                gc.collect()
+            self.connect_ms.append(hn.connect(f"{self.prefix}c{e}", self._connect_ports(e)))
+        self.connect_nft_ms = list(hn.nft_ms)
+        if len(hostnet_ports(hn)) != self.args.connect_ports:
+            raise RuntimeError("secondary: hostnet's map does not hold every port")
+        with Timer() as t:
+            count = hn.net.disconnect_all()
+        self.disconnect_all_ms = t.ms
+        if count != self.endpoints or hostnet_ports(hn):
+            raise RuntimeError("secondary: disconnect_all left ports behind")
+        self.log(f"secondary: {self.endpoints} connects, disconnect_all {t.ms:.0f} ms")
+
+    def _connect_ports(self, e: int) -> list[int]:
         first = e * self.per
-        return [FIRST_PORT + first + j for j in range(min(self.per, self.args.ports - first))]
+        count = min(self.per, self.args.connect_ports - first)
+        return [CONNECT_PORT + first + j for j in range(count)]
 
     def close(self) -> None:
         for method in [self.hostnet, *self.others]:
@@ -359,22 +444,16 @@ class Run:
 # -- reporting -------------------------------------------------------------------------
 
 
-def per_port_series(run: Run) -> dict[str, list[float]]:
-    """Cost per port, one value per port added, in the order they were added: for
-    hostnet, each connect's time divided by its ports, repeated for each of them."""
-    hn: list[float] = []
-    hn_nft: list[float] = []
-    for index, (total, nft) in enumerate(zip(run.connect_ms, run.hostnet_nft, strict=True)):
-        count = len(run._ports(index))
-        hn += [total / count] * count
-        hn_nft += [nft / count] * count
-    return {"hostnet": hn, "hostnet_nft": hn_nft, **run.port_ms}
-
-
 def edges(series: Sequence[float], edge: int) -> dict[str, float]:
-    first = statistics.median(series[:edge])
-    last = statistics.median(series[-edge:])
-    return {"first": first, "last": last, "ratio": last / first if first else math.nan}
+    first, last = series[:edge], series[-edge:]
+    f, la = statistics.median(first), statistics.median(last)
+    return {
+        "first": f,
+        "last": la,
+        "ratio": la / f if f else math.nan,
+        "first_p95": summarize(first)["p95"],
+        "last_p95": summarize(last)["p95"],
+    }
 
 
 def deciles(series: Sequence[float]) -> list[float]:
@@ -388,42 +467,168 @@ def deciles(series: Sequence[float]) -> list[float]:
 
 
 LABELS = {
-    "hostnet": "hostnet connect, per port",
+    "hostnet": "hostnet Network.publish, 1 port",
     "hostnet_nft": "  of which its nft transaction",
-    "floor": "libnftables element (floor)",
+    "hostnet_rest": "  the rest (store, reads, checks)",
+    "floor": "libnftables map element (floor)",
     "naive": "one DNAT rule per port (naive)",
 }
 
 
+def primary_series(run: Run) -> dict[str, list[float]]:
+    hn = run.port_ms["hostnet"]
+    nft = run.publish_nft_ms
+    return {
+        "hostnet": hn,
+        "hostnet_nft": nft,
+        "hostnet_rest": [a - b for a, b in zip(hn, nft, strict=True)],
+        "floor": run.port_ms["floor"],
+        "naive": run.port_ms["naive"],
+    }
+
+
+def secondary_series(run: Run) -> dict[str, list[float]]:
+    """Cost per port, one value per port added, in order: each connect's time divided
+    by its ports, repeated for each of them."""
+    per_port: list[float] = []
+    per_port_nft: list[float] = []
+    for index, (total, nft) in enumerate(zip(run.connect_ms, run.connect_nft_ms, strict=True)):
+        count = len(run._connect_ports(index))
+        per_port += [total / count] * count
+        per_port_nft += [nft / count] * count
+    return {"connect": per_port, "connect_nft": per_port_nft}
+
+
+def fmt(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.3f}"
+
+
+def report_primary(
+    stats: dict[str, Any], total: int, markdown: bool
+) -> tuple[list[str], list[str]]:
+    floor = stats["floor"]["first_vs_last"]
+    rows = []
+    for key, data in stats.items():
+        e = data["first_vs_last"]
+        rows.append(
+            [
+                LABELS[key].strip(),
+                fmt(e["first"]),
+                fmt(e["first_p95"]),
+                fmt(e["last"]),
+                fmt(e["last_p95"]),
+                f"{e['ratio']:.2f}x",
+                f"{e['first'] / floor['first']:.2f}x",
+                f"{e['last'] / floor['last']:.2f}x",
+            ]
+        )
+    head = [
+        "method",
+        f"first {EDGE} median",
+        "p95",
+        f"last {EDGE} median",
+        "p95",
+        "last / first",
+        "first x floor",
+        "last x floor",
+    ]
+    tenths = [f"{10 * (i + 1)}%" for i in range(10)]
+    dec_rows = [[LABELS[k].strip(), *(fmt(v) for v in d["deciles"])] for k, d in stats.items()]
+    plain = [
+        f"\nprimary: cost of one added port, ms ({total} per method; median and p95 of the "
+        f"first and last {EDGE}):",
+        *_plain_table(head, rows),
+        "\nmedian cost of one added port in each tenth of the run, ms:",
+        *_plain_table(["method", *tenths], dec_rows),
+    ]
+    md: list[str] = []
+    if markdown:
+        md = [
+            "",
+            *_md_table(head, rows),
+            "",
+            *_md_table(["method", *tenths], dec_rows),
+        ]
+    return plain, md
+
+
+def _plain_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    out = []
+    for index, row in enumerate([head, *rows]):
+        out.append(
+            "  "
+            + "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if index == 0:
+            out.append("  " + "  ".join("-" * w for w in widths))
+    return out
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--ports", type=int, default=10_000, help="ports per method (10000)")
     parser.add_argument(
-        "--per-endpoint", type=int, default=10, help="ports per hostnet connect (10)"
+        "--ports", type=int, default=10_000, help="ports per method, one per call (10000)"
     )
-    parser.add_argument("--warmup", type=int, default=3, help="untimed connects (3)")
+    parser.add_argument("--batch", type=int, default=10, help="ports per method per turn (10)")
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="untimed ports per method, checked (20)"
+    )
+    parser.add_argument(
+        "--connect-ports",
+        type=int,
+        default=10_000,
+        help="secondary: ports published through connect, hostnet alone (10000; 0 skips)",
+    )
+    parser.add_argument(
+        "--per-endpoint", type=int, default=10, help="secondary: ports per connect (10)"
+    )
     parser.add_argument("--out", type=Path, help="result file (results/ports.json)")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--markdown", action="store_true", help="also print markdown tables")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("ports.py needs root (namespaces, links, nftables)", file=sys.stderr)
         return 2
-    if args.per_endpoint < 1 or args.ports < 2 * EDGE or args.warmup < 1:
-        parser.error(f"--ports must be at least {2 * EDGE}; --per-endpoint and --warmup >= 1")
-    if math.ceil(args.ports / args.per_endpoint) > 1000:
-        parser.error("a bridge takes at most 1023 ports: raise --per-endpoint")
+    if args.ports < 2 * EDGE or args.warmup < 1 or args.batch < 1:
+        parser.error(f"--ports must be at least {2 * EDGE}; --warmup and --batch >= 1")
+    if args.ports > 20_000 or args.connect_ports > 15_000:
+        parser.error("ports 10000..29999 (--ports) and 50000..64999 (--connect-ports) only")
+    if args.connect_ports:
+        if args.per_endpoint < 1 or args.connect_ports < 2 * EDGE:
+            parser.error(f"--connect-ports: 0 or at least {2 * EDGE}; --per-endpoint >= 1")
+        if math.ceil(args.connect_ports / args.per_endpoint) > 1000:
+            parser.error("a bridge takes at most 1023 ports: raise --per-endpoint")
 
     machine = machine_info()
     print(
         f"{machine['date']}  kernel {machine['kernel']}  python {machine['python']}  "
         f"{machine['cpus']} CPUs  load {machine['loadavg']}"
     )
+    source = machine.get("hostnet_source") or {}
+    print(
+        f"hostnet {machine['hostnet_path']} at {source.get('commit', '?')[:12]}"
+        + (f" MODIFIED: {source['modified']}" if source.get("modified") else "")
+    )
     prefix = unique_prefix("bp")
     kernel.prepare_run_dir()
+    root_before = tools.root_state()
     run = Run(args, prefix)
     print(
-        f"{args.ports} ports per method; hostnet {args.per_endpoint} per connect "
-        f"({run.endpoints} endpoints); names {prefix}*"
+        f"primary: {args.ports} ports per method, one per call, hostnet on one endpoint; "
+        f"secondary: {args.connect_ports or 'no'} ports through connect, "
+        f"{args.per_endpoint} per endpoint; names {prefix}*"
     )
     started = time.monotonic()
     leftovers: list[str] = []
@@ -432,6 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run.build()
             run.warm_up()
             run.measure()
+            run.measure_connects()
     finally:
         with ignore_signals():
             run.close()
@@ -448,42 +654,58 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if leftovers
                 else f"cleanup: `ip netns list` shows no {prefix}* namespace"
             )
+    root_check = tools.compare_root(root_before, tools.root_state())
+    print(
+        "root namespace: nftables ruleset, iptables rules and links "
+        + ("unchanged" if root_check["unchanged"] else f"CHANGED: {root_check}")
+    )
     elapsed = time.monotonic() - started
     assert run.hostnet is None
-    series = per_port_series(run)
+
     stats: dict[str, Any] = {}
-    print(f"\ncost per port added, ms (median of the first and last {EDGE} additions):")
-    for key, values in series.items():
-        e = edges(values, EDGE)
+    for key, values in primary_series(run).items():
         stats[key] = {
-            "label": LABELS[key],
+            "label": LABELS[key].strip(),
             "per_port": summarize(values),
-            "first_vs_last": e,
+            "first_vs_last": edges(values, EDGE),
             "deciles": deciles(values),
         }
-        print(
-            f"  {LABELS[key]:<34} first {e['first']:.3f}  last {e['last']:.3f}  "
-            f"last/first {e['ratio']:.2f}x   median {stats[key]['per_port']['median']:.3f}"
-        )
-    print("\nmedian cost per port in each tenth of the run, ms:")
-    print("  " + " " * 34 + "".join(f"{f'{10 * (i + 1)}%':>8}" for i in range(10)))
-    for key, data in stats.items():
-        print(f"  {LABELS[key]:<34}" + "".join(f"{v:8.3f}" for v in data["deciles"]))
-    print(
-        f"\nhostnet connect (all {args.per_endpoint} ports): median "
-        f"{statistics.median(run.connect_ms):.2f} ms; its nft transaction "
-        f"{statistics.median(run.hostnet_nft):.3f} ms; disconnect_all of {run.endpoints} "
-        f"endpoints ({args.ports} ports): {run.disconnect_all_ms:.0f} ms"
-    )
+    plain, md = report_primary(stats, args.ports, args.markdown)
+    print("\n".join(plain))
     growth = stats["hostnet"]["first_vs_last"]
+    nft = stats["hostnet_nft"]["first_vs_last"]
+    rest = stats["hostnet_rest"]["first_vs_last"]
+    sizes = run.row_sizes[-1] if run.row_sizes else {"data": 0, "applied": 0}
+    slope = (growth["last"] - growth["first"]) / max(1, args.ports - EDGE)
+    print(
+        f"\nhostnet's record of the endpoint after {args.ports} ports: data "
+        f"{sizes['data'] / 1e3:.0f} kB, applied {sizes['applied'] / 1e6:.2f} MB; each call "
+        f"costs {slope * 1000:.2f} us more per port already published"
+    )
+    print(f"disconnect of hostnet's endpoint with {args.ports} ports: {run.teardown_ms:.0f} ms")
+
+    secondary: dict[str, Any] = {}
+    if run.connect_ms:
+        for key, values in secondary_series(run).items():
+            secondary[key] = {"per_port": summarize(values), "first_vs_last": edges(values, EDGE)}
+        c, cn = secondary["connect"]["first_vs_last"], secondary["connect_nft"]["first_vs_last"]
+        print(
+            f"\nsecondary (not the target): ports through Network.connect, {args.per_endpoint} "
+            f"per new endpoint, hostnet alone: per port {c['first']:.3f} -> {c['last']:.3f} ms "
+            f"({c['ratio']:.2f}x; its nft transaction {cn['ratio']:.2f}x); connect median "
+            f"{statistics.median(run.connect_ms):.2f} ms; disconnect_all of {run.endpoints} "
+            f"endpoints ({args.connect_ports} ports) {run.disconnect_all_ms:.0f} ms"
+        )
+
     targets = [
         Target(
             name=f"hostnet: port {args.ports} costs <= {GROWTH_LIMIT}x port 1 "
-            f"(median per port, last {EDGE} vs first {EDGE})",
+            f"(Network.publish, one port per call; median of the last {EDGE} calls vs the "
+            f"first {EDGE})",
             passed=growth["ratio"] <= GROWTH_LIMIT,
-            detail=f"{growth['first']:.3f} -> {growth['last']:.3f} ms per port = "
-            f"{growth['ratio']:.2f}x (its nft transaction: "
-            f"{stats['hostnet_nft']['first_vs_last']['ratio']:.2f}x; floor "
+            detail=f"{growth['first']:.3f} -> {growth['last']:.3f} ms = {growth['ratio']:.2f}x "
+            f"(its nft transaction {nft['first']:.3f} -> {nft['last']:.3f} ms, "
+            f"{nft['ratio']:.2f}x; the rest {rest['ratio']:.2f}x; floor "
             f"{stats['floor']['first_vs_last']['ratio']:.2f}x; naive "
             f"{stats['naive']['first_vs_last']['ratio']:.2f}x)",
         )
@@ -491,6 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for target in targets:
         print(target)
+    if md:
+        print("\n".join(md))
     if not args.no_write:
         path = write_results(
             "ports",
@@ -498,29 +722,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "units": "ms",
                 "params": {
                     "ports": args.ports,
-                    "per_endpoint": args.per_endpoint,
-                    "endpoints": run.endpoints,
+                    "batch": args.batch,
                     "warmup": args.warmup,
                     "edge": EDGE,
+                    "connect_ports": args.connect_ports,
+                    "per_endpoint": args.per_endpoint,
+                    "endpoints": run.endpoints,
                     "prefix": prefix,
                     "elapsed_s": round(elapsed, 1),
                 },
                 "methods": stats,
-                "hostnet_connect_ms": summarize(run.connect_ms),
-                "hostnet_disconnect_all_ms": run.disconnect_all_ms,
+                "hostnet_record_bytes": run.row_sizes,
+                "hostnet_teardown_ms": run.teardown_ms,
+                "secondary": {
+                    **secondary,
+                    "connect_ms": summarize(run.connect_ms),
+                    "disconnect_all_ms": run.disconnect_all_ms,
+                },
                 "samples_ms": {
-                    "hostnet_connect": run.connect_ms,
-                    "hostnet_nft": run.hostnet_nft,
                     **run.port_ms,
+                    "hostnet_nft": run.publish_nft_ms,
+                    "secondary_connect": run.connect_ms,
+                    "secondary_connect_nft": run.connect_nft_ms,
                 },
                 "targets": [t.to_json() for t in targets],
+                "root_namespace": root_check,
                 "leftover_namespaces": leftovers,
             },
             path=args.out,
             machine=machine,
         )
         print(f"\nwrote {path}")
-    return 1 if leftovers else 0
+    return 1 if leftovers or not root_check["unchanged"] else 0
 
 
 if __name__ == "__main__":

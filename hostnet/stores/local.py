@@ -114,7 +114,7 @@ CREATE TABLE IF NOT EXISTS journal (
     started REAL NOT NULL,             -- the owning process's start time (pid reuse guard)
     plan TEXT NOT NULL,
     done INTEGER NOT NULL,             -- ops completed
-    failed INTEGER NOT NULL DEFAULT 0, -- finished with errors (a teardown, or a rollback): gc retries
+    failed INTEGER NOT NULL DEFAULT 0, -- ended with errors (teardown or rollback): gc retries
     at REAL NOT NULL
 );
 """
