@@ -657,7 +657,7 @@ class Controller:
 
     def detach(self, workload: Namespace | str, network: str | None = None) -> None:
         """Disconnect a workload from ``network`` (default: from every network)."""
-        name = workload.name if isinstance(workload, Namespace) else workload
+        name = _workload_name(workload)
         targets = [network] if network else [e.network for e in self.endpoints(name)]
         if not targets:
             if network:
@@ -756,7 +756,7 @@ class Controller:
         if isinstance(publish, str) or isinstance(ports, str):
             raise errors.InvalidOption("publish", publish, "give a list of port strings")
         if drv.needs_namespace:
-            name = workload.name if isinstance(workload, Namespace) else workload
+            name = _workload_name(workload)
             check_namespace_name(name)
             if name == self.host_ns:
                 raise errors.ConflictError(f"{name!r} is the host namespace itself")
@@ -934,7 +934,7 @@ class Controller:
     ) -> Endpoint:
         """Publish more ports of a connected workload: one nftables transaction, whose
         cost does not depend on how many ports are published already."""
-        name = workload.name if isinstance(workload, Namespace) else workload
+        name = _workload_name(workload)
         if isinstance(publish, str):
             raise errors.InvalidOption("publish", publish, "give a list of port strings")
         record = self._network_record(network.name)
@@ -974,7 +974,7 @@ class Controller:
         return next(e for e in self.endpoints(name) if e.id == row["id"])
 
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
-        name = workload.name if isinstance(workload, Namespace) else workload
+        name = _workload_name(workload)
         record = self._network_record(network.name)
         found: list[dict[str, Any]] = []
 
@@ -1026,7 +1026,7 @@ class Controller:
 
     def inspect(self, workload: Namespace | str) -> dict[str, Any]:
         """A Docker-shaped description of a workload's networking."""
-        name = workload.name if isinstance(workload, Namespace) else workload
+        name = _workload_name(workload)
         check_namespace_name(name)  # every workload name is also a valid namespace name
         eps = self.endpoints(name)
         is_ns = self.backend.has_namespace(name)
@@ -1209,6 +1209,10 @@ class Controller:
             ],
             "stale": stale,
         }
+
+
+def _workload_name(workload: Namespace | str) -> str:
+    return workload.name if isinstance(workload, Namespace) else workload
 
 
 def random_mac() -> str:

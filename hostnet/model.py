@@ -132,6 +132,3 @@ class Snapshot:
 
     def addresses_of(self, ifname: str) -> tuple[str, ...]:
         return tuple(a.address for a in self.addresses if a.ifname == ifname)
-
-    def routes_via(self, ifname: str) -> tuple[Route, ...]:
-        return tuple(r for r in self.routes if r.ifname == ifname)

@@ -192,6 +192,11 @@ class AddLink(Op):
     local: str | None = None
     port: int | None = None
 
+    @property
+    def peer_namespace(self) -> str | None:
+        """Where a veth's peer lives (``peer_ns`` with SAME_NS resolved)."""
+        return self.ns if self.peer_ns == SAME_NS else self.peer_ns
+
     def inverse(self) -> Op:
         return DelLink(ns=self.ns, name=self.name, recreate=self)
 
@@ -427,7 +432,7 @@ def _deleted_links(plan: Plan) -> set[tuple[str | None, str]]:
             gone.add((op.ns, op.name))
             made = op.recreate
             if made is not None and made.kind == "veth" and made.peer:
-                peer_ns = op.ns if made.peer_ns == SAME_NS else made.peer_ns
+                peer_ns = made.peer_namespace
                 gone.add((peer_ns, made.peer))
     return gone
 

@@ -24,7 +24,7 @@ from attrs import frozen
 
 from hostnet import errors
 from hostnet.model import PortMapping, Snapshot
-from hostnet.ops import Plan
+from hostnet.ops import AddRoute, Op, Plan
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
@@ -167,6 +167,22 @@ class Driver(ABC):
             "GlobalIPv6PrefixLen": prefix6,
             "MacAddress": endpoint.mac or "",
         }
+
+
+# -- planning helpers shared by drivers -------------------------------------------------
+
+
+def default_routes(ep: EndpointInfo, target: Snapshot, *, internal: bool) -> list[Op]:
+    """A default route per gateway family, unless the namespace has one already (the
+    first network connected keeps it, as in Docker) or the network is internal."""
+    if internal or ep.ns is None:
+        return []
+    ops: list[Op] = []
+    for gateway in ep.gateways:
+        dst = "::/0" if ":" in gateway else "0.0.0.0/0"
+        if not any(r.dst == dst for r in target.routes):
+            ops.append(AddRoute(ns=ep.ns, dst=dst, gateway=gateway, ifname=ep.ifname))
+    return ops
 
 
 # -- option values shared by drivers ----------------------------------------------------

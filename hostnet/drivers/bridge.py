@@ -22,13 +22,14 @@ from hostnet.drivers.base import (
     ConnectContext,
     Driver,
     NetworkContext,
+    default_routes,
     option_bool,
     option_mtu,
     respec,
 )
 from hostnet.model import PortMapping, Snapshot
 from hostnet.names import check_ifname
-from hostnet.ops import AddAddress, AddLink, AddRoute, NftBatch, Op, Plan, SetSysctl
+from hostnet.ops import AddAddress, AddLink, NftBatch, Op, Plan, SetSysctl
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 OPT_NAME = "com.docker.network.bridge.name"
@@ -209,11 +210,7 @@ class BridgeDriver(Driver):
             )
         ]
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
-        if not spec.internal:
-            for gateway in ep.gateways:
-                dst = "::/0" if ":" in gateway else "0.0.0.0/0"
-                if not any(r.dst == dst for r in target.routes):
-                    ops.append(AddRoute(ns=ep.ns, dst=dst, gateway=gateway, ifname=ep.ifname))
+        ops += default_routes(ep, target, internal=spec.internal)
         icc = _bool(spec.option(OPT_ICC), True)
         firewall = fw.endpoint_setup(
             mappings=ep.ports, endpoint_ips=ips, icc_port=None if icc else veth

@@ -22,6 +22,7 @@ from hostnet.drivers.base import (
     ConnectContext,
     Driver,
     NetworkContext,
+    default_routes,
     option_bool,
     option_mtu,
     respec,
@@ -175,11 +176,7 @@ class MacvlanDriver(Driver):
             )
         ]
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
-        if not spec.internal:
-            for gateway in ep.gateways:
-                dst = "::/0" if ":" in gateway else "0.0.0.0/0"
-                if not any(r.dst == dst for r in target.routes):
-                    ops.append(AddRoute(ns=ep.ns, dst=dst, gateway=gateway, ifname=ep.ifname))
+        ops += default_routes(ep, target, internal=spec.internal)
         shim = data.get("shim")
         if shim is not None and not any(s.ip_range for s in spec.subnets if ":" not in s.subnet):
             for address in ep.addresses:

@@ -188,8 +188,13 @@ class Tx:
         }
 
     def namespaces(self) -> list[dict[str, Any]]:
-        rows = self.c.execute("SELECT name FROM namespaces ORDER BY name").fetchall()
-        return [self.namespace(r[0]) for r in rows]  # type: ignore[misc]
+        rows = self.c.execute(
+            "SELECT name, host, created, owner, state FROM namespaces ORDER BY name"
+        )
+        return [
+            {"name": r[0], "host": r[1], "created": bool(r[2]), "owner": r[3], "state": r[4]}
+            for r in rows
+        ]
 
     def activate(self, table: str, key: str, value: str, applied: Any = None) -> None:
         """Mark a pending record active (with the plan that was applied). Raises
@@ -264,9 +269,6 @@ class Tx:
             sql += " WHERE host = ?"
             args = (host,)
         return [self._network_row(r) for r in self.c.execute(sql + " ORDER BY name", args)]
-
-    def update_network_data(self, id: str, data: Any) -> None:
-        self.c.execute("UPDATE networks SET data = ? WHERE id = ?", (_dumps(data), id))
 
     # -- shared host setup (firewall tables, forwarding) --------------------------------
 

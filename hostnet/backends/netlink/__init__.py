@@ -527,7 +527,7 @@ class NetlinkBackend:
             # generated before the settings (applied in the same request) take effect.
             try:
                 if op.kind == "veth" and op.peer_up:
-                    peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
+                    peer_ns = op.peer_namespace
                     peer_attrs = [] if op.ipv6_linklocal else [_NO_LINKLOCAL]
                     self._link_request(peer_ns, op.peer or "", peer_attrs, up=True)
                 if settle and op.up and not op.ipv6_linklocal and op.kind == "veth":
@@ -553,7 +553,7 @@ class NetlinkBackend:
         if handle is not None and index:
             handle.indexes[op.name] = index
         if op.kind == "veth" and op.peer and peer:
-            peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
+            peer_ns = op.peer_namespace
             peer_handle = self._handles.get(peer_ns)
             if peer_handle is not None:
                 peer_handle.indexes[op.peer] = peer
@@ -563,7 +563,7 @@ class NetlinkBackend:
             self._index(self._chan(op.ns), op.name, op.ns)
             return errors.LinkExists(op.name, op.ns)
         except errors.LinkNotFound:
-            peer_ns = op.ns if op.peer_ns == SAME_NS else op.peer_ns
+            peer_ns = op.peer_namespace
             return errors.LinkExists(op.peer or "", peer_ns)
 
     def _link_request(
