@@ -192,15 +192,16 @@ class Controller:
             for name in ("none", "host"):
                 if tx.network(self.host_key, name) is None:
                     spec = NetworkSpec(name=name, driver=name)
+                    network_id = new_id()
                     tx.add_network(
-                        id=new_id(),
+                        id=network_id,
                         name=name,
                         driver=name,
                         host=self.host_key,
                         spec=spec.to_json(),
                         data={},
                     )
-                    tx.activate("networks", "name", name)
+                    tx.activate("networks", "id", network_id)
 
     # -- namespaces --------------------------------------------------------------------
 

@@ -612,3 +612,18 @@ ControllerMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=25, deadline=None
 )
 TestControllerMachine = ControllerMachine.TestCase
+
+
+def test_two_hosts_share_one_state_directory(tmp_path) -> None:
+    from hostnet.backends.fake import FakeKernel
+    from hostnet.ops import CreateNamespace
+
+    kernel = FakeKernel()
+    for host in ("h1", "h2"):
+        kernel.apply(CreateNamespace(ns=host))
+    one = Controller(backend=kernel, host="h1", state_dir=tmp_path / "s")
+    two = Controller(backend=kernel, host="h2", state_dir=tmp_path / "s")
+    assert {n.name for n in one.networks()} == {n.name for n in two.networks()} == {"host", "none"}
+    assert one.network("none").id != two.network("none").id
+    one.close()
+    two.close()
