@@ -510,3 +510,46 @@ def test_the_new_commands_parse() -> None:
     args = parser.parse_args(["network", "create", "web", "-o", "a=1", "--opt", "b=2"])
     assert args.options == ["a=1", "b=2"] and args.driver == "bridge"
     assert parser.parse_args(["demo", "--keep-going"]).keep_going is True
+
+
+def test_macvlan_networks_through_docker_style_options(cli: HostCli) -> None:
+    cli.kernel.add_device(HOST, "eth1")
+    network_id = created(
+        cli,
+        "lan",
+        "--driver",
+        "macvlan",
+        "-o",
+        "parent=eth1",
+        "--subnet",
+        "192.168.50.0/24",
+        "--gateway",
+        "192.168.50.1",
+        "--ip-range",
+        "192.168.50.128/25",
+        "-o",
+        "macvlan_mode=bridge",
+        "-o",
+        "host_shim=true",
+    )
+    info = cli("network", "inspect", "lan").json()
+    assert info["Id"] == network_id and info["Driver"] == "macvlan"
+    assert info["Options"]["parent"] == "eth1" and info["Options"]["macvlan_mode"] == "bridge"
+    assert cli("ns", "create", "app").code == 0
+    result = cli("--json", "connect", "lan", "app")
+    assert result.code == 0, result
+    assert result.json()["addresses"] == ["192.168.50.128/24"]
+    link = cli.kernel.observe("app").link("eth0")
+    assert link is not None and link.kind == "macvlan"
+    bad = cli(
+        "network",
+        "create",
+        "bad",
+        "--driver",
+        "macvlan",
+        "-o",
+        "parent=nope0",
+        "--subnet",
+        "10.9.0.0/24",
+    )
+    assert bad.code == 1 and "nope0" in bad.err
