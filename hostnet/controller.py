@@ -528,10 +528,17 @@ class Controller:
             for ns in released:
                 self._release(ns)
 
-    def _endpoint_rows(self, tx: Tx, **where: str) -> list[dict[str, Any]]:
+    def _endpoint_rows(
+        self,
+        tx: Tx,
+        *,
+        network: str | None = None,
+        workload: str | None = None,
+        ns: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Endpoints to tear down (active, or left half torn down by a failed teardown);
         one still being set up by another process is refused, not pulled from under it."""
-        rows = tx.endpoints(**where)
+        rows = tx.endpoints(network=network, workload=workload, ns=ns)
         busy = [r["workload"] for r in rows if r["state"] == "pending"]
         if busy:
             raise errors.ConflictError(
@@ -932,7 +939,7 @@ class Controller:
 
     def _publish(
         self, network: Network, workload: Namespace | str, publish: Sequence[str]
-    ) -> Endpoint:
+    ) -> list[PortMapping]:
         """Publish more ports of a connected workload: one nftables transaction, whose
         cost does not depend on how many ports are published already."""
         name = _workload_name(workload)
@@ -945,7 +952,9 @@ class Controller:
         requests = [s.host for s in specs]
         self._admit_ports(name, requests)
         allocator = self._host_ports(requests)
-        rows = self.store.read(lambda tx: tx.endpoints(network=record["id"], workload=name))
+        rows = self.store.read(
+            lambda tx: tx.endpoints(network=record["id"], workload=name, published=False)
+        )
         if not rows or rows[0]["state"] != "active":
             raise errors.EndpointNotFound(network.name, name)
         row = rows[0]
@@ -954,7 +963,7 @@ class Controller:
         added: list[PortMapping] = []
 
         def prepare(tx: Tx) -> Plan:
-            now = tx.endpoints(network=record["id"], workload=name)
+            now = tx.endpoints(network=record["id"], workload=name, published=False)
             if not now or now[0]["state"] != "active":
                 raise errors.EndpointNotFound(network.name, name)
             reserved = allocator.reserve(tx, requests, owner=owner, workload=name)
@@ -962,8 +971,9 @@ class Controller:
             return drv.plan_publish(info, endpoint, tuple(added))
 
         def commit(tx: Tx, plan: Plan) -> None:
-            tx.extend_endpoint(
+            tx.add_published(
                 row["id"],
+                owner=owner,
                 ports=[[m.protocol, m.host_ip, m.host_port, m.container_port] for m in added],
                 applied=plan_to_json(plan),
             )
@@ -972,7 +982,7 @@ class Controller:
             self.executor.apply(prepare, owner=owner, commit=commit)
         except errors.PortInUse as exc:
             raise self._with_owner(exc) from exc
-        return next(e for e in self.endpoints(name) if e.id == row["id"])
+        return list(added)
 
     def _disconnect(self, network: Network, workload: Namespace | str) -> None:
         name = _workload_name(workload)
@@ -984,7 +994,8 @@ class Controller:
             if not found:
                 raise errors.EndpointNotFound(network.name, name)
             tx.mark_deleting("endpoints", "id", [found[0]["id"]])
-            return self._undo(found[:1]), [found[0]["id"]]
+            # its firewall changes (connect's and every publish's) in one transaction
+            return self._endpoints_teardown(record, found[:1]), [found[0]["id"]]
 
         try:
             self.executor.teardown(prepare, what=f"disconnect {name!r} from {network.name!r}")

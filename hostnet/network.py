@@ -83,9 +83,11 @@ class Network:
     def disconnect(self, workload: Namespace | str) -> None:
         self._ctl._disconnect(self, workload)
 
-    def publish(self, workload: Namespace | str, publish: Sequence[str]) -> Endpoint:
+    def publish(self, workload: Namespace | str, publish: Sequence[str]) -> list[PortMapping]:
         """Publish more ports (Docker's ``-p`` strings, as in ``connect(publish=...)``)
-        of a connected workload; they go away with the endpoint."""
+        of a connected workload and return the mappings added (ephemeral host ports
+        chosen); they go away with the endpoint. Its cost does not grow with the number
+        of ports published before (the endpoint's full list: ``endpoints()``)."""
         return self._ctl._publish(self, workload, publish)
 
     def disconnect_all(self) -> int:

@@ -30,7 +30,7 @@ from hostnet import errors
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
     at REAL NOT NULL,
     UNIQUE (network, workload)
 );
+CREATE TABLE IF NOT EXISTS published (  -- ports published on an endpoint after connect
+    owner TEXT PRIMARY KEY,            -- "<endpoint id>/<suffix>", as in ports
+    endpoint TEXT NOT NULL,
+    ports TEXT NOT NULL,               -- JSON: [protocol, host_ip, host_port, container_port]...
+    applied TEXT NOT NULL,             -- JSON: the plan that published them
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS published_by_endpoint ON published (endpoint, at);
 CREATE TABLE IF NOT EXISTS addresses (
     pool TEXT NOT NULL,                -- network id (or "subnets" for subnet allocations)
     address TEXT NOT NULL,
@@ -145,6 +153,7 @@ class Tx:
         self.c.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
         # ports published later on an endpoint belong to "<endpoint id>/<suffix>"
         self.c.execute("DELETE FROM ports WHERE owner = ? OR owner LIKE ? || '/%'", (owner, owner))
+        self.c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
@@ -313,18 +322,17 @@ class Tx:
                 f"{workload!r} is already connected to this network"
             ) from None
 
-    def extend_endpoint(self, id: str, *, ports: list[Any], applied: list[Any]) -> None:
-        """Record ports published on an existing endpoint and the ops that did it."""
+    def add_published(self, id: str, *, owner: str, ports: list[Any], applied: list[Any]) -> None:
+        """Record ports published on an existing endpoint and the ops that did it, in a
+        row of their own: the cost does not grow with the ports published before."""
         row = self.c.execute(
-            "SELECT data, applied FROM endpoints WHERE id = ? AND state = 'active'", (id,)
+            "SELECT 1 FROM endpoints WHERE id = ? AND state = 'active'", (id,)
         ).fetchone()
         if row is None:
             raise errors.ConflictError(f"endpoint {id[:12]} was disconnected meanwhile")
-        data, done = _loads(row[0]), _loads(row[1])
-        data["ports"] = [*data.get("ports", []), *ports]
         self.c.execute(
-            "UPDATE endpoints SET data = ?, applied = ? WHERE id = ?",
-            (_dumps(data), _dumps([*done, *applied]), id),
+            "INSERT INTO published (owner, endpoint, ports, applied, at) VALUES (?, ?, ?, ?, ?)",
+            (owner, id, _dumps(ports), _dumps(applied), time.time()),
         )
 
     def endpoint_workload(self, endpoint_id: str) -> str:
@@ -347,17 +355,33 @@ class Tx:
         }
 
     def endpoints(
-        self, *, network: str | None = None, workload: str | None = None, ns: str | None = None
+        self,
+        *,
+        network: str | None = None,
+        workload: str | None = None,
+        ns: str | None = None,
+        published: bool = True,
     ) -> list[dict[str, Any]]:
-        sql = "SELECT id, network, workload, ns, data, applied, state, at FROM endpoints"
+        """Endpoint records; with ``published``, the ports published after connect (and
+        the ops that did it) are merged into their ``data["ports"]`` and ``applied``."""
         where, args = [], []
         for col, val in (("network", network), ("workload", workload), ("ns", ns)):
             if val is not None:
-                where.append(f"{col} = ?")
+                where.append(f"e.{col} = ?")
                 args.append(val)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [self._endpoint_row(r) for r in self.c.execute(sql + " ORDER BY at, id", args)]
+        cond = (" WHERE " + " AND ".join(where)) if where else ""  # constant column names
+        own = "SELECT e.id, e.network, e.workload, e.ns, e.data, e.applied, e.state, e.at "
+        own += "FROM endpoints e" + cond + " ORDER BY e.at, e.id"
+        rows = [self._endpoint_row(r) for r in self.c.execute(own, args)]
+        if published and rows:
+            by_id = {r["id"]: r for r in rows}
+            later = "SELECT p.endpoint, p.ports, p.applied FROM published p "
+            later += "JOIN endpoints e ON e.id = p.endpoint" + cond + " ORDER BY p.at, p.owner"
+            for endpoint, ports, applied in self.c.execute(later, args):
+                row = by_id[endpoint]
+                row["data"].setdefault("ports", []).extend(_loads(ports))
+                row["applied"].extend(_loads(applied))
+        return rows
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -586,6 +610,10 @@ class LocalStore:
                     f"{self.path} has schema {row[0]}, written by a newer hostnet; this one "
                     f"knows schema {SCHEMA_VERSION}: upgrade hostnet or use another state_dir"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:  # the new tables were created above
+                conn.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+                )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # an interrupt can land after COMMIT ran
@@ -640,6 +668,7 @@ class LocalStore:
             "namespaces",
             "networks",
             "endpoints",
+            "published",
             "addresses",
             "ports",
             "journal",

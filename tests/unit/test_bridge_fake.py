@@ -354,9 +354,16 @@ def test_publishing_more_ports_later_and_losing_them_with_the_endpoint(ctl: Cont
     a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
     web.connect(a, publish=["8080:80"])
     web.connect(b)
-    ep = web.publish(a, ["8081:81", "53/udp"])
-    assert {(m.host_port, m.container_port) for m in ep.ports} >= {(8080, 80), (8081, 81)}
+    added = web.publish(a, ["8081:81", "53/udp"])
+    assert (added[0].protocol, added[0].host_port, added[0].container_port) == ("tcp", 8081, 81)
+    assert added[1].protocol == "udp" and added[1].container_port == 53
+    assert added[1].host_port >= 1024  # ephemeral
+    (ep,) = [e for e in web.endpoints() if e.workload == "a"]
+    assert set(ep.ports) == {*added, *[m for m in ep.ports if m.host_port == 8080]}
     assert len(ep.ports) == 3 and len(ctl.ports()) == 3
+    web.publish(a, ["8082:82"])  # a second publish keeps the earlier ones
+    (ep,) = [e for e in web.endpoints() if e.workload == "a"]
+    assert {m.host_port for m in ep.ports} >= {8080, 8081, 8082} and len(ep.ports) == 4
     sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
     assert '{"concat":["tcp",8081]}' in sets["any4_addr"]
     assert ctl.inspect(a)["NetworkSettings"]["Ports"]["81/tcp"][0]["HostPort"] == "8081"
@@ -371,7 +378,7 @@ def test_publishing_more_ports_later_and_losing_them_with_the_endpoint(ctl: Cont
     web.disconnect(a)
     sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
     assert all(not sets[k] for k in sets if k.startswith(("any", "dnat")))
-    assert ctl.ports() == []
+    assert ctl.ports() == [] and ctl.store.dump()["published"] == []
 
 
 def test_host_binding_address_is_the_default_for_published_ports(ctl: Controller) -> None:

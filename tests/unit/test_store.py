@@ -90,6 +90,24 @@ def test_the_current_schema_opens(tmp_path: Path) -> None:
     LocalStore(tmp_path).close()
 
 
+def test_a_store_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    LocalStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    with conn:  # what hostnet 0.1 of schema 1 left: no table for later-published ports
+        conn.execute("DROP TABLE published")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+    conn.close()
+    store = LocalStore(tmp_path)
+    try:
+        assert store.dump()["published"] == []
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    conn.close()
+    assert int(value) == SCHEMA_VERSION == 2
+
+
 def test_a_corrupt_database_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"state\.db"):
