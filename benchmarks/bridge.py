@@ -10,11 +10,14 @@ network (a /16) with one published TCP port, ``-p PORT:80`` with a port of its o
 method leaves the same thing behind (checked on the warm-up endpoints and on a sample of
 the measured ones): a veth in the bridge of its host namespace whose peer is eth0 in the
 target namespace, up, with an address of the subnet and a default route via the gateway,
-and a DNAT for the port in the host namespace's firewall.
+and a DNAT for the port in the host namespace's firewall. hostnet gives the two veth
+ends of an IPv4-only network no IPv6 link-local address (IFLA_INET6_ADDR_GEN_MODE none),
+and so do the floor and ip (checked too); CNI and netavark keep theirs (recorded).
 
 - floor:    the netlink requests hostnet sends, from one process with no policy, store or
-            observation (baselines/kernel.py): create the veth with its peer in the
-            target namespace (mtu, MAC, master, link group, up), hairpin on, peer up,
+            observation (baselines/kernel.py): create the veth (down) with its peer in
+            the target namespace (mtu, MAC, master, link group), the peer up without
+            link-local, the host end's hairpin and no link-local, the host end up,
             address, default route; then ONE libnftables transaction adding the port to
             the maps of hostnet's tables (made beforehand with bridge_firewall.base_setup
             and network_setup). Its socket in the target namespace is opened by switching
@@ -23,10 +26,11 @@ and a DNAT for the port in the host namespace's firewall.
             "bench", driver="bridge", subnet=<a /16>) once, then Network.connect(ns,
             publish=["PORT:80"]) per endpoint: validation, policy, port and address
             allocation (SQLite), observation, journaled apply.
-- ip:       `ip -n HOST link add ... type veth peer ... netns NS`, `ip -n HOST link set
-            ... type bridge_slave hairpin on`, `ip -n NS link set eth0 up`, `ip -n NS addr
-            add`, `ip -n NS route add default`, and one `nft` process (in the host
-            namespace) adding both map elements in one transaction: 6 processes.
+- ip:       `ip -n HOST link add ... type veth peer ... netns NS`, `ip -n NS link set
+            eth0 addrgenmode none up`, `ip -n HOST link set ... addrgenmode none type
+            bridge_slave hairpin on`, `ip -n HOST link set ... up`, `ip -n NS addr add`,
+            `ip -n NS route add default`, and one `nft` process (in the host namespace)
+            adding both map elements in one transaction: 7 processes.
 - cni:      the reference plugins (containernetworking-plugins), exec'd per the CNI spec:
             bridge (+ host-local IPAM, state in a temp dir) then portmap with the
             bridge's result as prevResult; DEL in reverse order.
@@ -65,6 +69,7 @@ import os
 import re
 import secrets
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -77,10 +82,12 @@ from typing import Any, ClassVar
 
 from baselines import kernel, tools
 from baselines.kernel import (
+    HAIRPIN,
     IFLA_LINK,
     NLM_F_CREATE,
     NLM_F_ECHO,
     NLM_F_EXCL,
+    NO_LINKLOCAL,
     RTM_DELLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -170,6 +177,9 @@ class Method:
     bulk: ClassVar[bool] = False  # can remove all its endpoints in one operation
     keeper: ClassVar[bool] = False  # needs one endpoint kept to keep its bridge
     hairpin: ClassVar[bool] = True
+    # the endpoint's two veth ends have no IPv6 link-local address (as hostnet's on an
+    # IPv4-only network); None: not required, only recorded (CNI, netavark)
+    no_linklocal: ClassVar[bool | None] = True
 
     def __init__(self, host: str) -> None:
         self.host = host
@@ -234,15 +244,20 @@ class Floor(Method):
                         mtu=MTU,
                         master=self.bridge_index,
                         group=GROUP,
+                        up=False,
                     ),
                     RTM_NEWLINK,
                     NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
                 )
                 peer = kernel.link_attr_u32(echo or b"", IFLA_LINK)
-                if peer is None:
+                if echo is None or peer is None:
                     raise RuntimeError("the kernel did not echo the new veth")
-                self.wire.request(kernel.hairpin_msg(ep.veth), RTM_NEWLINK)
-                target.request(kernel.up_msg(peer), RTM_NEWLINK)
+                index = struct.unpack_from("=i", echo, 20)[0]
+                # hostnet's order: the peer up first (no carrier yet), then the host
+                # end's settings, then the host end up; no IPv6 link-local on either
+                target.request(kernel.setlink_msg(peer, [NO_LINKLOCAL], up=True), RTM_NEWLINK)
+                self.wire.request(kernel.setlink_msg(index, [HAIRPIN, NO_LINKLOCAL]), RTM_NEWLINK)
+                self.wire.request(kernel.setlink_msg(index, [], up=True), RTM_NEWLINK)
                 target.request(
                     kernel.addr_msg(peer, ip, self.prefixlen, self.addresses.broadcast),
                     RTM_NEWADDR,
@@ -362,11 +377,16 @@ class IpNft(Method):
         ip = self.addresses.take()
         self._ip(
             "-n", self.host, "link", "add", ep.veth, "mtu", str(MTU), "group", str(GROUP),
-            "master", self.bridge, "up", "type", "veth", "peer", "name", "eth0",
+            "master", self.bridge, "type", "veth", "peer", "name", "eth0",
             "mtu", str(MTU), "address", random_mac(), "netns", ep.ns,
         )  # fmt: skip
-        self._ip("-n", self.host, "link", "set", ep.veth, "type", "bridge_slave", "hairpin", "on")
-        self._ip("-n", ep.ns, "link", "set", "eth0", "up")
+        # hostnet's order, so that neither end gets an IPv6 link-local address
+        self._ip("-n", ep.ns, "link", "set", "eth0", "addrgenmode", "none", "up")
+        self._ip(
+            "-n", self.host, "link", "set", ep.veth, "addrgenmode", "none",
+            "type", "bridge_slave", "hairpin", "on",
+        )  # fmt: skip
+        self._ip("-n", self.host, "link", "set", ep.veth, "up")
         self._ip("-n", ep.ns, "addr", "add", f"{ip}/{self.prefixlen}", "brd", "+", "dev", "eth0")
         self._ip(
             "-n", ep.ns, "route", "add", "default", "via", self.addresses.gateway,
@@ -391,6 +411,7 @@ class Cni(Method):
     key = "cni"
     label = "CNI bridge + host-local + portmap"
     hairpin = True
+    no_linklocal = None
 
     def __init__(self, host: str) -> None:
         super().__init__(host)
@@ -445,6 +466,7 @@ class Netavark(Method):
     label = "netavark setup/teardown"
     keeper = True
     hairpin = False  # netavark's bridge driver leaves hairpin off
+    no_linklocal = None
 
     def __init__(self, host: str) -> None:
         super().__init__(host)
@@ -535,12 +557,32 @@ def verify(method: Method, ep: Ep) -> dict[str, Any]:
         hairpin = bool(slave.get("hairpin"))
         if method.hairpin and not hairpin:
             problems.append("hairpin is off")
+    linklocal = [_linklocal(eth0)]
+    if port is not None:
+        host_end = _ip_json("-n", method.host, "addr", "show", "dev", port["ifname"])
+        linklocal.append(_linklocal(host_end[0]) if host_end else [])
+    has_linklocal = any(linklocal)
+    if method.no_linklocal and has_linklocal:
+        problems.append(f"IPv6 link-local addresses (eth0, host end): {linklocal}")
     ruleset = _host_ruleset(method)
     if not re.search(rf"\b{ep.port}\b", ruleset) or (ep.ip and ep.ip not in ruleset):
         problems.append(f"no DNAT of port {ep.port} to {ep.ip} in the host's ruleset")
     if problems:
         raise RuntimeError(f"{method.label}, endpoint {ep.ns}: " + "; ".join(problems))
-    return {"hairpin": hairpin, "host_veth": port.get("ifname") if port else None}
+    return {
+        "hairpin": hairpin,
+        "host_veth": port.get("ifname") if port else None,
+        "ipv6_linklocal": has_linklocal,
+    }
+
+
+def _linklocal(link: dict[str, Any]) -> list[str]:
+    """The IPv6 link-local addresses of one link of ``ip -j addr show``."""
+    return [
+        a["local"]
+        for a in link.get("addr_info", [])
+        if a.get("family") == "inet6" and a.get("scope") == "link"
+    ]
 
 
 def verify_gone(method: Method, ep: Ep) -> None:
@@ -917,6 +959,11 @@ def print_size(size: Size, stats: dict[str, Any], markdown: bool) -> None:
     ]
     if no_hairpin:
         print(f"hairpin left off by: {', '.join(no_hairpin)} (their default)")
+    with_linklocal = [
+        k for k, f in size.facts.items() if isinstance(f, dict) and f.get("ipv6_linklocal")
+    ]
+    if with_linklocal:
+        print(f"IPv6 link-local addresses on the veth ends of: {', '.join(with_linklocal)}")
 
 
 def _sizes(values: Sequence[str]) -> list[int]:

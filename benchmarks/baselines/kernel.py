@@ -263,13 +263,15 @@ def veth_msg(
     mtu: int,
     master: int,
     group: int,
+    up: bool = True,
 ) -> Any:
-    """RTM_NEWLINK: a veth, up, in a bridge and a link group, whose peer is created
-    inside the namespace ``peer_ns_fd`` under its final name."""
+    """RTM_NEWLINK: a veth (up unless ``up`` is false), in a bridge and a link group,
+    whose peer is created inside the namespace ``peer_ns_fd`` under its final name."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
     msg = ifinfmsg()
-    msg["flags"] = msg["change"] = IFF_UP
+    if up:
+        msg["flags"] = msg["change"] = IFF_UP
     peer_attrs = [
         ("IFLA_IFNAME", peer),
         ("IFLA_MTU", mtu),
@@ -294,28 +296,35 @@ def veth_msg(
     return msg
 
 
-def hairpin_msg(name: str) -> Any:
-    """RTM_NEWLINK on an existing bridge port, by name: hairpin mode on."""
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+# IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE: the link
+# gets no IPv6 link-local address when it comes up (hostnet's bridge endpoints on
+# IPv4-only networks, both veth ends). The kernel applies IFLA_AF_SPEC after a flag
+# change in the same request, so it must reach a link before the link has a carrier.
+NO_LINKLOCAL = (
+    "IFLA_AF_SPEC",
+    {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]},
+)
+HAIRPIN = (
+    "IFLA_LINKINFO",
+    {
+        "attrs": [
+            ("IFLA_INFO_SLAVE_KIND", "bridge"),
+            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
+        ]
+    },
+)
 
-    msg = ifinfmsg()
-    slave = {"attrs": [("IFLA_BRPORT_MODE", 1)]}
-    msg["attrs"] = [
-        ("IFLA_IFNAME", name),
-        (
-            "IFLA_LINKINFO",
-            {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"), ("IFLA_INFO_SLAVE_DATA", slave)]},
-        ),
-    ]
-    return msg
 
-
-def up_msg(index: int) -> Any:
+def setlink_msg(index: int, attrs: Sequence[Any], *, up: bool | None = None) -> Any:
+    """RTM_NEWLINK on an existing link, by index: ``attrs``, and up if ``up``."""
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
     msg = ifinfmsg()
     msg["index"] = index
-    msg["flags"] = msg["change"] = IFF_UP
+    if up is not None:
+        msg["change"] = IFF_UP
+        msg["flags"] = IFF_UP if up else 0
+    msg["attrs"] = list(attrs)
     return msg
 
 
