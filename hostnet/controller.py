@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -100,6 +101,11 @@ class Controller:
             manages), no otherwise (the real machine, or a namespace someone else made)
             unless asked.
     """
+
+    #: how long create_network waits for another process that is in the middle of
+    #: creating or deleting the host's shared setup (its firewall tables) before
+    #: giving up with errors.Busy; a network create takes milliseconds
+    busy_wait: float = 10.0
 
     def __init__(
         self,
@@ -387,10 +393,12 @@ class Controller:
             except errors.NotFoundError:
                 pass  # e.g. IPv6 disabled in the host namespace
         created: list[Op] = []
+        asked = spec
 
         def prepare(tx: Tx) -> Plan:
             nonlocal spec
-            spec = self._prepare_network(tx, drv, spec, host)
+            self._check_shared_settled(tx, drv.shared_keys(asked))
+            spec = self._prepare_network(tx, drv, asked, host)
             drv.check_siblings(
                 spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
             )
@@ -435,7 +443,17 @@ class Controller:
         def commit(tx: Tx, plan: Plan) -> None:
             tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
 
-        self.executor.apply(prepare, owner=network_id, commit=commit)
+        deadline = time.monotonic() + self.busy_wait
+        while True:
+            try:
+                self.executor.apply(prepare, owner=network_id, commit=commit)
+                break
+            except errors.Busy as exc:  # nothing was applied or recorded: try again
+                if time.monotonic() >= deadline:
+                    raise errors.Busy(exc.what, exc.holder, self.busy_wait) from None
+                time.sleep(0.02)
+                if cls.observe_host:  # what the other process did shows in the host
+                    host = self._observe(self.host_ns)
         if (
             cls.host_sysctls
             and not self.allow_forwarding
@@ -450,6 +468,22 @@ class Controller:
                 stacklevel=2,
             )
         return self.network(name)
+
+    def _check_shared_settled(self, tx: Tx, keys: Iterable[str]) -> None:
+        """Refuse (errors.Busy, retried by the caller) to plan on shared host setup that
+        another process is still creating or already deleting: its tables may not exist
+        yet, or be about to go, and a network built on them would be left without."""
+        for key in keys:
+            shared = tx.shared(self.host_key, key)
+            if shared is None:
+                continue
+            state = tx.network_state(shared["owner"])
+            if state != "active":
+                raise errors.Busy(
+                    f"the host's shared setup {key!r}",
+                    f"network {shared['owner'][:12]} is {state or 'gone'}",
+                    0.0,
+                )
 
     def _link_group(self, tx: Tx, host: Snapshot | None) -> int:
         """A link group number no link of the host and no other network uses."""

@@ -25,7 +25,8 @@ backend, with ``raise ... from exc``; nothing above the backend sees a NetlinkEr
     │   ├── SubnetOverlap                      names the other network or route
     │   ├── PortInUse                          names the pid and process holding the port
     │   ├── LinkDown                           a parent interface that is not up
-    │   └── NetworkInUse                       a network that still has endpoints
+    │   ├── NetworkInUse                       a network that still has endpoints
+    │   └── Busy                               another process is changing what this needs
     ├── ExhaustedError                         no free subnet, address or port left
     ├── PolicyDenied                           the security policy refused (host networking...)
     ├── PermissionDenied                       missing CAP_NET_ADMIN or root
@@ -234,6 +235,21 @@ class NetworkInUse(ConflictError):
         super().__init__(
             f"network {network!r} still has endpoints {', '.join(self.endpoints)}; "
             "disconnect them first or delete with force=True (CLI: --force)"
+        )
+
+
+class Busy(ConflictError):
+    """Another process is in the middle of changing something this request depends on
+    (the host's shared firewall setup while it creates or deletes a network); hostnet
+    waited for it and gave up."""
+
+    def __init__(self, what: str, holder: str, waited: float) -> None:
+        self.what = what
+        self.holder = holder
+        self.waited = waited
+        super().__init__(
+            f"{what} is being changed by another process ({holder}); waited {waited:.1f} s. "
+            "Try again in a moment, or run `hostnet gc` if that process died"
         )
 
 

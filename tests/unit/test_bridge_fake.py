@@ -390,3 +390,54 @@ def test_host_binding_address_is_the_default_for_published_ports(ctl: Controller
         ("0.0.0.0", 8081),
         ("127.0.0.1", 8080),
     ]
+
+
+def _set_network_state(ctl: Controller, network_id: str, state: str) -> None:
+    """What another process's unfinished create (pending) or delete (deleting) of a
+    network looks like in the shared store."""
+    import sqlite3
+
+    conn = sqlite3.connect(ctl.store.path)
+    with conn:
+        conn.execute("UPDATE networks SET state = ? WHERE id = ?", (state, network_id))
+    conn.close()
+
+
+@pytest.mark.parametrize("state", ["pending", "deleting"])
+def test_a_network_is_not_built_on_shared_setup_another_process_is_changing(
+    ctl: Controller, state: str
+) -> None:
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    _set_network_state(ctl, first.id, state)
+    ctl.busy_wait = 0.2
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.Busy, match=r"'nft:bridge' is being changed") as info:
+        ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    assert info.value.waited == pytest.approx(0.2) and "hostnet gc" in str(info.value)
+    assert first.id[:12] in info.value.holder and state in info.value.holder
+    assert isinstance(info.value, errors.ConflictError)
+    assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
+
+
+def test_a_network_waits_for_shared_setup_another_process_is_finishing(
+    ctl: Controller,
+) -> None:
+    import threading
+
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    _set_network_state(ctl, first.id, "pending")
+    finisher = threading.Timer(0.15, _set_network_state, (ctl, first.id, "active"))
+    finisher.start()
+    try:
+        second = ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    finally:
+        finisher.join()
+    # built on the first network's tables, which it inherits when that one goes
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert owners["nft:bridge"] == first.id
+    first.delete()
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert owners["nft:bridge"] == second.id
+    assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
+    second.delete()
+    assert "inet hostnet" not in kernel_of(ctl).observe(HOST).nft_tables
