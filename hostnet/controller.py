@@ -23,8 +23,8 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import attrs
 
@@ -62,6 +62,8 @@ from hostnet.policy.ports import (
 from hostnet.policy.security import Admission, SecurityPolicy
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec, SubnetConfig
 from hostnet.stores.local import LocalStore, Tx
+
+T = TypeVar("T")
 
 #: Link groups hostnet hands out start here (an arbitrary, recognisable range:
 #: 0x48 is "H"); group 0 is every link's default and is never used.
@@ -141,6 +143,7 @@ class Controller:
             record = self.store.read(lambda tx: tx.namespace(host_name))
             forwarding = bool(record and record["created"])
         self.allow_forwarding = bool(forwarding)
+        self._recover = recover
         try:
             self._ensure_builtin_networks()
             self.recovered: list[Recovered] = self.executor.recover() if recover else []
@@ -443,17 +446,14 @@ class Controller:
         def commit(tx: Tx, plan: Plan) -> None:
             tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
 
-        deadline = time.monotonic() + self.busy_wait
-        while True:
-            try:
-                self.executor.apply(prepare, owner=network_id, commit=commit)
-                break
-            except errors.Busy as exc:  # nothing was applied or recorded: try again
-                if time.monotonic() >= deadline:
-                    raise errors.Busy(exc.what, exc.holder, self.busy_wait) from None
-                time.sleep(0.02)
-                if cls.observe_host:  # what the other process did shows in the host
-                    host = self._observe(self.host_ns)
+        def observe_again() -> None:  # what the other process did shows in the host
+            nonlocal host
+            if cls.observe_host:
+                host = self._observe(self.host_ns)
+
+        self._while_busy(
+            lambda: self.executor.apply(prepare, owner=network_id, commit=commit), observe_again
+        )
         if (
             cls.host_sysctls
             and not self.allow_forwarding
@@ -468,6 +468,27 @@ class Controller:
                 stacklevel=2,
             )
         return self.network(name)
+
+    def _while_busy(self, attempt: Callable[[], T], before_retry: Callable[[], None]) -> T:
+        """Run ``attempt`` until it does not raise errors.Busy (which it raises before
+        changing anything), for at most ``busy_wait`` seconds."""
+        deadline = time.monotonic() + self.busy_wait
+        next_recovery = 0.0
+        while True:
+            try:
+                return attempt()
+            except errors.Busy as exc:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise errors.Busy(exc.what, exc.holder, self.busy_wait) from None
+                if self._recover and now >= next_recovery:
+                    # the other process may have died in the middle: finish its work,
+                    # as a new Controller would (journals of live processes are left)
+                    self.recovered.extend(self.executor.recover())
+                    next_recovery = now + 0.25
+                else:
+                    time.sleep(0.02)
+                before_retry()
 
     def _check_shared_settled(self, tx: Tx, keys: Iterable[str]) -> None:
         """Refuse (errors.Busy, retried by the caller) to plan on shared host setup that
@@ -531,6 +552,25 @@ class Controller:
             endpoints = self._endpoint_rows(tx, network=record["id"])
             if endpoints and not force:
                 raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
+            # Shared host setup goes with the last network of the driver; otherwise an
+            # active network of the same driver inherits it (one being deleted too
+            # cannot: its own deletion would then forget the setup without undoing it).
+            siblings = [
+                n
+                for n in tx.networks(self.host_key)
+                if n["driver"] == record["driver"] and n["id"] != record["id"]
+            ]
+            heirs = [n for n in siblings if n["state"] == "active"]
+            owned = tx.shared_owned_by(record["id"])
+            coming = [n for n in siblings if n["state"] == "pending"]
+            if owned and not heirs and coming:
+                # another process is creating a network on this setup right now: wait
+                # until it is active and can inherit the setup (or until it gave up)
+                raise errors.Busy(
+                    f"the host's shared setup {owned[0]['key']!r}",
+                    f"network {coming[0]['name']!r} is being created on it",
+                    0.0,
+                )
             tx.mark_deleting("endpoints", "id", [e["id"] for e in endpoints])
             tx.mark_deleting("networks", "id", [record["id"]])
             released.extend(e["ns"] for e in endpoints)
@@ -538,17 +578,7 @@ class Controller:
                 *self._endpoints_teardown(record, endpoints),
                 *teardown_plan(plan_from_json(record["applied"])),
             ]
-            # Shared host setup goes with the last network of the driver; otherwise an
-            # active network of the same driver inherits it (one being deleted too
-            # cannot: its own deletion would then forget the setup without undoing it).
-            heirs = [
-                n
-                for n in tx.networks(self.host_key)
-                if n["driver"] == record["driver"]
-                and n["id"] != record["id"]
-                and n["state"] == "active"
-            ]
-            for shared in tx.shared_owned_by(record["id"]):
+            for shared in owned:
                 if heirs:
                     tx.transfer_shared(self.host_key, shared["key"], heirs[0]["id"])
                 else:
@@ -557,7 +587,10 @@ class Controller:
 
         released: list[str | None] = []
         try:
-            self.executor.teardown(prepare, what=f"delete network {name!r}")
+            self._while_busy(
+                lambda: self.executor.teardown(prepare, what=f"delete network {name!r}"),
+                released.clear,
+            )
         finally:
             for ns in released:
                 self._release(ns)

@@ -4,6 +4,7 @@ building on tables another has not made yet, or is removing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from hostnet.controller import Controller
 
-TRIALS = 6
+TRIALS = int(os.environ.get("HOSTNET_CONCURRENCY_TRIALS", "6"))
 
 CHILD = r"""
 import sys

@@ -441,3 +441,69 @@ def test_a_network_waits_for_shared_setup_another_process_is_finishing(
     assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
     second.delete()
     assert "inet hostnet" not in kernel_of(ctl).observe(HOST).nft_tables
+
+
+def test_shared_setup_left_by_a_dead_process_is_recovered_instead_of_waited_for(
+    ctl: Controller,
+) -> None:
+    import subprocess
+    import sys
+
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    # turn its finished create back into the journal of a process killed right after
+    # its last op: pending record, journal of a dead pid
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    shared_plans = [row[3] for row in ctl.store.dump()["shared"]]
+    plan = [op for applied in shared_plans for op in json.loads(applied)]
+    plan += ctl.store.read(lambda tx: tx.network(ctl.host_key, "first"))["applied"]
+    _set_network_state(ctl, first.id, "pending")
+    with ctl.store.transaction() as tx:
+        tx.journal_begin(
+            id="dead-journal",
+            kind="setup",
+            owner=json.dumps([first.id]),
+            pid=dead.pid,
+            started=12345.0,
+            plan=plan,
+        )
+    ctl.store.journal_progress("dead-journal", len(plan) - 1)
+    ctl.busy_wait = 5.0
+    second = ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    assert [r.journal for r in ctl.recovered] == ["dead-journal"]
+    assert [n.name for n in ctl.networks() if n.driver == "bridge"] == ["second"]
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert owners["nft:bridge"] == second.id  # made again by the second network
+    assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
+    assert ctl.store.dump()["journal"] == []
+    second.delete()
+    assert kernel_of(ctl).observe(HOST).nft_tables == ()
+    assert kernel_of(ctl).observe(HOST).link_names() == {"lo"}
+
+
+def test_the_last_owner_of_shared_setup_waits_for_a_network_being_created_on_it(
+    ctl: Controller,
+) -> None:
+    import threading
+
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    second = ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    _set_network_state(ctl, second.id, "pending")  # another process is creating it
+    ctl.busy_wait = 0.2
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.Busy, match="'second' is being created"):
+        first.delete()
+    assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
+    # once it is active, it inherits the tables instead of losing them
+    ctl.busy_wait = 5.0
+    finisher = threading.Timer(0.15, _set_network_state, (ctl, second.id, "active"))
+    finisher.start()
+    try:
+        first.delete()
+    finally:
+        finisher.join()
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert owners["nft:bridge"] == second.id
+    assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
+    second.delete()
+    assert kernel_of(ctl).observe(HOST).nft_tables == ()
