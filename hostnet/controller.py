@@ -307,9 +307,7 @@ class Controller:
     def _network_record(self, name: str) -> dict[str, Any]:
         record: dict[str, Any] | None = self.store.read(lambda tx: tx.network(self.host_key, name))
         if record is not None and record["state"] == "deleting":
-            raise errors.ConflictError(
-                f"network {name!r} is being deleted (if that failed, `hostnet gc` retries it)"
-            )
+            raise _being_deleted(name)
         if record is None or record["state"] != "active":
             raise errors.NetworkNotFound(name)
         return record
@@ -317,7 +315,9 @@ class Controller:
     def _check_modes(self, tx: Tx, driver: Driver, workload: str, network: str) -> None:
         """none and host are exclusive network modes (as in Docker)."""
         drivers = {n["id"]: n for n in tx.networks(self.host_key)}
-        rows = [r for r in tx.endpoints(workload=workload) if r["network"] in drivers]
+        rows = [
+            r for r in tx.endpoints(workload=workload, published=False) if r["network"] in drivers
+        ]
         if any(drivers[r["network"]]["name"] == network for r in rows):
             raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
         if rows and (
@@ -389,12 +389,7 @@ class Controller:
         spec = drv.validate(spec)
         network_id = new_id()
         host = self._observe(self.host_ns) if cls.observe_host else None
-        sysctls: dict[str, str] = {}
-        for key in cls.host_sysctls:
-            try:
-                sysctls[key] = self.backend.sysctl(self.host_ns, key)
-            except errors.NotFoundError:
-                pass  # e.g. IPv6 disabled in the host namespace
+        sysctls = self._host_sysctls(cls.host_sysctls)
         created: list[Op] = []
         asked = spec
 
@@ -447,9 +442,10 @@ class Controller:
             tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
 
         def observe_again() -> None:  # what the other process did shows in the host
-            nonlocal host
+            nonlocal host, sysctls
             if cls.observe_host:
                 host = self._observe(self.host_ns)
+            sysctls = self._host_sysctls(cls.host_sysctls)
 
         self._while_busy(
             lambda: self.executor.apply(prepare, owner=network_id, commit=commit), observe_again
@@ -468,6 +464,15 @@ class Controller:
                 stacklevel=2,
             )
         return self.network(name)
+
+    def _host_sysctls(self, keys: Iterable[str]) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for key in keys:
+            try:
+                values[key] = self.backend.sysctl(self.host_ns, key)
+            except errors.NotFoundError:
+                pass  # e.g. IPv6 disabled in the host namespace
+        return values
 
     def _while_busy(self, attempt: Callable[[], T], before_retry: Callable[[], None]) -> T:
         """Run ``attempt`` until it does not raise errors.Busy (which it raises before
@@ -498,13 +503,20 @@ class Controller:
             shared = tx.shared(self.host_key, key)
             if shared is None:
                 continue
-            state = tx.network_state(shared["owner"])
-            if state != "active":
-                raise errors.Busy(
-                    f"the host's shared setup {key!r}",
-                    f"network {shared['owner'][:12]} is {state or 'gone'}",
-                    0.0,
+            owner = tx.network(self.host_key, shared["owner"])
+            if owner is not None and owner["state"] == "active":
+                continue
+            name = repr(owner["name"]) if owner else shared["owner"][:12]
+            if shared["owner"] in tx.failed_owners():  # waiting will not help
+                what = "creation" if owner and owner["state"] == "pending" else "deletion"
+                raise errors.ConflictError(
+                    f"the {what} of network {name} failed and left the host's shared setup "
+                    f"{key!r} half done; run `hostnet gc` to finish it, then try again"
                 )
+            doing = "created" if owner and owner["state"] == "pending" else "deleted"
+            raise errors.Busy(
+                f"the host's shared setup {key!r}", f"network {name} is being {doing}", 0.0
+            )
 
     def _link_group(self, tx: Tx, host: Snapshot | None) -> int:
         """A link group number no link of the host and no other network uses."""
@@ -549,6 +561,11 @@ class Controller:
             raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
 
         def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            now = tx.network(self.host_key, name)  # again: this may be a retry
+            if now is None or now["id"] != record["id"]:
+                raise errors.NetworkNotFound(name)
+            if now["state"] == "deleting":  # by another call since we looked
+                raise _being_deleted(name)
             endpoints = self._endpoint_rows(tx, network=record["id"])
             if endpoints and not force:
                 raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
@@ -562,7 +579,8 @@ class Controller:
             ]
             heirs = [n for n in siblings if n["state"] == "active"]
             owned = tx.shared_owned_by(record["id"])
-            coming = [n for n in siblings if n["state"] == "pending"]
+            failed = tx.failed_owners()  # a create whose rollback failed is not coming
+            coming = [n for n in siblings if n["state"] == "pending" and n["id"] not in failed]
             if owned and not heirs and coming:
                 # another process is creating a network on this setup right now: wait
                 # until it is active and can inherit the setup (or until it gave up)
@@ -606,11 +624,15 @@ class Controller:
         """Endpoints to tear down (active, or left half torn down by a failed teardown);
         one still being set up by another process is refused, not pulled from under it."""
         rows = tx.endpoints(network=network, workload=workload, ns=ns)
-        busy = [r["workload"] for r in rows if r["state"] == "pending"]
+        # a publish in flight belongs to "<endpoint id>/<suffix>"; tearing the endpoint
+        # down now would free its ports while its firewall change is still coming
+        publishing = {o.split("/")[0] for o in tx.unfinished_owners() if "/" in o}
+        busy = [r["workload"] for r in rows if r["state"] == "pending" or r["id"] in publishing]
         if busy:
             raise errors.ConflictError(
-                f"{busy[0]!r} is being connected by another process right now; try again "
-                "in a moment (or run `hostnet gc` if that process died)"
+                f"{busy[0]!r} is being connected, or its ports published, by another "
+                "process right now; try again in a moment (or run `hostnet gc` if that "
+                "process died)"
             )
         return rows
 
@@ -906,7 +928,10 @@ class Controller:
                 raise errors.NetworkNotFound(network.name)
             self._check_modes(tx, drv, name, network.name)
             limit = drv.max_endpoints(info.spec)
-            if limit is not None and len(tx.endpoints(network=record["id"])) >= limit:
+            if (
+                limit is not None
+                and len(tx.endpoints(network=record["id"], published=False)) >= limit
+            ):
                 raise errors.ConflictError(
                     f"network {network.name!r} takes at most {limit} endpoint(s) "
                     f"({info.spec.option('macvlan_mode') or drv.name} mode)"
@@ -991,7 +1016,7 @@ class Controller:
             )
             if config.gateway:
                 gateways.append(config.gateway)
-        used = {e["data"].get("ifname") for e in tx.endpoints(ns=endpoint.ns)}
+        used = {e["data"].get("ifname") for e in tx.endpoints(ns=endpoint.ns, published=False)}
         if target is not None:
             used |= target.link_names()
         ifname = next(f"eth{i}" for i in range(10_000) if f"eth{i}" not in used)
@@ -1385,6 +1410,12 @@ def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> d
         "reserved": [[r.protocol, r.host_ip, r.port] for r in reserved],
         "options": dict(endpoint.options),
     }
+
+
+def _being_deleted(name: str) -> errors.ConflictError:
+    return errors.ConflictError(
+        f"network {name!r} is being deleted (if that failed, `hostnet gc` retries it)"
+    )
 
 
 def _endpoint_from(row: dict[str, Any], network_name: str) -> Endpoint:

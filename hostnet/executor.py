@@ -220,21 +220,20 @@ class Executor:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def recover(self) -> list[Recovered]:
-        """Finish or roll back journals whose process died (or whose teardown failed)."""
+    def recover(self, *, failed: bool = True) -> list[Recovered]:
+        """Finish or roll back journals whose process died and, with ``failed``, retry
+        those that ended with errors (failed teardowns and rollbacks)."""
         if self.store is None:
             return []
         report = []
         for entry in self.store.read(lambda tx: tx.journals()):
             alive = _process_started(entry["pid"]) == entry["started"]
-            if alive and not entry["failed"]:
-                continue  # another live process is applying it right now
-            if alive and entry["pid"] == self._pid and not entry["failed"]:
+            if alive and (not entry["failed"] or entry["retrying"]):
+                continue  # a live process is applying or retrying it right now
+            if not failed and alive:
                 continue
             with self.store.transaction() as tx:
-                claimed = tx.journal_claim(
-                    entry["id"], entry["pid"], entry["started"], self._pid, self._started
-                )
+                claimed = tx.journal_claim(entry, self._pid, self._started)
             if not claimed:
                 continue
             try:

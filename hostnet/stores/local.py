@@ -31,6 +31,7 @@ from hostnet import errors
 T = TypeVar("T")
 
 SCHEMA_VERSION = 2
+RETRYING = 2  # journal.failed: a failed journal some process is retrying right now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,7 +123,7 @@ CREATE TABLE IF NOT EXISTS journal (
     started REAL NOT NULL,             -- the owning process's start time (pid reuse guard)
     plan TEXT NOT NULL,
     done INTEGER NOT NULL,             -- ops completed
-    failed INTEGER NOT NULL DEFAULT 0, -- ended with errors (teardown or rollback): gc retries
+    failed INTEGER NOT NULL DEFAULT 0, -- 1: ended with errors (gc retries), 2: being retried
     at REAL NOT NULL
 );
 """
@@ -151,8 +152,12 @@ class Tx:
     def forget(self, owner: str) -> None:
         """Delete every record and allocation ``owner`` holds."""
         self.c.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
-        # ports published later on an endpoint belong to "<endpoint id>/<suffix>"
-        self.c.execute("DELETE FROM ports WHERE owner = ? OR owner LIKE ? || '/%'", (owner, owner))
+        # ports published later on an endpoint belong to "<endpoint id>/<suffix>" (a
+        # range of the owner index: "0" is the character after "/")
+        self.c.execute(
+            "DELETE FROM ports WHERE owner = ? OR (owner >= ? || '/' AND owner < ? || '0')",
+            (owner, owner, owner),
+        )
         self.c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
@@ -519,6 +524,17 @@ class Tx:
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))
 
+    def unfinished_owners(self) -> set[str]:
+        """Owners of journals still being applied (or left by a process that died),
+        not of failed ones."""
+        rows = self.c.execute("SELECT owner FROM journal WHERE failed = 0")
+        return {owner for (text,) in rows for owner in _loads(text)}
+
+    def failed_owners(self) -> set[str]:
+        """Owners of journals that ended with errors and wait for ``hostnet gc``."""
+        rows = self.c.execute("SELECT owner FROM journal WHERE failed = 1")
+        return {owner for (text,) in rows for owner in _loads(text)}
+
     def journals(self) -> list[dict[str, Any]]:
         return [
             {
@@ -530,6 +546,7 @@ class Tx:
                 "plan": _loads(r[5]),
                 "done": r[6],
                 "failed": bool(r[7]),
+                "retrying": r[7] == RETRYING,
                 "at": r[8],
             }
             for r in self.c.execute(
@@ -538,13 +555,23 @@ class Tx:
             )
         ]
 
-    def journal_claim(
-        self, id: str, old_pid: int, old_started: float, pid: int, started: float
-    ) -> bool:
-        """Take over a journal from a dead process; False if someone else did first."""
+    def journal_claim(self, entry: dict[str, Any], pid: int, started: float) -> bool:
+        """Take over a journal (as read by ``journals``) from a dead process, or a
+        failed one to retry it; False if someone else did first. A failed journal
+        being retried is marked so, and other processes leave it alone while the
+        retrying process lives (``journal_fail`` marks it failed again)."""
         cur = self.c.execute(
-            "UPDATE journal SET pid = ?, started = ? WHERE id = ? AND pid = ? AND started = ?",
-            (pid, started, id, old_pid, old_started),
+            "UPDATE journal SET pid = ?, started = ?, failed = ? "
+            "WHERE id = ? AND pid = ? AND started = ? AND failed = ?",
+            (
+                pid,
+                started,
+                RETRYING if entry["failed"] else 0,
+                entry["id"],
+                entry["pid"],
+                entry["started"],
+                (RETRYING if entry["retrying"] else 1) if entry["failed"] else 0,
+            ),
         )
         return cur.rowcount == 1
 

@@ -13,6 +13,7 @@ import pytest
 
 from hostnet.controller import Controller
 
+FORWARD = "net/ipv4/ip_forward"
 TRIALS = int(os.environ.get("HOSTNET_CONCURRENCY_TRIALS", "6"))
 
 CHILD = r"""
@@ -89,6 +90,7 @@ def test_networks_created_and_deleted_at_the_same_time_share_the_tables(
         assert set(ids) == {"a", "b"}, trial
         assert owner_of_tables(ctl) in ids.values()
         assert ctl.backend.nft_list(host, "inet hostnet") is not None
+        assert ctl.backend.sysctl(host, FORWARD) == "1"
         # the owner of the tables goes while a third network comes: the newcomer must
         # not build on tables that are being removed (they are inherited, or remade)
         owner = next(name for name, id in ids.items() if id == owner_of_tables(ctl))
@@ -102,6 +104,7 @@ def test_networks_created_and_deleted_at_the_same_time_share_the_tables(
         assert c.name == "c" and owner_of_tables(ctl) == c.id, trial
         listing = ctl.backend.nft_list(host, "inet hostnet")
         assert listing is not None, f"trial {trial}: network c has no firewall tables"
+        assert ctl.backend.sysctl(host, FORWARD) == "1", f"trial {trial}: forwarding off"
         # c works: an endpoint connects and its published port lands in the tables
         ns = ctl.create_namespace(hostnet_host.name("app"))
         c.connect(ns, publish=["8080:80"])
@@ -112,5 +115,6 @@ def test_networks_created_and_deleted_at_the_same_time_share_the_tables(
         ns.delete()
         c.delete()
         assert ctl.backend.nft_list(host, "inet hostnet") is None
+        assert ctl.backend.sysctl(host, FORWARD) == "0"  # restored with the last network
         assert ctl.backend.observe(host).link_names() == {"lo"}
         assert ctl.store.dump()["shared"] == [] and ctl.store.dump()["journal"] == []

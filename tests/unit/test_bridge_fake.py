@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
+from hostnet.model import PortMapping
 from hostnet.ops import CreateNamespace, DelLinkGroup
 from hostnet.testing import FaultyBackend
 
@@ -359,8 +360,8 @@ def test_publishing_more_ports_later_and_losing_them_with_the_endpoint(ctl: Cont
     assert added[1].protocol == "udp" and added[1].container_port == 53
     assert added[1].host_port >= 1024  # ephemeral
     (ep,) = [e for e in web.endpoints() if e.workload == "a"]
-    assert set(ep.ports) == {*added, *[m for m in ep.ports if m.host_port == 8080]}
-    assert len(ep.ports) == 3 and len(ctl.ports()) == 3
+    first = PortMapping(protocol="tcp", host_ip="0.0.0.0", host_port=8080, container_port=80)
+    assert list(ep.ports) == [first, *added] and len(ctl.ports()) == 3
     web.publish(a, ["8082:82"])  # a second publish keeps the earlier ones
     (ep,) = [e for e in web.endpoints() if e.workload == "a"]
     assert {m.host_port for m in ep.ports} >= {8080, 8081, 8082} and len(ep.ports) == 4
@@ -414,7 +415,8 @@ def test_a_network_is_not_built_on_shared_setup_another_process_is_changing(
     with pytest.raises(errors.Busy, match=r"'nft:bridge' is being changed") as info:
         ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
     assert info.value.waited == pytest.approx(0.2) and "hostnet gc" in str(info.value)
-    assert first.id[:12] in info.value.holder and state in info.value.holder
+    doing = {"pending": "being created", "deleting": "being deleted"}[state]
+    assert info.value.holder == f"network 'first' is {doing}"
     assert isinstance(info.value, errors.ConflictError)
     assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
 
@@ -507,3 +509,180 @@ def test_the_last_owner_of_shared_setup_waits_for_a_network_being_created_on_it(
     assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
     second.delete()
     assert kernel_of(ctl).observe(HOST).nft_tables == ()
+
+
+def test_a_network_that_waited_plans_with_the_host_as_the_other_process_left_it(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+    import types
+
+    from hostnet import controller as controller_module
+    from hostnet.ops import merge_nft, plan_from_json, teardown_plan
+
+    forward = "net/ipv4/ip_forward"
+    assert ctl.backend.sysctl(HOST, forward) == "0"
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    assert ctl.backend.sysctl(HOST, forward) == "1"  # turned on, and owned, by first
+    _set_network_state(ctl, first.id, "deleting")  # another process is deleting it
+
+    def other_process_finishes(seconds: float) -> None:
+        # what that process's delete_network does next: undo the network and the
+        # shared setup it owned (forwarding back to 0, tables gone), forget it
+        record = ctl.store.read(lambda tx: tx.network(ctl.host_key, "first"))
+        if record is None:
+            return
+        shared = ctl.store.read(lambda tx: tx.shared_owned_by(first.id))
+        plan = [*teardown_plan(plan_from_json(record["applied"]))]
+        for row in shared:
+            plan.extend(teardown_plan(plan_from_json(row["applied"])))
+        ctl.executor.teardown(merge_nft(tuple(plan)), owners=[first.id], what="delete first")
+
+    clock = types.SimpleNamespace(monotonic=real_time.monotonic, sleep=other_process_finishes)
+    monkeypatch.setattr(controller_module, "time", clock)
+    second = ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    monkeypatch.undo()
+    assert ctl.backend.sysctl(HOST, forward) == "1"  # turned on again, not assumed on
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert owners == {key: second.id for key in owners} and f"sysctl:{forward}" in owners
+    second.delete()
+    assert ctl.backend.sysctl(HOST, forward) == "0"
+    assert kernel_of(ctl).observe(HOST).nft_tables == ()
+
+
+def test_an_endpoint_is_not_torn_down_while_a_publish_on_it_is_in_flight(
+    ctl: Controller,
+) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    ep = web.connect(app, publish=["8080:80"])
+    with ctl.store.transaction() as tx:  # another process is publishing a port on it
+        tx.journal_begin(
+            id="publishing",
+            kind="setup",
+            owner=json.dumps([f"{ep.id}/1234abcd"]),
+            pid=ctl.executor._pid,
+            started=ctl.executor._started,
+            plan=[],
+        )
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.ConflictError, match="its ports published"):
+        web.disconnect(app)
+    with pytest.raises(errors.ConflictError, match="its ports published"):
+        web.disconnect_all()
+    assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
+    with ctl.store.transaction() as tx:
+        tx.journal_end("publishing")
+    web.disconnect(app)
+    assert ctl.ports() == [] and web.endpoints() == []
+
+
+def test_a_network_another_call_deleted_while_this_one_waited_is_not_deleted_twice(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as real_time
+    import types
+
+    from hostnet import controller as controller_module
+
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    second = ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    _set_network_state(ctl, second.id, "pending")  # being created: first's delete waits
+    other = make_second_controller(ctl)
+    calls: list[str] = []
+
+    def meanwhile(seconds: float) -> None:
+        if not calls:  # while this call waits, another call deletes first
+            calls.append("other delete")
+            _set_network_state(ctl, second.id, "active")
+            other.delete_network("first")
+
+    clock = types.SimpleNamespace(monotonic=real_time.monotonic, sleep=meanwhile)
+    monkeypatch.setattr(controller_module, "time", clock)
+    ctl._recover = False  # straight to sleeping
+    with pytest.raises(errors.NetworkNotFound):
+        first.delete()
+    monkeypatch.undo()
+    assert calls == ["other delete"]
+    owners = {row[1]: row[2] for row in ctl.store.dump()["shared"]}
+    assert set(owners.values()) == {second.id}  # inherited once, not torn down twice
+    assert "inet hostnet" in kernel_of(ctl).observe(HOST).nft_tables
+    other.close()
+    second.delete()
+    assert kernel_of(ctl).observe(HOST).nft_tables == ()
+
+
+def make_second_controller(ctl: Controller) -> Controller:
+    """Another Controller on the same kernel and state directory (another process)."""
+    return Controller(
+        backend=ctl.backend, host=HOST, state_dir=ctl.store.state_dir, forwarding=True
+    )
+
+
+def test_shared_setup_left_half_done_by_a_failure_is_reported_at_once(ctl: Controller) -> None:
+    first = ctl.create_network("first", driver="bridge", subnet="10.91.0.0/24")
+    _set_network_state(ctl, first.id, "deleting")
+    with ctl.store.transaction() as tx:  # its teardown ended with errors
+        tx.journal_begin(
+            id="failed",
+            kind="teardown",
+            owner=json.dumps([first.id]),
+            pid=ctl.executor._pid,
+            started=ctl.executor._started,
+            plan=[],
+        )
+        tx.journal_fail("failed")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.ConflictError, match="hostnet gc") as info:
+        ctl.create_network("second", driver="bridge", subnet="10.92.0.0/24")
+    assert not isinstance(info.value, errors.Busy)  # refused at once, not waited out
+    assert "the deletion of network 'first' failed" in str(info.value)
+    assert kernel_of(ctl).dump() == before_kernel and ctl.store.dump() == before_store
+
+
+def test_a_failed_publish_and_a_dead_processs_publish_leave_the_endpoint_as_it_was(
+    tmp_path,
+) -> None:
+    import subprocess
+    import sys
+
+    kernel = FakeKernel(seed=3)
+    kernel.apply(CreateNamespace(ns=HOST))
+    faulty = FaultyBackend(kernel)
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    ep = web.connect(app, publish=["8080:80"])
+    before_kernel, before_store = kernel.dump(), ctl.store.dump()
+    # 1. its one nftables transaction fails: nothing of the publish stays
+    faulty.fail_kinds = frozenset({"NftBatch"})
+    with pytest.raises(errors.HostnetError):
+        web.publish(app, ["8081:81", "9000/udp"])
+    faulty.fail_kinds = frozenset()
+    assert kernel.dump() == before_kernel and ctl.store.dump() == before_store
+    # 2. a process killed after its publish reached the kernel, before the record
+    added = web.publish(app, ["8081:81"])
+    (row,) = ctl.store.dump()["published"]
+    owner, plan = row[0], json.loads(row[3])
+    assert owner.startswith(f"{ep.id}/")
+    with ctl.store.transaction() as tx:  # back to "journaled, applied, not recorded"
+        tx.c.execute("DELETE FROM published")
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        tx.journal_begin(
+            id="dead-publish",
+            kind="setup",
+            owner=json.dumps([owner]),
+            pid=dead.pid,
+            started=12345.0,
+            plan=plan,
+        )
+    assert [m.host_port for m in added] == [8081]
+    assert any(p["port"] == 8081 for p in ctl.ports())  # still reserved, in the kernel too
+    ctl.close()
+    again = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
+    assert [r.journal for r in again.recovered] == ["dead-publish"]
+    assert kernel.dump() == before_kernel and again.store.dump() == before_store
+    again.network("web").disconnect(app)
+    assert again.ports() == []
+    again.close()

@@ -377,6 +377,59 @@ def test_recover_leaves_the_journal_of_a_live_process_alone(store: LocalStore) -
     assert len(store.read(lambda tx: tx.journals())) == 1
 
 
+def test_a_failed_journal_is_retried_by_one_process_at_a_time(tmp_path: Path) -> None:
+    import psutil
+
+    kernel = FakeKernel()
+    first, second = LocalStore(tmp_path), LocalStore(tmp_path)
+    retrier = Executor(kernel, first)
+    other = Executor(kernel, second)
+    other._pid = os.getppid()  # another live process on the same state directory
+    other._started = psutil.Process(other._pid).create_time()
+    with first.transaction() as tx:  # a teardown that ended with errors earlier
+        tx.journal_begin(
+            id="failed",
+            kind="teardown",
+            owner='["x"]',
+            pid=retrier._pid,
+            started=retrier._started,
+            plan=plan_to_json((DeleteNamespace(ns="gone"),)),
+        )
+        tx.journal_fail("failed")
+    seen: list[object] = []
+    meanwhile: list[list[Recovered]] = []
+    apply = kernel.apply
+
+    def watching(op: object) -> None:
+        seen.append(op)
+        meanwhile.append(other.recover())  # the other process polls while we retry
+        apply(op)  # type: ignore[arg-type]
+
+    kernel.apply = watching  # type: ignore[method-assign]
+    try:
+        (done,) = retrier.recover()
+    finally:
+        kernel.apply = apply  # type: ignore[method-assign]
+    assert meanwhile == [[]] and len(seen) == 1  # the op ran once, by one process
+    assert done.journal == "failed" and done.errors == ()  # "gone" counts as done
+    assert first.read(lambda tx: tx.journals()) == []
+    # a waiter that only takes over dead processes' work leaves failed journals alone
+    with first.transaction() as tx:
+        tx.journal_begin(
+            id="failed2",
+            kind="teardown",
+            owner='["y"]',
+            pid=other._pid,
+            started=other._started,
+            plan=plan_to_json((DeleteNamespace(ns="gone"),)),
+        )
+        tx.journal_fail("failed2")
+    assert retrier.recover(failed=False) == []
+    assert [r.journal for r in retrier.recover()] == ["failed2"]
+    first.close()
+    second.close()
+
+
 def test_a_controller_recovers_on_start(tmp_path: Path) -> None:
     kernel = FakeKernel()
     store = LocalStore(tmp_path)

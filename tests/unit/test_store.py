@@ -142,12 +142,30 @@ def test_state_dir_from_the_environment(tmp_path: Path, monkeypatch: pytest.Monk
 def test_a_journal_is_claimed_by_one_process_only(store: LocalStore) -> None:
     with store.transaction() as tx:
         tx.journal_begin(id="j", kind="setup", owner="[]", pid=111, started=1.0, plan=[])
+    (seen,) = store.read(lambda tx: tx.journals())  # both processes read it
     with store.transaction() as tx:
-        assert tx.journal_claim("j", 111, 1.0, 222, 2.0)
+        assert tx.journal_claim(seen, 222, 2.0)
     with store.transaction() as tx:
-        assert not tx.journal_claim("j", 111, 1.0, 333, 3.0)
+        assert not tx.journal_claim(seen, 333, 3.0)
     (entry,) = store.read(lambda tx: tx.journals())
-    assert (entry["pid"], entry["started"]) == (222, 2.0)
+    assert (entry["pid"], entry["started"], entry["failed"]) == (222, 2.0, False)
+
+
+def test_a_failed_journal_is_claimed_for_one_retry_at_a_time(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        tx.journal_begin(id="j", kind="teardown", owner="[]", pid=111, started=1.0, plan=[])
+        tx.journal_fail("j")
+    (seen,) = store.read(lambda tx: tx.journals())
+    with store.transaction() as tx:  # its own process retries it (same pid)
+        assert tx.journal_claim(seen, 111, 1.0)
+    with store.transaction() as tx:  # another that read it before loses
+        assert not tx.journal_claim(seen, 333, 3.0)
+    (entry,) = store.read(lambda tx: tx.journals())
+    assert entry["failed"] and entry["retrying"] and entry["pid"] == 111
+    with store.transaction() as tx:
+        tx.journal_fail("j")  # the retry failed again: free for the next one
+    (entry,) = store.read(lambda tx: tx.journals())
+    assert entry["failed"] and not entry["retrying"]
 
 
 # -- many processes, one state directory ------------------------------------------------
@@ -251,3 +269,13 @@ def test_many_processes_never_double_book_a_port(tmp_path: Path) -> None:
     stored = sorted((r["owner"], r["host_ip"], r["port"]) for r in rows)
     expected = sorted([(o[1], o[2], o[3]) for o in ephemeral] + [(o[1], o[2], o[3]) for o in won])
     assert stored == expected
+
+
+def test_forget_takes_an_owners_later_ports_and_nobody_elses(store: LocalStore) -> None:
+    with store.transaction() as tx:
+        for port, owner in enumerate(["abc", "abc/1", "abc/zz", "abcd", "ab", "abc0", "ab/c"]):
+            tx.reserve_port("", "tcp", "0.0.0.0", 8000 + port, owner, "w")
+    with store.transaction() as tx:
+        tx.forget("abc")
+    left = sorted(r["owner"] for r in store.read(lambda tx: tx.ports()))
+    assert left == ["ab", "ab/c", "abc0", "abcd"]
