@@ -479,6 +479,7 @@ class Controller:
         changing anything), for at most ``busy_wait`` seconds."""
         deadline = time.monotonic() + self.busy_wait
         next_recovery = 0.0
+        pause = 0.01
         while True:
             try:
                 return attempt()
@@ -488,11 +489,12 @@ class Controller:
                     raise errors.Busy(exc.what, exc.holder, self.busy_wait) from None
                 if self._recover and now >= next_recovery:
                     # the other process may have died in the middle: finish its work,
-                    # as a new Controller would (journals of live processes are left)
-                    self.recovered.extend(self.executor.recover())
+                    # as a new Controller would (failed work is left to gc)
+                    self.recovered.extend(self.executor.recover(failed=False))
                     next_recovery = now + 0.25
                 else:
-                    time.sleep(0.02)
+                    pause = min(pause * 2, 0.2)  # 20 ms, 40 ms... every 200 ms at most
+                    time.sleep(pause)
                 before_retry()
 
     def _check_shared_settled(self, tx: Tx, keys: Iterable[str]) -> None:
