@@ -67,7 +67,6 @@ import json
 import math
 import os
 import re
-import secrets
 import shutil
 import struct
 import subprocess
@@ -95,6 +94,7 @@ from baselines.kernel import (
     Switch,
     Wire,
     ns_path,
+    random_mac,
 )
 from common import (
     Target,
@@ -102,6 +102,7 @@ from common import (
     cleanup_signals,
     drift,
     ignore_signals,
+    ip_netns_names,
     list_namespaces,
     machine_info,
     paired_ratio,
@@ -132,12 +133,6 @@ GROWTH_LIMIT = 1.15
 GROWTH_AT = 1000
 BULK_LIMIT_MS = 1000.0
 BULK_AT = 1000
-
-
-def random_mac() -> str:
-    octets = bytearray(secrets.token_bytes(6))
-    octets[0] = (octets[0] & 0xFC) | 0x02
-    return ":".join(f"{o:02x}" for o in octets)
 
 
 @dataclass(slots=True)
@@ -985,11 +980,6 @@ def _methods(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"methods are {', '.join(ALL_METHODS)}")
     # the floor is every ratio's baseline; the order is fixed
     return [m for m in ALL_METHODS if m in chosen or m == "floor"]
-
-
-def ip_netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
 def run_sizes(

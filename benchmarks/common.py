@@ -361,6 +361,12 @@ def list_namespaces(prefix: str = "") -> list[str]:
         return []
 
 
+def ip_netns_names() -> list[str]:
+    """The names `ip netns list` shows (what a run must leave none of its own in)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
 def remove_namespace(name: str) -> None:
     """Unmount and unlink /run/netns/NAME, tolerating a file that was never mounted or
     is already gone (what a create interrupted half-way leaves)."""

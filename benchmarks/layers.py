@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctl.store.read = timed(acc, "read", ctl.store.read)  # type: ignore[method-assign]
         ctl.store.journal_progress = timed(acc, "progress", ctl.store.journal_progress)  # type: ignore[method-assign]
         run_in = nsenter.run_in
-        nsenter.run_in = timed(acc, "thread", run_in)  # type: ignore[assignment]
+        nsenter.run_in = timed(acc, "thread", run_in)
         totals = []
         try:
             for i in range(10, args.n + 10):
@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 connect(i)
                 totals.append(time.perf_counter_ns() - start)
         finally:
-            nsenter.run_in = run_in  # type: ignore[assignment]
+            nsenter.run_in = run_in
         mean = statistics.mean(totals) / 1e6
         print(
             f"{args.driver}: {args.n} connects, median {statistics.median(totals) / 1e6:.3f} ms,"

@@ -49,8 +49,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import ctypes
-import fcntl
 import gc
 import io
 import ipaddress
@@ -58,10 +56,8 @@ import json
 import math
 import os
 import pstats
-import secrets
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -71,18 +67,35 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from baselines import kernel
+from baselines.kernel import (
+    CLONE_NEWNET,
+    IFF_UP,
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    RTM_DELLINK,
+    RTM_NEWADDR,
+    RTM_NEWLINK,
+    RTM_NEWROUTE,
+    Wire,
+    _check,
+    _libc,
+    make_namespace,
+    open_ns,
+    prepare_run_dir,
+    random_mac,
+)
 from common import (
-    NETNS_RUN_DIR,
     Target,
     Timer,
     cleanup_signals,
     drift,
     ignore_signals,
+    ip_netns_names,
     list_namespaces,
     machine_info,
     paired_ratio,
     ratio_table,
-    remove_namespace,
     rotation,
     summarize,
     sweep_namespaces,
@@ -98,106 +111,11 @@ IFNAME = "eth0"
 TARGET_INDEX = 2  # the first index a fresh namespace hands out after lo's 1
 CONNECT_TARGET_RATIO = 1.3
 
-CLONE_NEWNET = 0x40000000
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_SHARED = 1 << 20
-SIOCGIFFLAGS, SIOCSIFFLAGS = 0x8913, 0x8914
-IFF_UP = 0x1
-IFREQ = struct.Struct("16sh22x")
-
-RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWADDR, RTM_NEWROUTE = 20, 24
-NLM_F_REQUEST, NLM_F_ACK = 0x1, 0x4
-NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
-NLMSG_ERROR = 2
-RT_TABLE_MAIN, RTPROT_STATIC, RTN_UNICAST, RT_SCOPE_UNIVERSE = 254, 4, 1, 0
+RTM_GETLINK = 18
 MACVLAN_MODE_BRIDGE = 4
-NLMSG_HEADER = struct.Struct("=IHHII")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_libc.unshare.argtypes = [ctypes.c_int]
-_libc.mount.argtypes = [
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_char_p,
-    ctypes.c_ulong,
-    ctypes.c_void_p,
-]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def ns_path(name: str) -> str:
-    return os.path.join(NETNS_RUN_DIR, name)
-
-
-def open_ns(name: str) -> int:
-    return os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
-
-
-def random_mac() -> str:
-    """A random unicast, locally administered MAC (what hostnet picks too)."""
-    octets = bytearray(secrets.token_bytes(6))
-    octets[0] = (octets[0] & 0xFC) | 0x02
-    return ":".join(f"{o:02x}" for o in octets)
 
 
 # -- throwaway namespaces (untimed) ----------------------------------------------------
-
-
-def prepare_run_dir() -> None:
-    """Make /run/netns a shared mount point, as `ip netns add` does (once)."""
-    os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)
-    path = NETNS_RUN_DIR.encode()
-    if _libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None) != 0:
-        _check(_libc.mount(path, path, b"none", MS_BIND | MS_REC, None), "bind /run/netns")
-        _check(_libc.mount(b"", path, b"none", MS_SHARED | MS_REC, None), "share /run/netns")
-
-
-def _in_new_thread(fn: Callable[[], Any]) -> Any:
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed to the caller
-            failure.append(exc)
-
-    thread = threading.Thread(target=body, name="hnbmv-netns")
-    thread.start()
-    thread.join()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
-def make_namespace(name: str) -> None:
-    """/run/netns/NAME bound to a new network namespace whose lo is up."""
-    path = ns_path(name)
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444))
-
-    def body() -> None:
-        _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-        _check(
-            _libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
-            f"bind-mount {path}",
-        )
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            flags = IFREQ.unpack(fcntl.ioctl(sock, SIOCGIFFLAGS, IFREQ.pack(b"lo", 0)))[1]
-            fcntl.ioctl(sock, SIOCSIFFLAGS, IFREQ.pack(b"lo", flags | IFF_UP))
-
-    try:
-        _in_new_thread(body)
-    except BaseException:
-        remove_namespace(name)
-        raise
 
 
 def run_ip(*argv: str) -> str:
@@ -228,43 +146,6 @@ def build_lan(host: str, lan: str) -> None:
 # -- the floor's netlink ---------------------------------------------------------------
 
 
-class Wire:
-    """One request, one acknowledgement, over a plain netlink socket: pyroute2 encodes
-    the request, the ack's error code is read with struct."""
-
-    __slots__ = ("seq", "sock")
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.seq = 0
-
-    def request(self, msg: Any, msg_type: int, flags: int = 0) -> None:
-        self.seq += 1
-        header = msg["header"]
-        header["type"] = msg_type
-        header["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        header["sequence_number"] = self.seq
-        header["pid"] = 0
-        msg.encode()
-        self.sock.send(msg.data[: header["length"]])
-        while True:
-            data = self.sock.recv(65536)
-            offset = 0
-            while offset + NLMSG_HEADER.size <= len(data):
-                length, kind, _flags, seq, _pid = NLMSG_HEADER.unpack_from(data, offset)
-                if length < NLMSG_HEADER.size:
-                    break
-                if seq == self.seq and kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + 16)[0]
-                    if code:
-                        raise OSError(code, f"netlink {msg_type}: {os.strerror(code)}")
-                    return
-                offset += (length + 3) & ~3
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def macvlan_msg(*, parent: int, ns_fd: int, mac: str, mtu: int) -> Any:
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -284,30 +165,9 @@ def macvlan_msg(*, parent: int, ns_fd: int, mac: str, mtu: int) -> Any:
 
 
 def addr_msg(address: str) -> Any:
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
     iface = ipaddress.ip_interface(address)
-    ip = str(iface.ip)
-    msg = ifaddrmsg()
-    msg["family"] = socket.AF_INET
-    msg["prefixlen"] = iface.network.prefixlen
-    msg["index"] = TARGET_INDEX
     broadcast = str(iface.network.broadcast_address)
-    msg["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_BROADCAST", broadcast)]
-    return msg
-
-
-def default_route_msg(gateway: str) -> Any:
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-    msg = rtmsg()
-    msg["family"] = socket.AF_INET
-    msg["table"] = RT_TABLE_MAIN
-    msg["proto"] = RTPROT_STATIC
-    msg["type"] = RTN_UNICAST
-    msg["scope"] = RT_SCOPE_UNIVERSE
-    msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", TARGET_INDEX)]
-    return msg
+    return kernel.addr_msg(TARGET_INDEX, str(iface.ip), iface.network.prefixlen, broadcast)
 
 
 def dellink_msg() -> Any:
@@ -427,7 +287,11 @@ class Floor:
                 )
                 inside = Wire(sock)
                 inside.request(addr_msg(self.addresses[i]), RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
-                inside.request(default_route_msg(GATEWAY), RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
+                inside.request(
+                    kernel.default_route_msg(TARGET_INDEX, GATEWAY),
+                    RTM_NEWROUTE,
+                    NLM_F_CREATE | NLM_F_EXCL,
+                )
             finally:
                 sock.close()
         finally:
@@ -769,11 +633,6 @@ def print_results(stats: dict[str, Any], markdown: bool) -> None:
             f"({c['ratio']:.2f}x)   disconnect {d['first']:.3f} -> {d['last']:.3f} ms "
             f"({d['ratio']:.2f}x)"
         )
-
-
-def ip_netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
 def _methods(text: str) -> list[str]:

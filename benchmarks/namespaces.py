@@ -60,6 +60,7 @@ from common import (
     cleanup_signals,
     drift,
     ignore_signals,
+    ip_netns_names,
     machine_info,
     paired_ratio,
     ratio_table,
@@ -645,11 +646,6 @@ def fs_type(path: str) -> str | None:
             if inside and len(mount_point) >= len(best):
                 best, kind = mount_point, fstype
     return kind
-
-
-def ip_netns_names() -> list[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
-    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
 def _phases(text: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""What hostnet is measured against in benchmarks/bridge.py and benchmarks/ports.py.
+"""What hostnet is measured against in benchmarks/bridge.py and benchmarks/ports.py
+(benchmarks/macvlan.py uses ``kernel``'s netlink and namespace helpers for its floor).
 
 - ``kernel``: the raw floor (pyroute2 message classes over plain netlink sockets, one
   libnftables context) and the untimed scaffolding every method shares: throwaway

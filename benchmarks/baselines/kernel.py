@@ -1,4 +1,4 @@
-"""The raw floor and the untimed scaffolding of the bridge and port benchmarks.
+"""The raw floor and the untimed scaffolding of the bridge, port and macvlan benchmarks.
 
 The floor is the least work one process can do to make a bridge endpoint, with no
 policy, no store and no observation: the netlink requests hostnet sends (pyroute2's
@@ -24,6 +24,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import secrets
 import socket
 import struct
 import threading
@@ -78,6 +79,13 @@ def ns_path(name: str) -> str:
 
 def open_ns(name: str) -> int:
     return os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+
+
+def random_mac() -> str:
+    """A random unicast, locally administered MAC (what hostnet picks too)."""
+    octets = bytearray(secrets.token_bytes(6))
+    octets[0] = (octets[0] & 0xFC) | 0x02
+    return ":".join(f"{o:02x}" for o in octets)
 
 
 # -- throwaway namespaces (untimed) ----------------------------------------------------
