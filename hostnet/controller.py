@@ -218,6 +218,10 @@ class Controller:
         """Create a named namespace (visible to ``ip netns list``) with ``lo`` up."""
         check_namespace_name(name)
         owner = f"ns:{name}"
+        # before journaling: recovering a create killed in flight deletes the
+        # namespace, which must then be ours, not one that was there already
+        if self.backend.has_namespace(name):
+            raise errors.NamespaceExists(name)
 
         def prepare(tx: Tx) -> Plan:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
@@ -401,6 +405,10 @@ class Controller:
                 spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
             )
             data = drv.decide(spec, network_id, host)
+            for other in tx.networks(self.host_key):  # any state: recovery deletes by name
+                taken = set(_host_links(other["data"])) & set(_host_links(data))
+                if taken:
+                    raise errors.LinkExists(sorted(taken)[0], self.host_ns)
             if cls.link_group:
                 data["group"] = self._link_group(tx, host)
             wanted = drv.host_addresses(spec)
@@ -664,7 +672,10 @@ class Controller:
         def prepare(tx: Tx) -> tuple[Plan, list[str]]:
             gone[:] = self._endpoint_rows(tx, network=record["id"])
             tx.mark_deleting("endpoints", "id", [e["id"] for e in gone])
-            return self._endpoints_teardown(record, gone), [e["id"] for e in gone]
+            # the marker owner keeps new connects off the network (their links would be
+            # in the group this deletes) until the journal ends, also after a crash
+            owners = [*(e["id"] for e in gone), _drain_owner(record["id"])]
+            return self._endpoints_teardown(record, gone), owners
 
         try:
             self.executor.teardown(prepare, what=f"disconnect everything from {name!r}")
@@ -928,6 +939,17 @@ class Controller:
             # checked again here: another process may have changed things meanwhile
             if tx.network_state(record["id"]) != "active":
                 raise errors.NetworkNotFound(network.name)
+            drain = _drain_owner(record["id"])
+            if drain in tx.unfinished_owners() or drain in tx.failed_owners():
+                raise errors.ConflictError(
+                    f"network {network.name!r} is being emptied (disconnect_all) by another "
+                    "call right now; try again in a moment (or run `hostnet gc` if that "
+                    "process died)"
+                )
+            if ns is not None:
+                current = tx.namespace(ns)
+                if current is not None and current["state"] == "deleting":
+                    raise errors.ConflictError(f"namespace {ns!r} is being deleted")
             self._check_modes(tx, drv, name, network.name)
             limit = drv.max_endpoints(info.spec)
             if (
@@ -1248,7 +1270,7 @@ class Controller:
         host = self._observe(self.host_ns)
         known: set[str] = set()
         for net in self.store.read(lambda tx: tx.networks(self.host_key)):
-            known.update(v for k, v in net["data"].items() if k in ("bridge", "shim"))
+            known.update(_host_links(net["data"]))
         for ep in self.store.read(lambda tx: tx.endpoints()):
             known.add(f"veth{ep['id'][:7]}")
         out = []
@@ -1281,33 +1303,50 @@ class Controller:
         """Finish or roll back work of dead processes, then forget records of namespaces
         that no longer exist (tearing down what is left of their endpoints)."""
         recovered = self.executor.recover()
+        # records first, then the kernel: a namespace made (and recorded) in between is
+        # then listed as live, never taken for a stale one
+        records = self.store.read(lambda tx: tx.namespaces())
+        rows = self.store.read(lambda tx: tx.endpoints())
         live = set(self.backend.namespaces())
-        stale = []
-        for rec in self.store.read(lambda tx: tx.namespaces()):
+        stale: list[str] = []  # added to by the transactions that forget something
+
+        def gone(name: str) -> bool:  # asked again inside each transaction
+            return not self.backend.has_namespace(name)
+
+        for rec in records:
             if rec["name"] in live or rec["state"] != "active":
                 continue
 
             def forget_namespace(tx: Tx, rec: dict[str, Any] = rec) -> tuple[Plan, list[str]]:
-                rows = self._endpoint_rows(tx, ns=rec["name"])
-                tx.mark_deleting("endpoints", "id", [e["id"] for e in rows])
+                now = tx.namespace(rec["name"])
+                if now is None or now["owner"] != rec["owner"] or not gone(rec["name"]):
+                    return (), []
+                stale.append(rec["name"])
+                eps = self._endpoint_rows(tx, ns=rec["name"])
+                tx.mark_deleting("endpoints", "id", [e["id"] for e in eps])
                 tx.mark_deleting("namespaces", "name", [rec["name"]])
-                return merge_nft(self._undo(rows)), [*(e["id"] for e in rows), rec["owner"]]
+                return merge_nft(self._undo(eps)), [*(e["id"] for e in eps), rec["owner"]]
 
             self.executor.teardown(
                 forget_namespace, what=f"forget stale namespace {rec['name']!r}"
             )
-            stale.append(rec["name"])
-        for row in self.store.read(lambda tx: tx.endpoints()):
+        for row in rows:
             if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
 
                 def forget_endpoint(tx: Tx, row: dict[str, Any] = row) -> tuple[Plan, list[str]]:
+                    assert row["ns"] is not None
+                    now = [
+                        e for e in self._endpoint_rows(tx, ns=row["ns"]) if e["id"] == row["id"]
+                    ]
+                    if not now or now[0]["state"] != "active" or not gone(row["ns"]):
+                        return (), []  # disconnected meanwhile, or its namespace is back
+                    stale.append(row["workload"])
                     tx.mark_deleting("endpoints", "id", [row["id"]])
-                    return self._undo([row]), [row["id"]]
+                    return self._undo(now), [row["id"]]
 
                 self.executor.teardown(
                     forget_endpoint, what=f"forget stale endpoint of {row['workload']!r}"
                 )
-                stale.append(row["workload"])
         return {
             "recovered": [
                 {"journal": r.journal, "kind": r.kind, "ops": r.ops, "errors": list(r.errors)}
@@ -1412,6 +1451,16 @@ def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> d
         "reserved": [[r.protocol, r.host_ip, r.port] for r in reserved],
         "options": dict(endpoint.options),
     }
+
+
+def _host_links(data: dict[str, Any]) -> list[str]:
+    """The host-side links a network's driver made for it (its bridge, its shim)."""
+    return [str(v) for k, v in data.items() if k in ("bridge", "shim") and v]
+
+
+def _drain_owner(network_id: str) -> str:
+    """The journal owner of a ``disconnect_all`` of a network (owns no records)."""
+    return f"drain:{network_id}"
 
 
 def _being_deleted(name: str) -> errors.ConflictError:
