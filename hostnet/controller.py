@@ -940,7 +940,7 @@ class Controller:
             if tx.network_state(record["id"]) != "active":
                 raise errors.NetworkNotFound(network.name)
             drain = _drain_owner(record["id"])
-            if drain in tx.unfinished_owners() or drain in tx.failed_owners():
+            if drain in tx.journal_owners():
                 raise errors.ConflictError(
                     f"network {network.name!r} is being emptied (disconnect_all) by another "
                     "call right now; try again in a moment (or run `hostnet gc` if that "

@@ -530,6 +530,11 @@ class Tx:
         rows = self.c.execute("SELECT owner FROM journal WHERE failed = 0")
         return {owner for (text,) in rows for owner in _loads(text)}
 
+    def journal_owners(self) -> set[str]:
+        """Owners of every journal: running, left by a dead process, or failed."""
+        rows = self.c.execute("SELECT owner FROM journal")
+        return {owner for (text,) in rows for owner in _loads(text)}
+
     def failed_owners(self) -> set[str]:
         """Owners of journals that ended with errors and wait for ``hostnet gc``."""
         rows = self.c.execute("SELECT owner FROM journal WHERE failed = 1")
