@@ -18,7 +18,8 @@ and verdict maps keyed by bridge name. Adding or removing one published port is 
       libnftables 1.0.6 crashes parsing JSON for a map with a concatenated value)
       map egress           bridge -> jump n-<net>   (traffic leaving a bridge)
       map ingress          bridge -> jump i-<net>   (traffic entering a bridge)
-      chain prerouting     DNAT for packets to a host address from elsewhere
+      chain prerouting     DNAT for packets to a host address from elsewhere (never
+                           to 127.0.0.0/8 or ::1: such packets from outside are forged)
       chain output         DNAT for packets from the host itself (localhost:PORT works)
       chain postrouting    masquerade: outbound, from the host itself, hairpin
       chain forward        established first, then the per-network chains
@@ -134,6 +135,17 @@ def base_setup() -> tuple[str, str]:
                 }
             }
         )
+    # A loopback destination arriving from outside is a forged packet (a neighbour can
+    # send one to the host's MAC); a port published on 127.0.0.1 must not answer it
+    # (CVE-2020-8558). Only packets the host itself sends reach 127.0.0.1 ports.
+    cmds += [
+        _rule(
+            "prerouting",
+            _match(_daddr("ip"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
+            {"return": None},
+        ),
+        _rule("prerouting", _match(_daddr("ip6"), "::1"), {"return": None}),
+    ]
     local = _match(_fib("daddr"), "local")
     for chain in ("prerouting", "output"):
         cmds += [

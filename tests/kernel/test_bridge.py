@@ -8,6 +8,7 @@ machine's own network is never touched.
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -135,6 +136,64 @@ def test_published_ports_via_host_address_and_localhost(lab: Lab) -> None:
         "HostPort": "8080",
     }
     assert info["NetworkSettings"]["Networks"]["web"]["IPAddress"] == ep.ip
+
+
+LISTENER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    print(data.decode(), peer[0], flush=True)
+"""
+
+RAW_SENDER = r"""
+import socket, struct, sys
+ifname, dst_mac, dst_ip, port, payload = sys.argv[1:]
+src_ip = "10.250.0.2"
+def checksum(data):
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    return ~(total + (total >> 16)) & 0xFFFF
+body = payload.encode()
+udp = struct.pack("!HHHH", 40000, int(port), 8 + len(body), 0) + body
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+src_mac = s.getsockname()[4]
+s.send(bytes.fromhex(dst_mac.replace(":", "")) + src_mac + b"\x08\x00" + ip + udp)
+"""
+
+
+def test_a_port_published_on_localhost_ignores_forged_packets_from_the_lan(lab: Lab) -> None:
+    # A neighbour can hand the host a frame for 127.0.0.1 (CVE-2020-8558): it must not
+    # reach a port published on 127.0.0.1 only. The same raw frame to the host's own
+    # address and a port published there does arrive, so the test can tell.
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    web.connect(app, publish=["127.0.0.1:5353:53/udp", "5354:53/udp"])
+    uplink = lab.host.snapshot().link("uplink0")
+    assert uplink is not None
+    listener = app.popen([sys.executable, "-c", LISTENER, "53"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        for dst, port, what in (("127.0.0.1", 5353, "forged"), (UPLINK_HOST, 5354, "control")):
+            lab.outside.run(
+                [sys.executable, "-c", RAW_SENDER, "eth0", uplink.mac, dst, str(port), what],
+                check=True,
+            )
+        # the control frame was sent last: once it is in, the forged one had its chance
+        assert listener.stdout.readline().split() == ["control", UPLINK_OUT]
+    finally:
+        listener.kill()
+        listener.wait()
+        rest = listener.stdout.read() if listener.stdout else ""
+        if listener.stdout:
+            listener.stdout.close()
+    assert "forged" not in rest
 
 
 def test_ports_published_later_answer_too(lab: Lab) -> None:
