@@ -460,7 +460,7 @@ class BackendContract:
             "postrouting": "postrouting",
             "forward": "forward",
         }
-        assert chains["prerouting"]["rules"] == 4
+        assert chains["prerouting"]["rules"] == 6  # 2 loopback guards, 4 DNAT
         bridge = world.backend.nft_list(ns, "bridge hostnet")
         assert bridge is not None and bridge["sets"]["icc_ports"] == ['"vethabc"']
         # deleting a published port that is not there is "not found", and changes nothing
