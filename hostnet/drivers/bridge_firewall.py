@@ -21,11 +21,13 @@ and verdict maps keyed by bridge name. Adding or removing one published port is 
       chain prerouting     DNAT for packets to a host address from elsewhere (never
                            to 127.0.0.0/8 or ::1: such packets from outside are forged)
       chain output         DNAT for packets from the host itself (localhost:PORT works)
+      chain mark           marks packets from a bridge DNATed to a published port
       chain postrouting    masquerade: outbound, from the host itself, hairpin
       chain forward        established first, then the per-network chains
     table bridge hostnet
       set icc_ports        veth ports of networks with inter-container traffic off
-      chain forward        drop port-to-port traffic between two icc_ports
+      chain forward        drop port-to-port traffic between two icc_ports, except
+                           marked packets (to a published port, with bridge netfilter)
 """
 
 from __future__ import annotations
@@ -43,6 +45,12 @@ INET = {"family": "inet", "table": TABLE}
 BRIDGE = {"family": "bridge", "table": TABLE}
 
 Command = dict[str, Any]
+
+# A packet from a hostnet bridge that was DNATed to a published port carries this bit
+# of the packet mark, so the bridge family's icc-off drop lets it through when bridge
+# netfilter hands it back to the bridge (hairpin to a published port). One bit, set
+# with OR and tested with AND: other users of the mark keep theirs.
+PUBLISHED_MARK = 0x00100000
 
 
 def batch(commands: Iterable[Command]) -> str:
@@ -117,6 +125,7 @@ def base_setup() -> tuple[str, str]:
         cmds.append({"add": {"map": {**INET, "name": name, "type": key, "map": value}}})
     for name, hook, kind, prio in (
         ("prerouting", "prerouting", "nat", -100),
+        ("mark", "prerouting", "filter", -99),  # right after DNAT
         ("output", "output", "nat", -100),
         ("postrouting", "postrouting", "nat", 100),
         ("forward", "forward", "filter", 0),
@@ -155,6 +164,15 @@ def base_setup() -> tuple[str, str]:
             _rule(chain, local, _dnat("ip6", list(_L4), "any6")),
         ]
     dnat_done = _match({"ct": {"key": "status"}}, "dnat", "in")
+    mark = _meta("mark")
+    cmds.append(
+        _rule(
+            "mark",
+            _match(_meta("iifname"), "@bridges"),
+            dnat_done,
+            {"mangle": {"key": mark, "value": {"|": [mark, PUBLISHED_MARK]}}},
+        )
+    )
     to_bridge = _match(_meta("oifname"), "@bridges")
     cmds += [
         # from the host itself (incl. 127.0.0.1) to a published port
@@ -207,6 +225,12 @@ def base_setup() -> tuple[str, str]:
                 }
             }
         },
+        _rule(
+            "forward",
+            _match({"&": [mark, PUBLISHED_MARK]}, PUBLISHED_MARK),
+            {"accept": None},
+            family=BRIDGE,
+        ),
         _rule(
             "forward",
             _match(_meta("iifname"), "@icc_ports"),

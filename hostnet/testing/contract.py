@@ -456,6 +456,7 @@ class BackendContract:
         chains = listing["chains"]
         assert {name: c["hook"] for name, c in chains.items() if c["hook"]} == {
             "prerouting": "prerouting",
+            "mark": "prerouting",
             "output": "output",
             "postrouting": "postrouting",
             "forward": "forward",

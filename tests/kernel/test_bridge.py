@@ -247,6 +247,20 @@ def test_icc_off_blocks_neighbours_but_not_the_gateway(lab: Lab) -> None:
     assert ping(a, "10.91.0.1")
 
 
+def test_icc_off_keeps_published_ports_reachable_through_the_host(lab: Lab) -> None:
+    # Neighbours cannot talk directly, but a published port is for everyone, the
+    # endpoint itself included (hairpin); with bridge netfilter on (br_netfilter, as on
+    # Docker hosts) the DNATed packet comes back through the bridge's forward hook.
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    app, other = lab.ns(), lab.ns()
+    ep = web.connect(app, publish=["8080:80"])
+    web.connect(other)
+    with server(app, 80):
+        for ns in (app, other):
+            assert request(ns, UPLINK_HOST, 8080).startswith(app.name), ns.name
+        assert request(other, ep.ip, 80, timeout=1).startswith("FAIL")  # not directly
+
+
 def test_ipv6_between_endpoints(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
     a, b = lab.ns(), lab.ns()
