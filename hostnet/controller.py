@@ -1297,6 +1297,32 @@ class Controller:
                         "directory did not make it",
                     }
                 )
+        if recorded is not None:
+            out.extend(self._foreign_drops(host.nft_tables))
+        return out
+
+    def _foreign_drops(self, tables: Iterable[str]) -> list[dict[str, str]]:
+        """Forward chains of other tables (iptables-nft, Docker) whose policy drops:
+        an accept in hostnet's table cannot override them, so bridge networks lose
+        outbound traffic and ports published to other hosts."""
+        out = []
+        for table in tables:
+            if table.endswith(" hostnet") or table.split(" ")[0] not in ("ip", "ip6", "inet"):
+                continue
+            listing = self.backend.nft_list(self.host_ns, table) or {"chains": {}}
+            for name, chain in listing["chains"].items():
+                if chain.get("hook") == "forward" and chain.get("policy") == "drop":
+                    out.append(
+                        {
+                            "severity": "medium",
+                            "kind": "foreign-forward-drop",
+                            "subject": f"{table} {name}",
+                            "detail": "drops forwarded packets by default (Docker sets "
+                            "this): bridge networks cannot reach beyond the host and ports "
+                            "published to other hosts do not answer; accept hostnet's "
+                            "bridges there (e.g. in DOCKER-USER)",
+                        }
+                    )
         return out
 
     def gc(self) -> dict[str, Any]:

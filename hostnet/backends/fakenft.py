@@ -55,7 +55,7 @@ class FakeNftables:
             return None
         return {
             "chains": {
-                cname: {"hook": c.get("hook"), "rules": len(c["rules"])}
+                cname: {"hook": c.get("hook"), "rules": len(c["rules"]), "policy": c["policy"]}
                 for cname, c in sorted(t.chains.items())
             },
             "sets": {sname: sorted(s["elements"].keys()) for sname, s in sorted(t.sets.items())},
@@ -105,7 +105,10 @@ class FakeNftables:
 
     def _add_chain(self, obj: dict[str, Any]) -> None:
         t = self._table(obj)
-        t.chains.setdefault(obj["name"], {"hook": obj.get("hook"), "rules": []})
+        chain: dict[str, Any] = {"hook": obj.get("hook"), "rules": [], "policy": obj.get("policy")}
+        if obj.get("hook") and chain["policy"] is None:
+            chain["policy"] = "accept"  # the kernel's default for a base chain
+        t.chains.setdefault(obj["name"], chain)
 
     def _create_chain(self, obj: dict[str, Any]) -> None:
         if obj["name"] in self._table(obj).chains:

@@ -366,3 +366,45 @@ def test_deleting_a_network_with_endpoints(lab: Lab) -> None:
     for app in apps:
         assert app.snapshot().link_names() == {"lo"}
     assert lab.ctl.ports() == [] and lab.ctl.endpoints() == []
+
+
+def test_audit_names_a_forward_drop_policy_that_cuts_a_network_off(lab: Lab) -> None:
+    import json
+
+    from hostnet.ops import NftBatch
+
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    web.connect(app)
+    assert ping(app, UPLINK_OUT)
+    table = {"family": "ip", "name": "filter"}
+    docker = {  # Docker's iptables-nft FORWARD policy, in this throwaway host only
+        "nftables": [
+            {"add": {"table": table}},
+            {
+                "add": {
+                    "chain": {
+                        **{"family": "ip", "table": "filter"},
+                        "name": "FORWARD",
+                        "type": "filter",
+                        "hook": "forward",
+                        "prio": 0,
+                        "policy": "drop",
+                    }
+                }
+            },
+        ]
+    }
+    undo = {"nftables": [{"delete": {"table": table}}]}
+    backend = lab.ctl.backend
+    backend.apply(NftBatch(ns=lab.host.name, commands=json.dumps(docker), undo=json.dumps(undo)))
+    try:
+        assert not ping(app, UPLINK_OUT)  # what the finding warns about
+        kinds = {f["kind"]: f for f in lab.ctl.audit()}
+        assert kinds["foreign-forward-drop"]["subject"] == "ip filter FORWARD"
+    finally:
+        backend.apply(
+            NftBatch(ns=lab.host.name, commands=json.dumps(undo), undo=json.dumps(docker))
+        )
+    assert ping(app, UPLINK_OUT)
+    assert "foreign-forward-drop" not in {f["kind"] for f in lab.ctl.audit()}

@@ -686,3 +686,34 @@ def test_a_failed_publish_and_a_dead_processs_publish_leave_the_endpoint_as_it_w
     again.network("web").disconnect(app)
     assert again.ports() == []
     again.close()
+
+
+def test_audit_names_a_forward_drop_policy_of_another_table(ctl: Controller) -> None:
+    from hostnet.ops import NftBatch
+
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    assert [f for f in ctl.audit() if f["kind"] == "foreign-forward-drop"] == []
+    docker = {  # what Docker leaves in iptables-nft: filter FORWARD with policy drop
+        "nftables": [
+            {"add": {"table": {"family": "ip", "name": "filter"}}},
+            {
+                "add": {
+                    "chain": {
+                        "family": "ip",
+                        "table": "filter",
+                        "name": "FORWARD",
+                        "type": "filter",
+                        "hook": "forward",
+                        "prio": 0,
+                        "policy": "drop",
+                    }
+                }
+            },
+        ]
+    }
+    undo = {"nftables": [{"delete": {"table": {"family": "ip", "name": "filter"}}}]}
+    ctl.backend.apply(NftBatch(ns=HOST, commands=json.dumps(docker), undo=json.dumps(undo)))
+    (finding,) = [f for f in ctl.audit() if f["kind"] == "foreign-forward-drop"]
+    assert finding["subject"] == "ip filter FORWARD" and "DOCKER-USER" in finding["detail"]
+    ctl.backend.apply(NftBatch(ns=HOST, commands=json.dumps(undo), undo=json.dumps(docker)))
+    assert [f for f in ctl.audit() if f["kind"] == "foreign-forward-drop"] == []

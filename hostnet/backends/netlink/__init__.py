@@ -871,10 +871,11 @@ def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:
     for item in listing.get("nftables", []):
         if "chain" in item:
             c = item["chain"]
-            chains[c["name"]] = {"hook": c.get("hook"), "rules": 0}
+            chains[c["name"]] = {"hook": c.get("hook"), "rules": 0, "policy": c.get("policy")}
         elif "rule" in item:
             r = item["rule"]
-            chains.setdefault(r["chain"], {"hook": None, "rules": 0})["rules"] += 1
+            chain = {"hook": None, "rules": 0, "policy": None}
+            chains.setdefault(r["chain"], chain)["rules"] += 1
         elif "set" in item or "map" in item:
             s = item.get("set") or item.get("map")
             elems = []
