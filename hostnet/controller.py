@@ -517,7 +517,7 @@ class Controller:
             if owner is not None and owner["state"] == "active":
                 continue
             name = repr(owner["name"]) if owner else shared["owner"][:12]
-            if shared["owner"] in tx.failed_owners():  # waiting will not help
+            if shared["owner"] in tx.journal_owners(failed=True):  # waiting will not help
                 what = "creation" if owner and owner["state"] == "pending" else "deletion"
                 raise errors.ConflictError(
                     f"the {what} of network {name} failed and left the host's shared setup "
@@ -589,7 +589,7 @@ class Controller:
             ]
             heirs = [n for n in siblings if n["state"] == "active"]
             owned = tx.shared_owned_by(record["id"])
-            failed = tx.failed_owners()  # a create whose rollback failed is not coming
+            failed = tx.journal_owners(failed=True)  # a create whose rollback failed is not coming
             coming = [n for n in siblings if n["state"] == "pending" and n["id"] not in failed]
             if owned and not heirs and coming:
                 # another process is creating a network on this setup right now: wait
@@ -636,7 +636,7 @@ class Controller:
         rows = tx.endpoints(network=network, workload=workload, ns=ns)
         # a publish in flight belongs to "<endpoint id>/<suffix>"; tearing the endpoint
         # down now would free its ports while its firewall change is still coming
-        publishing = {o.split("/")[0] for o in tx.unfinished_owners() if "/" in o}
+        publishing = {o.split("/")[0] for o in tx.journal_owners(failed=False) if "/" in o}
         busy = [r["workload"] for r in rows if r["state"] == "pending" or r["id"] in publishing]
         if busy:
             raise errors.ConflictError(

@@ -524,21 +524,17 @@ class Tx:
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))
 
-    def unfinished_owners(self) -> set[str]:
-        """Owners of journals still being applied (or left by a process that died),
-        not of failed ones."""
-        rows = self.c.execute("SELECT owner FROM journal WHERE failed = 0")
-        return {owner for (text,) in rows for owner in _loads(text)}
-
-    def journal_owners(self) -> set[str]:
-        """Owners of every journal: running, left by a dead process, or failed."""
-        rows = self.c.execute("SELECT owner FROM journal")
-        return {owner for (text,) in rows for owner in _loads(text)}
-
-    def failed_owners(self) -> set[str]:
-        """Owners of journals that ended with errors and wait for ``hostnet gc``."""
-        rows = self.c.execute("SELECT owner FROM journal WHERE failed = 1")
-        return {owner for (text,) in rows for owner in _loads(text)}
+    def journal_owners(self, *, failed: bool | None = None) -> set[str]:
+        """Owners of journals: all of them (None); those that ended with errors and wait
+        for ``hostnet gc`` (True); those still being applied, retried right now, or left
+        by a process that died (False)."""
+        rows = self.c.execute("SELECT owner, failed FROM journal")
+        return {
+            owner
+            for text, state in rows
+            if failed is None or (state == 1) == failed
+            for owner in _loads(text)
+        }
 
     def journals(self) -> list[dict[str, Any]]:
         return [
