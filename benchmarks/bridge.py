@@ -81,12 +81,10 @@ from typing import Any, ClassVar
 
 from baselines import kernel, tools
 from baselines.kernel import (
-    HAIRPIN,
     IFLA_LINK,
     NLM_F_CREATE,
     NLM_F_ECHO,
     NLM_F_EXCL,
-    NO_LINKLOCAL,
     RTM_DELLINK,
     RTM_NEWADDR,
     RTM_NEWLINK,
@@ -222,6 +220,7 @@ class Floor(Method):
             os.close(fd)
         self.switch = Switch()
         self.prefixlen = net.prefixlen
+        self.no_ll, self.hairpin = kernel.no_linklocal(), kernel.hairpin()
 
     def connect(self, ep: Ep) -> None:
         ip = self.addresses.take()
@@ -250,8 +249,10 @@ class Floor(Method):
                 index = struct.unpack_from("=i", echo, 20)[0]
                 # hostnet's order: the peer up first (no carrier yet), then the host
                 # end's settings, then the host end up; no IPv6 link-local on either
-                target.request(kernel.setlink_msg(peer, [NO_LINKLOCAL], up=True), RTM_NEWLINK)
-                self.wire.request(kernel.setlink_msg(index, [HAIRPIN, NO_LINKLOCAL]), RTM_NEWLINK)
+                target.request(kernel.setlink_msg(peer, [self.no_ll], up=True), RTM_NEWLINK)
+                self.wire.request(
+                    kernel.setlink_msg(index, [self.hairpin, self.no_ll]), RTM_NEWLINK
+                )
                 self.wire.request(kernel.setlink_msg(index, [], up=True), RTM_NEWLINK)
                 target.request(
                     kernel.addr_msg(peer, ip, self.prefixlen, self.addresses.broadcast),

@@ -19,7 +19,7 @@ method's children share a parent with another's.
                 lo, index 1), then RTM_NEWADDR and RTM_NEWROUTE (default via the gateway)
                 over a socket opened in the target by switching the calling thread in
                 and back. Disconnect: the same switch for a socket, then RTM_DELLINK.
-                Messages are encoded by pyroute2 (as hostnet's are), acks parsed with
+                Messages are the bytes hostnet's encoder (rtnl) builds, acks parsed with
                 struct. The parent's index is looked up once, before timing.
 - floor-thread: the floor, but the target's socket is opened from a short-lived thread
                 (hostnet.backends.netlink.nsenter.run_in), which is how hostnet does it:
@@ -146,36 +146,35 @@ def build_lan(host: str, lan: str) -> None:
 # -- the floor's netlink ---------------------------------------------------------------
 
 
-def macvlan_msg(*, parent: int, ns_fd: int, mac: str, mtu: int) -> Any:
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+def macvlan_msg(*, parent: int, ns_fd: int, mac: str, mtu: int) -> bytes:
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    msg["index"] = TARGET_INDEX
-    msg["flags"] = msg["change"] = IFF_UP
-    data = {"attrs": [("IFLA_MACVLAN_MODE", MACVLAN_MODE_BRIDGE)]}
-    msg["attrs"] = [
-        ("IFLA_IFNAME", IFNAME),
-        ("IFLA_MTU", mtu),
-        ("IFLA_ADDRESS", mac),
-        ("IFLA_NET_NS_FD", ns_fd),
-        ("IFLA_LINK", parent),
-        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "macvlan"), ("IFLA_INFO_DATA", data)]}),
-    ]
-    return msg
+    data = rtnl.nested(
+        rtnl.IFLA_INFO_DATA, [rtnl.u32(rtnl.IFLA_MACVLAN_MODE, MACVLAN_MODE_BRIDGE)]
+    )
+    return rtnl.ifinfo(
+        rtnl.string(rtnl.IFLA_IFNAME, IFNAME),
+        rtnl.u32(rtnl.IFLA_MTU, mtu),
+        rtnl.mac(rtnl.IFLA_ADDRESS, mac),
+        rtnl.u32(rtnl.IFLA_NET_NS_FD, ns_fd),
+        rtnl.u32(rtnl.IFLA_LINK, parent),
+        rtnl.nested(rtnl.IFLA_LINKINFO, [rtnl.string(rtnl.IFLA_INFO_KIND, "macvlan"), data]),
+        index=TARGET_INDEX,
+        flags=IFF_UP,
+        change=IFF_UP,
+    )
 
 
-def addr_msg(address: str) -> Any:
+def addr_msg(address: str) -> bytes:
     iface = ipaddress.ip_interface(address)
     broadcast = str(iface.network.broadcast_address)
     return kernel.addr_msg(TARGET_INDEX, str(iface.ip), iface.network.prefixlen, broadcast)
 
 
-def dellink_msg() -> Any:
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+def dellink_msg() -> bytes:
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    msg["index"] = TARGET_INDEX
-    return msg
+    return rtnl.ifinfo(index=TARGET_INDEX)
 
 
 class Home:
@@ -253,14 +252,14 @@ class Floor:
         finally:
             os.close(host_fd)
         self.wire = Wire(sock)
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+        from hostnet.backends.netlink import rtnl
 
         chan = Channel(sock)
-        query = ifinfmsg()
-        query["attrs"] = [("IFLA_IFNAME", PARENT)]
-        parent = chan.get(query, RTM_GETLINK)[0]
+        parent = rtnl.link(
+            chan.get(rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, PARENT)), RTM_GETLINK)
+        )
         self.parent = int(parent["index"])
-        self.mtu = int(parent.get_attr("IFLA_MTU"))
+        self.mtu = int(parent["mtu"])
         self.wire.seq = chan._seq
 
     def prepare(self, names: Sequence[str]) -> None:

@@ -318,10 +318,11 @@ class Controller:
 
     def _check_modes(self, tx: Tx, driver: Driver, workload: str, network: str) -> None:
         """none and host are exclusive network modes (as in Docker)."""
+        rows = tx.endpoints(workload=workload, published=False)
+        if not rows:  # the usual case, without reading (and decoding) every network
+            return
         drivers = {n["id"]: n for n in tx.networks(self.host_key)}
-        rows = [
-            r for r in tx.endpoints(workload=workload, published=False) if r["network"] in drivers
-        ]
+        rows = [r for r in rows if r["network"] in drivers]
         if any(drivers[r["network"]]["name"] == network for r in rows):
             raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
         if rows and (

@@ -1,9 +1,12 @@
 """The raw floor and the untimed scaffolding of the bridge, port and macvlan benchmarks.
 
 The floor is the least work one process can do to make a bridge endpoint, with no
-policy, no store and no observation: the netlink requests hostnet sends (pyroute2's
-message classes, encoded by pyroute2, over a plain NETLINK_ROUTE socket) and one
-libnftables transaction. Two liberties hostnet does not take, both on purpose:
+policy, no store and no observation: the netlink requests hostnet sends (the same bytes,
+built by hostnet.backends.netlink.rtnl with struct, over a plain NETLINK_ROUTE socket)
+and one libnftables transaction. Until hostnet 0.1 the floor, like hostnet, encoded its
+requests with pyroute2's message classes, which cost it 0.45 ms per bridge endpoint
+(docs/performance.md keeps both figures). Two liberties hostnet does not take, both on
+purpose:
 
 - a socket in the target namespace is opened by switching the *calling* thread into the
   namespace and back (``Switch``); hostnet must not do that (a thread that outlives the
@@ -18,6 +21,7 @@ throwaway host namespace) is built before any timing starts.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import ctypes
 import fcntl
@@ -27,10 +31,9 @@ import os
 import secrets
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from common import NETNS_RUN_DIR, remove_namespace
 
@@ -116,9 +119,19 @@ def in_thread(fd: int | None, fn: Callable[[], T]) -> T:
         except BaseException as exc:  # handed to the caller
             fail.append(exc)
 
-    thread = threading.Thread(target=body, name="hnbb-netns")
-    thread.start()
-    thread.join()
+    # a bare thread and a lock, as hostnet's nsenter does (threading.Thread's start and
+    # join handshakes cost a third more), so the floor never pays more than hostnet
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def run() -> None:
+        try:
+            body()
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    done.acquire()
     if fail:
         raise fail[0]
     return box[0]
@@ -210,23 +223,18 @@ def route_socket() -> socket.socket:
 
 
 class Wire:
-    """One request, one acknowledgement, over a plain netlink socket. pyroute2 encodes
-    the request; the answer is read with ``struct`` (the ack's error code, and for an
-    echoed request, the echoed message)."""
+    """One request, one acknowledgement, over a plain netlink socket: the request's
+    bytes behind a header, the answer read with ``struct`` (the ack's error code, and
+    for an echoed request, the echoed message)."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.seq = 0
 
-    def request(self, msg: Any, msg_type: int, flags: int = 0) -> bytes | None:
+    def request(self, body: bytes, msg_type: int, flags: int = 0) -> bytes | None:
         self.seq += 1
-        header = msg["header"]
-        header["type"] = msg_type
-        header["flags"] = NLM_F_REQUEST | NLM_F_ACK | flags
-        header["sequence_number"] = self.seq
-        header["pid"] = 0
-        msg.encode()
-        self.sock.send(msg.data[: header["length"]])
+        flags |= NLM_F_REQUEST | NLM_F_ACK
+        self.sock.send(NLMSG_HEADER.pack(16 + len(body), msg_type, flags, self.seq, 0) + body)
         echoed = None
         while True:
             data = self.sock.recv(65536)
@@ -272,113 +280,105 @@ def veth_msg(
     master: int,
     group: int,
     up: bool = True,
-) -> Any:
+) -> bytes:
     """RTM_NEWLINK: a veth (up unless ``up`` is false), in a bridge and a link group,
     whose peer is created inside the namespace ``peer_ns_fd`` under its final name."""
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    if up:
-        msg["flags"] = msg["change"] = IFF_UP
-    peer_attrs = [
-        ("IFLA_IFNAME", peer),
-        ("IFLA_MTU", mtu),
-        ("IFLA_ADDRESS", peer_mac),
-        ("IFLA_NET_NS_FD", peer_ns_fd),
-    ]
-    msg["attrs"] = [
-        ("IFLA_IFNAME", name),
-        ("IFLA_MTU", mtu),
-        ("IFLA_MASTER", master),
-        ("IFLA_GROUP", group),
-        (
-            "IFLA_LINKINFO",
-            {
-                "attrs": [
-                    ("IFLA_INFO_KIND", "veth"),
-                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer_attrs})]}),
-                ]
-            },
-        ),
-    ]
-    return msg
+    peer_attrs = rtnl.ifinfo(
+        rtnl.string(rtnl.IFLA_IFNAME, peer),
+        rtnl.u32(rtnl.IFLA_MTU, mtu),
+        rtnl.mac(rtnl.IFLA_ADDRESS, peer_mac),
+        rtnl.u32(rtnl.IFLA_NET_NS_FD, peer_ns_fd),
+    )
+    info = rtnl.nested(
+        rtnl.IFLA_LINKINFO,
+        [
+            rtnl.string(rtnl.IFLA_INFO_KIND, "veth"),
+            rtnl.nested(rtnl.IFLA_INFO_DATA, [rtnl.attr(rtnl.VETH_INFO_PEER, peer_attrs)]),
+        ],
+    )
+    flag = IFF_UP if up else 0
+    return rtnl.ifinfo(
+        rtnl.string(rtnl.IFLA_IFNAME, name),
+        rtnl.u32(rtnl.IFLA_MTU, mtu),
+        rtnl.u32(rtnl.IFLA_MASTER, master),
+        rtnl.u32(rtnl.IFLA_GROUP, group),
+        info,
+        flags=flag,
+        change=flag,
+    )
 
 
-# IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = IN6_ADDR_GEN_MODE_NONE: the link
-# gets no IPv6 link-local address when it comes up (hostnet's bridge endpoints on
-# IPv4-only networks, both veth ends). The kernel applies IFLA_AF_SPEC after a flag
-# change in the same request, so it must reach a link before the link has a carrier.
-NO_LINKLOCAL = (
-    "IFLA_AF_SPEC",
-    {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", 1)]})]},
-)
-HAIRPIN = (
-    "IFLA_LINKINFO",
-    {
-        "attrs": [
-            ("IFLA_INFO_SLAVE_KIND", "bridge"),
-            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),
-        ]
-    },
-)
+def no_linklocal() -> bytes:
+    """IFLA_AF_SPEC / AF_INET6 / IFLA_INET6_ADDR_GEN_MODE = none: the link gets no IPv6
+    link-local address when it comes up (hostnet's bridge endpoints on IPv4-only
+    networks, both veth ends). The kernel applies IFLA_AF_SPEC after a flag change in
+    the same request, so it must reach a link before the link has a carrier."""
+    from hostnet.backends.netlink import rtnl
+
+    return rtnl.no_linklocal()
 
 
-def setlink_msg(index: int, attrs: Sequence[Any], *, up: bool | None = None) -> Any:
+def hairpin() -> bytes:
+    from hostnet.backends.netlink import rtnl
+
+    return rtnl.hairpin()
+
+
+def setlink_msg(index: int, attrs: Sequence[bytes], *, up: bool | None = None) -> bytes:
     """RTM_NEWLINK on an existing link, by index: ``attrs``, and up if ``up``."""
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    msg["index"] = index
-    if up is not None:
-        msg["change"] = IFF_UP
-        msg["flags"] = IFF_UP if up else 0
-    msg["attrs"] = list(attrs)
-    return msg
+    change = 0 if up is None else IFF_UP
+    return rtnl.ifinfo(*attrs, index=index, flags=IFF_UP if up else 0, change=change)
 
 
-def addr_msg(index: int, ip: str, prefixlen: int, broadcast: str) -> Any:
-    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+def addr_msg(index: int, ip: str, prefixlen: int, broadcast: str) -> bytes:
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifaddrmsg()
-    msg["family"] = socket.AF_INET
-    msg["prefixlen"] = prefixlen
-    msg["index"] = index
-    msg["attrs"] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_BROADCAST", broadcast)]
-    return msg
-
-
-def default_route_msg(index: int, gateway: str) -> Any:
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-    msg = rtmsg()
-    msg["family"] = socket.AF_INET
-    msg["table"] = RT_TABLE_MAIN
-    msg["proto"] = RTPROT_STATIC
-    msg["type"] = RTN_UNICAST
-    msg["attrs"] = [("RTA_GATEWAY", gateway), ("RTA_OIF", index)]
-    return msg
+    return rtnl.ifaddr(
+        socket.AF_INET,
+        prefixlen,
+        index,
+        rtnl.ip(rtnl.IFA_LOCAL, ip),
+        rtnl.ip(rtnl.IFA_ADDRESS, ip),
+        rtnl.ip(rtnl.IFA_BROADCAST, broadcast),
+    )
 
 
-def dellink_msg(*, name: str | None = None, group: int | None = None) -> Any:
+def default_route_msg(index: int, gateway: str) -> bytes:
+    from hostnet.backends.netlink import rtnl
+
+    return rtnl.rtmsg(
+        socket.AF_INET,
+        rtnl.ip(rtnl.RTA_GATEWAY, gateway),
+        rtnl.u32(rtnl.RTA_OIF, index),
+        table=RT_TABLE_MAIN,
+        proto=RTPROT_STATIC,
+        kind=RTN_UNICAST,
+    )
+
+
+def dellink_msg(*, name: str | None = None, group: int | None = None) -> bytes:
     """RTM_DELLINK of one link by name, or of every link of a group."""
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    msg["attrs"] = [("IFLA_IFNAME", name)] if name is not None else [("IFLA_GROUP", group)]
-    return msg
+    if name is not None:
+        return rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, name))
+    return rtnl.ifinfo(rtnl.u32(rtnl.IFLA_GROUP, group or 0))
 
 
-def bridge_msg(name: str, mtu: int = 1500) -> Any:
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+def bridge_msg(name: str, mtu: int = 1500) -> bytes:
+    from hostnet.backends.netlink import rtnl
 
-    msg = ifinfmsg()
-    msg["flags"] = msg["change"] = IFF_UP
-    msg["attrs"] = [
-        ("IFLA_IFNAME", name),
-        ("IFLA_MTU", mtu),
-        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", "bridge")]}),
-    ]
-    return msg
+    return rtnl.ifinfo(
+        rtnl.string(rtnl.IFLA_IFNAME, name),
+        rtnl.u32(rtnl.IFLA_MTU, mtu),
+        rtnl.nested(rtnl.IFLA_LINKINFO, [rtnl.string(rtnl.IFLA_INFO_KIND, "bridge")]),
+        flags=IFF_UP,
+        change=IFF_UP,
+    )
 
 
 # -- published ports as hostnet's map elements -----------------------------------------

@@ -1,4 +1,5 @@
-"""The real backend: rtnetlink through pyroute2's messages, nftables through libnftables.
+"""The real backend: rtnetlink (messages built with struct, see rtnl), nftables through
+libnftables, socket diagnostics.
 
 This package is the only place that imports pyroute2 (lazily: ``import hostnet`` does
 not load it) and the only place that maps NetlinkError and errno to hostnet errors:
@@ -19,7 +20,6 @@ import ipaddress
 import json
 import os
 import socket
-import struct
 import subprocess
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hostnet import errors
-from hostnet.backends.netlink import nsenter
+from hostnet.backends.netlink import nsenter, rtnl
 from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_socket
 from hostnet.backends.netlink.nft import NftContext
 from hostnet.backends.netlink.nft import available as nft_available
@@ -226,10 +226,7 @@ class NetlinkBackend:
             handle.indexes.clear()
 
     def _lookup_index(self, chan: Channel, name: str, ns: str | None) -> int:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", name), ("IFLA_EXT_MASK", 0)]
+        msg = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, name), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
         try:
             return chan.get_index(msg, RTM_GETLINK)
         except NetlinkError as exc:
@@ -240,28 +237,23 @@ class NetlinkBackend:
     def observe(
         self, ns: str | None, *, firewall: bool = True, addresses: bool = True
     ) -> Snapshot:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
         with self._lock, _translate(f"observe {ns or 'root namespace'}", None):
             chan = self._chan(ns)
-            raw_links = chan.dump(ifinfmsg(), RTM_GETLINK)
-            names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in raw_links}
+            raw_links = [rtnl.link(m) for m in chan.dump(rtnl.ifinfo(), RTM_GETLINK)]
+            names = rtnl.names_by_index(raw_links)
             links = tuple(_link_from(m, names) for m in raw_links)
             found = []
-            for m in chan.dump(ifaddrmsg(), RTM_GETADDR) if addresses else ():
-                addr = m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS")
-                if m["family"] == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local:
+            for m in chan.dump(rtnl.ifaddr(0, 0, 0), RTM_GETADDR) if addresses else ():
+                family, prefixlen, index, addr = rtnl.address(m)
+                if addr is None or (
+                    family == socket.AF_INET6 and ipaddress.ip_address(addr).is_link_local
+                ):
                     continue
-                found.append(
-                    Address(ifname=names.get(m["index"], "?"), address=f"{addr}/{m['prefixlen']}")
-                )
+                found.append(Address(ifname=names.get(index, "?"), address=f"{addr}/{prefixlen}"))
             routes = []
             for family in (socket.AF_INET, socket.AF_INET6):
-                query = rtmsg()
-                query["family"] = family
-                query["table"] = RT_TABLE_MAIN  # filtered by the kernel (strict check)
+                # filtered by table in the kernel (strict check)
+                query = rtnl.rtmsg(family, table=RT_TABLE_MAIN)
                 try:
                     answer = chan.dump(query, RTM_GETROUTE)
                 except NetlinkError as exc:
@@ -269,7 +261,7 @@ class NetlinkBackend:
                         raise
                     answer = []
                 for m in answer:
-                    route = _route_from(m, names)
+                    route = _route_from(rtnl.route(m), names)
                     if route is not None:
                         routes.append(route)
             tables: tuple[str, ...] = ()
@@ -433,13 +425,12 @@ class NetlinkBackend:
     def _apply_Release(self, op: Release) -> None:
         pass
 
-    def _ns_fd_attr(self, target: str | None) -> tuple[str, int]:
-        fd = self._root_fd if target is None else nsenter.open_namespace(target)
-        return ("IFLA_NET_NS_FD", fd)
+    def _ns_fd(self, target: str | None) -> int:
+        """An fd of namespace ``target`` for IFLA_NET_NS_FD (the caller closes it unless
+        ``target`` is None: then it is the backend's own)."""
+        return self._root_fd if target is None else nsenter.open_namespace(target)
 
     def _apply_AddLink(self, op: AddLink) -> None:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
         check_ifname(op.name)
         if op.peer is not None:
             check_ifname(op.peer)
@@ -450,67 +441,67 @@ class NetlinkBackend:
         chan = self._chan(where)
         fds: list[int] = []
         try:
-            msg = ifinfmsg()
             # Bridge-port and IPv6 settings can only be changed once the link exists;
             # bring it up in that second request, so nothing happens before they apply.
-            settle: list[Any] = []
+            settle: list[bytes] = []
             if op.hairpin and op.master is not None:
-                settle.append(_HAIRPIN)
+                settle.append(rtnl.hairpin())
             if not op.ipv6_linklocal:
-                settle.append(_NO_LINKLOCAL)
-            if op.up and not settle:
-                msg["flags"] = msg["change"] = IFF_UP
-            attrs: list[Any] = [("IFLA_IFNAME", op.name)]
+                settle.append(rtnl.no_linklocal())
+            up = IFF_UP if op.up and not settle else 0
+            attrs = [rtnl.string(rtnl.IFLA_IFNAME, op.name)]
             if op.mtu is not None:
-                attrs.append(("IFLA_MTU", op.mtu))
+                attrs.append(rtnl.u32(rtnl.IFLA_MTU, op.mtu))
             if op.mac is not None:
-                attrs.append(("IFLA_ADDRESS", op.mac))
+                attrs.append(rtnl.mac(rtnl.IFLA_ADDRESS, op.mac))
             if op.master is not None:
-                attrs.append(("IFLA_MASTER", self._index(chan, op.master, op.ns)))
+                attrs.append(rtnl.u32(rtnl.IFLA_MASTER, self._index(chan, op.master, op.ns)))
             if op.group is not None:
-                attrs.append(("IFLA_GROUP", op.group))
+                attrs.append(rtnl.u32(rtnl.IFLA_GROUP, op.group))
             if where != op.ns:
-                attr = self._ns_fd_attr(op.ns)
+                fd = self._ns_fd(op.ns)
                 if op.ns is not None:
-                    fds.append(attr[1])
-                attrs.append(attr)
-            data: list[Any] = []
+                    fds.append(fd)
+                attrs.append(rtnl.u32(rtnl.IFLA_NET_NS_FD, fd))
+            data: list[bytes] = []
             if op.kind == "veth":
-                peer: list[Any] = [("IFLA_IFNAME", op.peer)]
+                peer = [rtnl.string(rtnl.IFLA_IFNAME, op.peer or "")]
                 if op.mtu is not None:
-                    peer.append(("IFLA_MTU", op.mtu))
+                    peer.append(rtnl.u32(rtnl.IFLA_MTU, op.mtu))
                 if op.peer_mac is not None:
-                    peer.append(("IFLA_ADDRESS", op.peer_mac))
+                    peer.append(rtnl.mac(rtnl.IFLA_ADDRESS, op.peer_mac))
                 if op.peer_ns != SAME_NS:
-                    attr = self._ns_fd_attr(op.peer_ns)
+                    fd = self._ns_fd(op.peer_ns)
                     if op.peer_ns is not None:
-                        fds.append(attr[1])
-                    peer.append(attr)
+                        fds.append(fd)
+                    peer.append(rtnl.u32(rtnl.IFLA_NET_NS_FD, fd))
                 # The peer cannot be brought up in the same request (the kernel opens
                 # it before the pair is linked and answers ENOTCONN); see below.
-                data.append(("VETH_INFO_PEER", {"attrs": peer}))
+                data.append(rtnl.attr(rtnl.VETH_INFO_PEER, rtnl.ifinfo(*peer)))
             elif op.kind in ("macvlan", "macvtap"):
                 if op.parent is None:
                     raise errors.InvalidOption("parent", None, "a macvlan needs a parent")
-                attrs.append(("IFLA_LINK", self._index(chan, op.parent, where)))
+                attrs.append(rtnl.u32(rtnl.IFLA_LINK, self._index(chan, op.parent, where)))
                 mode = op.mode or "bridge"
                 if mode not in MACVLAN_MODES:
                     raise errors.InvalidOption("mode", mode, f"one of {sorted(MACVLAN_MODES)}")
-                data.append(("IFLA_MACVLAN_MODE", MACVLAN_MODES[mode]))
+                data.append(rtnl.u32(rtnl.IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]))
             elif op.kind == "vxlan":
-                data.append(("IFLA_VXLAN_ID", op.vni))
-                data.append(("IFLA_VXLAN_LEARNING", 0))
-                data.append(("IFLA_VXLAN_PORT", socket.htons(op.port or 4789)))
+                data.append(rtnl.u32(rtnl.IFLA_VXLAN_ID, op.vni or 0))
+                data.append(rtnl.u8(rtnl.IFLA_VXLAN_LEARNING, 0))
+                port = (op.port or 4789).to_bytes(2, "big")  # network byte order
+                data.append(rtnl.attr(rtnl.IFLA_VXLAN_PORT, port))
                 if op.parent is not None:
-                    data.append(("IFLA_VXLAN_LINK", self._index(chan, op.parent, where)))
+                    index = self._index(chan, op.parent, where)
+                    data.append(rtnl.u32(rtnl.IFLA_VXLAN_LINK, index))
                 if op.local is not None:
-                    key = "IFLA_VXLAN_LOCAL6" if ":" in op.local else "IFLA_VXLAN_LOCAL"
-                    data.append((key, op.local))
-            info: list[Any] = [("IFLA_INFO_KIND", op.kind)]
+                    key = rtnl.IFLA_VXLAN_LOCAL6 if ":" in op.local else rtnl.IFLA_VXLAN_LOCAL
+                    data.append(rtnl.ip(key, op.local))
+            info = [rtnl.string(rtnl.IFLA_INFO_KIND, op.kind)]
             if data:
-                info.append(("IFLA_INFO_DATA", {"attrs": data}))
-            attrs.append(("IFLA_LINKINFO", {"attrs": info}))
-            msg["attrs"] = attrs
+                info.append(rtnl.nested(rtnl.IFLA_INFO_DATA, data))
+            attrs.append(rtnl.nested(rtnl.IFLA_LINKINFO, info))
+            msg = rtnl.ifinfo(*attrs, flags=up, change=up)
             try:
                 echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
                 self._learn(echo, op, where)
@@ -528,7 +519,7 @@ class NetlinkBackend:
             try:
                 if op.kind == "veth" and op.peer_up:
                     peer_ns = op.peer_namespace
-                    peer_attrs = [] if op.ipv6_linklocal else [_NO_LINKLOCAL]
+                    peer_attrs = [] if op.ipv6_linklocal else [rtnl.no_linklocal()]
                     self._link_request(peer_ns, op.peer or "", peer_attrs, up=True)
                 if settle and op.up and not op.ipv6_linklocal and op.kind == "veth":
                     # the peer is up now: this end gets its carrier the moment it comes
@@ -570,20 +561,16 @@ class NetlinkBackend:
         self,
         ns: str | None,
         name: str,
-        attrs: list[Any],
+        attrs: list[bytes],
         up: bool | None = None,
         msg_type: int = RTM_NEWLINK,
+        moves: bool = False,
     ) -> None:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
         chan = self._chan(ns)
-        msg = ifinfmsg()
-        msg["index"] = self._index(chan, name, ns)
-        if up is not None:
-            msg["change"] = IFF_UP
-            msg["flags"] = IFF_UP if up else 0
-        msg["attrs"] = attrs
-        if msg_type == RTM_DELLINK or any(a[0] == "IFLA_NET_NS_FD" for a in attrs):
+        index = self._index(chan, name, ns)
+        change = 0 if up is None else IFF_UP
+        msg = rtnl.ifinfo(*attrs, index=index, flags=IFF_UP if up else 0, change=change)
+        if msg_type == RTM_DELLINK or moves:
             self._forget_indexes(ns)
         chan.request(msg, msg_type)
 
@@ -591,12 +578,9 @@ class NetlinkBackend:
         self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
 
     def _apply_DelLinkGroup(self, op: DelLinkGroup) -> None:
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-
         if op.group == 0:
             raise errors.InvalidOption("group", 0, "group 0 holds every link; refusing")
-        msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_GROUP", op.group)]
+        msg = rtnl.ifinfo(rtnl.u32(rtnl.IFLA_GROUP, op.group))
         self._forget_indexes(op.ns)
         self._chan(op.ns).request(msg, RTM_DELLINK)
 
@@ -610,35 +594,31 @@ class NetlinkBackend:
     def _apply_SetMaster(self, op: SetMaster) -> None:
         chan = self._chan(op.ns)
         master = 0 if op.master is None else self._index(chan, op.master, op.ns)
-        self._link_request(op.ns, op.name, [("IFLA_MASTER", master)])
+        self._link_request(op.ns, op.name, [rtnl.u32(rtnl.IFLA_MASTER, master)])
 
     def _apply_MoveLink(self, op: MoveLink) -> None:
-        attr = self._ns_fd_attr(op.to_ns)
+        fd = self._ns_fd(op.to_ns)
         try:
-            self._link_request(op.ns, op.name, [attr])
+            self._link_request(op.ns, op.name, [rtnl.u32(rtnl.IFLA_NET_NS_FD, fd)], moves=True)
         finally:
             if op.to_ns is not None:
-                os.close(attr[1])
+                os.close(fd)
 
-    def _addr_msg(self, op: AddAddress | DelAddress) -> Any:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-
+    def _addr_msg(self, op: AddAddress | DelAddress) -> bytes:
         iface = ipaddress.ip_interface(op.address)
-        msg = ifaddrmsg()
-        msg["family"] = _family(op.address)
-        msg["prefixlen"] = iface.network.prefixlen
-        msg["index"] = self._index(self._chan(op.ns), op.ifname, op.ns)
+        index = self._index(self._chan(op.ns), op.ifname, op.ns)
         ip = str(iface.ip)
-        attrs: list[Any] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+        attrs = [rtnl.ip(rtnl.IFA_LOCAL, ip), rtnl.ip(rtnl.IFA_ADDRESS, ip)]
+        flags = 0
         if iface.version == 4 and iface.network.prefixlen < 31:
-            attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+            attrs.append(rtnl.ip(rtnl.IFA_BROADCAST, str(iface.network.broadcast_address)))
         if iface.version == 6:
             # Like Docker: no duplicate address detection, so the address is usable at
             # once instead of "tentative" for a second or more.
-            msg["flags"] = IFA_F_NODAD
-            attrs.append(("IFA_FLAGS", IFA_F_NODAD))
-        msg["attrs"] = attrs
-        return msg
+            flags = IFA_F_NODAD
+            attrs.append(rtnl.u32(rtnl.IFA_FLAGS, IFA_F_NODAD))
+        family = _family(op.address)
+        return rtnl.ifaddr(family, iface.network.prefixlen, index, *attrs, flags=flags)
 
     def _apply_AddAddress(self, op: AddAddress) -> None:
         msg = self._addr_msg(op)
@@ -652,29 +632,33 @@ class NetlinkBackend:
     def _apply_DelAddress(self, op: DelAddress) -> None:
         self._chan(op.ns).request(self._addr_msg(op), RTM_DELADDR)
 
-    def _route_msg(self, op: AddRoute | DelRoute) -> Any:
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
+    def _route_msg(self, op: AddRoute | DelRoute, *, adding: bool) -> bytes:
         dst = ipaddress.ip_network(op.dst, strict=True)
-        msg = rtmsg()
-        msg["family"] = socket.AF_INET6 if dst.version == 6 else socket.AF_INET
-        msg["dst_len"] = dst.prefixlen
-        msg["table"] = RT_TABLE_MAIN
-        msg["proto"] = RTPROT_STATIC
-        msg["type"] = RTN_UNICAST
-        msg["scope"] = RT_SCOPE_UNIVERSE if op.gateway else RT_SCOPE_LINK
-        attrs: list[Any] = []
+        attrs: list[bytes] = []
         if dst.prefixlen:
-            attrs.append(("RTA_DST", str(dst.network_address)))
+            attrs.append(rtnl.ip(rtnl.RTA_DST, str(dst.network_address)))
         if op.gateway:
-            attrs.append(("RTA_GATEWAY", op.gateway))
+            attrs.append(rtnl.ip(rtnl.RTA_GATEWAY, op.gateway))
         if op.ifname:
-            attrs.append(("RTA_OIF", self._index(self._chan(op.ns), op.ifname, op.ns)))
-        msg["attrs"] = attrs
-        return msg
+            index = self._index(self._chan(op.ns), op.ifname, op.ns)
+            attrs.append(rtnl.u32(rtnl.RTA_OIF, index))
+        if adding:
+            scope = RT_SCOPE_UNIVERSE if op.gateway else RT_SCOPE_LINK
+            proto = RTPROT_STATIC
+        else:  # "any scope" and any protocol: the kernel matches them exactly else
+            scope, proto = RT_SCOPE_NOWHERE, 0
+        return rtnl.rtmsg(
+            socket.AF_INET6 if dst.version == 6 else socket.AF_INET,
+            *attrs,
+            dst_len=dst.prefixlen,
+            table=RT_TABLE_MAIN,
+            proto=proto,
+            scope=scope,
+            kind=RTN_UNICAST,
+        )
 
     def _apply_AddRoute(self, op: AddRoute) -> None:
-        msg = self._route_msg(op)
+        msg = self._route_msg(op, adding=True)
         try:
             self._chan(op.ns).request(msg, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL)
         except NetlinkError as exc:
@@ -683,48 +667,37 @@ class NetlinkBackend:
             raise
 
     def _apply_DelRoute(self, op: DelRoute) -> None:
-        msg = self._route_msg(op)
-        msg["scope"] = RT_SCOPE_NOWHERE  # "any scope": the kernel matches it exactly else
-        msg["proto"] = 0
-        self._chan(op.ns).request(msg, RTM_DELROUTE)
+        self._chan(op.ns).request(self._route_msg(op, adding=False), RTM_DELROUTE)
 
     def _neigh_msg(
-        self, ns: str | None, ifname: str, family: int, attrs: list[Any], flags: int = 0
-    ) -> Any:
-        from pyroute2.netlink.rtnl.ndmsg import ndmsg
-
-        msg = ndmsg()
-        msg["family"] = family
-        msg["ifindex"] = self._index(self._chan(ns), ifname, ns)
-        msg["state"] = NUD_PERMANENT
-        msg["flags"] = flags
-        msg["attrs"] = attrs
-        return msg
+        self, ns: str | None, ifname: str, family: int, attrs: list[bytes], flags: int = 0
+    ) -> bytes:
+        index = self._index(self._chan(ns), ifname, ns)
+        return rtnl.ndmsg(family, index, NUD_PERMANENT, *attrs, flags=flags)
 
     def _apply_AddNeighbour(self, op: AddNeighbour) -> None:
         msg = self._neigh_msg(
             op.ns,
             op.ifname,
             _family(op.address),
-            [("NDA_DST", op.address), ("NDA_LLADDR", op.mac)],
+            [rtnl.ip(rtnl.NDA_DST, op.address), rtnl.mac(rtnl.NDA_LLADDR, op.mac)],
         )
         self._chan(op.ns).request(msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
 
     def _apply_DelNeighbour(self, op: DelNeighbour) -> None:
-        msg = self._neigh_msg(op.ns, op.ifname, _family(op.address), [("NDA_DST", op.address)])
+        dst = rtnl.ip(rtnl.NDA_DST, op.address)
+        msg = self._neigh_msg(op.ns, op.ifname, _family(op.address), [dst])
         self._chan(op.ns).request(msg, RTM_DELNEIGH)
+
+    def _fdb_msg(self, op: AddFdb | DelFdb) -> bytes:
+        attrs = [rtnl.mac(rtnl.NDA_LLADDR, op.mac), rtnl.ip(rtnl.NDA_DST, op.dst)]
+        return self._neigh_msg(op.ns, op.ifname, AF_BRIDGE, attrs, NTF_SELF)
 
     def _apply_AddFdb(self, op: AddFdb) -> None:
-        msg = self._neigh_msg(
-            op.ns, op.ifname, AF_BRIDGE, [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF
-        )
-        self._chan(op.ns).request(msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
+        self._chan(op.ns).request(self._fdb_msg(op), RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_EXCL)
 
     def _apply_DelFdb(self, op: DelFdb) -> None:
-        msg = self._neigh_msg(
-            op.ns, op.ifname, AF_BRIDGE, [("NDA_LLADDR", op.mac), ("NDA_DST", op.dst)], NTF_SELF
-        )
-        self._chan(op.ns).request(msg, RTM_DELNEIGH)
+        self._chan(op.ns).request(self._fdb_msg(op), RTM_DELNEIGH)
 
     def _apply_SetSysctl(self, op: SetSysctl) -> None:
         fd = self._sysctl_fd(op.ns, op.key)
@@ -770,34 +743,11 @@ class NetlinkBackend:
         sock.close()
 
 
-_HAIRPIN = (
-    "IFLA_LINKINFO",
-    {
-        "attrs": [
-            ("IFLA_INFO_SLAVE_KIND", "bridge"),
-            ("IFLA_INFO_SLAVE_DATA", {"attrs": [("IFLA_BRPORT_MODE", 1)]}),  # hairpin on
-        ]
-    },
-)
-IN6_ADDR_GEN_MODE_NONE = 1
-_NO_LINKLOCAL = (
-    "IFLA_AF_SPEC",
-    {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]})]},
-)
-
-
 def _echoed_indexes(message: bytes) -> tuple[int, int | None]:
-    """(index, IFLA_LINK) of an echoed RTM_NEWLINK, read with struct."""
-    index = struct.unpack_from("=i", message, 20)[0]
-    offset = 32
-    while offset + 4 <= len(message):
-        length, kind = struct.unpack_from("=HH", message, offset)
-        if length < 4:
-            break
-        if kind & 0x3FFF == 5:  # IFLA_LINK
-            return index, struct.unpack_from("=I", message, offset + 4)[0]
-        offset += (length + 3) & ~3
-    return index, None
+    """(index, IFLA_LINK) of an echoed RTM_NEWLINK."""
+    index = rtnl.IFINFO.unpack_from(message, rtnl.NLMSG.size)[2]
+    found = rtnl.attrs(message, rtnl.NLMSG.size + rtnl.IFINFO.size)
+    return int(index), rtnl.as_u32(found.get(rtnl.IFLA_LINK))
 
 
 def _sysctl_path(key: str) -> str:
@@ -806,62 +756,40 @@ def _sysctl_path(key: str) -> str:
     return "/proc/sys/" + key
 
 
-def _link_from(m: Any, names: Mapping[int, str]) -> Link:
-    info = m.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info else None
-    data = info.get_attr("IFLA_INFO_DATA") if info else None
-    if m["ifi_type"] == ARPHRD_LOOPBACK:
-        kind = "loopback"
-    parent = mode = vni = None
-    same_ns = m.get_attr("IFLA_LINK_NETNSID") is None
-    if kind in ("macvlan", "macvtap"):
-        if same_ns:
-            parent = names.get(m.get_attr("IFLA_LINK"))
-        if data is not None:
-            mode = data.get_attr("IFLA_MACVLAN_MODE") or data.get_attr("IFLA_MACVTAP_MODE")
-    elif kind == "vxlan" and data is not None:
-        vni = data.get_attr("IFLA_VXLAN_ID")
-        parent = names.get(data.get_attr("IFLA_VXLAN_LINK"))
-    stats = m.get_attr("IFLA_STATS64")
-    master = m.get_attr("IFLA_MASTER")
+def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
+    kind = "loopback" if m["type"] == ARPHRD_LOOPBACK else m["kind"]
+    parent = None
+    if kind in ("macvlan", "macvtap") and not m["link_netnsid"]:
+        parent = names.get(m["link"] or 0)
+    elif kind == "vxlan":
+        parent = names.get(m["vxlan_link"] or 0)
+    stats = m["stats"]
     return Link(
-        name=m.get_attr("IFLA_IFNAME"),
+        name=m["name"],
         index=m["index"],
         kind=kind or "device",
-        mtu=m.get_attr("IFLA_MTU"),
-        mac=(m.get_attr("IFLA_ADDRESS") or "00:00:00:00:00:00").lower(),
+        mtu=m["mtu"],
+        mac=m["mac"] or "00:00:00:00:00:00",
         up=bool(m["flags"] & IFF_UP),
-        master=names.get(master) if master else None,
+        master=names.get(m["master"]) if m["master"] else None,
         parent=parent,
-        mode=mode if isinstance(mode, str) else None,
-        vni=vni,
-        group=m.get_attr("IFLA_GROUP") or 0,
-        stats=LinkStats(
-            rx_bytes=stats["rx_bytes"],
-            tx_bytes=stats["tx_bytes"],
-            rx_packets=stats["rx_packets"],
-            tx_packets=stats["tx_packets"],
-            rx_dropped=stats["rx_dropped"],
-            tx_dropped=stats["tx_dropped"],
-        )
-        if stats
-        else LinkStats(),
+        mode=m["macvlan_mode"],
+        vni=m["vni"],
+        group=m["group"],
+        stats=LinkStats(**stats) if stats else LinkStats(),
     )
 
 
-def _route_from(m: Any, names: Mapping[int, str]) -> Route | None:
-    table = m.get_attr("RTA_TABLE") or m["table"]
-    if table != RT_TABLE_MAIN or m["type"] != RTN_UNICAST:
+def _route_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Route | None:
+    if m["table"] != RT_TABLE_MAIN or m["type"] != RTN_UNICAST:
         return None
     family = m["family"]
-    dst = m.get_attr("RTA_DST") or ("::" if family == socket.AF_INET6 else "0.0.0.0")
+    dst = m["dst"] or ("::" if family == socket.AF_INET6 else "0.0.0.0")
     net = ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False)
     if net.version == 6 and (net.is_link_local or net.is_multicast):
         return None
-    oif = m.get_attr("RTA_OIF")
-    return Route(
-        dst=str(net), gateway=m.get_attr("RTA_GATEWAY"), ifname=names.get(oif) if oif else None
-    )
+    oif = m["oif"]
+    return Route(dst=str(net), gateway=m["gateway"], ifname=names.get(oif) if oif else None)
 
 
 def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:

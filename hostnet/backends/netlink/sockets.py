@@ -46,26 +46,32 @@ def open_diag_socket() -> socket.socket:
     return sock
 
 
+# struct inet_diag_req_v2: family, protocol, ext, (pad), states, then the 48-byte
+# inet_diag_sockid (zeros: no filter); struct inet_diag_msg: family, state, timer,
+# retrans, the sockid (source port and address first), expires, queues, uid, inode.
+_REQUEST = struct.Struct("=BBBxI48x")
+_MSG_HEAD = struct.Struct("=BBBB")
+_SOCKID = struct.Struct("!HH16s16s")  # ports in network byte order
+_INODE = struct.Struct("=I")
+_INODE_AT = _MSG_HEAD.size + 48 + 16  # after expires, rqueue, wqueue and uid
+_HEADER = struct.Struct("=IHHII")
+
+
 def _dump(
     sock: socket.socket, family: int, protocol: int, states: int, seq: int
 ) -> list[tuple[str, int, int]]:
-    from pyroute2.netlink.diag import inet_diag_msg, inet_diag_req
-
-    req = inet_diag_req()
-    req["sdiag_family"] = family
-    req["sdiag_protocol"] = protocol
-    req["idiag_states"] = states
-    req["header"]["type"] = SOCK_DIAG_BY_FAMILY
-    req["header"]["flags"] = NLM_F_REQUEST | NLM_F_DUMP
-    req["header"]["sequence_number"] = seq
-    req.encode()
-    sock.send(req.data[: req["header"]["length"]])
+    body = _REQUEST.pack(family, protocol, 0, states)
+    header = _HEADER.pack(
+        _HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
+    )
+    sock.send(header + body)
+    width = 16 if family == socket.AF_INET6 else 4
     out: list[tuple[str, int, int]] = []
     while True:
         data = sock.recv(1 << 20)
         offset = 0
         while offset + 16 <= len(data):
-            length, kind, _flags, got_seq, _pid = struct.unpack_from("IHHII", data, offset)
+            length, kind, _flags, got_seq, _pid = _HEADER.unpack_from(data, offset)
             if length < 16:
                 return out
             if got_seq == seq:
@@ -76,9 +82,10 @@ def _dump(
                     if code in (errno.ENOENT, errno.EOPNOTSUPP, errno.EPROTONOSUPPORT):
                         return out  # the kernel has no diagnostics for this protocol
                     raise OSError(code, os.strerror(code))
-                msg = inet_diag_msg(data[offset : offset + length])
-                msg.decode()
-                out.append((msg["idiag_src"], msg["idiag_sport"], msg["idiag_inode"]))
+                at = offset + _HEADER.size
+                sport, _dport, src, _dst = _SOCKID.unpack_from(data, at + _MSG_HEAD.size)
+                inode = _INODE.unpack_from(data, at + _INODE_AT)[0]
+                out.append((socket.inet_ntop(family, src[:width]), sport, inode))
             offset += (length + 3) & ~3
 
 
