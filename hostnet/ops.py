@@ -354,6 +354,30 @@ class NftBatch(Op):
 
 
 @frozen(kw_only=True)
+class TrackFlows(Op):
+    """Nothing to do now: it stands in a setup plan so that undoing the plan forgets the
+    connection-tracking state of ``addresses`` (its inverse, ForgetFlows). Placed first,
+    so the forgetting comes last, once no link or NAT element can make new entries."""
+
+    addresses: tuple[str, ...]
+
+    def inverse(self) -> Op:
+        return ForgetFlows(ns=self.ns, addresses=self.addresses)
+
+
+@frozen(kw_only=True)
+class ForgetFlows(Op):
+    """Delete the conntrack entries in ``ns`` of flows from, to or DNATed to
+    ``addresses`` (an endpoint's), so that a client keeping its source port is not sent
+    on to an address that is gone. Nothing to forget is not an error."""
+
+    addresses: tuple[str, ...]
+
+    def inverse(self) -> Op:
+        return TrackFlows(ns=self.ns, addresses=self.addresses)
+
+
+@frozen(kw_only=True)
 class BindPort(Op):
     """Hold a host port: keep a socket bound so no other process can take it."""
 
@@ -461,10 +485,15 @@ def teardown_plan(recorded: Plan) -> Plan:
 
 def merge_nft(ops: Plan) -> Plan:
     """Fold every NftBatch of a namespace into the first one of that namespace (one
-    nftables transaction instead of many), keeping the other ops in order."""
+    nftables transaction instead of many), keeping the other ops in order; and every
+    ForgetFlows of a namespace into one, last (one conntrack dump instead of many)."""
     merged: dict[str | None, tuple[list[Any], list[Any]]] = {}
+    forget: dict[str | None, list[str]] = {}
     out: list[Op] = []
     for op in ops:
+        if isinstance(op, ForgetFlows):
+            forget.setdefault(op.ns, []).extend(op.addresses)
+            continue
         if not isinstance(op, NftBatch):
             out.append(op)
             continue
@@ -489,6 +518,8 @@ def merge_nft(ops: Plan) -> Plan:
             )
         else:
             result.append(op)
+    for ns, addresses in forget.items():
+        result.append(ForgetFlows(ns=ns, addresses=tuple(dict.fromkeys(addresses))))
     return tuple(result)
 
 

@@ -58,6 +58,7 @@ from hostnet.ops import (
     DelLinkGroup,
     DelNeighbour,
     DelRoute,
+    ForgetFlows,
     MoveLink,
     NftBatch,
     Op,
@@ -66,6 +67,7 @@ from hostnet.ops import (
     SetLinkUp,
     SetMaster,
     SetSysctl,
+    TrackFlows,
     UnbindPort,
 )
 
@@ -674,6 +676,12 @@ class FakeKernel:
         trial = copy.deepcopy(space.nft)
         trial.run(json.loads(op.commands))  # raises without touching space.nft
         space.nft = trial
+
+    def _apply_TrackFlows(self, op: TrackFlows) -> None:
+        self._ns(op.ns)
+
+    def _apply_ForgetFlows(self, op: ForgetFlows) -> None:
+        self._ns(op.ns)  # no packets here, so no connection-tracking state to forget
 
     def _bind(self, space: _Namespace, sock: BoundSocket) -> None:
         new = ipaddress.ip_address(sock.address)

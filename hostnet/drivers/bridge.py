@@ -29,7 +29,7 @@ from hostnet.drivers.base import (
 )
 from hostnet.model import PortMapping, Snapshot
 from hostnet.names import check_ifname
-from hostnet.ops import AddAddress, AddLink, NftBatch, Op, Plan, SetSysctl
+from hostnet.ops import AddAddress, AddLink, NftBatch, Op, Plan, SetSysctl, TrackFlows
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 OPT_NAME = "com.docker.network.bridge.name"
@@ -193,6 +193,9 @@ class BridgeDriver(Driver):
         ips = [a.split("/")[0] for a in ep.addresses]
         veth = veth_name(ep.id)
         ops: list[Op] = [
+            # first, so that undoing the plan forgets the endpoint's conntrack entries
+            # last, when no link or DNAT element is left to make new ones
+            TrackFlows(ns=host, addresses=tuple(ips)),
             AddLink(
                 ns=host,
                 name=veth,
@@ -207,7 +210,7 @@ class BridgeDriver(Driver):
                 peer_ns=ep.ns,
                 peer_mac=ep.mac,
                 peer_up=True,
-            )
+            ),
         ]
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
         ops += default_routes(ep, target, internal=spec.internal)

@@ -37,11 +37,13 @@ from hostnet.ops import (
     DelLink,
     DelLinkGroup,
     DelRoute,
+    ForgetFlows,
     MoveLink,
     NftBatch,
     SetLinkUp,
     SetMaster,
     SetSysctl,
+    TrackFlows,
     UnbindPort,
 )
 from hostnet.testing.world import World, wait_until
@@ -347,6 +349,19 @@ class BackendContract:
         world.backend.apply(BindPort(ns=ns, protocol="tcp", address="0.0.0.0", port=8123))
         with pytest.raises(errors.NotFoundError):
             world.backend.apply(UnbindPort(ns=ns, protocol="tcp", address="::", port=8123))
+
+    def test_flows_are_tracked_and_forgotten_in_a_namespace_that_exists(
+        self, world: World
+    ) -> None:
+        ns = world.ns()
+        world.backend.apply(TrackFlows(ns=ns, addresses=("10.61.0.2", "fd61::2")))
+        # nothing to forget is not an error (a fresh namespace has no flows)
+        world.backend.apply(ForgetFlows(ns=ns, addresses=("10.61.0.2", "fd61::2")))
+        missing = f"{ns}-gone"
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.apply(ForgetFlows(ns=missing, addresses=("10.61.0.2",)))
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.apply(TrackFlows(ns=missing, addresses=("10.61.0.2",)))
 
     def test_nft_tables_are_per_namespace_and_batches_atomic(self, world: World) -> None:
         a, b = world.ns(), world.ns()

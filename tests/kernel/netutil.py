@@ -42,6 +42,7 @@ while True:
 CLIENT = r"""
 import socket, sys
 host, port, proto, timeout = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+source = int(sys.argv[5])
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 try:
     if proto == "tcp":
@@ -49,6 +50,9 @@ try:
         print(s.recv(2048).decode().strip())
     else:
         s = socket.socket(fam, socket.SOCK_DGRAM)
+        if source:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", source))
         s.settimeout(timeout)
         s.sendto(b"hi", (host, port))
         print(s.recv(2048).decode().strip())
@@ -82,10 +86,19 @@ def server(
             proc.stderr.close()
 
 
-def request(ns: Namespace, host: str, port: int, proto: str = "tcp", timeout: float = 2.0) -> str:
-    """What the server answered ("<tag> <peer>"), or "FAIL <error>"."""
+def request(
+    ns: Namespace,
+    host: str,
+    port: int,
+    proto: str = "tcp",
+    timeout: float = 2.0,
+    *,
+    source_port: int = 0,
+) -> str:
+    """What the server answered ("<tag> <peer>"), or "FAIL <error>". ``source_port``
+    (udp): send from that port, as a client that keeps its socket does."""
     out = ns.run(
-        [sys.executable, "-c", CLIENT, host, str(port), proto, str(timeout)],
+        [sys.executable, "-c", CLIENT, host, str(port), proto, str(timeout), str(source_port)],
         capture_output=True,
         text=True,
         timeout=timeout + 20,

@@ -207,6 +207,32 @@ def test_ports_published_later_answer_too(lab: Lab) -> None:
     assert lab.ctl.ports() == []
 
 
+def test_a_udp_client_reaches_the_new_endpoint_behind_a_port_published_again(lab: Lab) -> None:
+    # A UDP client that keeps its source port matches the conntrack entry of its first
+    # packet, which says "DNAT to the first endpoint". Unless hostnet forgets that entry
+    # when the endpoint goes, the client's packets keep going to an address that is gone
+    # until the entry times out (Docker and netavark delete such entries too).
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    first, second = lab.ns("first"), lab.ns("second")
+    web.connect(first, publish=["5300:53/udp"], ip="10.91.0.10")
+    with server(first, 53, "udp"):
+        answer = request(lab.outside, UPLINK_HOST, 5300, "udp", source_port=40000)
+        assert answer == f"{first.name} {UPLINK_OUT}"
+    web.disconnect(first)
+    web.connect(second, publish=["5300:53/udp"], ip="10.91.0.20")
+    with server(second, 53, "udp"):
+        answer = request(lab.outside, UPLINK_HOST, 5300, "udp", source_port=40000)
+        assert answer == f"{second.name} {UPLINK_OUT}"
+    web.disconnect(second)
+    conntrack = subprocess.run(
+        ["ip", "netns", "exec", lab.host.name, "cat", "/proc/net/nf_conntrack"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert "10.91.0.10" not in conntrack and "10.91.0.20" not in conntrack
+
+
 def test_hairpin_endpoint_reaches_its_own_published_port(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     app, other = lab.ns(), lab.ns()

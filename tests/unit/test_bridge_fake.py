@@ -14,7 +14,7 @@ from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
 from hostnet.model import PortMapping
-from hostnet.ops import CreateNamespace, DelLinkGroup
+from hostnet.ops import CreateNamespace, DelLinkGroup, ForgetFlows
 from hostnet.testing import FaultyBackend
 
 HOST = "host"
@@ -282,8 +282,12 @@ def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_pa
     faulty.applied.clear()
     assert web.disconnect_all() == 5
     kinds = [type(op).__name__ for op in faulty.applied]
-    assert kinds == ["NftBatch", "DelLinkGroup"]
+    # one nftables transaction, one link-group delete, one conntrack clean-up, last
+    assert kinds == ["NftBatch", "DelLinkGroup", "ForgetFlows"]
     assert isinstance(faulty.applied[1], DelLinkGroup)
+    forget = faulty.applied[2]
+    assert isinstance(forget, ForgetFlows) and forget.ns == HOST
+    assert len(forget.addresses) == 5 and all(a.startswith("10.91.0.") for a in forget.addresses)
     assert all(app.snapshot().link_names() == {"lo"} for app in apps)
     for app in apps:
         web.connect(app)

@@ -254,3 +254,25 @@ def test_describe_names_the_op_and_its_namespace(op: Op) -> None:
         value = getattr(op, field.name)
         if field.name != "ns" and value != field.default and not isinstance(value, Op):
             assert f"{field.name}={value!r}" in text
+
+
+def test_merge_nft_forgets_the_flows_of_a_namespace_once_and_last() -> None:
+    plan = (
+        ops.ForgetFlows(ns="h", addresses=("10.0.0.2",)),
+        ops.DelLink(ns="h", name="veth1"),
+        ops.ForgetFlows(ns="h", addresses=("10.0.0.3", "10.0.0.2")),
+        ops.ForgetFlows(ns="other", addresses=("10.1.0.2",)),
+        ops.DelLink(ns="h", name="veth2"),
+    )
+    merged = ops.merge_nft(plan)
+    assert merged == (
+        ops.DelLink(ns="h", name="veth1"),
+        ops.DelLink(ns="h", name="veth2"),
+        ops.ForgetFlows(ns="h", addresses=("10.0.0.2", "10.0.0.3")),
+        ops.ForgetFlows(ns="other", addresses=("10.1.0.2",)),
+    )
+    # set up first, forgotten last: the pair is each other's inverse
+    track = ops.TrackFlows(ns="h", addresses=("10.0.0.2",))
+    assert ops.inverse_plan((track, ops.AddLink(ns="h", name="b", kind="bridge")))[-1] == (
+        track.inverse()
+    )

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from hostnet import errors
-from hostnet.backends.netlink import nsenter, rtnl
+from hostnet.backends.netlink import conntrack, nsenter, rtnl
 from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_socket
 from hostnet.backends.netlink.nft import NftContext
 from hostnet.backends.netlink.nft import available as nft_available
@@ -57,6 +57,7 @@ from hostnet.ops import (
     DelLinkGroup,
     DelNeighbour,
     DelRoute,
+    ForgetFlows,
     MoveLink,
     NftBatch,
     Op,
@@ -65,6 +66,7 @@ from hostnet.ops import (
     SetLinkUp,
     SetMaster,
     SetSysctl,
+    TrackFlows,
     UnbindPort,
 )
 
@@ -95,11 +97,12 @@ class _Handle:
     """Everything kept open for one namespace: each was opened from a thread inside it
     and stays bound to it, so using it later needs no thread at all."""
 
-    __slots__ = ("chan", "diag", "ident", "indexes", "nft", "sysctls")
+    __slots__ = ("chan", "conntrack", "diag", "ident", "indexes", "nft", "sysctls")
 
     def __init__(self, route: socket.socket, ident: tuple[int, int] | None) -> None:
         self.chan = Channel(route)
         self.diag: socket.socket | None = None  # opened on first use (bound_sockets)
+        self.conntrack: socket.socket | None = None  # opened on first use (ForgetFlows)
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
@@ -111,6 +114,8 @@ class _Handle:
         self.chan.close()
         if self.diag is not None:
             self.diag.close()
+        if self.conntrack is not None:
+            self.conntrack.close()
         if self.nft is not None:
             self.nft.close()
         for fd in self.sysctls.values():
@@ -708,6 +713,15 @@ class NetlinkBackend:
 
     def _apply_NftBatch(self, op: NftBatch) -> None:
         self._nft(op.ns).run(op.commands, op.describe())
+
+    def _apply_TrackFlows(self, op: TrackFlows) -> None:
+        self._ident(op.ns)  # nothing to do, in a namespace that must exist
+
+    def _apply_ForgetFlows(self, op: ForgetFlows) -> None:
+        handle = self._handle(op.ns)
+        if handle.conntrack is None:
+            handle.conntrack = self._in_ns(op.ns, conntrack.open_socket)
+        conntrack.forget(handle.conntrack, op.addresses)
 
     def _apply_BindPort(self, op: BindPort) -> None:
         key = (op.ns, op.protocol, op.address, op.port)
