@@ -14,7 +14,7 @@ from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
 from hostnet.model import PortMapping
-from hostnet.ops import CreateNamespace, DelLinkGroup, ForgetFlows
+from hostnet.ops import CreateNamespace, DelLinkGroup, ForgetFlows, TrackFlows
 from hostnet.testing import FaultyBackend
 
 HOST = "host"
@@ -276,7 +276,7 @@ def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_pa
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     apps = [ctl.create_namespace(f"a{i}") for i in range(5)]
     for app in apps:
-        web.connect(app, publish=["80"])
+        web.connect(app, publish=["80", "53/udp"])
     with pytest.raises(errors.NetworkInUse):
         web.delete()
     faulty.applied.clear()
@@ -721,3 +721,28 @@ def test_audit_names_a_forward_drop_policy_of_another_table(ctl: Controller) -> 
     assert finding["subject"] == "ip filter FORWARD" and "DOCKER-USER" in finding["detail"]
     ctl.backend.apply(NftBatch(ns=HOST, commands=json.dumps(undo), undo=json.dumps(docker)))
     assert [f for f in ctl.audit() if f["kind"] == "foreign-forward-drop"] == []
+
+
+def test_only_udp_and_sctp_publishing_endpoints_forget_their_flows(tmp_path) -> None:
+    # Forgetting walks the kernel's whole conntrack table (~10 ms); TCP clients do not
+    # need it (their next connection has a new source port), UDP and SCTP clients do.
+    kernel = FakeKernel(seed=6)
+    kernel.apply(CreateNamespace(ns=HOST))
+    faulty = FaultyBackend(kernel)
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    tcp, udp = ctl.create_namespace("tcp"), ctl.create_namespace("udp")
+    web.connect(tcp, publish=["8080:80"])
+    assert not any(isinstance(op, TrackFlows) for op in faulty.applied)
+    faulty.applied.clear()
+    ep = web.connect(udp, publish=["5353:53/udp"])
+    assert isinstance(faulty.applied[0], TrackFlows)  # first, so forgotten last
+    assert faulty.applied[0].addresses == (ep.ip.split("/")[0],)
+    faulty.applied.clear()
+    web.publish(tcp, ["5354:53/udp"])  # a UDP port published later counts too
+    assert [type(op).__name__ for op in faulty.applied] == ["TrackFlows", "NftBatch"]
+    for ns in (tcp, udp):
+        faulty.applied.clear()
+        web.disconnect(ns)
+        assert type(faulty.applied[-1]).__name__ == "ForgetFlows"
+    ctl.close()
