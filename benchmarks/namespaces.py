@@ -34,7 +34,6 @@ block, also on Ctrl-C, SIGTERM or an error.
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import ctypes
 import fcntl
@@ -60,6 +59,7 @@ from common import (
     Timer,
     cleanup_signals,
     drift,
+    fresh_thread,
     ignore_signals,
     ip_netns_names,
     machine_info,
@@ -118,36 +118,6 @@ def _ns_path(name: str) -> str:
     return os.path.join(NETNS_RUN_DIR, name)
 
 
-def _in_new_thread(fn: Callable[[], Any]) -> Any:
-    """Run ``fn`` in a fresh thread (whose namespace ``fn`` may change) and return its
-    result or raise its exception; the calling thread never changes namespace."""
-    result: list[Any] = []
-    failure: list[BaseException] = []
-
-    def body() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # handed back to the caller
-            failure.append(exc)
-
-    # a bare thread and a lock, as hostnet's nsenter does (threading.Thread's start and
-    # join handshakes cost a third more), so the floor never pays more than hostnet
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def run() -> None:
-        try:
-            body()
-        finally:
-            done.release()
-
-    _thread.start_new_thread(run, ())
-    done.acquire()
-    if failure:
-        raise failure[0]
-    return result[0]
-
-
 def _lo_flags(sock: socket.socket) -> int:
     answer = fcntl.ioctl(sock, SIOCGIFFLAGS, IFREQ.pack(b"lo", 0))
     flags: int = IFREQ.unpack(answer)[1]
@@ -182,7 +152,7 @@ def namespace_ready(name: str) -> bool:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
                 return bool(_lo_flags(s) & IFF_UP)
 
-        return bool(_in_new_thread(probe))
+        return bool(fresh_thread(probe))
     finally:
         os.close(fd)
 
@@ -222,7 +192,7 @@ class Floor:
             _lo_up_ioctl()
 
         try:
-            _in_new_thread(body)
+            fresh_thread(body)
         except BaseException:
             remove_namespace(name)
             raise

@@ -21,7 +21,6 @@ throwaway host namespace) is built before any timing starts.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import ctypes
 import fcntl
@@ -35,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from common import NETNS_RUN_DIR, remove_namespace
+from common import NETNS_RUN_DIR, fresh_thread, remove_namespace
 
 T = TypeVar("T")
 
@@ -106,35 +105,15 @@ def prepare_run_dir() -> None:
 def in_thread(fd: int | None, fn: Callable[[], T]) -> T:
     """Run ``fn`` in a fresh thread, switched into namespace ``fd`` first (None: a new
     namespace, unshared), and return its result; the caller never changes namespace."""
-    box: list[T] = []
-    fail: list[BaseException] = []
 
-    def body() -> None:
-        try:
-            if fd is None:
-                _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            else:
-                _check(_libc.setns(fd, CLONE_NEWNET), "setns")
-            box.append(fn())
-        except BaseException as exc:  # handed to the caller
-            fail.append(exc)
+    def body() -> T:
+        if fd is None:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        else:
+            _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+        return fn()
 
-    # a bare thread and a lock, as hostnet's nsenter does (threading.Thread's start and
-    # join handshakes cost a third more), so the floor never pays more than hostnet
-    done = _thread.allocate_lock()
-    done.acquire()
-
-    def run() -> None:
-        try:
-            body()
-        finally:
-            done.release()
-
-    _thread.start_new_thread(run, ())
-    done.acquire()
-    if fail:
-        raise fail[0]
-    return box[0]
+    return fresh_thread(body)
 
 
 def _lo_up() -> None:

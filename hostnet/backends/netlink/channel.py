@@ -1,4 +1,5 @@
-"""A synchronous rtnetlink channel: requests as bytes (see rtnl) over a plain socket.
+"""A synchronous netlink channel: requests as bytes (see rtnl) over a plain socket
+(rtnetlink, and ctnetlink for conntrack, which frames its messages the same way).
 
 The socket is a plain NETLINK_ROUTE socket opened by the caller in the namespace it
 should act in. Skipping pyroute2's asyncio transport keeps one request at about 20

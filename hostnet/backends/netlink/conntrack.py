@@ -26,12 +26,13 @@ import struct
 from collections.abc import Collection
 
 from hostnet.backends.netlink import rtnl
+from hostnet.backends.netlink.channel import Channel, NetlinkError
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_GET, IPCTNL_MSG_CT_DELETE = 1, 2
-NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
+CT_GET = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
+CT_DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
 NLA_F_NESTED = 0x8000
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_ZONE = 1, 2, 18
 CTA_TUPLE_IP = 1
@@ -52,38 +53,6 @@ def open_socket() -> socket.socket:
     return sock
 
 
-class _Wire:
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.seq = 0
-
-    def exchange(self, kind: int, flags: int, body: bytes) -> list[bytes]:
-        """Send one message; the answers up to the ACK or the end of the dump. Raises
-        OSError with the kernel's errno."""
-        self.seq += 1
-        msg_type = (NFNL_SUBSYS_CTNETLINK << 8) | kind
-        self.sock.send(rtnl.message(body, msg_type, NLM_F_REQUEST | flags, self.seq))
-        out: list[bytes] = []
-        header = rtnl.NLMSG
-        while True:
-            data = self.sock.recv(1 << 20)
-            offset = 0
-            while offset + header.size <= len(data):
-                length, got_type, _flags, seq, _pid = header.unpack_from(data, offset)
-                if length < header.size:
-                    break
-                if seq == self.seq:
-                    if got_type in (NLMSG_ERROR, NLMSG_DONE):
-                        code = 0
-                        if length >= header.size + 4:
-                            code = -rtnl.I32.unpack_from(data, offset + header.size)[0]
-                        if code:
-                            raise OSError(code, f"ctnetlink: {errno.errorcode.get(code, code)}")
-                        return out
-                    out.append(data[offset : offset + length])
-                offset += (length + 3) & ~3
-
-
 def _ips(tuple_payload: bytes | None) -> tuple[str | None, str | None]:
     """(source, destination) of a CTA_TUPLE_* payload."""
     if tuple_payload is None:
@@ -102,13 +71,13 @@ def forget(sock: socket.socket, addresses: Collection[str]) -> int:
     namespace ``sock`` lives in; returns how many were deleted."""
     wanted = {str(a).split("/")[0] for a in addresses}
     families = {socket.AF_INET6 if ":" in a else socket.AF_INET for a in wanted}
-    wire = _Wire(sock)
+    chan = Channel(sock)  # any netlink family: requests and answers are framed alike
     deleted = 0
     for family in sorted(families):
         try:
-            entries = wire.exchange(IPCTNL_MSG_CT_GET, NLM_F_DUMP, NFGEN.pack(family, 0, 0))
-        except OSError as exc:
-            if exc.errno in _ABSENT:
+            entries = chan.dump(NFGEN.pack(family, 0, 0), CT_GET)
+        except NetlinkError as exc:
+            if exc.code in _ABSENT:
                 continue
             raise
         doomed = []
@@ -123,9 +92,9 @@ def forget(sock: socket.socket, addresses: Collection[str]) -> int:
                 doomed.append(key + (rtnl.attr(CTA_ZONE, zone) if zone is not None else b""))
         for key in doomed:
             try:
-                wire.exchange(IPCTNL_MSG_CT_DELETE, NLM_F_ACK, NFGEN.pack(family, 0, 0) + key)
+                chan.request(NFGEN.pack(family, 0, 0) + key, CT_DELETE)
                 deleted += 1
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:  # gone meanwhile (timed out): fine
+            except NetlinkError as exc:
+                if exc.code != errno.ENOENT:  # gone meanwhile (timed out): fine
                     raise
     return deleted
