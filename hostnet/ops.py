@@ -356,25 +356,27 @@ class NftBatch(Op):
 @frozen(kw_only=True)
 class TrackFlows(Op):
     """Nothing to do now: it stands in a setup plan so that undoing the plan forgets the
-    connection-tracking state of ``addresses`` (its inverse, ForgetFlows). Placed first,
-    so the forgetting comes last, once no link or NAT element can make new entries."""
+    connection-tracking state it names (its inverse, ForgetFlows; fields as there)."""
 
-    addresses: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
 
     def inverse(self) -> Op:
-        return ForgetFlows(ns=self.ns, addresses=self.addresses)
+        return ForgetFlows(ns=self.ns, addresses=self.addresses, ports=self.ports)
 
 
 @frozen(kw_only=True)
 class ForgetFlows(Op):
-    """Delete the conntrack entries in ``ns`` of flows from, to or DNATed to
-    ``addresses`` (an endpoint's), so that a client keeping its source port is not sent
-    on to an address that is gone. Nothing to forget is not an error."""
+    """Delete conntrack entries in ``ns``: of flows from, to or DNATed to ``addresses``
+    (an endpoint's), and of flows to the host ports ``ports`` ("udp/5300"), so that a
+    client keeping its source port is not sent on by an entry made before (to an
+    address that is gone, or with no NAT at all). Nothing to forget is not an error."""
 
-    addresses: tuple[str, ...]
+    addresses: tuple[str, ...] = ()
+    ports: tuple[str, ...] = ()
 
     def inverse(self) -> Op:
-        return TrackFlows(ns=self.ns, addresses=self.addresses)
+        return TrackFlows(ns=self.ns, addresses=self.addresses, ports=self.ports)
 
 
 @frozen(kw_only=True)
@@ -485,14 +487,21 @@ def teardown_plan(recorded: Plan) -> Plan:
 
 def merge_nft(ops: Plan) -> Plan:
     """Fold every NftBatch of a namespace into the first one of that namespace (one
-    nftables transaction instead of many), keeping the other ops in order; and every
-    ForgetFlows of a namespace into one, last (one conntrack dump instead of many)."""
+    nftables transaction instead of many), keeping the other ops in order; every
+    ForgetFlows of a namespace into one, last (one conntrack dump instead of many); and
+    every TrackFlows of a namespace into its first (they do nothing when applied)."""
     merged: dict[str | None, tuple[list[Any], list[Any]]] = {}
-    forget: dict[str | None, list[str]] = {}
+    forget: dict[str | None, tuple[list[str], list[str]]] = {}
+    track: dict[str | None, tuple[list[str], list[str]]] = {}
     out: list[Op] = []
     for op in ops:
-        if isinstance(op, ForgetFlows):
-            forget.setdefault(op.ns, []).extend(op.addresses)
+        if isinstance(op, ForgetFlows | TrackFlows):
+            into = forget if isinstance(op, ForgetFlows) else track
+            if isinstance(op, TrackFlows) and op.ns not in track:
+                out.append(op)  # placeholder, replaced below
+            addresses, ports = into.setdefault(op.ns, ([], []))
+            addresses.extend(op.addresses)
+            ports.extend(op.ports)
             continue
         if not isinstance(op, NftBatch):
             out.append(op)
@@ -516,11 +525,18 @@ def merge_nft(ops: Plan) -> Plan:
                     undo=json.dumps({"nftables": undo}, separators=(",", ":")),
                 )
             )
+        elif isinstance(op, TrackFlows):
+            addresses, ports = track[op.ns]
+            result.append(TrackFlows(ns=op.ns, addresses=_unique(addresses), ports=_unique(ports)))
         else:
             result.append(op)
-    for ns, addresses in forget.items():
-        result.append(ForgetFlows(ns=ns, addresses=tuple(dict.fromkeys(addresses))))
+    for ns, (addresses, ports) in forget.items():
+        result.append(ForgetFlows(ns=ns, addresses=_unique(addresses), ports=_unique(ports)))
     return tuple(result)
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
 
 
 def group_teardown(plan: Plan, ns: str | None, group: int) -> Plan:

@@ -30,7 +30,16 @@ from hostnet.drivers.base import (
 )
 from hostnet.model import PortMapping, Snapshot
 from hostnet.names import check_ifname
-from hostnet.ops import AddAddress, AddLink, NftBatch, Op, Plan, SetSysctl, TrackFlows
+from hostnet.ops import (
+    AddAddress,
+    AddLink,
+    ForgetFlows,
+    NftBatch,
+    Op,
+    Plan,
+    SetSysctl,
+    TrackFlows,
+)
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 OPT_NAME = "com.docker.network.bridge.name"
@@ -167,9 +176,12 @@ class BridgeDriver(Driver):
         firewall = fw.endpoint_setup(mappings=mappings, endpoint_ips=ips, icc_port=None)
         if firewall is None:
             return ()
+        # the endpoint is live: a failed batch must not forget its flows, so what makes
+        # undoing this plan forget them comes after the batch
         return (
-            *_track_flows(network.host_ns, mappings, ips),
             NftBatch(ns=network.host_ns, commands=firewall[0], undo=firewall[1]),
+            *_forget_stale(network.host_ns, mappings),
+            *_track_flows(network.host_ns, mappings, ips),
         )
 
     @staticmethod
@@ -222,6 +234,7 @@ class BridgeDriver(Driver):
         )
         if firewall is not None:
             ops.append(NftBatch(ns=host, commands=firewall[0], undo=firewall[1]))
+            ops.extend(_forget_stale(host, ep.ports))
         return tuple(ops)
 
 
@@ -233,9 +246,22 @@ def _track_flows(host: str | None, mappings: Sequence[PortMapping], ips: Sequenc
     an address that is gone, while a TCP client's next connection has a new source port
     and a new entry. Forgetting needs a walk of the kernel's whole conntrack table
     (about 10 ms), which TCP-only endpoints are spared."""
-    if any(m.protocol in ("udp", "sctp") for m in mappings):
+    if any(m.protocol in FORGETFUL for m in mappings):
         return (TrackFlows(ns=host, addresses=tuple(ips)),)
     return ()
+
+
+def _forget_stale(host: str | None, mappings: Sequence[PortMapping]) -> Plan:
+    """After the DNAT elements of UDP or SCTP ports exist: forget the entries of flows to
+    those host ports made before (to an endpoint that went, or while nothing published
+    the port: an entry without NAT, which a client that keeps sending keeps alive)."""
+    ports = sorted({f"{m.protocol}/{m.host_port}" for m in mappings if m.protocol in FORGETFUL})
+    return (ForgetFlows(ns=host, ports=tuple(ports)),) if ports else ()
+
+
+#: protocols whose clients keep their source port, so that stale conntrack entries
+#: keep catching them
+FORGETFUL = ("udp", "sctp")
 
 
 __all__ = ["BridgeDriver", "veth_name"]

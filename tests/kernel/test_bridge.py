@@ -219,6 +219,10 @@ def test_a_udp_client_reaches_the_new_endpoint_behind_a_port_published_again(lab
         answer = request(lab.outside, UPLINK_HOST, 5300, "udp", source_port=40000)
         assert answer == f"{first.name} {UPLINK_OUT}"
     web.disconnect(first)
+    # the client goes on sending while nothing publishes the port: its packets make an
+    # entry without NAT, which it keeps alive as long as it sends
+    gap = request(lab.outside, UPLINK_HOST, 5300, "udp", timeout=0.5, source_port=40000)
+    assert gap.startswith("FAIL")
     web.connect(second, publish=["5300:53/udp"], ip="10.91.0.20")
     with server(second, 53, "udp"):
         answer = request(lab.outside, UPLINK_HOST, 5300, "udp", source_port=40000)

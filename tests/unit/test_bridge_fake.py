@@ -283,9 +283,10 @@ def test_delete_with_endpoints_needs_force_and_bulk_uses_one_group_delete(tmp_pa
     assert web.disconnect_all() == 5
     kinds = [type(op).__name__ for op in faulty.applied]
     # one nftables transaction, one link-group delete, one conntrack clean-up, last
-    assert kinds == ["NftBatch", "DelLinkGroup", "ForgetFlows"]
+    # (and the no-op that undoes the forgetting by port at connect time, once)
+    assert kinds == ["NftBatch", "DelLinkGroup", "TrackFlows", "ForgetFlows"]
     assert isinstance(faulty.applied[1], DelLinkGroup)
-    forget = faulty.applied[2]
+    forget = faulty.applied[3]
     assert isinstance(forget, ForgetFlows) and forget.ns == HOST
     assert len(forget.addresses) == 5 and all(a.startswith("10.91.0.") for a in forget.addresses)
     assert all(app.snapshot().link_names() == {"lo"} for app in apps)
@@ -738,11 +739,30 @@ def test_only_udp_and_sctp_publishing_endpoints_forget_their_flows(tmp_path) -> 
     ep = web.connect(udp, publish=["5353:53/udp"])
     assert isinstance(faulty.applied[0], TrackFlows)  # first, so forgotten last
     assert faulty.applied[0].addresses == (ep.ip.split("/")[0],)
+    # and once the port is published: entries made before for that port are forgotten
+    assert faulty.applied[-1] == ForgetFlows(ns=HOST, ports=("udp/5353",))
     faulty.applied.clear()
     web.publish(tcp, ["5354:53/udp"])  # a UDP port published later counts too
-    assert [type(op).__name__ for op in faulty.applied] == ["TrackFlows", "NftBatch"]
+    # the endpoint is live: nothing that would forget its flows before the batch is in
+    kinds = [type(op).__name__ for op in faulty.applied]
+    assert kinds == ["NftBatch", "ForgetFlows", "TrackFlows"]
     for ns in (tcp, udp):
         faulty.applied.clear()
         web.disconnect(ns)
         assert type(faulty.applied[-1]).__name__ == "ForgetFlows"
+    ctl.close()
+
+
+def test_a_failed_udp_publish_leaves_the_live_endpoints_flows_alone(tmp_path) -> None:
+    kernel = FakeKernel(seed=7)
+    kernel.apply(CreateNamespace(ns=HOST))
+    setup = Controller(backend=kernel, host=HOST, state_dir=tmp_path / "s", forwarding=True)
+    web = setup.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    web.connect(setup.create_namespace("app"))
+    setup.close()
+    faulty = FaultyBackend(kernel, fail_at=0)  # the publish's nftables transaction fails
+    ctl = Controller(backend=faulty, host=HOST, state_dir=tmp_path / "s", forwarding=True)
+    with pytest.raises(errors.HostnetError):
+        ctl.network("web").publish("app", ["5354:53/udp"])
+    assert not any(isinstance(op, ForgetFlows) for op in faulty.applied)
     ctl.close()

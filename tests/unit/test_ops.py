@@ -260,7 +260,7 @@ def test_merge_nft_forgets_the_flows_of_a_namespace_once_and_last() -> None:
     plan = (
         ops.ForgetFlows(ns="h", addresses=("10.0.0.2",)),
         ops.DelLink(ns="h", name="veth1"),
-        ops.ForgetFlows(ns="h", addresses=("10.0.0.3", "10.0.0.2")),
+        ops.ForgetFlows(ns="h", addresses=("10.0.0.3", "10.0.0.2"), ports=("udp/53",)),
         ops.ForgetFlows(ns="other", addresses=("10.1.0.2",)),
         ops.DelLink(ns="h", name="veth2"),
     )
@@ -268,7 +268,7 @@ def test_merge_nft_forgets_the_flows_of_a_namespace_once_and_last() -> None:
     assert merged == (
         ops.DelLink(ns="h", name="veth1"),
         ops.DelLink(ns="h", name="veth2"),
-        ops.ForgetFlows(ns="h", addresses=("10.0.0.2", "10.0.0.3")),
+        ops.ForgetFlows(ns="h", addresses=("10.0.0.2", "10.0.0.3"), ports=("udp/53",)),
         ops.ForgetFlows(ns="other", addresses=("10.1.0.2",)),
     )
     # set up first, forgotten last: the pair is each other's inverse

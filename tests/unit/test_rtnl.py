@@ -318,3 +318,21 @@ def test_channel_skips_late_answers_and_returns_the_echo() -> None:
     answer = chan.request_echo(rtnl.ifinfo(), RTM_NEWLINK)
     assert answer == echo
     assert rtnl.link(answer)["index"] == 5
+
+
+def test_a_name_that_is_not_utf8_is_read_and_sent_back_unchanged() -> None:
+    raw = rtnl.ifinfo(rtnl.attr(rtnl.IFLA_IFNAME, b"ab\xff\0"), index=4)
+    name = rtnl.link(with_header(raw))["name"]
+    assert isinstance(name, str)
+    assert rtnl.string(rtnl.IFLA_IFNAME, name) == rtnl.attr(rtnl.IFLA_IFNAME, b"ab\xff\0")
+
+
+def test_a_failed_dump_keeps_the_kernels_text() -> None:
+    text = rtnl.attr(1, b"Unknown table\0")  # NLMSGERR_ATTR_MSG, right after the code
+    payload = rtnl.I32.pack(-22) + text
+    done = rtnl.NLMSG.pack(16 + len(payload), 3, 0x200, 1, 0) + payload  # NLMSG_DONE
+    chan = Channel(ScriptedSocket(done))  # type: ignore[arg-type]
+    with pytest.raises(NetlinkError) as info:
+        chan.dump(rtnl.ifinfo(), 18)
+    assert info.value.code == 22
+    assert info.value.args[1] == "Unknown table"

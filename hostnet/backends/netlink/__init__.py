@@ -102,7 +102,7 @@ class _Handle:
     def __init__(self, route: socket.socket, ident: tuple[int, int] | None) -> None:
         self.chan = Channel(route)
         self.diag: socket.socket | None = None  # opened on first use (bound_sockets)
-        self.conntrack: socket.socket | None = None  # opened on first use (ForgetFlows)
+        self.conntrack: Channel | None = None  # opened on first use (ForgetFlows)
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
@@ -734,8 +734,8 @@ class NetlinkBackend:
         if count == 0:
             return
         if handle.conntrack is None:
-            handle.conntrack = self._in_ns(op.ns, conntrack.open_socket)
-        conntrack.forget(handle.conntrack, op.addresses)
+            handle.conntrack = Channel(self._in_ns(op.ns, conntrack.open_socket))
+        conntrack.forget(handle.conntrack, op.addresses, op.ports)
 
     def _apply_BindPort(self, op: BindPort) -> None:
         key = (op.ns, op.protocol, op.address, op.port)

@@ -110,10 +110,12 @@ class Channel:
 def _error(message: bytes, code: int) -> NetlinkError:
     """The NetlinkError for an error message, with the kernel's extended-ack text
     (NLMSGERR_ATTR_MSG) when there is one."""
-    flags = rtnl.NLMSG.unpack_from(message)[2]
+    _length, kind, flags, _seq, _pid = rtnl.NLMSG.unpack_from(message)
     detail = None
     start = rtnl.NLMSG.size + 4  # the error code, then the request's header (or all of it)
-    if flags & NLM_F_ACK_TLVS and len(message) >= start + rtnl.NLMSG.size:
+    if flags & NLM_F_ACK_TLVS and kind == NLMSG_DONE:  # a failed dump: no request inside
+        detail = rtnl.as_str(rtnl.attrs(message, start).get(NLMSGERR_ATTR_MSG))
+    elif flags & NLM_F_ACK_TLVS and len(message) >= start + rtnl.NLMSG.size:
         original = (
             rtnl.NLMSG.size if flags & NLM_F_CAPPED else rtnl.NLMSG.unpack_from(message, start)[0]
         )

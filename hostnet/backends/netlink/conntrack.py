@@ -1,21 +1,21 @@
 """Forgetting connection-tracking state: the conntrack entries of an endpoint's flows.
 
 Why: NAT decisions live in conntrack entries, not in the rules. A UDP client that keeps
-its source port keeps hitting the entry made for its first packet, so after a port was
-unpublished or an endpoint disconnected (and maybe replaced under the same published
-port) its packets would still be DNATed to the old address until the entry times out,
-30 s to minutes later. Docker and netavark delete such entries; hostnet does when an
-endpoint's setup is undone (ops.ForgetFlows).
+its source port keeps hitting the entry made for its first packet: after an endpoint
+went (and maybe another publishes the port now), its packets would still be DNATed to
+the old address, and packets it sent while nothing published the port made an entry
+with no NAT at all, which it keeps alive as long as it sends. Docker deletes such
+entries for UDP and SCTP ports; hostnet does when an endpoint's setup is undone (by
+address) and when a UDP or SCTP port is published (by port) (ops.ForgetFlows).
 
 How: ctnetlink (NETLINK_NETFILTER, subsystem 1) over a socket opened in the host
-namespace: one dump per address family, matched here (any entry whose original source
-or destination, or whose reply source, is one of the addresses: flows from the
-endpoint, to it, and DNATed to it), then one delete per match by its original tuple
-(sent back as the kernel gave it) and zone. Cost: a dump walks the kernel's whole
-conntrack hash table, which all namespaces share (about 10 ms for 262,144 buckets,
-empty or not), so the backend skips it when the namespace's own entry count
-(net.netfilter.nf_conntrack_count) is 0; otherwise one dump per teardown call,
-whatever the number of addresses.
+namespace: one dump per address family concerned, matched here (by address: any entry
+whose original source or destination, or whose reply source, is one of the addresses;
+by port: the protocol and original destination port), then one delete per match by its
+original tuple (sent back as the kernel gave it) and zone. Cost: a dump walks the
+kernel's whole conntrack hash table, which all namespaces share (about 10 ms for
+262,144 buckets, empty or not), so the backend skips it when the namespace's own entry
+count (net.netfilter.nf_conntrack_count) is 0.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ CT_GET = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET
 CT_DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE
 NLA_F_NESTED = 0x8000
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_ZONE = 1, 2, 18
-CTA_TUPLE_IP = 1
+CTA_TUPLE_IP, CTA_TUPLE_PROTO = 1, 2
+CTA_PROTO_NUM, CTA_PROTO_DST_PORT = 1, 3
+_PROTOCOLS = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP, "sctp": 132}
 CTA_IP_V4_SRC, CTA_IP_V4_DST, CTA_IP_V6_SRC, CTA_IP_V6_DST = 1, 2, 3, 4
 NFGEN = struct.Struct("=BBH")  # family, version (0), resource id (big-endian, 0)
 
@@ -66,12 +68,35 @@ def _ips(tuple_payload: bytes | None) -> tuple[str | None, str | None]:
     return rtnl.as_ip(src), rtnl.as_ip(dst)
 
 
-def forget(sock: socket.socket, addresses: Collection[str]) -> int:
-    """Delete the conntrack entries of flows from, to or DNATed to ``addresses`` in the
-    namespace ``sock`` lives in; returns how many were deleted."""
+def _proto(tuple_payload: bytes | None) -> tuple[int | None, int | None]:
+    """(IP protocol number, destination port) of a CTA_TUPLE_* payload."""
+    if tuple_payload is None:
+        return None, None
+    proto = rtnl.attrs(tuple_payload, 0).get(CTA_TUPLE_PROTO)
+    if proto is None:
+        return None, None
+    found = rtnl.attrs(proto, 0)
+    number = found.get(CTA_PROTO_NUM)
+    port = found.get(CTA_PROTO_DST_PORT)
+    return (
+        number[0] if number else None,
+        int.from_bytes(port[:2], "big") if port and len(port) >= 2 else None,
+    )
+
+
+def forget(chan: Channel, addresses: Collection[str] = (), ports: Collection[str] = ()) -> int:
+    """Delete the conntrack entries of flows from, to or DNATed to ``addresses``, and of
+    flows to the ports ``ports`` ("udp/5300", "sctp/9000": the original destination
+    port), in the namespace ``chan``'s socket lives in; returns how many were deleted.
+    One dump per address family concerned."""
     wanted = {str(a).split("/")[0] for a in addresses}
+    by_port = set()
+    for item in ports:
+        protocol, _, number = item.partition("/")
+        by_port.add((_PROTOCOLS[protocol], int(number)))
     families = {socket.AF_INET6 if ":" in a else socket.AF_INET for a in wanted}
-    chan = Channel(sock)  # any netlink family: requests and answers are framed alike
+    if by_port:  # a port is published on host addresses of either family
+        families |= {socket.AF_INET, socket.AF_INET6}
     deleted = 0
     for family in sorted(families):
         try:
@@ -84,12 +109,15 @@ def forget(sock: socket.socket, addresses: Collection[str]) -> int:
         for entry in entries:
             found = rtnl.attrs(entry, rtnl.NLMSG.size + NFGEN.size)
             orig = found.get(CTA_TUPLE_ORIG)
+            if orig is None:
+                continue
             orig_src, orig_dst = _ips(orig)
             reply_src, _ = _ips(found.get(CTA_TUPLE_REPLY))
-            if orig is not None and wanted & {orig_src, orig_dst, reply_src}:
-                key = rtnl.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig)
-                zone = found.get(CTA_ZONE)
-                doomed.append(key + (rtnl.attr(CTA_ZONE, zone) if zone is not None else b""))
+            if not wanted & {orig_src, orig_dst, reply_src} and _proto(orig) not in by_port:
+                continue
+            key = rtnl.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig)
+            zone = found.get(CTA_ZONE)
+            doomed.append(key + (rtnl.attr(CTA_ZONE, zone) if zone is not None else b""))
         for key in doomed:
             try:
                 chan.request(NFGEN.pack(family, 0, 0) + key, CT_DELETE)

@@ -79,7 +79,17 @@ def in_fresh_thread(fn: Callable[[], T]) -> T:
             done.release()
 
     _thread.start_new_thread(body, ())
-    done.acquire()
+    try:
+        done.acquire()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): wait for the thread anyway, so the caller's
+        # clean-up never races it, and close what it opened for a caller now gone.
+        while not done.acquire(timeout=0.1):
+            pass
+        close = getattr(box[0], "close", None) if box else None
+        if callable(close):
+            close()
+        raise
     if fail:
         raise fail[0]
     return box[0]

@@ -79,7 +79,8 @@ def u32(kind: int, value: int) -> bytes:
 
 
 def string(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
+    # surrogateescape: a name read from the kernel that is not UTF-8 goes back unchanged
+    return attr(kind, value.encode(errors="surrogateescape") + b"\0")
 
 
 def mac(kind: int, value: str) -> bytes:
@@ -156,7 +157,11 @@ def as_u32(payload: bytes | None) -> int | None:
 
 
 def as_str(payload: bytes | None) -> str | None:
-    return None if payload is None else payload.split(b"\0", 1)[0].decode()
+    if payload is None:
+        return None
+    # Interface names are bytes to the kernel; one that is not UTF-8 (made by another
+    # tool) must not break observing its namespace.
+    return payload.split(b"\0", 1)[0].decode(errors="surrogateescape")
 
 
 def as_ip(payload: bytes | None) -> str | None:
