@@ -9,7 +9,7 @@ entries for UDP and SCTP ports; hostnet does when an endpoint's setup is undone 
 address) and when a UDP or SCTP port is published (by port) (ops.ForgetFlows).
 
 How: ctnetlink (NETLINK_NETFILTER, subsystem 1) over a socket opened in the host
-namespace: one dump per address family concerned, matched here (by address: any entry
+namespace: one dump of every address family, matched here (by address: any entry
 whose original source or destination, or whose reply source, is one of the addresses;
 by port: the protocol and original destination port), then one delete per match by its
 original tuple (sent back as the kernel gave it) and zone. Cost: a dump walks the
@@ -88,41 +88,45 @@ def forget(chan: Channel, addresses: Collection[str] = (), ports: Collection[str
     """Delete the conntrack entries of flows from, to or DNATed to ``addresses``, and of
     flows to the ports ``ports`` ("udp/5300", "sctp/9000": the original destination
     port), in the namespace ``chan``'s socket lives in; returns how many were deleted.
-    One dump per address family concerned."""
+    One dump of the table, whatever the families and numbers of addresses and ports."""
     wanted = {str(a).split("/")[0] for a in addresses}
     by_port = set()
     for item in ports:
         protocol, _, number = item.partition("/")
         by_port.add((_PROTOCOLS[protocol], int(number)))
-    families = {socket.AF_INET6 if ":" in a else socket.AF_INET for a in wanted}
-    if by_port:  # a port is published on host addresses of either family
-        families |= {socket.AF_INET, socket.AF_INET6}
+    if not wanted and not by_port:
+        return 0
+    try:
+        # family 0: every family in one walk of the table (the walk is the cost)
+        entries = chan.dump(NFGEN.pack(socket.AF_UNSPEC, 0, 0), CT_GET)
+    except NetlinkError as exc:
+        if exc.code in _ABSENT:
+            return 0
+        raise
+    doomed = []
+    for entry in entries:
+        family = NFGEN.unpack_from(entry, rtnl.NLMSG.size)[0]
+        found = rtnl.attrs(entry, rtnl.NLMSG.size + NFGEN.size)
+        orig = found.get(CTA_TUPLE_ORIG)
+        if orig is None:
+            continue
+        orig_src, orig_dst = _ips(orig)
+        reply_src, _ = _ips(found.get(CTA_TUPLE_REPLY))
+        if not wanted & {orig_src, orig_dst, reply_src} and _proto(orig) not in by_port:
+            continue
+        key = rtnl.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig)
+        zone = found.get(CTA_ZONE)
+        doomed.append(
+            NFGEN.pack(family, 0, 0)
+            + key
+            + (rtnl.attr(CTA_ZONE, zone) if zone is not None else b"")
+        )
     deleted = 0
-    for family in sorted(families):
+    for body in doomed:
         try:
-            entries = chan.dump(NFGEN.pack(family, 0, 0), CT_GET)
+            chan.request(body, CT_DELETE)
+            deleted += 1
         except NetlinkError as exc:
-            if exc.code in _ABSENT:
-                continue
-            raise
-        doomed = []
-        for entry in entries:
-            found = rtnl.attrs(entry, rtnl.NLMSG.size + NFGEN.size)
-            orig = found.get(CTA_TUPLE_ORIG)
-            if orig is None:
-                continue
-            orig_src, orig_dst = _ips(orig)
-            reply_src, _ = _ips(found.get(CTA_TUPLE_REPLY))
-            if not wanted & {orig_src, orig_dst, reply_src} and _proto(orig) not in by_port:
-                continue
-            key = rtnl.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig)
-            zone = found.get(CTA_ZONE)
-            doomed.append(key + (rtnl.attr(CTA_ZONE, zone) if zone is not None else b""))
-        for key in doomed:
-            try:
-                chan.request(NFGEN.pack(family, 0, 0) + key, CT_DELETE)
-                deleted += 1
-            except NetlinkError as exc:
-                if exc.code != errno.ENOENT:  # gone meanwhile (timed out): fine
-                    raise
+            if exc.code != errno.ENOENT:  # gone meanwhile (timed out): fine
+                raise
     return deleted
