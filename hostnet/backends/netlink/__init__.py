@@ -77,7 +77,6 @@ RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 IFF_UP = 0x1
-ARPHRD_LOOPBACK = 772
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
 RTPROT_STATIC = 4
@@ -785,7 +784,7 @@ def _sysctl_path(key: str) -> str:
 
 
 def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
-    kind = "loopback" if m["type"] == ARPHRD_LOOPBACK else m["kind"]
+    kind = "loopback" if m["type"] == rtnl.ARPHRD_LOOPBACK else m["kind"]
     parent = None
     if kind in ("macvlan", "macvtap") and not m["link_netnsid"]:
         parent = names.get(m["link"] or 0)
