@@ -55,30 +55,19 @@ def open_socket() -> socket.socket:
     return sock
 
 
-def _ips(tuple_payload: bytes | None) -> tuple[str | None, str | None]:
-    """(source, destination) of a CTA_TUPLE_* payload."""
-    if tuple_payload is None:
-        return None, None
-    ip = rtnl.attrs(tuple_payload, 0).get(CTA_TUPLE_IP)
-    if ip is None:
-        return None, None
-    found = rtnl.attrs(ip, 0)
-    src = found.get(CTA_IP_V4_SRC) or found.get(CTA_IP_V6_SRC)
-    dst = found.get(CTA_IP_V4_DST) or found.get(CTA_IP_V6_DST)
-    return rtnl.as_ip(src), rtnl.as_ip(dst)
-
-
-def _proto(tuple_payload: bytes | None) -> tuple[int | None, int | None]:
-    """(IP protocol number, destination port) of a CTA_TUPLE_* payload."""
-    if tuple_payload is None:
-        return None, None
-    proto = rtnl.attrs(tuple_payload, 0).get(CTA_TUPLE_PROTO)
-    if proto is None:
-        return None, None
-    found = rtnl.attrs(proto, 0)
-    number = found.get(CTA_PROTO_NUM)
-    port = found.get(CTA_PROTO_DST_PORT)
+def _tuple(payload: bytes | None) -> tuple[str | None, str | None, int | None, int | None]:
+    """(source, destination, IP protocol number, destination port) of a CTA_TUPLE_*
+    payload; None for what it does not hold."""
+    if payload is None:
+        return None, None, None, None
+    parts = rtnl.attrs(payload, 0)
+    ips = rtnl.attrs(parts[CTA_TUPLE_IP], 0) if CTA_TUPLE_IP in parts else {}
+    proto = rtnl.attrs(parts[CTA_TUPLE_PROTO], 0) if CTA_TUPLE_PROTO in parts else {}
+    number = proto.get(CTA_PROTO_NUM)
+    port = proto.get(CTA_PROTO_DST_PORT)
     return (
+        rtnl.as_ip(ips.get(CTA_IP_V4_SRC) or ips.get(CTA_IP_V6_SRC)),
+        rtnl.as_ip(ips.get(CTA_IP_V4_DST) or ips.get(CTA_IP_V6_DST)),
         number[0] if number else None,
         int.from_bytes(port[:2], "big") if port and len(port) >= 2 else None,
     )
@@ -110,9 +99,9 @@ def forget(chan: Channel, addresses: Collection[str] = (), ports: Collection[str
         orig = found.get(CTA_TUPLE_ORIG)
         if orig is None:
             continue
-        orig_src, orig_dst = _ips(orig)
-        reply_src, _ = _ips(found.get(CTA_TUPLE_REPLY))
-        if not wanted & {orig_src, orig_dst, reply_src} and _proto(orig) not in by_port:
+        orig_src, orig_dst, proto_num, dport = _tuple(orig)
+        reply_src = _tuple(found.get(CTA_TUPLE_REPLY))[0]
+        if not wanted & {orig_src, orig_dst, reply_src} and (proto_num, dport) not in by_port:
             continue
         key = rtnl.attr(CTA_TUPLE_ORIG | NLA_F_NESTED, orig)
         zone = found.get(CTA_ZONE)
