@@ -720,16 +720,11 @@ class NetlinkBackend:
         # A conntrack dump walks the kernel's whole table, shared by all namespaces
         # (about 10 ms at 262,144 buckets, even when empty): look only when this
         # namespace tracks anything at all (its count is its own).
-        key = "net/netfilter/nf_conntrack_count"
         handle = self._handle(op.ns)  # NamespaceNotFound, not "no sysctl", for a missing one
         try:
-            fd = self._sysctl_fd(op.ns, key)
+            count = int(self.sysctl(op.ns, "net/netfilter/nf_conntrack_count") or "0")
         except errors.NotFoundError:
             return  # no connection tracking loaded: nothing to forget
-        try:
-            count = int(os.pread(fd, 64, 0).strip() or b"0")
-        finally:
-            self._sysctl_done(op.ns, key, fd)
         if count == 0:
             return
         if handle.conntrack is None:
