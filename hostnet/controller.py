@@ -308,13 +308,27 @@ class Controller:
 
     # -- networks ----------------------------------------------------------------------
 
-    def _network_record(self, name: str) -> dict[str, Any]:
-        record: dict[str, Any] | None = self.store.read(lambda tx: tx.network(self.host_key, name))
-        if record is not None and record["state"] == "deleting":
-            raise _being_deleted(name)
-        if record is None or record["state"] != "active":
-            raise errors.NetworkNotFound(name)
-        return record
+    def _network_record(
+        self,
+        name: str,
+        also: Callable[[Tx, dict[str, Any]], None] | None = None,
+        *,
+        applied: bool = False,
+    ) -> dict[str, Any]:
+        """The active network ``name`` (with its applied plan if ``applied``);
+        ``also(tx, record)`` runs in the same read."""
+
+        def read(tx: Tx) -> dict[str, Any]:
+            record: dict[str, Any] | None = tx.network(self.host_key, name, applied=applied)
+            if record is not None and record["state"] == "deleting":
+                raise _being_deleted(name)
+            if record is None or record["state"] != "active":
+                raise errors.NetworkNotFound(name)
+            if also is not None:
+                also(tx, record)
+            return record
+
+        return self.store.read(read)
 
     def _check_modes(self, tx: Tx, driver: Driver, workload: str, network: str) -> None:
         """none and host are exclusive network modes (as in Docker)."""
@@ -567,7 +581,7 @@ class Controller:
         return attrs.evolve(spec, subnets=tuple(configs))
 
     def delete_network(self, name: str, *, force: bool = False) -> None:
-        record = self._network_record(name)
+        record = self._network_record(name, applied=True)
         if driver_class(record["driver"]).builtin:
             raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
 
@@ -860,14 +874,20 @@ class Controller:
         ip6: str | None,
         mac: str | None,
     ) -> Endpoint:
-        record = self._network_record(network.name)
+        name = _workload_name(workload)  # checked below, once the driver is known
+
+        def check_modes(tx: Tx, record: dict[str, Any]) -> None:
+            # runs again inside the connecting transaction; this one fails early,
+            # before admissions are recorded, in the read that finds the network
+            self._check_modes(tx, get_driver(record["driver"]), name, network.name)
+
+        record = self._network_record(network.name, check_modes)
         drv = get_driver(record["driver"])
         info = self._network_info(record, self.host_ns)
         # 1. validate
         if isinstance(publish, str) or isinstance(ports, str):
             raise errors.InvalidOption("publish", publish, "give a list of port strings")
         if drv.needs_namespace:
-            name = _workload_name(workload)
             check_namespace_name(name)
             if name == self.host_ns:
                 raise errors.ConflictError(f"{name!r} is the host namespace itself")
@@ -893,9 +913,6 @@ class Controller:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         host_requests = [parse_host_port(p) for p in ports]
-        # the same check runs again inside the transaction; this one fails early,
-        # before admissions are recorded
-        self.store.read(lambda tx: self._check_modes(tx, drv, name, network.name))
         # 2. admit
         if not drv.needs_namespace:
             admission = self.policy.admit_host_network(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,48 @@ def _freeze_options(
     return tuple(sorted(out))
 
 
+@functools.lru_cache(maxsize=1024)
+def _network(subnet: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # ipaddress objects are immutable: one per subnet, instead of a parse per use (a
+    # network's spec is decoded and its subnets used on every connect)
+    return ipaddress.ip_network(subnet)
+
+
+@functools.lru_cache(maxsize=1024)
+def _check_subnet(
+    value: str, gateway: str | None, ip_range: str | None, aux: tuple[tuple[str, str], ...]
+) -> None:
+    """Raise InvalidAddress unless the pool entry is consistent (remembered when it is)."""
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise errors.InvalidAddress(value, f"not a subnet in CIDR notation ({exc})") from None
+    limit = 30 if net.version == 4 else 126
+    if net.prefixlen > limit:
+        raise errors.InvalidAddress(value, f"subnet is too small (/{net.prefixlen})")
+    if gateway is not None:
+        try:
+            gw = ipaddress.ip_address(gateway)
+        except ValueError:
+            raise errors.InvalidAddress(gateway, "gateway is not an IP address") from None
+        if gw not in net or gw in (net.network_address, net.broadcast_address):
+            raise errors.InvalidAddress(gateway, f"gateway is not a host of {value}")
+    if ip_range is not None:
+        try:
+            rng = ipaddress.ip_network(ip_range, strict=True)
+        except ValueError:
+            raise errors.InvalidAddress(ip_range, "ip range is not a subnet") from None
+        if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
+            raise errors.InvalidAddress(ip_range, f"ip range is not inside {value}")
+    for name, addr in aux:
+        try:
+            a = ipaddress.ip_address(addr)
+        except ValueError:
+            raise errors.InvalidAddress(addr, f"auxiliary address {name!r}") from None
+        if a not in net:
+            raise errors.InvalidAddress(addr, f"auxiliary address {name!r} is outside {value}")
+
+
 @frozen(kw_only=True)
 class SubnetConfig:
     """One IPAM pool entry, Docker's IPAM.Config: subnet, gateway, ip range, and
@@ -39,39 +82,15 @@ class SubnetConfig:
     aux: tuple[tuple[str, str], ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        value = self.subnet
+        args = (self.subnet, self.gateway, self.ip_range, self.aux)
         try:
-            net = ipaddress.ip_network(value, strict=True)
-        except ValueError as exc:
-            raise errors.InvalidAddress(value, f"not a subnet in CIDR notation ({exc})") from None
-        limit = 30 if net.version == 4 else 126
-        if net.prefixlen > limit:
-            raise errors.InvalidAddress(value, f"subnet is too small (/{net.prefixlen})")
-        if self.gateway is not None:
-            try:
-                gw = ipaddress.ip_address(self.gateway)
-            except ValueError:
-                raise errors.InvalidAddress(self.gateway, "gateway is not an IP address") from None
-            if gw not in net or gw in (net.network_address, net.broadcast_address):
-                raise errors.InvalidAddress(self.gateway, f"gateway is not a host of {value}")
-        if self.ip_range is not None:
-            try:
-                rng = ipaddress.ip_network(self.ip_range, strict=True)
-            except ValueError:
-                raise errors.InvalidAddress(self.ip_range, "ip range is not a subnet") from None
-            if rng.version != net.version or not rng.subnet_of(net):  # type: ignore[arg-type]
-                raise errors.InvalidAddress(self.ip_range, f"ip range is not inside {value}")
-        for name, addr in self.aux:
-            try:
-                a = ipaddress.ip_address(addr)
-            except ValueError:
-                raise errors.InvalidAddress(addr, f"auxiliary address {name!r}") from None
-            if a not in net:
-                raise errors.InvalidAddress(addr, f"auxiliary address {name!r} is outside {value}")
+            _check_subnet(*args)
+        except TypeError:  # unhashable: not remembered, and then rejected
+            _check_subnet.__wrapped__(*args)
 
     @property
     def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-        return ipaddress.ip_network(self.subnet)
+        return _network(self.subnet)
 
     def to_docker(self) -> dict[str, Any]:
         out: dict[str, Any] = {"Subnet": self.subnet}

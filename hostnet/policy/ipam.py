@@ -19,6 +19,7 @@ Docker's semantics (recorded in docs/decisions.md):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
@@ -106,7 +107,9 @@ def pool_key(network_id: str, subnet: str) -> str:
     return f"{network_id}/{subnet}"
 
 
-def reserved_addresses(config: SubnetConfig) -> set[IPAddress]:
+@functools.lru_cache(maxsize=1024)
+def reserved_addresses(config: SubnetConfig) -> frozenset[IPAddress]:
+    """The addresses of ``config`` never handed out (remembered: configs are frozen)."""
     net = config.network
     out: set[IPAddress] = {net.network_address}
     if net.version == 4:
@@ -114,12 +117,17 @@ def reserved_addresses(config: SubnetConfig) -> set[IPAddress]:
     if config.gateway:
         out.add(ipaddress.ip_address(config.gateway))
     out.update(ipaddress.ip_address(a) for _, a in config.aux)
-    return out
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _span(text: str) -> tuple[int, int]:
+    span = ipaddress.ip_network(text)
+    return int(span.network_address), int(span.broadcast_address)
 
 
 def _candidates(config: SubnetConfig, start: int) -> Iterable[int]:
-    span = ipaddress.ip_network(config.ip_range or config.subnet)
-    first, last = int(span.network_address), int(span.broadcast_address)
+    first, last = _span(config.ip_range or config.subnet)
     if not first <= start <= last:
         start = first
     yield from range(start, last + 1)

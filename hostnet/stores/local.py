@@ -137,8 +137,21 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+_NETWORK = (
+    "SELECT id, name, driver, host, spec, data, state, at FROM networks "
+    "WHERE (host = ? AND name = ?) OR id = ?"
+)
+_NETWORK_WITH_PLAN = (
+    "SELECT id, name, driver, host, spec, data, state, at, applied FROM networks "
+    "WHERE (host = ? AND name = ?) OR id = ?"
+)
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    # one encoder for every call: json.dumps with options builds a new one each time
+    return _ENCODER.encode(value)
 
 
 class Tx:
@@ -255,29 +268,30 @@ class Tx:
             raise errors.NetworkExists(name) from None
 
     def _network_row(self, row: Any) -> dict[str, Any]:
-        return {
+        out = {
             "id": row[0],
             "name": row[1],
             "driver": row[2],
             "host": row[3],
             "spec": _loads(row[4]),
             "data": _loads(row[5]),
-            "applied": _loads(row[6]),
-            "state": row[7],
-            "at": row[8],
+            "state": row[6],
+            "at": row[7],
         }
+        if len(row) > 8:
+            out["applied"] = _loads(row[8])
+        return out
 
-    def network(self, host: str, name: str) -> dict[str, Any] | None:
-        """The network called ``name`` on ``host`` (or whose id is ``name``)."""
+    def network(self, host: str, name: str, *, applied: bool = True) -> dict[str, Any] | None:
+        """The network called ``name`` on ``host`` (or whose id is ``name``); without its
+        applied plan (several KB of JSON, needed only to delete it) if ``applied=False``."""
         row = self.c.execute(
-            "SELECT id, name, driver, host, spec, data, applied, state, at FROM networks "
-            "WHERE (host = ? AND name = ?) OR id = ?",
-            (host, name, name),
+            _NETWORK_WITH_PLAN if applied else _NETWORK, (host, name, name)
         ).fetchone()
         return None if row is None else self._network_row(row)
 
     def networks(self, host: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, name, driver, host, spec, data, applied, state, at FROM networks"
+        sql = "SELECT id, name, driver, host, spec, data, state, at, applied FROM networks"
         args: tuple[Any, ...] = ()
         if host is not None:
             sql += " WHERE host = ?"

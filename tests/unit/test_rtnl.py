@@ -336,3 +336,86 @@ def test_a_failed_dump_keeps_the_kernels_text() -> None:
         chan.dump(rtnl.ifinfo(), 18)
     assert info.value.code == 22
     assert info.value.args[1] == "Unknown table"
+
+
+def offline_backend() -> Any:
+    """The netlink backend's message builders, with every interface at index 5 and no
+    socket: what it would send, without a kernel."""
+    from hostnet.backends.netlink import NetlinkBackend
+
+    backend: Any = NetlinkBackend.__new__(NetlinkBackend)
+    backend._chan = lambda ns: None
+    backend._index = lambda chan, name, ns: 5
+    return backend
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["10.1.2.3/24", "172.18.0.5/16", "10.0.0.1/31", "10.0.0.1/32", "10.0.0.7/8", "fd00::2/64"],
+)
+def test_address_ops_are_sent_as_pyroute2_would_encode_them(address: str) -> None:
+    import ipaddress
+
+    from hostnet.ops import AddAddress
+
+    iface = ipaddress.ip_interface(address)
+    ip = str(iface.ip)
+    if iface.version == 4:
+        fields = {"family": socket.AF_INET, "prefixlen": iface.network.prefixlen, "index": 5}
+        attrs: list[Any] = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip)]
+        if iface.network.prefixlen < 31:  # no broadcast on point-to-point or host routes
+            attrs.append(("IFA_BROADCAST", str(iface.network.broadcast_address)))
+    else:  # no duplicate address detection (IFA_F_NODAD)
+        fields = {"family": socket.AF_INET6, "prefixlen": 64, "index": 5, "flags": 2}
+        attrs = [("IFA_LOCAL", ip), ("IFA_ADDRESS", ip), ("IFA_FLAGS", 2)]
+    op = AddAddress(ns="x", ifname="eth0", address=address)
+    assert offline_backend()._addr_msg(op) == pyroute2_bytes(ifaddrmsg(), fields, attrs)
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "10.1.2.3/33", "10.1.2/24", "fd00::/x"])
+def test_a_malformed_address_op_is_refused_before_anything_is_sent(address: str) -> None:
+    from hostnet.errors import InvalidAddress
+    from hostnet.ops import AddAddress
+
+    op = AddAddress(ns="x", ifname="eth0", address=address)
+    if address == "10.1.2.3":  # no prefix length: a host address, as the kernel takes it
+        assert offline_backend()._addr_msg(op)[1] == 32
+        return
+    with pytest.raises(InvalidAddress):
+        offline_backend()._addr_msg(op)
+
+
+@pytest.mark.parametrize(
+    ("dst", "gateway", "ifname", "fields", "attrs"),
+    [
+        (
+            "0.0.0.0/0",
+            "10.1.0.1",
+            None,
+            {"family": socket.AF_INET, "dst_len": 0, "scope": 0},
+            [("RTA_GATEWAY", "10.1.0.1")],
+        ),
+        (
+            "10.9.0.0/16",
+            None,
+            "eth0",
+            {"family": socket.AF_INET, "dst_len": 16, "scope": 253},
+            [("RTA_DST", "10.9.0.0"), ("RTA_OIF", 5)],
+        ),
+        (
+            "::/0",
+            "fd00::1",
+            None,
+            {"family": socket.AF_INET6, "dst_len": 0, "scope": 0},
+            [("RTA_GATEWAY", "fd00::1")],
+        ),
+    ],
+)
+def test_route_ops_are_sent_as_pyroute2_would_encode_them(
+    dst: str, gateway: str | None, ifname: str | None, fields: dict[str, Any], attrs: list[Any]
+) -> None:
+    from hostnet.ops import AddRoute
+
+    op = AddRoute(ns="x", dst=dst, gateway=gateway, ifname=ifname)
+    expected = pyroute2_bytes(rtmsg(), {**fields, "table": 254, "proto": 4, "type": 1}, attrs)
+    assert offline_backend()._route_msg(op, adding=True) == expected

@@ -16,14 +16,14 @@ because an open socket keeps a deleted namespace (and its veths) alive.
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import json
 import os
 import socket
 import subprocess
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from hostnet import errors
@@ -92,6 +92,14 @@ def _family(address: str) -> int:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
+@functools.lru_cache(maxsize=256)
+def _route_dst(dst: str) -> tuple[int, int, bytes]:
+    """(family, prefix length, network address) of a route's destination, parsed once
+    (most routes are one of two defaults)."""
+    net = ipaddress.ip_network(dst, strict=True)
+    return _family(dst), net.prefixlen, net.network_address.packed
+
+
 class _Handle:
     """Everything kept open for one namespace: each was opened from a thread inside it
     and stays bound to it, so using it later needs no thread at all."""
@@ -122,6 +130,33 @@ class _Handle:
         self.sysctls.clear()
 
 
+class _Gate:
+    """The backend's lock, and the span over which a namespace name, once checked to
+    still name the namespace its cached handle was opened in, counts as checked: one
+    ``stat`` per namespace per backend call instead of one per request."""
+
+    __slots__ = ("_depth", "_lock", "checked")
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.checked: set[str | None] = set()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if not self._depth:
+            self.checked.clear()
+        self._lock.release()
+
+    @property
+    def held(self) -> bool:
+        return self._depth > 0
+
+
 class NetlinkBackend:
     """The kernel, through netlink and nftables. Needs root (CAP_NET_ADMIN and, to
     create namespaces, CAP_SYS_ADMIN)."""
@@ -133,7 +168,7 @@ class NetlinkBackend:
         self._root_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._handles: dict[str | None, _Handle] = {}
         self._held: dict[tuple[str | None, str, str, int], socket.socket] = {}
-        self._lock = threading.RLock()
+        self._lock = _Gate()
 
     # -- handles -----------------------------------------------------------------------
 
@@ -161,13 +196,18 @@ class NetlinkBackend:
         return os.stat("/proc/thread-self/ns/net").st_ino != os.fstat(self._root_fd).st_ino
 
     def _handle(self, ns: str | None) -> _Handle:
-        ident = self._ident(ns)
         handle = self._handles.get(ns)
+        if handle is not None and ns in self._lock.checked:
+            return handle
+        ident = self._ident(ns)
         if handle is not None and handle.ident == ident:
+            if self._lock.held:
+                self._lock.checked.add(ns)
             return handle
         if handle is not None:  # the name now refers to a different namespace
             handle.close()
             del self._handles[ns]
+        self._lock.checked.discard(ns)
         try:
             route = self._in_ns(ns, open_route_socket)
         except PermissionError as exc:
@@ -176,6 +216,8 @@ class NetlinkBackend:
             ) from exc
         handle = _Handle(route, ident)
         self._handles[ns] = handle
+        if self._lock.held:
+            self._lock.checked.add(ns)
         return handle
 
     def _chan(self, ns: str | None) -> Channel:
@@ -190,6 +232,7 @@ class NetlinkBackend:
     def release(self, ns: str | None) -> None:
         """Close the cached socket and nftables context of ``ns``."""
         with self._lock:
+            self._lock.checked.discard(ns)
             handle = self._handles.pop(ns, None)
             if handle is not None:
                 handle.close()
@@ -255,19 +298,14 @@ class NetlinkBackend:
                     continue
                 found.append(Address(ifname=names.get(index, "?"), address=f"{addr}/{prefixlen}"))
             routes = []
-            for family in (socket.AF_INET, socket.AF_INET6):
-                # filtered by table in the kernel (strict check)
-                query = rtnl.rtmsg(family, table=RT_TABLE_MAIN)
-                try:
-                    answer = chan.dump(query, RTM_GETROUTE)
-                except NetlinkError as exc:
-                    if exc.code != errno.ENOENT:  # no main table yet: no routes
-                        raise
-                    answer = []
-                for m in answer:
-                    route = _route_from(rtnl.route(m), names)
-                    if route is not None:
-                        routes.append(route)
+            # Both families in one dump, filtered by table in the kernel (strict check).
+            # A family without a main table yet adds nothing (asked for by AF_INET
+            # alone, IPv4 would answer ENOENT instead).
+            query = rtnl.rtmsg(socket.AF_UNSPEC, table=RT_TABLE_MAIN)
+            for m in chan.dump(query, RTM_GETROUTE):
+                route = _route_from(rtnl.route(m), names)
+                if route is not None:
+                    routes.append(route)
             tables: tuple[str, ...] = ()
             if firewall and nft_available():
                 listing = self._nft(ns).run("list tables", "nft list tables") or {}
@@ -392,7 +430,7 @@ class NetlinkBackend:
         handler = getattr(self, f"_apply_{type(op).__name__}", None)
         if handler is None:
             raise errors.UnsupportedError(f"the netlink backend cannot apply {type(op).__name__}")
-        with self._lock, _translate(op.describe(), op):
+        with self._lock, _translate(None, op):
             try:
                 handler(op)
             except NetlinkError as exc:
@@ -609,20 +647,29 @@ class NetlinkBackend:
                 os.close(fd)
 
     def _addr_msg(self, op: AddAddress | DelAddress) -> bytes:
-        iface = ipaddress.ip_interface(op.address)
+        # Parsed by hand: ipaddress.ip_interface costs more than the rest of the message.
+        text, _, plen = op.address.partition("/")
+        family = _family(text)
+        try:
+            raw = socket.inet_pton(family, text)
+            prefixlen = int(plen) if plen else len(raw) * 8
+        except (OSError, ValueError):
+            raise errors.InvalidAddress(op.address, "not an address/prefix length") from None
+        if not 0 <= prefixlen <= len(raw) * 8:
+            raise errors.InvalidAddress(op.address, f"prefix length {prefixlen} out of range")
         index = self._index(self._chan(op.ns), op.ifname, op.ns)
-        ip = str(iface.ip)
-        attrs = [rtnl.ip(rtnl.IFA_LOCAL, ip), rtnl.ip(rtnl.IFA_ADDRESS, ip)]
+        attrs = [rtnl.attr(rtnl.IFA_LOCAL, raw), rtnl.attr(rtnl.IFA_ADDRESS, raw)]
         flags = 0
-        if iface.version == 4 and iface.network.prefixlen < 31:
-            attrs.append(rtnl.ip(rtnl.IFA_BROADCAST, str(iface.network.broadcast_address)))
-        if iface.version == 6:
+        if family == socket.AF_INET and prefixlen < 31:
+            host_bits = (1 << (32 - prefixlen)) - 1
+            broadcast = (int.from_bytes(raw, "big") | host_bits).to_bytes(4, "big")
+            attrs.append(rtnl.attr(rtnl.IFA_BROADCAST, broadcast))
+        if family == socket.AF_INET6:
             # Like Docker: no duplicate address detection, so the address is usable at
             # once instead of "tentative" for a second or more.
             flags = IFA_F_NODAD
             attrs.append(rtnl.u32(rtnl.IFA_FLAGS, IFA_F_NODAD))
-        family = _family(op.address)
-        return rtnl.ifaddr(family, iface.network.prefixlen, index, *attrs, flags=flags)
+        return rtnl.ifaddr(family, prefixlen, index, *attrs, flags=flags)
 
     def _apply_AddAddress(self, op: AddAddress) -> None:
         msg = self._addr_msg(op)
@@ -637,10 +684,10 @@ class NetlinkBackend:
         self._chan(op.ns).request(self._addr_msg(op), RTM_DELADDR)
 
     def _route_msg(self, op: AddRoute | DelRoute, *, adding: bool) -> bytes:
-        dst = ipaddress.ip_network(op.dst, strict=True)
+        family, dst_len, raw = _route_dst(op.dst)
         attrs: list[bytes] = []
-        if dst.prefixlen:
-            attrs.append(rtnl.ip(rtnl.RTA_DST, str(dst.network_address)))
+        if dst_len:
+            attrs.append(rtnl.attr(rtnl.RTA_DST, raw))
         if op.gateway:
             attrs.append(rtnl.ip(rtnl.RTA_GATEWAY, op.gateway))
         if op.ifname:
@@ -652,9 +699,9 @@ class NetlinkBackend:
         else:  # "any scope" and any protocol: the kernel matches them exactly else
             scope, proto = RT_SCOPE_NOWHERE, 0
         return rtnl.rtmsg(
-            socket.AF_INET6 if dst.version == 6 else socket.AF_INET,
+            family,
             *attrs,
-            dst_len=dst.prefixlen,
+            dst_len=dst_len,
             table=RT_TABLE_MAIN,
             proto=proto,
             scope=scope,
@@ -836,19 +883,32 @@ def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:
     return {"chains": dict(sorted(chains.items())), "sets": dict(sorted(sets.items()))}
 
 
-@contextmanager
-def _translate(action: str, op: Op | None) -> Iterator[None]:
-    """The one place where kernel errors become hostnet errors."""
-    try:
-        yield
-    except errors.HostnetError:
-        raise
-    except NetlinkError as exc:
-        raise _from_errno(
-            action, exc.code, op, str(exc.args[1] if len(exc.args) > 1 else "")
-        ) from exc
-    except OSError as exc:
-        raise _from_errno(action, exc.errno or 0, op, exc.strerror or "") from exc
+class _translate:
+    """The one place where kernel errors become hostnet errors. ``action`` None: the
+    op's description, made only when something failed (it is not free: every op
+    applied would pay for it)."""
+
+    __slots__ = ("action", "op")
+
+    def __init__(self, action: str | None, op: Op | None) -> None:
+        self.action = action
+        self.op = op
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if exc is None or isinstance(exc, errors.HostnetError):
+            return
+        op = self.op
+        action = self.action if self.action is not None else op.describe() if op else "?"
+        if isinstance(exc, NetlinkError):
+            detail = str(exc.args[1] if len(exc.args) > 1 else "")
+            raise _from_errno(action, exc.code, op, detail) from exc
+        if isinstance(exc, OSError):
+            raise _from_errno(action, exc.errno or 0, op, exc.strerror or "") from exc
 
 
 def _from_errno(action: str, code: int, op: Op | None, detail: str) -> errors.HostnetError:
