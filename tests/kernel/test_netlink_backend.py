@@ -57,3 +57,46 @@ def test_a_vxlan_gets_the_udp_port_and_vni_asked_for() -> None:
     finally:
         assert world.cleanup() == []
         backend.close()
+
+
+def _index_of(ns: str, name: str) -> int:
+    shown = subprocess.run(
+        ["ip", "-n", ns, "-j", "link", "show", name], check=True, capture_output=True, text=True
+    ).stdout
+    return int(json.loads(shown)[0]["ifindex"])
+
+
+def test_a_macvlan_made_for_an_observed_namespace_is_addressed_without_a_lookup() -> None:
+    # The kernel echoes nothing for a link created into another namespace; after an
+    # observation hostnet asks for the next index there and uses it at once. If someone
+    # took that index meanwhile, the kernel picks one and hostnet looks it up.
+    backend = NetlinkBackend()
+    world = World(backend, tag="hi")
+    try:
+        host, target = world.ns(), world.ns()
+        subprocess.run(
+            ["ip", "-n", host, "link", "add", "up0", "up", "type", "veth", "peer", "name", "up1"],
+            check=True,
+        )
+        top = max(link.index for link in backend.observe(target).links)
+        backend.apply(
+            AddLink(ns=target, name="eth0", kind="macvlan", parent="up0", parent_ns=host)
+        )
+        assert _index_of(target, "eth0") == top + 1
+        backend.apply(AddAddress(ns=target, ifname="eth0", address="10.45.0.2/24"))
+        assert backend.observe(target).addresses_of("eth0") == ("10.45.0.2/24",)
+
+        # another process takes the index hostnet would ask for next
+        subprocess.run(
+            ["ip", "-n", target, "link", "add", "taken", "index", str(top + 2), "type", "bridge"],
+            check=True,
+        )
+        backend.apply(
+            AddLink(ns=target, name="eth1", kind="macvlan", parent="up0", parent_ns=host)
+        )
+        backend.apply(AddAddress(ns=target, ifname="eth1", address="10.45.1.2/24"))
+        assert backend.observe(target).addresses_of("eth1") == ("10.45.1.2/24",)
+        assert _index_of(target, "eth1") not in (top + 1, top + 2)
+    finally:
+        assert world.cleanup() == []
+        backend.close()

@@ -104,7 +104,7 @@ class _Handle:
     """Everything kept open for one namespace: each was opened from a thread inside it
     and stays bound to it, so using it later needs no thread at all."""
 
-    __slots__ = ("chan", "conntrack", "diag", "ident", "indexes", "nft", "sysctls")
+    __slots__ = ("chan", "conntrack", "diag", "ident", "indexes", "nft", "sysctls", "top_index")
 
     def __init__(self, route: socket.socket, ident: tuple[int, int] | None) -> None:
         self.chan = Channel(route)
@@ -113,9 +113,11 @@ class _Handle:
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
-        # interface name -> index, learnt from lookups and from the echo of creates;
-        # dropped with every delete in this namespace (and with the handle)
+        # interface name -> index, learnt from lookups and from creates; dropped with
+        # every delete in this namespace (and with the handle)
         self.indexes: dict[str, int] = {}
+        # the highest index an observation of this namespace saw (0: none yet)
+        self.top_index = 0
 
     def close(self) -> None:
         self.chan.close()
@@ -169,6 +171,9 @@ class NetlinkBackend:
         self._handles: dict[str | None, _Handle] = {}
         self._held: dict[tuple[str | None, str, str, int], socket.socket] = {}
         self._lock = _Gate()
+        # Links made for another namespace ask for an index there (see _create_link),
+        # until the kernel refuses one.
+        self._ask_index = True
 
     # -- handles -----------------------------------------------------------------------
 
@@ -285,9 +290,11 @@ class NetlinkBackend:
         self, ns: str | None, *, firewall: bool = True, addresses: bool = True
     ) -> Snapshot:
         with self._lock, _translate(f"observe {ns or 'root namespace'}", None):
-            chan = self._chan(ns)
+            handle = self._handle(ns)
+            chan = handle.chan
             raw_links = [rtnl.link(m) for m in chan.dump(rtnl.ifinfo(), RTM_GETLINK)]
             names = rtnl.names_by_index(raw_links)
+            handle.top_index = max(names, default=0)
             links = tuple(_link_from(m, names) for m in raw_links)
             found = []
             for m in chan.dump(rtnl.ifaddr(0, 0, 0), RTM_GETADDR) if addresses else ():
@@ -543,9 +550,16 @@ class NetlinkBackend:
             if data:
                 info.append(rtnl.nested(rtnl.IFLA_INFO_DATA, data))
             attrs.append(rtnl.nested(rtnl.IFLA_LINKINFO, info))
-            msg = rtnl.ifinfo(*attrs, flags=up, change=up)
+            # A link made for another namespace is not echoed back: ask for an index
+            # above every one observed there, so the next op needs no lookup.
+            moved = self._handles.get(op.ns) if where != op.ns else None
+            index = moved.top_index + 1 if moved is not None and moved.top_index else 0
             try:
-                echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+                echo, index = self._create_link(chan, attrs, up, index)
+                if moved is not None:  # 0 if the index was taken: the next op looks
+                    moved.top_index = index
+                    if index:
+                        moved.indexes[op.name] = index
                 self._learn(echo, op, where)
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST and op.kind == "veth" and op.peer:
@@ -576,6 +590,29 @@ class NetlinkBackend:
         finally:
             for fd in fds:
                 os.close(fd)
+
+    def _create_link(
+        self, chan: Channel, attrs: list[bytes], up: int, index: int
+    ) -> tuple[bytes | None, int]:
+        """RTM_NEWLINK asking for ``index`` (0: any); the echo and the index asked for
+        that the link got (0 if none was asked for, or it could not be had)."""
+        if index and self._ask_index:
+            msg = rtnl.ifinfo(*attrs, index=index, flags=up, change=up)
+            try:
+                return chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL), index
+            except NetlinkError as exc:
+                # EBUSY or EEXIST: taken since the observation, or (older kernels)
+                # looked up in the sender's namespace, where NLM_F_EXCL makes the
+                # kernel refuse and change nothing; or the name exists, which the
+                # request below says again.
+                if exc.code not in (errno.EBUSY, errno.EEXIST):
+                    raise
+            msg = rtnl.ifinfo(*attrs, flags=up, change=up)
+            echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+            self._ask_index = False  # not worth a failed request each time
+            return echo, 0
+        msg = rtnl.ifinfo(*attrs, flags=up, change=up)
+        return chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL), 0
 
     def _learn(self, echo: bytes | None, op: AddLink, where: str | None) -> None:
         """Keep the indexes the kernel echoed for a new link (and its veth peer)."""
