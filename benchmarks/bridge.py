@@ -560,6 +560,8 @@ def verify(method: Method, ep: Ep) -> dict[str, Any]:
     has_linklocal = any(linklocal)
     if method.no_linklocal and has_linklocal:
         problems.append(f"IPv6 link-local addresses (eth0, host end): {linklocal}")
+    bridge = next((lk for lk in host_links if lk.get("ifname") == method.bridge), {})
+    snooping = bridge.get("linkinfo", {}).get("info_data", {}).get("mcast_snooping")
     ruleset = _host_ruleset(method)
     if not re.search(rf"\b{ep.port}\b", ruleset) or (ep.ip and ep.ip not in ruleset):
         problems.append(f"no DNAT of port {ep.port} to {ep.ip} in the host's ruleset")
@@ -569,6 +571,7 @@ def verify(method: Method, ep: Ep) -> dict[str, Any]:
         "hairpin": hairpin,
         "host_veth": port.get("ifname") if port else None,
         "ipv6_linklocal": has_linklocal,
+        "mcast_snooping": snooping,  # hostnet, floor, ip: 0; CNI, netavark: the kernel's 1
     }
 
 
@@ -960,6 +963,11 @@ def print_size(size: Size, stats: dict[str, Any], markdown: bool) -> None:
     ]
     if with_linklocal:
         print(f"IPv6 link-local addresses on the veth ends of: {', '.join(with_linklocal)}")
+    snooping = [
+        k for k, f in size.facts.items() if isinstance(f, dict) and f.get("mcast_snooping")
+    ]
+    if snooping:
+        print(f"multicast snooping on the bridge of: {', '.join(snooping)} (their default)")
 
 
 def _sizes(values: Sequence[str]) -> list[int]:

@@ -707,6 +707,8 @@ class Controller:
         data = record["data"]
         if "bridge" in data:
             options.setdefault("com.docker.network.bridge.name", data["bridge"])
+        if record["driver"] == "bridge":  # hostnet's default differs from the kernel's
+            options.setdefault("hostnet.bridge.multicast_snooping", "false")
         if "shim" in data:
             options["hostnet.shim"] = data["shim"]
         return options

@@ -44,6 +44,7 @@ class Link:
     mode: str | None = None
     vni: int | None = None
     group: int = 0
+    mcast_snooping: bool | None = None  # bridges: IGMP/MLD snooping on or off
     stats: LinkStats = attrs.field(factory=LinkStats, eq=False)
 
 

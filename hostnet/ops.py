@@ -161,7 +161,7 @@ class AddLink(Op):
 
     veth:    ``peer`` is created directly in ``peer_ns`` (SAME_NS: in ``ns``; None: the
              root namespace), with ``peer_mac``; ``mtu`` applies to both ends.
-    bridge:  nothing extra.
+    bridge:  ``mcast_snooping`` (None: the kernel's default, on).
     macvlan: ``parent`` (a link in ``parent_ns``) and ``mode``; the child is created
              directly in ``ns``.
     vxlan:   ``vni``, ``parent`` (underlay device), ``local``, ``port``.
@@ -191,6 +191,7 @@ class AddLink(Op):
     vni: int | None = None
     local: str | None = None
     port: int | None = None
+    mcast_snooping: bool | None = None
 
     @property
     def peer_namespace(self) -> str | None:

@@ -107,6 +107,7 @@ class _Link:
     local: str | None = None
     port: int | None = None
     group: int = 0
+    mcast_snooping: bool | None = None
 
 
 @attrs.define(eq=False)
@@ -217,6 +218,7 @@ class FakeKernel:
                 mode=link.mode,
                 vni=link.vni,
                 group=link.group,
+                mcast_snooping=link.mcast_snooping,
                 stats=LinkStats(),
             )
             for link in sorted(space.links.values(), key=lambda x: x.index)
@@ -407,8 +409,9 @@ class FakeKernel:
             lower = self._link(space, op.parent) if op.parent else None
             link = self._add(space, op.name, "vxlan", mtu=op.mtu or 1450, mac=op.mac)
             link.parent, link.vni, link.local, link.port = lower, op.vni, op.local, port
-        else:  # bridge
+        else:  # bridge: snooping on unless told otherwise, as in the kernel
             link = self._add(space, op.name, op.kind, mtu=op.mtu or 1500, mac=op.mac)
+            link.mcast_snooping = op.mcast_snooping is not False
         if op.hairpin and master is None:
             raise errors.KernelError(f"create {op.name}", 95, "hairpin needs a bridge master")
         link.master = master

@@ -47,6 +47,8 @@ OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
 OPT_HOST_IP = "com.docker.network.bridge.host_binding_ipv4"
 OPT_MTU = "com.docker.network.driver.mtu"
+#: IGMP/MLD snooping on the bridge: off unless asked for (docs/decisions.md)
+OPT_SNOOPING = "hostnet.bridge.multicast_snooping"
 
 ALIASES = {
     "bridge_name": OPT_NAME,
@@ -55,8 +57,9 @@ ALIASES = {
     "host_binding_ipv4": OPT_HOST_IP,
     "host_ip": OPT_HOST_IP,
     "mtu": OPT_MTU,
+    "multicast_snooping": OPT_SNOOPING,
 }
-BOOLEAN = {OPT_ICC, OPT_MASQ}
+BOOLEAN = {OPT_ICC, OPT_MASQ, OPT_SNOOPING}
 FORWARD4 = "net/ipv4/ip_forward"
 FORWARD6 = "net/ipv6/conf/all/forwarding"
 
@@ -146,7 +149,16 @@ class BridgeDriver(Driver):
     def plan_create(self, ctx: NetworkContext) -> Plan:
         spec, host = ctx.network.spec, ctx.network.host_ns
         bridge = ctx.network.data["bridge"]
-        ops: list[Op] = [AddLink(ns=host, name=bridge, kind="bridge", mtu=self.mtu(spec), up=True)]
+        ops: list[Op] = [
+            AddLink(
+                ns=host,
+                name=bridge,
+                kind="bridge",
+                mtu=self.mtu(spec),
+                up=True,
+                mcast_snooping=_bool(spec.option(OPT_SNOOPING), False),
+            )
+        ]
         for config in spec.subnets:
             prefix = config.network.prefixlen
             ops.append(AddAddress(ns=host, ifname=bridge, address=f"{config.gateway}/{prefix}"))

@@ -191,6 +191,14 @@ class BackendContract:
         assert snap.link("p0").master is None  # type: ignore[union-attr]
         assert snap.link("p1").master is None  # type: ignore[union-attr]
 
+    def test_bridge_multicast_snooping_is_on_unless_turned_off(self, world: World) -> None:
+        ns = world.ns()
+        for name, snooping in (("br0", None), ("br1", False), ("br2", True)):
+            world.backend.apply(AddLink(ns=ns, name=name, kind="bridge", mcast_snooping=snooping))
+        snap = world.backend.observe(ns)
+        seen = {n: snap.link(n).mcast_snooping for n in ("br0", "br1", "br2")}  # type: ignore[union-attr]
+        assert seen == {"br0": True, "br1": False, "br2": True}
+
     def test_link_up_and_down(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge"))

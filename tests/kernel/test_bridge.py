@@ -302,6 +302,28 @@ def test_ipv6_between_endpoints(lab: Lab) -> None:
         assert request(a, eb.ip6, 7200) == f"{b.name} {ea.ip6}"
 
 
+def test_multicast_snooping_is_off_unless_asked_for(lab: Lab) -> None:
+    # off: no per-port multicast timers to re-arm every time a port joins or leaves
+    # (docs/decisions.md); on when asked, as the kernel's default
+    import json
+
+    plain = lab.ctl.create_network("plain", driver="bridge", subnet="10.91.0.0/24")
+    snoop = lab.ctl.create_network(
+        "snoop", driver="bridge", subnet="10.92.0.0/24", multicast_snooping=True
+    )
+    for net, expected in ((plain, 0), (snoop, 1)):
+        shown = subprocess.run(
+            ["ip", "-n", lab.host.name, "-d", "-j", "link", "show", net.data["bridge"]],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert json.loads(shown)[0]["linkinfo"]["info_data"]["mcast_snooping"] == expected
+    a, b = lab.ns(), lab.ns()
+    ea, eb = plain.connect(a), plain.connect(b)
+    assert ping(a, eb.ip) and ping(b, ea.ip)
+
+
 def test_several_networks_per_namespace(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     db = lab.ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")

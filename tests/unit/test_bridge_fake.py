@@ -82,6 +82,7 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
     assert info["Options"] == {
         "com.docker.network.driver.mtu": "1400",
         "com.docker.network.bridge.name": web.data["bridge"],
+        "hostnet.bridge.multicast_snooping": "false",
     }
     assert info["Containers"]["app"] == {
         "Name": "app",
@@ -210,6 +211,24 @@ def test_internal_network_has_no_default_route_and_no_publishing(ctl: Controller
     assert sets["masq"] == []
     with pytest.raises(errors.InvalidOption):
         private.connect(ctl.create_namespace("b"), publish=["80"])
+
+
+def test_bridges_do_no_multicast_snooping_unless_asked(ctl: Controller) -> None:
+    plain = ctl.create_network("plain", driver="bridge", subnet="10.91.0.0/24")
+    snoop = ctl.create_network(
+        "snoop", driver="bridge", subnet="10.92.0.0/24", multicast_snooping=True
+    )
+    host = kernel_of(ctl).observe(HOST)
+    for net, expected in ((plain, False), (snoop, True)):
+        link = host.link(net.data["bridge"])
+        assert link is not None and link.mcast_snooping is expected
+        option = net.inspect()["Options"]["hostnet.bridge.multicast_snooping"]
+        assert option == str(expected).lower()
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.InvalidOption):
+        ctl.create_network("bad", driver="bridge", multicast_snooping="sometimes")
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
 
 
 def test_icc_off_adds_ports_to_the_icc_set(ctl: Controller) -> None:

@@ -110,7 +110,7 @@ def test_create_maps_every_option_onto_the_controller(cli: HostCli) -> None:
         "--aux-address", "router=10.90.0.200", "--aux-address", "dns=fd00:90::53",
         "--internal", "--ipv6",
         "-o", "com.docker.network.bridge.name=brweb", "-o", "mtu=1400", "--opt", "icc=false",
-        "--label", "team=web",
+        "-o", "multicast_snooping=true", "--label", "team=web",
     )  # fmt: skip
     assert result.code == 0, result
     info = result.json()  # --json: the network as `network inspect` shows it
@@ -134,10 +134,11 @@ def test_create_maps_every_option_onto_the_controller(cli: HostCli) -> None:
         "com.docker.network.bridge.name": "brweb",
         "com.docker.network.driver.mtu": "1400",
         "com.docker.network.bridge.enable_icc": "false",
+        "hostnet.bridge.multicast_snooping": "true",
     }
     assert info["Labels"] == {"team": "web"}
     bridge = cli.kernel.observe(HOST).link("brweb")
-    assert bridge is not None and bridge.mtu == 1400
+    assert bridge is not None and bridge.mtu == 1400 and bridge.mcast_snooping is True
 
 
 def test_inspect_is_the_controllers_json(cli: HostCli) -> None:

@@ -535,6 +535,8 @@ class NetlinkBackend:
                 if mode not in MACVLAN_MODES:
                     raise errors.InvalidOption("mode", mode, f"one of {sorted(MACVLAN_MODES)}")
                 data.append(rtnl.u32(rtnl.IFLA_MACVLAN_MODE, MACVLAN_MODES[mode]))
+            elif op.kind == "bridge" and op.mcast_snooping is not None:
+                data.append(rtnl.u8(rtnl.IFLA_BR_MCAST_SNOOPING, int(op.mcast_snooping)))
             elif op.kind == "vxlan":
                 data.append(rtnl.u32(rtnl.IFLA_VXLAN_ID, op.vni or 0))
                 data.append(rtnl.u8(rtnl.IFLA_VXLAN_LEARNING, 0))
@@ -882,6 +884,7 @@ def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
         mode=m["macvlan_mode"],
         vni=m["vni"],
         group=m["group"],
+        mcast_snooping=m["mcast_snooping"],
         stats=LinkStats(**stats) if stats else LinkStats(),
     )
 

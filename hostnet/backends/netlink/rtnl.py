@@ -41,6 +41,7 @@ IFLA_LINK_NETNSID = 37
 IFLA_INFO_KIND, IFLA_INFO_DATA, IFLA_INFO_SLAVE_KIND, IFLA_INFO_SLAVE_DATA = 1, 2, 4, 5
 VETH_INFO_PEER = 1
 IFLA_MACVLAN_MODE = 1
+IFLA_BR_MCAST_SNOOPING = 23
 IFLA_VXLAN_ID, IFLA_VXLAN_LINK, IFLA_VXLAN_LOCAL = 1, 3, 4
 IFLA_VXLAN_LEARNING, IFLA_VXLAN_PORT, IFLA_VXLAN_LOCAL6 = 7, 15, 17
 IFLA_BRPORT_MODE = 4  # hairpin
@@ -178,14 +179,16 @@ def as_mac(payload: bytes | None) -> str | None:
 def link(data: bytes) -> dict[str, Any]:
     """An RTM_NEWLINK message (header included) as the fields hostnet reads:
     index, type, flags, name, mtu, mac, master, group, link, link_netnsid (bool),
-    kind, macvlan_mode, vni, vxlan_link, stats (dict or None)."""
+    kind, macvlan_mode, vni, vxlan_link, mcast_snooping, stats (dict or None)."""
     _family, dev_type, index, flags, _change = IFINFO.unpack_from(data, NLMSG.size)
     found = attrs(data, NLMSG.size + IFINFO.size)
     info = attrs(found[IFLA_LINKINFO], 0) if IFLA_LINKINFO in found else {}
     kind = as_str(info.get(IFLA_INFO_KIND))
     extra = attrs(info[IFLA_INFO_DATA], 0) if IFLA_INFO_DATA in info else {}
-    mode = vni = vxlan_link = None
-    if kind in ("macvlan", "macvtap"):
+    mode = vni = vxlan_link = snooping = None
+    if kind == "bridge" and IFLA_BR_MCAST_SNOOPING in extra:
+        snooping = bool(extra[IFLA_BR_MCAST_SNOOPING][0])
+    elif kind in ("macvlan", "macvtap"):
         number = as_u32(extra.get(IFLA_MACVLAN_MODE))
         mode = MACVLAN_MODE_NAMES.get(number) if number is not None else None
     elif kind == "vxlan":
@@ -218,6 +221,7 @@ def link(data: bytes) -> dict[str, Any]:
         "macvlan_mode": mode,
         "vni": vni,
         "vxlan_link": vxlan_link,
+        "mcast_snooping": snooping,
         "stats": stats,
     }
 
