@@ -707,8 +707,6 @@ class Controller:
         data = record["data"]
         if "bridge" in data:
             options.setdefault("com.docker.network.bridge.name", data["bridge"])
-        if record["driver"] == "bridge":  # hostnet's default differs from the kernel's
-            options.setdefault("hostnet.bridge.multicast_snooping", "false")
         if "shim" in data:
             options["hostnet.shim"] = data["shim"]
         return options
@@ -876,35 +874,23 @@ class Controller:
         ip6: str | None,
         mac: str | None,
     ) -> Endpoint:
-        name = _workload_name(workload)  # checked below, once the driver is known
+        found: list[tuple[Driver, str, str | None]] = []
 
-        def check_modes(tx: Tx, record: dict[str, Any]) -> None:
-            # runs again inside the connecting transaction; this one fails early,
-            # before admissions are recorded, in the read that finds the network
-            self._check_modes(tx, get_driver(record["driver"]), name, network.name)
+        def check(tx: Tx, record: dict[str, Any]) -> None:
+            # In the read that finds the network: the workload as its driver wants it,
+            # then the network modes, which are checked again inside the connecting
+            # transaction; this check fails early, before admissions are recorded.
+            drv = get_driver(record["driver"])
+            name, ns = self._connect_target(drv, workload)
+            self._check_modes(tx, drv, name, network.name)
+            found.append((drv, name, ns))
 
-        record = self._network_record(network.name, check_modes)
-        drv = get_driver(record["driver"])
+        record = self._network_record(network.name, check)
+        drv, name, ns = found[0]
         info = self._network_info(record, self.host_ns)
         # 1. validate
         if isinstance(publish, str) or isinstance(ports, str):
             raise errors.InvalidOption("publish", publish, "give a list of port strings")
-        if drv.needs_namespace:
-            check_namespace_name(name)
-            if name == self.host_ns:
-                raise errors.ConflictError(f"{name!r} is the host namespace itself")
-            if not self.backend.has_namespace(name):
-                raise errors.NamespaceNotFound(name)
-            ns: str | None = name
-        else:
-            if isinstance(workload, Namespace):
-                raise errors.InvalidOption(
-                    "workload",
-                    workload.name,
-                    "a host-network workload has no namespace of its own: pass its name",
-                )
-            name = check_network_name(workload)
-            ns = None
         if ports and drv.needs_namespace:
             raise errors.InvalidOption(
                 "ports",
@@ -1025,6 +1011,23 @@ class Controller:
         finally:
             self._release(ns)
         return _endpoint_from(made[0], network.name)
+
+    def _connect_target(self, drv: Driver, workload: Namespace | str) -> tuple[str, str | None]:
+        """The workload's name and namespace (None: host networking), checked."""
+        if drv.needs_namespace:
+            name = check_namespace_name(_workload_name(workload))
+            if name == self.host_ns:
+                raise errors.ConflictError(f"{name!r} is the host namespace itself")
+            if not self.backend.has_namespace(name):
+                raise errors.NamespaceNotFound(name)
+            return name, name
+        if isinstance(workload, Namespace):
+            raise errors.InvalidOption(
+                "workload",
+                workload.name,
+                "a host-network workload has no namespace of its own: pass its name",
+            )
+        return check_network_name(workload), None
 
     def _prepare_endpoint(
         self,

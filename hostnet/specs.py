@@ -85,7 +85,7 @@ class SubnetConfig:
         args = (self.subnet, self.gateway, self.ip_range, self.aux)
         try:
             _check_subnet(*args)
-        except TypeError:  # unhashable: not remembered, and then rejected
+        except TypeError:  # unhashable (a list, say): checked without being remembered
             _check_subnet.__wrapped__(*args)
 
     @property

@@ -88,6 +88,9 @@ class BridgeDriver(Driver):
         for given, raw in spec.options:
             key = ALIASES.get(given, given)
             canonical[key] = self._option_value(key, raw)
+        # recorded, so inspect shows what the bridge got (the kernel's default differs,
+        # and so did hostnet's before this option)
+        canonical.setdefault(OPT_SNOOPING, "false")
         return respec(spec, canonical)
 
     @staticmethod

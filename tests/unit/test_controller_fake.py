@@ -428,6 +428,10 @@ BAD_INPUT: list[tuple[str, Callable[[Controller], object], type[Exception]]] = [
     ("detach nothing", lambda c: c.detach("app2"), errors.NotFoundError),
     ("detach from none", lambda c: c.detach("app2", "none"), errors.EndpointNotFound),
     ("inspect nothing", lambda c: c.inspect("ghost"), errors.NotFoundError),
+    # not a name at all, on networks that already have endpoints (the name is checked
+    # before the endpoints are looked up with it)
+    ("None workload", lambda c: c.network("host").connect(None), errors.InvalidName),  # type: ignore[arg-type]
+    ("list workload", lambda c: c.network("none").connect(["app1"]), errors.InvalidName),  # type: ignore[arg-type]
 ]
 
 

@@ -132,6 +132,10 @@ class _Handle:
         self.sysctls.clear()
 
 
+#: refusals in a row after which a backend stops asking for interface indexes
+INDEX_REFUSALS = 3
+
+
 class _Gate:
     """The backend's lock, and the span over which a namespace name, once checked to
     still name the namespace its cached handle was opened in, counts as checked: one
@@ -172,8 +176,8 @@ class NetlinkBackend:
         self._held: dict[tuple[str | None, str, str, int], socket.socket] = {}
         self._lock = _Gate()
         # Links made for another namespace ask for an index there (see _create_link),
-        # until the kernel refuses one.
-        self._ask_index = True
+        # until the kernel has refused INDEX_REFUSALS in a row.
+        self._index_refusals = 0
 
     # -- handles -----------------------------------------------------------------------
 
@@ -598,20 +602,23 @@ class NetlinkBackend:
     ) -> tuple[bytes | None, int]:
         """RTM_NEWLINK asking for ``index`` (0: any); the echo and the index asked for
         that the link got (0 if none was asked for, or it could not be had)."""
-        if index and self._ask_index:
+        if index and self._index_refusals < INDEX_REFUSALS:
             msg = rtnl.ifinfo(*attrs, index=index, flags=up, change=up)
             try:
-                return chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL), index
+                echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+                self._index_refusals = 0
+                return echo, index
             except NetlinkError as exc:
-                # EBUSY or EEXIST: taken since the observation, or (older kernels)
-                # looked up in the sender's namespace, where NLM_F_EXCL makes the
-                # kernel refuse and change nothing; or the name exists, which the
-                # request below says again.
+                # EBUSY or EEXIST: taken since the observation (a race), or looked up
+                # in the sender's namespace (kernels before the lookup moved to the
+                # target one, in 2025), where NLM_F_EXCL makes the kernel refuse and
+                # change nothing; or the name exists, which the request below says
+                # again. Only the second keeps happening.
                 if exc.code not in (errno.EBUSY, errno.EEXIST):
                     raise
             msg = rtnl.ifinfo(*attrs, flags=up, change=up)
             echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            self._ask_index = False  # not worth a failed request each time
+            self._index_refusals += 1
             return echo, 0
         msg = rtnl.ifinfo(*attrs, flags=up, change=up)
         return chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL), 0
@@ -691,6 +698,8 @@ class NetlinkBackend:
         family = _family(text)
         try:
             raw = socket.inet_pton(family, text)
+            if plen and not (plen.isascii() and plen.isdigit()):
+                raise ValueError(plen)
             prefixlen = int(plen) if plen else len(raw) * 8
         except (OSError, ValueError):
             raise errors.InvalidAddress(op.address, "not an address/prefix length") from None
@@ -891,6 +900,8 @@ def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
 
 def _route_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Route | None:
     if m["table"] != RT_TABLE_MAIN or m["type"] != RTN_UNICAST:
+        return None
+    if m["family"] not in (socket.AF_INET, socket.AF_INET6):  # an AF_UNSPEC dump has MPLS
         return None
     family = m["family"]
     dst = m["dst"] or ("::" if family == socket.AF_INET6 else "0.0.0.0")
