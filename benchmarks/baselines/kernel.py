@@ -349,13 +349,15 @@ def dellink_msg(*, name: str | None = None, group: int | None = None) -> bytes:
 
 
 def bridge_msg(name: str, mtu: int = 1500) -> bytes:
-    """A bridge as hostnet makes one: up, ``mtu``, no multicast snooping."""
+    """A bridge as hostnet makes one: up, ``mtu``, a MAC of its own, no multicast
+    snooping."""
     from hostnet.backends.netlink import rtnl
 
     snooping = rtnl.nested(rtnl.IFLA_INFO_DATA, [rtnl.u8(rtnl.IFLA_BR_MCAST_SNOOPING, 0)])
     return rtnl.ifinfo(
         rtnl.string(rtnl.IFLA_IFNAME, name),
         rtnl.u32(rtnl.IFLA_MTU, mtu),
+        rtnl.mac(rtnl.IFLA_ADDRESS, random_mac()),
         rtnl.nested(rtnl.IFLA_LINKINFO, [rtnl.string(rtnl.IFLA_INFO_KIND, "bridge"), snooping]),
         flags=IFF_UP,
         change=IFF_UP,

@@ -68,6 +68,14 @@ def veth_name(endpoint_id: str) -> str:
     return f"veth{endpoint_id[:7]}"
 
 
+def bridge_mac(network_id: str) -> str:
+    """The bridge's own MAC: locally administered, unicast, from the (random) network id.
+    A bridge without one takes the lowest MAC of its ports, and changes it as endpoints
+    come and go: the gateway's MAC in every endpoint's neighbour cache goes stale (the
+    reason Docker and the CNI bridge plugin pin it too)."""
+    return "02:" + ":".join(network_id[i : i + 2] for i in range(0, 10, 2))
+
+
 def _bool(value: str | None, default: bool) -> bool:
     if value is None:
         return default
@@ -112,7 +120,7 @@ class BridgeDriver(Driver):
         bridge = spec.option(OPT_NAME) or f"br-{network_id[:12]}"
         if host is not None and host.link(bridge) is not None:
             raise errors.LinkExists(bridge, host.ns)
-        return {"bridge": bridge}
+        return {"bridge": bridge, "mac": bridge_mac(network_id)}
 
     @staticmethod
     def mtu(spec: NetworkSpec) -> int:
@@ -158,6 +166,7 @@ class BridgeDriver(Driver):
                 name=bridge,
                 kind="bridge",
                 mtu=self.mtu(spec),
+                mac=ctx.network.data.get("mac"),  # None: made before hostnet pinned it
                 up=True,
                 mcast_snooping=_bool(spec.option(OPT_SNOOPING), False),
             )
@@ -279,4 +288,4 @@ def _forget_stale(host: str | None, mappings: Sequence[PortMapping]) -> Plan:
 FORGETFUL = ("udp", "sctp")
 
 
-__all__ = ["BridgeDriver", "veth_name"]
+__all__ = ["BridgeDriver", "bridge_mac", "veth_name"]

@@ -324,6 +324,43 @@ def test_multicast_snooping_is_off_unless_asked_for(lab: Lab) -> None:
     assert ping(a, eb.ip) and ping(b, ea.ip)
 
 
+def test_the_gateway_keeps_its_mac_while_endpoints_come_and_go(lab: Lab) -> None:
+    # A bridge without a MAC of its own takes the lowest of its ports' MACs and changes
+    # it as they come and go, leaving a stale gateway MAC in every endpoint's neighbour
+    # cache.
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    bridge = web.data["bridge"]
+
+    def macs() -> tuple[str, list[str]]:
+        snap = lab.host.snapshot()
+        own = snap.link(bridge)
+        assert own is not None
+        return own.mac, sorted(link.mac for link in snap.links if link.master == bridge)
+
+    first, _ = macs()
+    assert first == web.data["mac"]
+    a, b = lab.ns(), lab.ns()
+    web.connect(a)
+    eb = web.connect(b)
+    mac, ports = macs()
+    assert mac == first and first not in ports
+    # the endpoint whose host end has the lowest MAC goes
+    lowest = ports[0]
+    gone = (
+        b
+        if any(
+            link.mac == lowest
+            for link in lab.host.snapshot().links
+            if link.name.endswith(eb.id[:7])
+        )
+        else a
+    )
+    web.disconnect(gone)
+    assert macs()[0] == first
+    stays = a if gone is b else b
+    assert ping(stays, "10.91.0.1")
+
+
 def test_several_networks_per_namespace(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     db = lab.ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")

@@ -231,6 +231,18 @@ def test_bridges_do_no_multicast_snooping_unless_asked(ctl: Controller) -> None:
     assert ctl.store.dump() == before_store
 
 
+def test_a_bridge_has_a_mac_of_its_own(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    db = ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    macs = []
+    for net in (web, db):
+        link = kernel_of(ctl).observe(HOST).link(net.data["bridge"])
+        assert link is not None and link.mac == net.data["mac"]
+        assert int(link.mac[:2], 16) & 0x03 == 0x02  # locally administered, unicast
+        macs.append(link.mac)
+    assert macs[0] != macs[1]
+
+
 def test_icc_off_adds_ports_to_the_icc_set(ctl: Controller) -> None:
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
     web.connect(ctl.create_namespace("a"))
