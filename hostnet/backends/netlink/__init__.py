@@ -602,7 +602,8 @@ class NetlinkBackend:
     ) -> tuple[bytes | None, int]:
         """RTM_NEWLINK asking for ``index`` (0: any); the echo and the index asked for
         that the link got (0 if none was asked for, or it could not be had)."""
-        if index and self._index_refusals < INDEX_REFUSALS:
+        asked = bool(index) and self._index_refusals < INDEX_REFUSALS
+        if asked:
             msg = rtnl.ifinfo(*attrs, index=index, flags=up, change=up)
             try:
                 echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
@@ -616,12 +617,11 @@ class NetlinkBackend:
                 # again. Only the second keeps happening.
                 if exc.code not in (errno.EBUSY, errno.EEXIST):
                     raise
-            msg = rtnl.ifinfo(*attrs, flags=up, change=up)
-            echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            self._index_refusals += 1
-            return echo, 0
         msg = rtnl.ifinfo(*attrs, flags=up, change=up)
-        return chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL), 0
+        echo = chan.request_echo(msg, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
+        if asked:
+            self._index_refusals += 1
+        return echo, 0
 
     def _learn(self, echo: bytes | None, op: AddLink, where: str | None) -> None:
         """Keep the indexes the kernel echoed for a new link (and its veth peer)."""
