@@ -108,6 +108,21 @@ class _Link:
     port: int | None = None
     group: int = 0
     mcast_snooping: bool | None = None
+    # bridges: a MAC given at creation stays; otherwise the kernel shows the lowest MAC
+    # of the ports, and zeros once the last port has left (see _shown_mac)
+    mac_set: bool = True
+    had_ports: bool = False
+
+
+def _shown_mac(link: _Link) -> str:
+    """The MAC the kernel shows: a bridge without one of its own takes the lowest MAC of
+    its ports (compared as bytes), and all zeros once its last port has left."""
+    if link.kind != "bridge" or link.mac_set:
+        return link.mac
+    ports = [x.mac for x in link.ns.links.values() if x.master is link]
+    if ports:
+        return min(ports, key=lambda mac: bytes.fromhex(mac.replace(":", "")))
+    return "00:00:00:00:00:00" if link.had_ports else link.mac
 
 
 @attrs.define(eq=False)
@@ -211,7 +226,7 @@ class FakeKernel:
                 index=link.index,
                 kind=link.kind,
                 mtu=link.mtu,
-                mac=link.mac,
+                mac=_shown_mac(link),
                 up=link.up,
                 master=link.master.name if link.master else None,
                 parent=link.parent.name if link.parent and link.parent.ns is space else None,
@@ -412,9 +427,12 @@ class FakeKernel:
         else:  # bridge: snooping on unless told otherwise, as in the kernel
             link = self._add(space, op.name, op.kind, mtu=op.mtu or 1500, mac=op.mac)
             link.mcast_snooping = op.mcast_snooping is not False
+            link.mac_set = op.mac is not None
         if op.hairpin and master is None:
             raise errors.KernelError(f"create {op.name}", 95, "hairpin needs a bridge master")
         link.master = master
+        if master is not None:
+            master.had_ports = True
         link.group = op.group or 0
         if op.up:
             self._set_up(link, True)
@@ -523,6 +541,7 @@ class FakeKernel:
         if master.kind != "bridge" or master is link:
             raise errors.KernelError(f"enslave {op.name}", 95, f"{op.master} is not a bridge")
         link.master = master
+        master.had_ports = True
 
     # -- addresses and routes ----------------------------------------------------------
 

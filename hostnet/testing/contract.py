@@ -199,6 +199,26 @@ class BackendContract:
         seen = {n: snap.link(n).mcast_snooping for n in ("br0", "br1", "br2")}  # type: ignore[union-attr]
         assert seen == {"br0": True, "br1": False, "br2": True}
 
+    def test_a_bridge_without_a_mac_of_its_own_takes_its_lowest_ports(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="own", kind="bridge", mac="02:aa:00:00:00:01"))
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge"))
+        for name, mac in (("a0", "02:00:00:00:00:05"), ("b0", "02:00:00:00:00:03")):
+            world.backend.apply(
+                AddLink(ns=ns, name=name, kind="veth", peer=name + "p", mac=mac, master="br0")
+            )
+            world.backend.apply(SetMaster(ns=ns, name=name + "p", master="own"))
+
+        def macs() -> tuple[str, str]:
+            snap = world.backend.observe(ns)
+            return snap.link("br0").mac, snap.link("own").mac  # type: ignore[union-attr]
+
+        assert macs() == ("02:00:00:00:00:03", "02:aa:00:00:00:01")
+        world.backend.apply(SetMaster(ns=ns, name="b0", master=None))
+        assert macs() == ("02:00:00:00:00:05", "02:aa:00:00:00:01")
+        world.backend.apply(DelLink(ns=ns, name="a0"))  # its peer leaves "own" too
+        assert macs() == ("00:00:00:00:00:00", "02:aa:00:00:00:01")
+
     def test_link_up_and_down(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge"))
