@@ -16,7 +16,12 @@ Variants, each a bridge in a throwaway host namespace of its own:
 - mac:      a MAC of its own (the kernel stops recomputing the bridge id from all ports);
 - nosnoop:  multicast snooping off (the kernel stops re-arming every port's multicast
             timers when a port joins or leaves);
-- hostnet:  both, which is how hostnet makes its bridges.
+- hostnet:  both, which is how hostnet makes its bridges;
+- onens:    hostnet's bridge, but every peer in ONE namespace (named e0, e1, ...), not one
+            namespace each. The kernel finds the id of a veth peer's namespace by walking
+            the host namespace's whole table of namespace ids (``peernet2id_alloc``) every
+            time it describes the host end (each notification and echo, several per port):
+            this variant shows what that walk adds as the peers' namespaces grow in number.
 
 The variants take turns adding --batch ports each, the order rotating every round, until
 each bridge has N; every port's requests are timed together. Then each deletes 50 ports
@@ -58,6 +63,7 @@ VARIANTS = {
     "mac": {"mac": True, "snooping": True},
     "nosnoop": {"mac": False, "snooping": False},
     "hostnet": {"mac": True, "snooping": False},
+    "onens": {"mac": True, "snooping": False, "shared_peer_namespace": True},
 }
 
 
@@ -68,6 +74,7 @@ class Bridge:
     wire: Wire
     index: int
     targets: list[str]
+    shared: bool = False
     add_ms: list[float] = field(default_factory=list)
     delete_ms: list[float] = field(default_factory=list)
     group_delete_ms: float = 0.0
@@ -93,7 +100,7 @@ def add_port(bridge: Bridge, i: int) -> None:
         echo = bridge.wire.request(
             kernel.veth_msg(
                 name=f"p{i}",
-                peer="eth0",
+                peer=f"e{i}" if bridge.shared else "eth0",
                 peer_ns_fd=fd,
                 peer_mac=kernel.random_mac(),
                 mtu=1500,
@@ -179,22 +186,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key in keys:
                 host = f"{prefix}{key}"
                 kernel.make_namespace(host)
-                targets = [f"{prefix}{key}-{i}" for i in range(args.n)]
-                for name in targets:
-                    kernel.make_namespace(name)
+                settings = VARIANTS[key]
+                shared = bool(settings.get("shared_peer_namespace"))
+                if shared:
+                    targets = [f"{prefix}{key}-peers"] * args.n
+                    kernel.make_namespace(targets[0])
+                else:
+                    targets = [f"{prefix}{key}-{i}" for i in range(args.n)]
+                    for name in targets:
+                        kernel.make_namespace(name)
                 fd = kernel.open_ns(host)
                 try:
                     wire = Wire(kernel.in_thread(fd, kernel.route_socket))
                 finally:
                     os.close(fd)
                 echo = wire.request(
-                    bridge_msg("br0", **VARIANTS[key]),
+                    bridge_msg("br0", mac=settings["mac"], snooping=settings["snooping"]),
                     RTM_NEWLINK,
                     NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
                 )
                 assert echo is not None
                 index = struct.unpack_from("=i", echo, 20)[0]
-                bridges.append(Bridge(key, host, wire, index, targets))
+                bridges.append(Bridge(key, host, wire, index, targets, shared))
             print(f"{len(bridges)} bridges, {args.n} ports each, turns of {args.batch}")
             for turn, start in enumerate(range(0, args.n, args.batch)):
                 for bridge in rotation(bridges, turn):
