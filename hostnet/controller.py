@@ -387,6 +387,12 @@ class Controller:
         names, e.g. "com.docker.network.bridge.name") or as keyword arguments (``mtu``,
         ``parent``, ``mode``, ``host_shim``, ``icc``...)."""
         check_network_name(name)
+        for key, flag in (("internal", internal), ("ipv6", ipv6)):
+            if not isinstance(flag, bool):  # "no" would count as true
+                raise errors.InvalidOption(key, flag, "True or False")
+        for key, given in (("options", options), ("labels", labels)):
+            if given is not None and not isinstance(given, dict):
+                raise errors.InvalidOption(key, given, "a dict of name -> value")
         cls = driver_class(driver)
         if cls.builtin:
             raise errors.ConflictError(
@@ -889,8 +895,9 @@ class Controller:
         drv, name, ns = found[0]
         info = self._network_info(record, self.host_ns)
         # 1. validate
-        if isinstance(publish, str) or isinstance(ports, str):
-            raise errors.InvalidOption("publish", publish, "give a list of port strings")
+        for key, given in (("publish", publish), ("ports", ports)):
+            if isinstance(given, str):
+                raise errors.InvalidOption(key, given, "give a list of port strings")
         if ports and drv.needs_namespace:
             raise errors.InvalidOption(
                 "ports",
@@ -1042,13 +1049,20 @@ class Controller:
     ) -> EndpointInfo:
         """Addresses (IPAM), MAC and interface name, inside the connecting transaction."""
         if not driver.allocates_addresses:
-            if ip or ip6 or endpoint.mac:
-                raise errors.InvalidOption(
-                    "ip",
-                    ip or ip6 or endpoint.mac,
-                    f"the {driver.name} driver assigns no addresses",
-                )
+            for key, given in (("ip", ip), ("ip6", ip6), ("mac", endpoint.mac)):
+                if given:
+                    raise errors.InvalidOption(
+                        key, given, f"the {driver.name} driver assigns no addresses"
+                    )
             return endpoint
+        if endpoint.mac is not None and not driver.wants_mac(network.spec):
+            # the kernel would ignore it, and inspect would show a MAC the link has not
+            raise errors.InvalidOption(
+                "mac",
+                endpoint.mac,
+                f"endpoints of network {network.name!r} take no MAC address of their own "
+                "(a passthru macvlan keeps its parent's)",
+            )
         addresses, gateways = [], []
         for family, static in ((4, ip), (6, ip6)):
             config = next((c for c in network.spec.subnets if c.network.version == family), None)
@@ -1426,6 +1440,8 @@ def _check_mac(mac: str | None) -> str | None:
         raise errors.InvalidAddress(mac, "not a MAC address like 02:42:ac:11:00:02")
     if int(parts[0], 16) & 1:
         raise errors.InvalidAddress(mac, "a multicast MAC cannot be an interface address")
+    if parts == ["00"] * 6:  # the kernel refuses it (EADDRNOTAVAIL)
+        raise errors.InvalidAddress(mac, "the all-zero MAC cannot be an interface address")
     return ":".join(parts)
 
 
@@ -1435,12 +1451,26 @@ def _subnet_configs(
     ip_range: str | Sequence[str] | None,
     aux: dict[str, str] | None,
 ) -> tuple[SubnetConfig, ...]:
-    def as_list(value: str | Sequence[str] | None) -> list[str | None]:
+    def as_list(key: str, value: str | Sequence[str] | None) -> list[str | None]:
         if value is None:
             return []
-        return [value] if isinstance(value, str) else list(value)
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise errors.InvalidOption(key, value, "a string, or a list of strings")
+        return list(items)
 
-    subnets, gateways, ranges = as_list(subnet), as_list(gateway), as_list(ip_range)
+    subnets = as_list("subnet", subnet)
+    gateways, ranges = as_list("gateway", gateway), as_list("ip_range", ip_range)
+    if aux is not None and (
+        not isinstance(aux, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in aux.items())
+    ):
+        raise errors.InvalidOption("aux_addresses", aux, "a dict of name -> address strings")
+    # ipaddress takes a zone ("fd00::1%eth0"); netlink and nftables have no place for one.
+    # Checked here, on input, not in SubnetConfig: that would make stored specs unreadable.
+    for text in (*subnets, *gateways, *ranges, *(aux or {}).values()):
+        if isinstance(text, str) and "%" in text:
+            raise errors.InvalidAddress(text, "an address of a network takes no zone (%...)")
     if len(gateways) > len(subnets) or len(ranges) > len(subnets):
         raise errors.InvalidOption(
             "gateway",

@@ -364,6 +364,10 @@ class FakeKernel:
         self._check_new_name(space, op.name)
         if op.mtu is not None and not 68 <= op.mtu <= 65535:
             raise errors.KernelError(f"create {op.name}", 22, f"mtu {op.mtu} out of range")
+        for mac in filter(None, (op.mac, op.peer_mac)):
+            raw = bytes.fromhex(mac.replace(":", ""))
+            if raw[0] & 1 or not any(raw):  # multicast or all zero: EADDRNOTAVAIL
+                raise errors.KernelError(f"create {op.name}", 99, f"{mac} is not a unicast MAC")
         master = None
         if op.master is not None:
             master = self._link(space, op.master)
@@ -391,6 +395,8 @@ class FakeKernel:
             parent = self._link(parent_space, op.parent)
             if parent.kind == "loopback":
                 raise errors.KernelError(f"create {op.name}", 22, "lo cannot be a macvlan parent")
+            if parent.master is not None:  # the bridge has the port's frames: EBUSY
+                raise errors.KernelError(f"create {op.name}", 16, f"{op.parent} is a bridge port")
             if parent.kind in ("macvlan", "macvtap"):
                 parent = parent.parent or parent
             siblings = [
@@ -548,6 +554,8 @@ class FakeKernel:
     def _apply_AddAddress(self, op: AddAddress) -> None:
         space = self._ns(op.ns)
         link = self._link(space, op.ifname)
+        if "%" in op.address:  # ipaddress takes a zone ("fd00::1%eth0"), netlink has none
+            raise errors.InvalidAddress(op.address, "not an address/prefix length")
         iface = ipaddress.ip_interface(op.address)
         addr = str(iface)
         if any(

@@ -111,9 +111,12 @@ class BridgeDriver(Driver):
             check_ifname(value)
         elif key == OPT_HOST_IP:
             try:
-                return str(ipaddress.ip_address(value))
+                address = ipaddress.ip_address(value)
             except ValueError:
                 raise errors.InvalidOption(key, value, "an IP address") from None
+            if address.version == 6 and address.scope_id is not None:  # nftables drops it
+                raise errors.InvalidOption(key, value, "an IP address without a zone (%...)")
+            return str(address)
         return value
 
     def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, str]:

@@ -90,6 +90,13 @@ class MacvlanDriver(Driver):
             raise errors.InvalidOption(
                 OPT_PARENT, parent, f"a {link.kind} cannot be a macvlan parent here"
             )
+        master = host.link(link.master) if link.master else None
+        if master is not None and master.kind != "vrf":
+            # the bridge (or bond) takes the port's frames: the kernel refuses a macvlan
+            # on it (EBUSY)
+            raise errors.InvalidOption(
+                OPT_PARENT, parent, f"it is a port of {master.kind} {master.name!r}"
+            )
         if not link.up:
             raise errors.LinkDown(parent, host.ns, "parent interface")
         mtu = int(spec.option(OPT_MTU) or link.mtu)

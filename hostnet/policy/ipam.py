@@ -151,6 +151,8 @@ def allocate(
             ip = ipaddress.ip_address(static)
         except ValueError:
             raise errors.InvalidAddress(static, "not an IP address") from None
+        if ip.version == 6 and ip.scope_id is not None:  # "fd00::1%eth0"
+            raise errors.InvalidAddress(static, "an interface address takes no zone (%...)")
         if ip not in net:
             raise errors.InvalidAddress(static, f"not in the network's subnet {net}")
         if ip in reserved:

@@ -59,9 +59,14 @@ def _protocol(text: str, spec: str) -> str:
 def _host_ip(text: str, spec: str) -> str:
     text = text.strip("[]")
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         raise errors.InvalidPort(spec, f"{text!r} is not an IP address") from None
+    if address.version == 6 and address.scope_id is not None:
+        # nftables drops the zone ("fe80::1%eth0" matches fe80::1 on every interface),
+        # and the reservation would not clash with the same address without it
+        raise errors.InvalidPort(spec, f"{text!r}: a host address takes no zone (%...)")
+    return str(address)
 
 
 def family_of(address: str) -> int:

@@ -226,6 +226,18 @@ class BackendContract:
         world.backend.apply(SetLinkUp(ns=ns, name="br0", up=True, was_up=False))
         assert world.backend.observe(ns).link("br0").up  # type: ignore[union-attr]
 
+    @pytest.mark.parametrize("mac", ["00:00:00:00:00:00", "01:00:5e:00:00:01"])
+    def test_link_macs_must_be_unicast(self, world: World, mac: str) -> None:
+        a, b = world.ns(), world.ns()
+        with pytest.raises(errors.KernelError):
+            world.backend.apply(AddLink(ns=a, name="br0", kind="bridge", mac=mac))
+        with pytest.raises(errors.KernelError):
+            world.backend.apply(
+                AddLink(ns=a, name="host0", kind="veth", peer="eth0", peer_ns=b, peer_mac=mac)
+            )
+        assert world.backend.observe(a).link_names() == {"lo"}
+        assert world.backend.observe(b).link_names() == {"lo"}
+
     def test_missing_link_type_is_unsupported(self, world: World) -> None:
         ns = world.ns()
         with pytest.raises(errors.UnsupportedError):
@@ -248,6 +260,13 @@ class BackendContract:
         with pytest.raises(errors.NotFoundError):
             world.backend.apply(DelAddress(ns=ns, ifname="br0", address="10.1.0.1/24"))
         assert world.backend.observe(ns).addresses_of("br0") == ("fd00:1::1/64",)
+
+    def test_an_address_with_a_zone_is_refused(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge", up=True))
+        with pytest.raises(errors.InvalidAddress):
+            world.backend.apply(AddAddress(ns=ns, ifname="br0", address="fd00:1::5%br0/64"))
+        assert world.backend.observe(ns).addresses_of("br0") == ()
 
     def test_connected_route_appears_with_address_on_up_link(self, world: World) -> None:
         ns = world.ns()
@@ -338,6 +357,18 @@ class BackendContract:
         with pytest.raises(errors.LinkNotFound):
             world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="ghost"))
         assert world.backend.observe(ns).link_names() == {"lo"}
+
+    def test_macvlan_refuses_a_bridge_port_as_parent(self, world: World) -> None:
+        host, guest = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=host, name="br0", kind="bridge", up=True))
+        world.backend.apply(
+            AddLink(ns=host, name="lan0", kind="veth", peer="lan1", up=True, master="br0")
+        )
+        with pytest.raises(errors.KernelError):  # EBUSY: the bridge has its frames
+            world.backend.apply(
+                AddLink(ns=guest, name="eth0", kind="macvlan", parent="lan0", parent_ns=host)
+            )
+        assert world.backend.observe(guest).link_names() == {"lo"}
 
     def test_passthru_macvlan_takes_the_parent(self, world: World) -> None:
         ns = world.ns()

@@ -429,6 +429,26 @@ def test_bad_input_changes_nothing(lab: Lab) -> None:
     assert store_after == store_before
 
 
+def test_input_the_kernel_would_refuse_fails_before_the_first_op(lab: Lab) -> None:
+    # found out before anything is applied, not by the kernel halfway (and rolled back)
+    ctl = lab.ctl
+    web = ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = lab.ns()
+    host_before, store_before = lab.host.snapshot(), ctl.store.dump()
+    bad: list[dict[str, object]] = [
+        dict(ip6="fd00:91::5%eth0"),  # a zone: netlink has no place for it
+        dict(mac="00:00:00:00:00:00"),  # EADDRNOTAVAIL
+        dict(publish=["[fe80::1%eth0]:8080:80"]),  # nftables would drop the zone
+    ]
+    for kwargs in bad:
+        with pytest.raises(errors.ValidationError) as info:
+            web.connect(app, **kwargs)  # type: ignore[arg-type]
+        assert not getattr(info.value, "__notes__", None)  # no op was applied and undone
+    assert app.snapshot().link_names() == {"lo"}
+    assert lab.host.snapshot().links == host_before.links
+    assert ctl.store.dump() == store_before
+
+
 def test_port_conflicts_name_the_holder(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     a, b = lab.ns(), lab.ns()

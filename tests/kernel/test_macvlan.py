@@ -140,6 +140,19 @@ def test_passthru_takes_one_endpoint_and_the_parent_to_itself(lan: Lan) -> None:
         lan.network("other", subnet="10.50.0.0/24", gateway="10.50.0.1")
 
 
+def test_a_passthru_endpoint_takes_no_mac_of_its_own(lan: Lan) -> None:
+    # the kernel gives it the parent's MAC whatever it is asked for
+    net = lan.network(mode="passthru")
+    app = lan.ns()
+    with pytest.raises(errors.InvalidOption):
+        net.connect(app, mac="02:00:00:00:00:42")  # type: ignore[attr-defined]
+    assert app.snapshot().link_names() == {"lo"}
+    net.connect(app)  # type: ignore[attr-defined]
+    parent = lan.host.snapshot().link("lan0")
+    link = app.snapshot().link("eth0")
+    assert parent is not None and link is not None and link.mac == parent.mac
+
+
 def test_teardown_leaves_nothing(lan: Lan) -> None:
     before = lan.host.snapshot()
     store_before = lan.ctl.store.dump()
@@ -177,6 +190,10 @@ def test_bad_input_changes_nothing(lan: Lan) -> None:
         ],
         check=True,
     )
+    # a port of a bridge: the kernel refuses a macvlan on it (EBUSY)
+    ip = ["ip", "-n", lan.host.name, "link"]
+    subprocess.run([*ip, "add", "br0", "type", "bridge"], check=True)
+    subprocess.run([*ip, "set", "down1", "master", "br0", "up"], check=True)
     host_before = lan.host.snapshot()
     cases = [
         (errors.LinkNotFound, dict(parent="nope0", subnet="10.60.0.0/24")),
@@ -186,6 +203,8 @@ def test_bad_input_changes_nothing(lan: Lan) -> None:
         (errors.SubnetOverlap, dict(parent="lan0", subnet="192.168.50.0/26")),
         (errors.InvalidOption, dict(parent="lan0", subnet="10.60.0.0/24", mtu="9000")),
         (errors.InvalidOption, dict(subnet="10.60.0.0/24")),  # no parent
+        (errors.InvalidOption, dict(parent="down1", subnet="10.60.0.0/24")),  # bridge port
+        (errors.InvalidOption, dict(parent="down1", subnet="10.60.0.0/24", host_shim=True)),
         (
             errors.InvalidOption,
             dict(parent="lan0", subnet="10.60.0.0/24", mode="private", host_shim=True),

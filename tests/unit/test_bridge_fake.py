@@ -128,6 +128,24 @@ def test_static_addresses(ctl: Controller) -> None:
     assert b.snapshot().link_names() == {"lo"}
 
 
+def test_endpoint_input_the_kernel_would_refuse_is_refused_before_anything(
+    ctl: Controller,
+) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = ctl.create_namespace("app")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    bad: list[dict[str, object]] = [
+        dict(ip6="fd00:91::5%eth0"),  # a zone: netlink has no place for it
+        dict(mac="00:00:00:00:00:00"),  # EADDRNOTAVAIL
+        dict(publish=["[fe80::1%eth0]:8080:80"]),  # nftables would drop the zone
+    ]
+    for kwargs in bad:
+        with pytest.raises(errors.ValidationError):
+            web.connect(app, **kwargs)  # type: ignore[arg-type]
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+
+
 def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -> None:
     ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
@@ -142,6 +160,22 @@ def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -
         dict(bridge_name="b" * 16),
         dict(icc="maybe"),
         dict(colour="blue"),
+        # ipaddress takes a zone ("%eth0"); netlink and nftables have no place for one
+        dict(subnet=["10.95.0.0/24", "fd00:95::%eth0/64"]),
+        dict(subnet=["10.95.0.0/24", "fd00:95::/64"], gateway=[None, "fd00:95::1%eth0"]),
+        dict(subnet=["10.95.0.0/24", "fd00:95::/64"], aux_addresses={"x": "fd00:95::9%eth0"}),
+        dict(subnet=["10.95.0.0/24", "fd00:95::/64"], host_ip="fe80::1%eth0"),
+        # wrong types: a typed error, not a TypeError from deep inside (or "no" taken as
+        # true)
+        dict(subnet=5),
+        dict(subnet=["10.95.0.0/24", 5]),
+        dict(subnet="10.95.0.0/24", gateway=b"10.95.0.1"),
+        dict(subnet="10.95.0.0/24", aux_addresses=["10.95.0.9"]),
+        dict(subnet="10.95.0.0/24", aux_addresses={"x": 5}),
+        dict(internal="no"),
+        dict(ipv6="no"),
+        dict(options=["com.docker.network.bridge.name"]),
+        dict(labels=["a"]),
     ]
     for kwargs in bad:
         with pytest.raises(errors.ValidationError):

@@ -487,3 +487,12 @@ def test_format_table() -> None:
     assert format_table(["a", "b"], []) == "A   B"
     with pytest.raises(ValueError, match="2 headers"):
         format_table(["a", "b"], [["only one"]])
+
+
+@pytest.mark.parametrize("module", ["hostnet", "hostnet.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: hostnet")

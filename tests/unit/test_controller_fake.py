@@ -145,6 +145,27 @@ def test_none_refuses_published_ports(ctl: Controller) -> None:
     assert ctl.endpoints() == [] and ctl.ports() == []
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "option"),
+    [
+        ({"mac": "02:00:00:00:00:09"}, "mac"),
+        ({"ip6": "fd00::9"}, "ip6"),
+        ({"ip": "10.0.0.9"}, "ip"),
+        ({"ports": "80"}, "ports"),
+        ({"publish": "8080:80"}, "publish"),
+    ],
+)
+def test_refusals_name_the_argument_given(
+    ctl: Controller, kwargs: dict[str, str], option: str
+) -> None:
+    ns = ctl.create_namespace("app1")
+    before = state(ctl)
+    with pytest.raises(errors.InvalidOption) as info:
+        ctl.attach(ns, driver="none", **kwargs)
+    assert info.value.option == option
+    assert state(ctl) == before
+
+
 def test_none_refuses_a_namespace_with_other_interfaces(ctl: Controller) -> None:
     ns = ctl.create_namespace("app1")
     ctl.backend.apply(AddLink(ns="app1", name="br7", kind="bridge"))

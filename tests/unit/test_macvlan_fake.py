@@ -9,7 +9,7 @@ import pytest
 from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
-from hostnet.ops import AddAddress, CreateNamespace
+from hostnet.ops import AddAddress, AddLink, CreateNamespace
 
 HOST = "host"
 
@@ -95,6 +95,36 @@ def test_passthru_one_endpoint_and_exclusive_parent(ctl: Controller) -> None:
     store_after = ctl.store.dump()
     store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != "b"]
     assert store_after == before_store
+
+
+def test_a_passthru_endpoint_takes_no_mac_of_its_own(ctl: Controller) -> None:
+    # the kernel gives it the parent's MAC whatever it is asked for, so a MAC given
+    # would be recorded (and inspected) but not be the link's
+    net = lan(ctl, mode="passthru")
+    a = ctl.create_namespace("a")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.InvalidOption) as info:
+        net.connect(a, mac="02:00:00:00:00:42")
+    assert info.value.option == "mac"
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+    assert net.connect(a).mac is None
+
+
+def test_a_bridge_port_cannot_be_a_parent(ctl: Controller) -> None:
+    # the bridge has the port's frames: the kernel refuses a macvlan on it (EBUSY), so
+    # a network on it could not connect anything (and a shim fails after the journal)
+    kernel_of(ctl).apply(AddLink(ns=HOST, name="br0", kind="bridge", up=True))
+    kernel_of(ctl).apply(
+        AddLink(ns=HOST, name="port0", kind="veth", peer="port1", up=True, master="br0")
+    )
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    for shim in (False, True):
+        with pytest.raises(errors.InvalidOption) as info:
+            lan(ctl, parent="port0", host_shim=shim)
+        assert "br0" in str(info.value)
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
 
 
 def test_sharing_a_parent_needs_disjoint_subnets(ctl: Controller) -> None:

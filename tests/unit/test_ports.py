@@ -92,6 +92,7 @@ def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int
         "[::1:8080:80",
         "[::1]8080:80",
         "[nonsense]:80:80",
+        "[fe80::1%eth0]:8080:80",  # nftables would drop the zone
     ],
 )
 def test_parse_publish_refuses_bad_input(spec: str) -> None:
@@ -150,6 +151,7 @@ def test_parse_host_port(spec: str, expected: tuple[object, ...]) -> None:
         "abc",
         "80-",
         ":80",
+        "[fe80::1%eth0]:8080",
     ],
 )
 def test_parse_host_port_refuses_bad_input(spec: str) -> None:
