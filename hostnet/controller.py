@@ -1484,6 +1484,13 @@ def _subnet_configs(
         rng = ranges[i] if i < len(ranges) else None
         mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _in_subnet(v, sub)))
         out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
+    for config in out:
+        gw_ip = ipaddress.ip_address(config.gateway) if config.gateway else None
+        taken = next((k for k, v in config.aux if ipaddress.ip_address(v) == gw_ip), None)
+        if taken is not None:  # the gateway is in use; libnetwork fails to reserve it too
+            raise errors.InvalidAddress(
+                config.gateway or "", f"auxiliary address {taken!r} is the gateway"
+            )
     stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
     if stray:
         raise errors.InvalidAddress(

@@ -198,6 +198,22 @@ def option_bool(key: str, value: str) -> str:
     return "true" if lowered in _TRUE else "false"
 
 
+def canonical_options(spec: NetworkSpec, aliases: Mapping[str, str]) -> dict[str, str]:
+    """``spec``'s options under their canonical names. One option given under two of
+    its names (``mode`` and ``macvlan_mode``) with different values is an error, not a
+    silent pick of one."""
+    out: dict[str, str] = {}
+    named: dict[str, str] = {}
+    for given, value in spec.options:
+        key = aliases.get(given, given)
+        if key in out and out[key] != value:
+            raise errors.InvalidOption(
+                given, value, f"{named[key]!r} gives the same option as {out[key]!r}; give one"
+            )
+        out[key], named[key] = value, given
+    return out
+
+
 def option_mtu(key: str, value: str) -> str:
     if not (value.isascii() and value.isdigit() and 68 <= int(value) <= 65535):
         raise errors.InvalidOption(key, value, "an MTU between 68 and 65535")

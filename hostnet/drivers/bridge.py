@@ -23,6 +23,7 @@ from hostnet.drivers.base import (
     ConnectContext,
     Driver,
     NetworkContext,
+    canonical_options,
     default_routes,
     option_bool,
     option_mtu,
@@ -92,10 +93,10 @@ class BridgeDriver(Driver):
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         super().validate(spec)
-        canonical: dict[str, str] = {}
-        for given, raw in spec.options:
-            key = ALIASES.get(given, given)
-            canonical[key] = self._option_value(key, raw)
+        canonical = {
+            key: self._option_value(key, raw)
+            for key, raw in canonical_options(spec, ALIASES).items()
+        }
         # recorded, so inspect shows what the bridge got (the kernel's default differs,
         # and so did hostnet's before this option)
         canonical.setdefault(OPT_SNOOPING, "false")

@@ -22,6 +22,7 @@ from hostnet.drivers.base import (
     ConnectContext,
     Driver,
     NetworkContext,
+    canonical_options,
     default_routes,
     option_bool,
     option_mtu,
@@ -54,7 +55,7 @@ class MacvlanDriver(Driver):
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         super().validate(spec)
-        opts = {ALIASES.get(k, k): v for k, v in spec.options}
+        opts = canonical_options(spec, ALIASES)
         parent = opts.get(OPT_PARENT)
         if not parent:
             raise errors.InvalidOption(

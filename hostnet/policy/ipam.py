@@ -160,8 +160,12 @@ def allocate(
                 static, "is the network, broadcast, gateway or an auxiliary address"
             )
         if not tx.allocate(key, str(ip), owner):
+            taken_by = tx.address_owner(key, str(ip)) or ""
             raise errors.AddressInUse(
-                str(ip), holder, tx.endpoint_workload(tx.address_owner(key, str(ip)) or "")
+                str(ip),
+                holder,
+                # the network's own claims (allocate_last) are its host-side interface's
+                "host shim" if taken_by == network_id else tx.endpoint_workload(taken_by),
             )
         return f"{ip}/{net.prefixlen}"
     cursor_name = f"ip:{key}"

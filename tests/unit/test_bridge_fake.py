@@ -176,6 +176,15 @@ def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -
         dict(ipv6="no"),
         dict(options=["com.docker.network.bridge.name"]),
         dict(labels=["a"]),
+        # an auxiliary address that is the gateway: the gateway is in use already
+        dict(subnet="10.95.0.0/24", gateway="10.95.0.1", aux_addresses={"x": "10.95.0.1"}),
+        dict(
+            subnet=["10.95.0.0/24", "fd00:95::/64"],
+            gateway=["10.95.0.1", "fd00:95::1"],
+            aux_addresses={"x": "fd00:95:0::1"},
+        ),
+        # one option under two of its names, with different values
+        dict(bridge_name="hb1", options={"com.docker.network.bridge.name": "hb2"}),
     ]
     for kwargs in bad:
         with pytest.raises(errors.ValidationError):

@@ -127,6 +127,16 @@ def test_a_bridge_port_cannot_be_a_parent(ctl: Controller) -> None:
     assert ctl.store.dump() == before_store
 
 
+def test_a_static_address_taken_by_the_shim_says_so(ctl: Controller) -> None:
+    net = lan(ctl, ip_range="192.168.50.128/25", host_shim=True)
+    app = ctl.create_namespace("app")
+    before = ctl.store.dump()
+    with pytest.raises(errors.AddressInUse) as info:
+        net.connect(app, ip="192.168.50.127")
+    assert info.value.holder == "host shim"  # not the network's id
+    assert ctl.store.dump() == before
+
+
 def test_sharing_a_parent_needs_disjoint_subnets(ctl: Controller) -> None:
     lan(ctl, "one", subnet="192.168.50.0/25", gateway="192.168.50.1")
     with pytest.raises(errors.SubnetOverlap):
@@ -145,6 +155,7 @@ def test_sharing_a_parent_needs_disjoint_subnets(ctl: Controller) -> None:
         (errors.InvalidOption, dict(mtu="9000")),
         (errors.InvalidOption, dict(mode="private", host_shim=True)),
         (errors.InvalidName, dict(parent="x" * 16)),
+        (errors.InvalidOption, dict(mode="private", macvlan_mode="bridge")),
     ],
 )
 def test_bad_input_changes_nothing(
