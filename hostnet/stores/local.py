@@ -171,6 +171,12 @@ class Tx:
             "DELETE FROM ports WHERE owner = ? OR (owner >= ? || '/' AND owner < ? || '0')",
             (owner, owner, owner),
         )
+        # a network's address cursors ("ip:<network id>/<subnet>", see ipam.allocate):
+        # nothing allocates from its pools any more
+        self.c.execute(
+            "DELETE FROM cursors WHERE name >= 'ip:' || ? || '/' AND name < 'ip:' || ? || '0'",
+            (owner, owner),
+        )
         self.c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))

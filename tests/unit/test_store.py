@@ -279,3 +279,14 @@ def test_forget_takes_an_owners_later_ports_and_nobody_elses(store: LocalStore) 
         tx.forget("abc")
     left = sorted(r["owner"] for r in store.read(lambda tx: tx.ports()))
     assert left == ["ab", "ab/c", "abc0", "abcd"]
+
+
+def test_forget_takes_a_networks_address_cursors_and_nobody_elses(store: LocalStore) -> None:
+    names = ["ip:abc/10.0.0.0/24", "ip:abc/fd00::/64", "ip:abcd/10.1.0.0/24", "ip:ab/x"]
+    names += ["port::tcp", "group:abc"]
+    with store.transaction() as tx:
+        for name in names:
+            tx.set_cursor(name, 5)
+    with store.transaction() as tx:
+        tx.forget("abc")
+        assert [n for n in names if tx.next_cursor(n, 0) == 5] == names[2:]
