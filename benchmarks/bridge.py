@@ -873,7 +873,7 @@ def size_targets(n: int, stats: dict[str, Any]) -> list[Target]:
                 passed=ratio <= SETUP_VS_FLOOR,
                 detail=f"{mine:.2f} vs {floor['setup']['median']:.2f} ms = {ratio:.2f}x "
                 f"(paired by round {hn['ratio_to_floor_paired_by_round']['setup']:.2f}x; "
-                f"+{hn['overhead_over_floor_ms']['setup']:.2f} ms)",
+                f"{hn['overhead_over_floor_ms']['setup']:+.2f} ms over the floor's median)",
             )
         )
     for other, factor in FASTER_THAN.items():
@@ -923,7 +923,10 @@ def print_size(size: Size, stats: dict[str, Any], markdown: bool) -> None:
     for data in stats.values():
         if data["failed"]:
             print(f"  {data['label']}: FAILED ({data['failed']})")
-    print("\nratio to the floor by round (median of per-round ratios; ms over the floor):")
+    print(
+        "\nratio to the floor by round (median of per-round ratios), and in brackets the"
+        " median minus the floor's median:"
+    )
     for data in shown.values():
         paired, extra = data["ratio_to_floor_paired_by_round"], data["overhead_over_floor_ms"]
         print(

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -374,9 +374,9 @@ class Controller:
         driver: str = "bridge",
         *,
         subnet: str | Sequence[str] | None = None,
-        gateway: str | Sequence[str] | None = None,
-        ip_range: str | Sequence[str] | None = None,
-        aux_addresses: dict[str, str] | None = None,
+        gateway: str | Sequence[str | None] | None = None,
+        ip_range: str | Sequence[str | None] | None = None,
+        aux_addresses: Mapping[str, str] | None = None,
         internal: bool = False,
         ipv6: bool = False,
         options: dict[str, Any] | None = None,
@@ -391,7 +391,7 @@ class Controller:
             if not isinstance(flag, bool):  # "no" would count as true
                 raise errors.InvalidOption(key, flag, "True or False")
         for key, given in (("options", options), ("labels", labels)):
-            if given is not None and not isinstance(given, dict):
+            if given is not None and not isinstance(given, Mapping):
                 raise errors.InvalidOption(key, given, "a dict of name -> value")
         cls = driver_class(driver)
         if cls.builtin:
@@ -399,8 +399,9 @@ class Controller:
                 f"the {driver} network is predefined; attach workloads with "
                 f"Controller.attach(..., driver={driver!r})"
             )
-        merged = dict(options or {})
-        merged.update(driver_options)
+        # as pairs: one option given both ways (options={"mtu": ...}, mtu=...) reaches
+        # the driver twice and is refused there if the values differ
+        merged = (*(options or {}).items(), *driver_options.items())
         spec = NetworkSpec(
             name=name,
             driver=driver,
@@ -906,6 +907,7 @@ class Controller:
             )
         if hold and drv.needs_namespace:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
+        mac = _check_addressing(drv, info, ip=ip, ip6=ip6, mac=mac)
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         host_requests = [parse_host_port(p) for p in ports]
         # 2. admit
@@ -1049,20 +1051,7 @@ class Controller:
     ) -> EndpointInfo:
         """Addresses (IPAM), MAC and interface name, inside the connecting transaction."""
         if not driver.allocates_addresses:
-            for key, given in (("ip", ip), ("ip6", ip6), ("mac", endpoint.mac)):
-                if given:
-                    raise errors.InvalidOption(
-                        key, given, f"the {driver.name} driver assigns no addresses"
-                    )
-            return endpoint
-        if endpoint.mac is not None and not driver.wants_mac(network.spec):
-            # the kernel would ignore it, and inspect would show a MAC the link has not
-            raise errors.InvalidOption(
-                "mac",
-                endpoint.mac,
-                f"endpoints of network {network.name!r} take no MAC address of their own "
-                "(a passthru macvlan keeps its parent's)",
-            )
+            return endpoint  # _check_addressing refused addresses asked of it
         addresses, gateways = [], []
         for family, static in ((4, ip), (6, ip6)):
             config = next((c for c in network.spec.subnets if c.network.version == family), None)
@@ -1084,8 +1073,7 @@ class Controller:
         return attrs.evolve(
             endpoint,
             ifname=ifname,
-            mac=_check_mac(endpoint.mac)
-            or (random_mac() if driver.wants_mac(network.spec) else None),
+            mac=endpoint.mac or (random_mac() if driver.wants_mac(network.spec) else None),
             addresses=tuple(addresses),
             gateways=tuple(gateways),
         )
@@ -1430,9 +1418,38 @@ def random_mac() -> str:
     return ":".join(f"{o:02x}" for o in octets)
 
 
-def _check_mac(mac: str | None) -> str | None:
+def _check_addressing(
+    driver: Driver, network: NetworkInfo, *, ip: object, ip6: object, mac: object
+) -> str | None:
+    """Refuse, before anything is reserved or observed, addresses a connect asks for that
+    the network cannot give; returns the MAC asked for, normalised."""
+    for key, given in (("ip", ip), ("ip6", ip6)):
+        if given is not None and not isinstance(given, str):
+            raise errors.InvalidOption(key, given, "an IP address as a string")
+    if not driver.allocates_addresses:
+        for key, given in (("ip", ip), ("ip6", ip6), ("mac", mac)):
+            if given:
+                raise errors.InvalidOption(
+                    key, given, f"the {driver.name} driver assigns no addresses"
+                )
+        return None
+    checked = _check_mac(mac)
+    if checked is not None and not driver.wants_mac(network.spec):
+        # the kernel would ignore it, and inspect would show a MAC the link has not
+        raise errors.InvalidOption(
+            "mac",
+            mac,
+            f"endpoints of network {network.name!r} take no MAC address of their own "
+            "(a passthru macvlan keeps its parent's)",
+        )
+    return checked
+
+
+def _check_mac(mac: object) -> str | None:
     if mac is None:
         return None
+    if not isinstance(mac, str):
+        raise errors.InvalidOption("mac", mac, "a MAC address as a string")
     parts = mac.lower().split(":")
     if len(parts) != 6 or not all(
         len(p) == 2 and all(c in "0123456789abcdef" for c in p) for p in parts
@@ -1447,30 +1464,39 @@ def _check_mac(mac: str | None) -> str | None:
 
 def _subnet_configs(
     subnet: str | Sequence[str] | None,
-    gateway: str | Sequence[str] | None,
-    ip_range: str | Sequence[str] | None,
-    aux: dict[str, str] | None,
+    gateway: str | Sequence[str | None] | None,
+    ip_range: str | Sequence[str | None] | None,
+    aux: Mapping[str, str] | None,
 ) -> tuple[SubnetConfig, ...]:
-    def as_list(key: str, value: str | Sequence[str] | None) -> list[str | None]:
+    def address(key: str, given: object, item: object) -> None:
+        if not isinstance(item, str):
+            raise errors.InvalidOption(key, given, "a string, or a list of strings")
+        if "%" in item:
+            # ipaddress takes a zone ("fd00::1%eth0"); netlink and nftables have no
+            # place for one. Checked on input only: stored specs stay readable.
+            raise errors.InvalidAddress(item, "an address of a network takes no zone (%...)")
+
+    def as_list(key: str, value: object, *, holes: bool) -> list[str | None]:
+        # holes: None in a list means "the default for this subnet" (gateway, ip range)
         if value is None:
             return []
         items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+        if isinstance(items, bytes) or not isinstance(items, Sequence):
             raise errors.InvalidOption(key, value, "a string, or a list of strings")
+        for item in items:
+            if not (holes and item is None):
+                address(key, value, item)
         return list(items)
 
-    subnets = as_list("subnet", subnet)
-    gateways, ranges = as_list("gateway", gateway), as_list("ip_range", ip_range)
-    if aux is not None and (
-        not isinstance(aux, dict)
-        or not all(isinstance(k, str) and isinstance(v, str) for k, v in aux.items())
-    ):
+    subnets = as_list("subnet", subnet, holes=False)
+    gateways = as_list("gateway", gateway, holes=True)
+    ranges = as_list("ip_range", ip_range, holes=True)
+    if aux is not None and not isinstance(aux, Mapping):
         raise errors.InvalidOption("aux_addresses", aux, "a dict of name -> address strings")
-    # ipaddress takes a zone ("fd00::1%eth0"); netlink and nftables have no place for one.
-    # Checked here, on input, not in SubnetConfig: that would make stored specs unreadable.
-    for text in (*subnets, *gateways, *ranges, *(aux or {}).values()):
-        if isinstance(text, str) and "%" in text:
-            raise errors.InvalidAddress(text, "an address of a network takes no zone (%...)")
+    for name, value in (aux or {}).items():
+        if not isinstance(name, str):
+            raise errors.InvalidOption("aux_addresses", aux, "a dict of name -> address strings")
+        address("aux_addresses", aux, value)
     if len(gateways) > len(subnets) or len(ranges) > len(subnets):
         raise errors.InvalidOption(
             "gateway",
@@ -1484,13 +1510,6 @@ def _subnet_configs(
         rng = ranges[i] if i < len(ranges) else None
         mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _in_subnet(v, sub)))
         out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
-    for config in out:
-        gw_ip = ipaddress.ip_address(config.gateway) if config.gateway else None
-        taken = next((k for k, v in config.aux if ipaddress.ip_address(v) == gw_ip), None)
-        if taken is not None:  # the gateway is in use; libnetwork fails to reserve it too
-            raise errors.InvalidAddress(
-                config.gateway or "", f"auxiliary address {taken!r} is the gateway"
-            )
     stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
     if stray:
         raise errors.InvalidAddress(

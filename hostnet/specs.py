@@ -20,7 +20,14 @@ def _freeze_options(
 ) -> tuple[tuple[str, str], ...]:
     if not value:
         return ()
-    items = value.items() if isinstance(value, Mapping) else value
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, tuple | list) and all(
+        isinstance(pair, tuple | list) and len(pair) == 2 for pair in value
+    ):
+        items = list(value)
+    else:
+        raise errors.InvalidOption("options", value, "a dict of name -> value")
     out = []
     for key, val in items:
         if not isinstance(key, str):

@@ -554,9 +554,12 @@ class FakeKernel:
     def _apply_AddAddress(self, op: AddAddress) -> None:
         space = self._ns(op.ns)
         link = self._link(space, op.ifname)
-        if "%" in op.address:  # ipaddress takes a zone ("fd00::1%eth0"), netlink has none
-            raise errors.InvalidAddress(op.address, "not an address/prefix length")
-        iface = ipaddress.ip_interface(op.address)
+        try:
+            if "%" in op.address:  # ipaddress takes a zone ("fd00::1%eth0"); netlink has none
+                raise ValueError(op.address)
+            iface = ipaddress.ip_interface(op.address)
+        except ValueError:  # as the netlink backend's encoder says
+            raise errors.InvalidAddress(op.address, "not an address/prefix length") from None
         addr = str(iface)
         if any(
             i == op.ifname and ipaddress.ip_interface(a).ip == iface.ip for i, a in space.addresses

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -198,19 +198,26 @@ def option_bool(key: str, value: str) -> str:
     return "true" if lowered in _TRUE else "false"
 
 
-def canonical_options(spec: NetworkSpec, aliases: Mapping[str, str]) -> dict[str, str]:
-    """``spec``'s options under their canonical names. One option given under two of
-    its names (``mode`` and ``macvlan_mode``) with different values is an error, not a
-    silent pick of one."""
+def canonical_options(
+    spec: NetworkSpec,
+    aliases: Mapping[str, str],
+    normalise: Callable[[str, str], str] = lambda _key, value: value,
+) -> dict[str, str]:
+    """``spec``'s options under their canonical names, each value passed through
+    ``normalise(name, value)``. One option given twice (under two of its names, say
+    ``mode`` and ``macvlan_mode``) with values that differ is an error, not a silent
+    pick of one."""
     out: dict[str, str] = {}
-    named: dict[str, str] = {}
-    for given, value in spec.options:
+    named: dict[str, tuple[str, str]] = {}
+    for given, raw in spec.options:
         key = aliases.get(given, given)
+        value = normalise(key, raw)
         if key in out and out[key] != value:
+            first, first_raw = named[key]
             raise errors.InvalidOption(
-                given, value, f"{named[key]!r} gives the same option as {out[key]!r}; give one"
+                given, raw, f"the same option is also given as {first}={first_raw!r}; give one"
             )
-        out[key], named[key] = value, given
+        out[key], named[key] = value, (given, raw)
     return out
 
 

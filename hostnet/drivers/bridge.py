@@ -93,10 +93,7 @@ class BridgeDriver(Driver):
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         super().validate(spec)
-        canonical = {
-            key: self._option_value(key, raw)
-            for key, raw in canonical_options(spec, ALIASES).items()
-        }
+        canonical = canonical_options(spec, ALIASES, self._option_value)
         # recorded, so inspect shows what the bridge got (the kernel's default differs,
         # and so did hostnet's before this option)
         canonical.setdefault(OPT_SNOOPING, "false")

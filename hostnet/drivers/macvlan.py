@@ -45,6 +45,19 @@ def shim_name(network_id: str) -> str:
     return f"hn-{network_id[:12]}"
 
 
+def _option_value(key: str, value: str) -> str:
+    if key == OPT_MODE:
+        mode = value.lower()
+        if mode not in MODES:
+            raise errors.InvalidOption(OPT_MODE, value, f"one of {', '.join(MODES)}")
+        return mode
+    if key == OPT_SHIM:
+        return option_bool(key, value)
+    if key == OPT_MTU:
+        return option_mtu(key, value)
+    return value
+
+
 class MacvlanDriver(Driver):
     name = "macvlan"
     allocates_addresses: ClassVar[bool] = True
@@ -55,26 +68,21 @@ class MacvlanDriver(Driver):
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         super().validate(spec)
-        opts = canonical_options(spec, ALIASES)
+        opts = canonical_options(spec, ALIASES, _option_value)
         parent = opts.get(OPT_PARENT)
         if not parent:
             raise errors.InvalidOption(
                 OPT_PARENT, parent, "a macvlan network needs a parent interface"
             )
         check_ifname(parent)
-        mode = opts.setdefault(OPT_MODE, "bridge").lower()
-        if mode not in MODES:
-            raise errors.InvalidOption(OPT_MODE, mode, f"one of {', '.join(MODES)}")
-        opts[OPT_MODE] = mode
-        opts[OPT_SHIM] = option_bool(OPT_SHIM, opts.get(OPT_SHIM, "false"))
+        mode = opts.setdefault(OPT_MODE, "bridge")
+        opts.setdefault(OPT_SHIM, "false")
         if opts[OPT_SHIM] == "true" and mode != "bridge":
             raise errors.InvalidOption(
                 OPT_SHIM,
                 "true",
                 f"the host shim needs mode bridge (mode {mode} keeps the host out)",
             )
-        if OPT_MTU in opts:
-            opts[OPT_MTU] = option_mtu(OPT_MTU, opts[OPT_MTU])
         if opts[OPT_SHIM] == "false":
             del opts[OPT_SHIM]
         return respec(spec, opts)

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from hostnet import errors
 from hostnet.model import Snapshot
 from hostnet.specs import SubnetConfig
-from hostnet.stores.local import Tx
+from hostnet.stores.local import Tx, address_cursor
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -91,15 +91,21 @@ def random_ula() -> ipaddress.IPv6Network:
 
 
 def complete(config: SubnetConfig) -> SubnetConfig:
-    """Fill in the gateway (first host address) when the user did not give one."""
+    """Fill in the gateway (first host address) when the user did not give one. A
+    user's auxiliary address that is the gateway is refused: the gateway is in use
+    (libnetwork's reservation of it fails the same way)."""
+    gateway = config.gateway or str(config.network.network_address + 1)
+    gateway_ip = ipaddress.ip_address(gateway)
+    for name, address in config.aux:
+        if not name.startswith("host:") and ipaddress.ip_address(address) == gateway_ip:
+            implied = "" if config.gateway else " (by default the first host address)"
+            raise errors.InvalidAddress(
+                address, f"auxiliary address {name!r} is the gateway{implied}"
+            )
     if config.gateway is not None:
         return config
-    net = config.network
     return SubnetConfig(
-        subnet=config.subnet,
-        gateway=str(net.network_address + 1),
-        ip_range=config.ip_range,
-        aux=config.aux,
+        subnet=config.subnet, gateway=gateway, ip_range=config.ip_range, aux=config.aux
     )
 
 
@@ -168,7 +174,7 @@ def allocate(
                 "host shim" if taken_by == network_id else tx.endpoint_workload(taken_by),
             )
         return f"{ip}/{net.prefixlen}"
-    cursor_name = f"ip:{key}"
+    cursor_name = address_cursor(key)
     start = tx.next_cursor(cursor_name, 0)
     for value in _candidates(config, start):
         ip = ipaddress.ip_address(value)

@@ -154,6 +154,12 @@ def _dumps(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def address_cursor(pool: str) -> str:
+    """The name of the cursor of an address pool ("<network id>/<subnet>"): where its
+    next allocation starts. Tx.forget takes a network's with the network."""
+    return f"ip:{pool}"
+
+
 class Tx:
     """One write transaction. Methods are the store's vocabulary; SQL stays in here."""
 
@@ -171,11 +177,11 @@ class Tx:
             "DELETE FROM ports WHERE owner = ? OR (owner >= ? || '/' AND owner < ? || '0')",
             (owner, owner, owner),
         )
-        # a network's address cursors ("ip:<network id>/<subnet>", see ipam.allocate):
+        # a network's address cursors (address_cursor(): "ip:<network id>/<subnet>"):
         # nothing allocates from its pools any more
+        first = address_cursor(f"{owner}/")
         self.c.execute(
-            "DELETE FROM cursors WHERE name >= 'ip:' || ? || '/' AND name < 'ip:' || ? || '0'",
-            (owner, owner),
+            "DELETE FROM cursors WHERE name >= ? AND name < ?", (first, first[:-1] + "0")
         )
         self.c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))

@@ -211,8 +211,10 @@ def test_bad_input_changes_nothing(lan: Lan) -> None:
         ),
     ]
     for error, kwargs in cases:
-        with pytest.raises(error):
+        with pytest.raises(error) as info:
             lan.ctl.create_network("bad", driver="macvlan", **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("parent") == "down1":  # refused for being a port, not by chance
+            assert "port of bridge 'br0'" in str(info.value)
     app = lan.ns()
     with pytest.raises(errors.InvalidOption):
         lan.ctl.network("first").connect(app, publish=["80"])

@@ -25,7 +25,7 @@ from hostnet.testing.world import unique_prefix
 
 TRIALS = int(os.environ.get("HOSTNET_RECOVERY_TRIALS", "50"))
 # a trial of these does more kernel work (macvlan children, whole networks)
-FEW_TRIALS = int(os.environ.get("HOSTNET_RECOVERY_TRIALS", "25"))
+FEW_TRIALS = int(os.environ.get("HOSTNET_RECOVERY_FEW_TRIALS", "25"))
 
 # how long a child runs at most: long enough for a few rounds of its loop
 WINDOW = {"macvlan": 0.08, "networks": 0.2}

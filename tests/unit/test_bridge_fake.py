@@ -138,10 +138,16 @@ def test_endpoint_input_the_kernel_would_refuse_is_refused_before_anything(
         dict(ip6="fd00:91::5%eth0"),  # a zone: netlink has no place for it
         dict(mac="00:00:00:00:00:00"),  # EADDRNOTAVAIL
         dict(publish=["[fe80::1%eth0]:8080:80"]),  # nftables would drop the zone
+        # wrong types
+        dict(mac=5),
+        dict(mac=b"02:00:00:00:00:05"),
+        dict(ip=167772165),  # ipaddress would take it as 10.0.0.5
+        dict(ip6=["fd00:91::5"]),
     ]
     for kwargs in bad:
-        with pytest.raises(errors.ValidationError):
+        with pytest.raises(errors.ValidationError) as info:
             web.connect(app, **kwargs)  # type: ignore[arg-type]
+        assert not getattr(info.value, "__notes__", None)  # no op was applied and undone
     assert kernel_of(ctl).dump() == before_kernel
     assert ctl.store.dump() == before_store
 
@@ -162,6 +168,7 @@ def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -
         dict(colour="blue"),
         # ipaddress takes a zone ("%eth0"); netlink and nftables have no place for one
         dict(subnet=["10.95.0.0/24", "fd00:95::%eth0/64"]),
+        dict(subnet=["10.95.0.0/24", "fd00:95::/64"], gateway=["10.95.0.1", "fd00:95::1%eth0"]),
         dict(subnet=["10.95.0.0/24", "fd00:95::/64"], gateway=[None, "fd00:95::1%eth0"]),
         dict(subnet=["10.95.0.0/24", "fd00:95::/64"], aux_addresses={"x": "fd00:95::9%eth0"}),
         dict(subnet=["10.95.0.0/24", "fd00:95::/64"], host_ip="fe80::1%eth0"),
@@ -178,23 +185,50 @@ def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -
         dict(labels=["a"]),
         # an auxiliary address that is the gateway: the gateway is in use already
         dict(subnet="10.95.0.0/24", gateway="10.95.0.1", aux_addresses={"x": "10.95.0.1"}),
+        dict(subnet="10.95.0.0/24", aux_addresses={"x": "10.95.0.1"}),  # the default one
         dict(
             subnet=["10.95.0.0/24", "fd00:95::/64"],
             gateway=["10.95.0.1", "fd00:95::1"],
             aux_addresses={"x": "fd00:95:0::1"},
         ),
-        # one option under two of its names, with different values
+        # one option under two of its names, or twice under one, with different values
         dict(bridge_name="hb1", options={"com.docker.network.bridge.name": "hb2"}),
+        dict(mtu="1400", options={"mtu": "1300"}),
     ]
     for kwargs in bad:
-        with pytest.raises(errors.ValidationError):
+        with pytest.raises(errors.ValidationError) as info:
             ctl.create_network("web3", driver="bridge", **kwargs)
+        assert not getattr(info.value, "__notes__", None), kwargs  # nothing applied
     with pytest.raises(errors.NetworkExists):
         ctl.create_network("web", driver="bridge", subnet="10.98.0.0/24")
     with pytest.raises(errors.DriverNotFound):
         ctl.create_network("web4", driver="ipvlan")
     assert kernel_of(ctl).dump() == before_kernel
     assert ctl.store.dump() == before_store
+
+
+def test_defaults_in_lists_of_gateways_and_ranges(ctl: Controller) -> None:
+    # None in a list: this subnet's default (its first host address, no range)
+    net = ctl.create_network(
+        "web",
+        driver="bridge",
+        subnet=["10.95.0.0/24", "fd00:95::/64"],
+        gateway=[None, "fd00:95::fe"],
+        ip_range=[None, "fd00:95::/80"],
+        options={"mtu": "1400"},
+        mtu="1400",  # the same option twice with the same value is not a conflict
+    )
+    configs = {c["Subnet"]: c for c in net.inspect()["IPAM"]["Config"]}
+    assert configs["10.95.0.0/24"] == {"Subnet": "10.95.0.0/24", "Gateway": "10.95.0.1"}
+    assert configs["fd00:95::/64"]["Gateway"] == "fd00:95::fe"
+    assert configs["fd00:95::/64"]["IPRange"] == "fd00:95::/80"
+
+
+def test_an_option_given_twice_with_one_meaning_is_taken(ctl: Controller) -> None:
+    net = ctl.create_network(
+        "web", driver="bridge", icc=False, options={"com.docker.network.bridge.enable_icc": "0"}
+    )
+    assert net.inspect()["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
 def test_explicit_bridge_name_that_exists_is_refused(ctl: Controller) -> None:
