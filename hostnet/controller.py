@@ -33,11 +33,12 @@ from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.executor import Executor, Recovered
-from hostnet.model import PortMapping, Reservation, Snapshot
+from hostnet.model import PortMapping, Reservation, Route, Snapshot, kernel_clashes
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
 from hostnet.ops import (
+    AddRoute,
     Adopt,
     CreateNamespace,
     DeleteNamespace,
@@ -804,8 +805,9 @@ class Controller:
         if problems:
             raise errors.TeardownError(f"detach {name!r}", problems)
 
-    def _host_ports(self, requests: Sequence[PortRequest]) -> PortAllocator:
-        """A PortAllocator fed with the facts of this Controller's host namespace."""
+    def _host_ports(self, requests: Sequence[PortRequest], *, idle: bool) -> PortAllocator:
+        """A PortAllocator fed with the facts of this Controller's host namespace;
+        ``idle``: TCP sockets bound but not listening count as holding their port."""
         low, high = (65535, 65535)
         reserved: set[int] = set()
         bound: tuple[Any, ...] = ()
@@ -831,6 +833,9 @@ class Controller:
                 wanted,
                 owners=wanted is not None,
                 protocols={r.protocol for r in requests},
+                # a TCP socket bound but not listening blocks a workload's own bind() (host
+                # networking), not a DNAT: looking for those costs about 0.3 ms a call
+                idle=idle,
             )
         return PortAllocator(
             host=self.host_key, ephemeral=(low, high), reserved=reserved, bound=bound
@@ -840,8 +845,12 @@ class Controller:
         """``exc`` naming the process that holds the port, when the kernel can tell."""
         if exc.holder is not None or exc.owner_pid is not None:
             return exc
-        for sock in self.backend.bound_sockets(self.host_ns, [exc.port]):
-            if sock.protocol == exc.protocol and sock.pid is not None:
+        for sock in self.backend.bound_sockets(self.host_ns, [exc.port], idle=True):
+            if (
+                sock.protocol == exc.protocol
+                and sock.pid is not None
+                and kernel_clashes(sock.address, exc.host_ip, v6only=sock.v6only)
+            ):
                 return errors.PortInUse(
                     port=exc.port,
                     protocol=exc.protocol,
@@ -935,7 +944,7 @@ class Controller:
         requests = [s.host for s in publish_specs] + host_requests
         self._admit_ports(name, requests)
         # 3. observe
-        allocator = self._host_ports(requests)
+        allocator = self._host_ports(requests, idle=not drv.needs_namespace)
         # plan_connect needs the target's links and routes, never its addresses
         try:
             target = (
@@ -978,6 +987,9 @@ class Controller:
             reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
             mappings = _mappings(publish_specs, reserved)
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
+            # the namespace's other endpoints, pending ones too: their interface names
+            # and default routes are taken even if the observation did not see them
+            neighbours = tx.endpoints(ns=ns, published=False) if ns is not None else []
             endpoint = self._prepare_endpoint(
                 tx,
                 drv,
@@ -993,20 +1005,29 @@ class Controller:
                 ip=ip,
                 ip6=ip6,
                 target=target,
+                neighbours=neighbours,
+            )
+            seen = target
+            claimed = {d for e in neighbours for d in e["data"].get("defaults", ())}
+            if target is not None and claimed:
+                # default routes that other endpoints of the namespace added, or are adding,
+                # since it was observed: a second one would fail (EEXIST)
+                routes = (*target.routes, *(Route(dst=dst) for dst in claimed))
+                seen = attrs.evolve(target, routes=routes)
+            plan = drv.plan_connect(
+                ConnectContext(network=info, endpoint=endpoint, target=seen, host=host)
             )
             row: dict[str, Any] = {
                 "id": endpoint_id,
                 "workload": name,
                 "ns": ns,
-                "data": _endpoint_json(endpoint, flat_host),
+                "data": _endpoint_json(endpoint, flat_host, plan),
             }
             tx.add_endpoint(
                 id=endpoint_id, network=record["id"], workload=name, ns=ns, data=row["data"]
             )
             made[:] = [row]
-            return drv.plan_connect(
-                ConnectContext(network=info, endpoint=endpoint, target=target, host=host)
-            )
+            return plan
 
         def commit(tx: Tx, plan: Plan) -> None:
             if tx.network_state(record["id"]) != "active":  # deleted while we worked
@@ -1048,8 +1069,10 @@ class Controller:
         ip: str | None,
         ip6: str | None,
         target: Snapshot | None,
+        neighbours: Sequence[dict[str, Any]],
     ) -> EndpointInfo:
-        """Addresses (IPAM), MAC and interface name, inside the connecting transaction."""
+        """Addresses (IPAM), MAC and interface name, inside the connecting transaction;
+        ``neighbours``: the store's other endpoints in the same namespace."""
         if not driver.allocates_addresses:
             return endpoint  # _check_addressing refused addresses asked of it
         addresses, gateways = [], []
@@ -1066,7 +1089,11 @@ class Controller:
             )
             if config.gateway:
                 gateways.append(config.gateway)
-        used = {e["data"].get("ifname") for e in tx.endpoints(ns=endpoint.ns, published=False)}
+        if endpoint.mac is not None:  # asked for (random ones are not worth the read)
+            for other in tx.endpoints(network=network.id, published=False):
+                if other["data"].get("mac") == endpoint.mac:
+                    raise errors.AddressInUse(endpoint.mac, network.name, other["workload"])
+        used = {e["data"].get("ifname") for e in neighbours}
         if target is not None:
             used |= target.link_names()
         ifname = next(f"eth{i}" for i in range(10_000) if f"eth{i}" not in used)
@@ -1092,7 +1119,7 @@ class Controller:
         specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         requests = [s.host for s in specs]
         self._admit_ports(name, requests)
-        allocator = self._host_ports(requests)
+        allocator = self._host_ports(requests, idle=False)  # published: DNAT, no bind()
         rows = self.store.read(
             lambda tx: tx.endpoints(network=record["id"], workload=name, published=False)
         )
@@ -1546,8 +1573,10 @@ def _mappings(
     return tuple(out)
 
 
-def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> dict[str, Any]:
-    return {
+def _endpoint_json(
+    endpoint: EndpointInfo, reserved: Sequence[Reservation], plan: Plan
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "ifname": endpoint.ifname,
         "mac": endpoint.mac,
         "addresses": list(endpoint.addresses),
@@ -1556,6 +1585,16 @@ def _endpoint_json(endpoint: EndpointInfo, reserved: Sequence[Reservation]) -> d
         "reserved": [[r.protocol, r.host_ip, r.port] for r in reserved],
         "options": dict(endpoint.options),
     }
+    # the default routes its plan adds in its namespace (the first network connected
+    # keeps them), so a connect racing with this one does not add them again
+    defaults = [
+        op.dst
+        for op in plan
+        if isinstance(op, AddRoute) and op.ns == endpoint.ns and op.dst.endswith("/0")
+    ]
+    if defaults:
+        data["defaults"] = defaults
+    return data
 
 
 def _host_links(data: dict[str, Any]) -> list[str]:

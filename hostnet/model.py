@@ -79,15 +79,42 @@ class Route:
         return ipaddress.ip_network(self.dst).prefixlen == 0
 
 
+WILDCARD4 = "0.0.0.0"
+WILDCARD6 = "::"
+
+
+def family_of(address: str) -> int:
+    return 6 if ":" in address else 4
+
+
+def clashes(a: str, b: str) -> bool:
+    """Whether host addresses ``a`` and ``b`` conflict for the same port and protocol."""
+    if a == b:
+        return True
+    if family_of(a) != family_of(b):
+        return False
+    return a in (WILDCARD4, WILDCARD6) or b in (WILDCARD4, WILDCARD6)
+
+
+def kernel_clashes(bound: str, wanted: str, *, v6only: bool = False) -> bool:
+    """Like ``clashes``, but a socket some process bound on ``::`` is dual-stack (Linux's
+    default) unless ``v6only``, so it holds the port for IPv4 too. What hostnet
+    publishes or holds on ``::`` is IPv6 only, so it does not clash with IPv4 sockets."""
+    if bound == WILDCARD6 and not v6only:
+        return True
+    return clashes(bound, wanted)
+
+
 @frozen(kw_only=True)
 class BoundSocket:
     """A socket bound in a namespace, with its owner when the kernel tells."""
 
     protocol: str  # "tcp", "udp", "sctp"
-    address: str  # "0.0.0.0", "::", "127.0.0.1"...
+    address: str  # "0.0.0.0", "::", "127.0.0.1"... (IPv4-mapped IPv6 as IPv4)
     port: int
     pid: int | None = None
     process: str | None = None
+    v6only: bool = False  # an IPv6 socket with IPV6_V6ONLY: no IPv4 port is taken
 
 
 @frozen(kw_only=True)

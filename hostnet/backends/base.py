@@ -49,10 +49,14 @@ class Backend(Protocol):
         *,
         owners: bool = True,
         protocols: Collection[str] | None = None,
+        idle: bool = False,
     ) -> tuple[BoundSocket, ...]:
         """Listening TCP/SCTP and bound UDP sockets in ``ns`` (only ``ports`` if given),
         with the pid and name of the owning process where visible (finding owners walks
-        every process: ``owners=False`` skips it); only ``protocols`` if given."""
+        every process: ``owners=False`` skips it); only ``protocols`` if given.
+        ``idle``: also TCP sockets bound but not listening (kernels 6.9 and later), which
+        take a port from a bind() but serve nothing; finding them walks the kernel's
+        whole bind hash table (about 0.16 ms per address family here)."""
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         """The JSON listing of one nftables table ("inet hostnet"), None if absent."""

@@ -133,6 +133,7 @@ class _Namespace:
     routes: list[Route] = attrs.field(factory=list)
     sysctls: dict[str, str] = attrs.field(factory=lambda: dict(DEFAULT_SYSCTLS))
     sockets: list[BoundSocket] = attrs.field(factory=list)
+    idle: set[BoundSocket] = attrs.field(factory=set)  # tcp: bound, not listening
     neighbours: set[tuple[str, str, str]] = attrs.field(factory=set)
     fdb: set[tuple[str, str, str]] = attrs.field(factory=set)
     nft: FakeNftables = attrs.field(factory=FakeNftables)
@@ -166,13 +167,23 @@ class FakeKernel:
     # -- helpers the tests use to stand in for the world outside hostnet -------------
 
     def bind_external(
-        self, ns: str | None, protocol: str, address: str, port: int, pid: int, process: str
+        self,
+        ns: str | None,
+        protocol: str,
+        address: str,
+        port: int,
+        pid: int,
+        process: str,
+        *,
+        listening: bool = True,
     ) -> None:
-        """Pretend another process bound a port in ``ns``."""
-        self._bind(
-            self._ns(ns),
-            BoundSocket(protocol=protocol, address=address, port=port, pid=pid, process=process),
-        )
+        """Pretend another process bound a port in ``ns`` (a TCP one listening on it,
+        unless ``listening`` is false)."""
+        space = self._ns(ns)
+        sock = BoundSocket(protocol=protocol, address=address, port=port, pid=pid, process=process)
+        self._bind(space, sock)
+        if protocol == "tcp" and not listening:
+            space.idle.add(sock)
 
     def unbind_external(self, ns: str | None, protocol: str, address: str, port: int) -> None:
         space = self._ns(ns)
@@ -181,6 +192,7 @@ class FakeKernel:
             for s in space.sockets
             if (s.protocol, s.address, s.port) != (protocol, address, port)
         ]
+        space.idle = {s for s in space.idle if s in space.sockets}
 
     def set_sysctl(self, ns: str | None, key: str, value: str) -> None:
         self._ns(ns).sysctls[key] = value
@@ -262,12 +274,15 @@ class FakeKernel:
         *,
         owners: bool = True,
         protocols: Collection[str] | None = None,
+        idle: bool = False,
     ) -> tuple[BoundSocket, ...]:
+        space = self._ns(ns)
         found = [
             s
-            for s in self._ns(ns).sockets
+            for s in space.sockets
             if (ports is None or s.port in ports)
             and (protocols is None or s.protocol in protocols)
+            and (idle or s not in space.idle)
         ]
         if not owners:
             found = [attrs.evolve(s, pid=None, process=None) for s in found]
@@ -744,6 +759,7 @@ class FakeKernel:
                 port=op.port,
                 pid=os.getpid(),
                 process="python3",
+                v6only=":" in op.address,  # as the netlink backend binds its holds
             ),
         )
         self._held.add((op.ns, op.protocol, op.address, op.port))

@@ -37,8 +37,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hostnet.model import PortMapping
-from hostnet.policy.ports import WILDCARD4, WILDCARD6
+from hostnet.model import WILDCARD4, WILDCARD6, PortMapping
 
 TABLE = "hostnet"
 INET = {"family": "inet", "table": TABLE}

@@ -4,7 +4,8 @@ Semantics (Docker's, written down in docs/decisions.md):
 
 - A reservation is (host, protocol, host IP, port). The wildcard addresses 0.0.0.0 and
   :: clash with every address of their family; a socket the kernel shows bound on ``::``
-  clashes with IPv4 too, because Linux sockets on ``::`` are dual-stack by default.
+  clashes with IPv4 too unless it is IPv6-only (IPV6_V6ONLY): Linux sockets on ``::``
+  are dual-stack by default.
 - An omitted host port is ephemeral: picked from net.ipv4.ip_local_port_range of the
   host namespace, minus net.ipv4.ip_local_reserved_ports, with a per-(host, protocol)
   cursor that moves forward so a just-released port is not handed out again at once.
@@ -23,12 +24,10 @@ from collections.abc import Iterable, Sequence
 from attrs import frozen
 
 from hostnet import errors
-from hostnet.model import BoundSocket, Reservation
+from hostnet.model import WILDCARD4, BoundSocket, Reservation, clashes, kernel_clashes
 from hostnet.stores.local import Tx
 
 PROTOCOLS = ("tcp", "udp", "sctp")
-WILDCARD4 = "0.0.0.0"
-WILDCARD6 = "::"
 
 
 def _port(text: str, spec: str) -> int:
@@ -67,28 +66,6 @@ def _host_ip(text: str, spec: str) -> str:
         # and the reservation would not clash with the same address without it
         raise errors.InvalidPort(spec, f"{text!r}: a host address takes no zone (%...)")
     return str(address)
-
-
-def family_of(address: str) -> int:
-    return 6 if ":" in address else 4
-
-
-def clashes(a: str, b: str) -> bool:
-    """Whether host addresses ``a`` and ``b`` conflict for the same port and protocol."""
-    if a == b:
-        return True
-    if family_of(a) != family_of(b):
-        return False
-    return a in (WILDCARD4, WILDCARD6) or b in (WILDCARD4, WILDCARD6)
-
-
-def kernel_clashes(bound: str, wanted: str) -> bool:
-    """Like ``clashes``, but a socket some process bound on ``::`` is taken as
-    dual-stack (Linux's default), so it holds the port for IPv4 too. What hostnet
-    publishes or holds on ``::`` is IPv6 only, so it does not clash with IPv4 sockets."""
-    if bound == WILDCARD6:
-        return True
-    return clashes(bound, wanted)
 
 
 @frozen(kw_only=True)
@@ -254,7 +231,7 @@ class PortAllocator:
             if (
                 sock.port == port
                 and sock.protocol == protocol
-                and kernel_clashes(sock.address, host_ip)
+                and kernel_clashes(sock.address, host_ip, v6only=sock.v6only)
             ):
                 raise errors.PortInUse(
                     port=port,

@@ -66,8 +66,9 @@ class FaultyBackend:
         *,
         owners: bool = True,
         protocols: Collection[str] | None = None,
+        idle: bool = False,
     ) -> tuple[BoundSocket, ...]:
-        return self.inner.bound_sockets(ns, ports, owners=owners, protocols=protocols)
+        return self.inner.bound_sockets(ns, ports, owners=owners, protocols=protocols, idle=idle)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self.inner.nft_list(ns, table)

@@ -15,6 +15,7 @@ from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
 from hostnet.model import PortMapping
 from hostnet.ops import CreateNamespace, DelLinkGroup, ForgetFlows, TrackFlows
+from hostnet.policy.security import SecurityPolicy
 from hostnet.testing import FaultyBackend
 
 HOST = "host"
@@ -126,6 +127,20 @@ def test_static_addresses(ctl: Controller) -> None:
         with pytest.raises(errors.ValidationError):
             web.connect(b, ip=bad)
     assert b.snapshot().link_names() == {"lo"}
+
+
+def test_a_static_mac_goes_to_one_endpoint_of_a_network(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    other = ctl.create_network("other", driver="bridge", subnet="10.92.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    web.connect(a, mac="02:42:0A:5B:00:02")
+    with pytest.raises(errors.AddressInUse, match="'a'") as info:
+        web.connect(b, mac="02:42:0a:5b:00:02")
+    assert info.value.network == "web" and info.value.holder == "a"
+    assert b.snapshot().link_names() == {"lo"} and ctl.store.dump()["journal"] == []
+    assert other.connect(b, mac="02:42:0a:5b:00:02").mac == "02:42:0a:5b:00:02"  # another LAN
+    web.disconnect(a)
+    assert web.connect(b, mac="02:42:0a:5b:00:02").mac == "02:42:0a:5b:00:02"
 
 
 def test_endpoint_input_the_kernel_would_refuse_is_refused_before_anything(
@@ -256,6 +271,20 @@ def test_published_ports_are_map_elements_and_go_away(ctl: Controller) -> None:
     sets = kernel_of(ctl).nft_list(HOST, "inet hostnet")["sets"]  # type: ignore[index]
     assert all(not sets[k] for k in sets if k.startswith(("any", "dnat")))
     assert ctl.ports() == []
+
+
+def test_an_idle_tcp_bind_blocks_host_ports_not_a_published_port(ctl: Controller) -> None:
+    # bound, not listening: a workload's own bind() would fail; a DNAT would not
+    kernel_of(ctl).bind_external(
+        HOST, "tcp", "0.0.0.0", 8085, pid=4242, process="client", listening=False
+    )
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    with pytest.raises(errors.PortInUse) as info:
+        ctl.attach("w", driver="host", ports=["8085/tcp"])
+    assert info.value.owner_pid == 4242
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    ep = web.connect(ctl.create_namespace("a"), publish=["8085:80"])
+    assert [m.host_port for m in ep.ports] == [8085]
 
 
 def test_port_syntax_errors_and_conflicts(ctl: Controller) -> None:

@@ -11,14 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hostnet.errors import ExhaustedError, InvalidOption, InvalidPort, PortInUse
-from hostnet.model import BoundSocket
+from hostnet.model import BoundSocket, clashes, kernel_clashes
 from hostnet.policy.ports import (
     PortAllocator,
     PortRequest,
     PublishSpec,
     Reservation,
-    clashes,
-    kernel_clashes,
     parse_host_port,
     parse_publish,
     parse_reserved,
@@ -243,6 +241,19 @@ def test_reservation_clashes(a: str, b: str, clash: bool) -> None:
 )
 def test_kernel_clashes(bound: str, wanted: str, clash: bool) -> None:
     assert kernel_clashes(bound, wanted) is clash
+
+
+def test_an_ipv6_only_socket_on_any_address_leaves_ipv4_free(store: LocalStore) -> None:
+    assert not kernel_clashes("::", "0.0.0.0", v6only=True)
+    assert kernel_clashes("::", "::1", v6only=True)
+    sock = BoundSocket(
+        protocol="tcp", address="::", port=8080, pid=7, process="nginx", v6only=True
+    )
+    alloc = alloc_(bound=[sock])
+    reserve(store, alloc, req(8080), owner="v4")  # IPv4 is free
+    with pytest.raises(PortInUse) as info:
+        reserve(store, alloc, req(8080, "::"), owner="v6")
+    assert info.value.owner_pid == 7
 
 
 # -- PortAllocator ----------------------------------------------------------------------

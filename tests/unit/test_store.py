@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from hostnet.errors import NamespaceExists, PortInUse, StoreError
-from hostnet.policy.ports import PortAllocator, PortRequest, clashes
+from hostnet.model import clashes
+from hostnet.policy.ports import PortAllocator, PortRequest
 from hostnet.stores.local import SCHEMA_VERSION, LocalStore
 
 

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from hostnet import errors
 from hostnet.backends.netlink import conntrack, nsenter, rtnl
 from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_socket
@@ -38,7 +40,7 @@ from hostnet.backends.netlink.sockets import (
     open_diag_socket,
 )
 from hostnet.backends.netlink_paths import ns_path
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, kernel_clashes
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -380,25 +382,18 @@ class NetlinkBackend:
         *,
         owners: bool = True,
         protocols: Collection[str] | None = None,
+        idle: bool = False,
     ) -> tuple[BoundSocket, ...]:
         with self._lock, _translate(f"list bound sockets in {ns or 'root namespace'}", None):
             handle = self._handle(ns)
             if handle.diag is None:
                 handle.diag = self._in_ns(ns, open_diag_socket)
-            found = diag_bound(handle.diag, ports, protocols)
+            found = diag_bound(handle.diag, ports, protocols, idle=idle)
         who = find_owners([inode for _, inode in found]) if owners else {}
         out = []
         for sock, inode in found:
             pid, process = who.get(inode, (None, None))
-            out.append(
-                BoundSocket(
-                    protocol=sock.protocol,
-                    address=sock.address,
-                    port=sock.port,
-                    pid=pid,
-                    process=process,
-                )
-            )
+            out.append(attrs.evolve(sock, pid=pid, process=process))
         return tuple(out)
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
@@ -839,7 +834,10 @@ class NetlinkBackend:
                 ) from exc
             if exc.errno == errno.EADDRINUSE:
                 holders = [
-                    s for s in self.bound_sockets(op.ns, [op.port]) if s.protocol == op.protocol
+                    s
+                    for s in self.bound_sockets(op.ns, [op.port], idle=True)
+                    if s.protocol == op.protocol
+                    and kernel_clashes(s.address, op.address, v6only=s.v6only)
                 ]
                 pid = holders[0].pid if holders else None
                 name = holders[0].process if holders else None

@@ -14,6 +14,7 @@ import _thread
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import socket
 import struct
@@ -210,8 +211,21 @@ def list_namespaces() -> tuple[str, ...]:
 def open_namespace(name: str) -> int:
     """An O_RDONLY fd on the named namespace (caller closes it)."""
     try:
-        return os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(ns_path(name), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise errors.NamespaceNotFound(name) from None
     except PermissionError as exc:
         raise errors.PermissionDenied(f"open namespace {name!r}") from exc
+    # `ip netns del` unmounts the namespace before it removes the file, and `ip netns
+    # add` (or create_namespace) makes the file before it mounts one on it: in between
+    # the file is empty, and setns on it fails with EINVAL
+    if os.fstat(fd).st_dev != _nsfs_device():
+        os.close(fd)
+        raise errors.NamespaceNotFound(name)
+    return fd
+
+
+@functools.cache
+def _nsfs_device() -> int:
+    """The device of the filesystem namespace files live on (nsfs)."""
+    return os.stat("/proc/self/ns/net").st_dev
