@@ -420,9 +420,22 @@ class Controller:
         created: list[Op] = []
         asked = spec
 
+        def observe_again() -> None:  # what the other process did shows in the host
+            nonlocal host, sysctls
+            if cls.observe_host:
+                host = self._observe(self.host_ns)
+            sysctls = self._host_sysctls(cls.host_sysctls)
+
         def prepare(tx: Tx) -> Plan:
             nonlocal spec
-            self._check_shared_settled(tx, drv.shared_keys(asked))
+            keys = drv.shared_keys(asked)
+            self._check_shared_settled(tx, keys)
+            if any(tx.shared(self.host_key, key) is None for key in keys):
+                # this network may make the shared setup: plan it on the host as it is
+                # now. Observed earlier, the host may still have shown the setup of the
+                # last network of another process, whose teardown had not finished yet
+                # (its records go only when its kernel work is done).
+                observe_again()
             spec = self._prepare_network(tx, drv, asked, host)
             drv.check_siblings(
                 spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
@@ -471,12 +484,6 @@ class Controller:
 
         def commit(tx: Tx, plan: Plan) -> None:
             tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
-
-        def observe_again() -> None:  # what the other process did shows in the host
-            nonlocal host, sysctls
-            if cls.observe_host:
-                host = self._observe(self.host_ns)
-            sysctls = self._host_sysctls(cls.host_sysctls)
 
         self._while_busy(
             lambda: self.executor.apply(prepare, owner=network_id, commit=commit), observe_again

@@ -49,6 +49,11 @@ class Interleaving:
         self._fire("namespaces")  # the listing is taken; the world moves on
         return listed
 
+    def sysctl(self, ns: str | None, key: str) -> str:
+        value = self.inner.sysctl(ns, key)
+        self._fire("sysctl")  # read; the world moves on
+        return value
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -189,3 +194,22 @@ def test_interleaving_hooks_fire_once() -> None:
     hooked.apply(CreateNamespace(ns="a"))
     hooked.apply(CreateNamespace(ns="b"))
     assert fired == [1] and k.namespaces() == ("a", "b")
+
+
+def test_the_first_network_after_the_last_one_went_plans_on_the_host_as_it_is(
+    two, kernel: FakeKernel
+) -> None:
+    # this caller reads the host (forwarding on, the tables there: "old" made them);
+    # then the other deletes "old", the last bridge network, which removes the tables
+    # and turns forwarding back off; this caller's network must set both up again
+    this, other, hooked = two
+    other.create_network("old", driver="bridge", subnet="10.1.0.0/24")
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    hooked.at("sysctl", lambda: other.delete_network("old"))
+    this.create_network("new", driver="bridge", subnet="10.2.0.0/24")
+    assert "sysctl" not in hooked.hooks  # the other's delete did run in between
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    assert kernel.nft_list(HOST, "inet hostnet") is not None
+    this.delete_network("new")
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "0"
+    assert kernel.nft_list(HOST, "inet hostnet") is None
