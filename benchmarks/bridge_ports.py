@@ -74,10 +74,14 @@ class Bridge:
     wire: Wire
     index: int
     targets: list[str]
-    shared: bool = False
     add_ms: list[float] = field(default_factory=list)
     delete_ms: list[float] = field(default_factory=list)
     group_delete_ms: float = 0.0
+
+
+def shared_peers(key: str) -> bool:
+    """Whether variant ``key`` puts every peer in one namespace."""
+    return bool(VARIANTS[key].get("shared_peer_namespace"))
 
 
 def bridge_msg(name: str, *, mac: bool, snooping: bool) -> bytes:
@@ -100,7 +104,7 @@ def add_port(bridge: Bridge, i: int) -> None:
         echo = bridge.wire.request(
             kernel.veth_msg(
                 name=f"p{i}",
-                peer=f"e{i}" if bridge.shared else "eth0",
+                peer=f"e{i}" if shared_peers(bridge.key) else "eth0",
                 peer_ns_fd=fd,
                 peer_mac=kernel.random_mac(),
                 mtu=1500,
@@ -187,8 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 host = f"{prefix}{key}"
                 kernel.make_namespace(host)
                 settings = VARIANTS[key]
-                shared = bool(settings.get("shared_peer_namespace"))
-                if shared:
+                if shared_peers(key):
                     targets = [f"{prefix}{key}-peers"] * args.n
                     kernel.make_namespace(targets[0])
                 else:
@@ -207,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 assert echo is not None
                 index = struct.unpack_from("=i", echo, 20)[0]
-                bridges.append(Bridge(key, host, wire, index, targets, shared))
+                bridges.append(Bridge(key, host, wire, index, targets))
             print(f"{len(bridges)} bridges, {args.n} ports each, turns of {args.batch}")
             for turn, start in enumerate(range(0, args.n, args.batch)):
                 for bridge in rotation(bridges, turn):
