@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -84,11 +84,13 @@ class Executor:
         plan is rolled back too.
         """
         journal = uuid.uuid4().hex
+        moved: dict[str, tuple[str | None, str]] = {}
         if self.store is None:
             plan = prepare if isinstance(prepare, tuple) else prepare(_NO_TX)
         else:
             with self.store.transaction() as tx:
                 plan = prepare if isinstance(prepare, tuple) else prepare(tx)
+                moved = tx.moved
                 tx.journal_begin(
                     id=journal,
                     kind="setup",
@@ -115,17 +117,25 @@ class Executor:
                 commit(_NO_TX, plan)
         except BaseException as exc:
             failed = plan[min(len(done), len(plan) - 1)] if plan else None
-            self._roll_back(journal, owner, done, exc, failed)
+            self._roll_back(journal, owner, done, exc, failed, moved)
             raise  # _roll_back raises ApplyError itself when the rollback failed
         return plan
 
     def _roll_back(
-        self, journal: str, owner: str, done: Sequence[Op], exc: BaseException, failed: Op | None
+        self,
+        journal: str,
+        owner: str,
+        done: Sequence[Op],
+        exc: BaseException,
+        failed: Op | None,
+        moved: Mapping[str, tuple[str | None, str]],
     ) -> None:
-        """Undo ``done``. A clean rollback forgets the owner's records; a rollback with
-        errors keeps them and turns the journal into a failed teardown of exactly the
-        inverses that failed, which ``recover`` (``hostnet gc``) retries. Forgetting
-        them instead would let a later retry remove objects someone created since."""
+        """Undo ``done``. A clean rollback forgets the owner's records and puts back the
+        allocation cursors its plan moved (``moved``), so nothing shows it was tried; a
+        rollback with errors keeps them and turns the journal into a failed teardown of
+        exactly the inverses that failed, which ``recover`` (``hostnet gc``) retries.
+        Forgetting them instead would let a later retry remove objects someone created
+        since."""
         left = self.undo(done)
         if self.store is not None:
             with self.store.transaction() as tx:
@@ -135,6 +145,7 @@ class Executor:
                     )
                 else:
                     tx.forget(owner)
+                    tx.restore_cursors(moved)
                     tx.journal_end(journal)
         if left:
             raise errors.ApplyError(failed, exc, [err for _, err in left]) from exc
@@ -200,6 +211,7 @@ class Executor:
                     for owner in owners:
                         tx.forget(owner)
                     tx.journal_end(journal)
+                    tx.journal_end_redone(owners)
         if problems:
             raise errors.TeardownError(what, problems)
 

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -165,6 +165,8 @@ class Tx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
+        #: the cursors this transaction moved: name -> (value before or None, value now)
+        self.moved: dict[str, tuple[str | None, str]] = {}
 
     # -- generic -----------------------------------------------------------------------
 
@@ -194,11 +196,29 @@ class Tx:
         return int(row[0]) if row else default
 
     def set_cursor(self, name: str, value: int) -> None:
+        if name in self.moved:
+            before = self.moved[name][0]
+        else:
+            row = self.c.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+            before = row[0] if row else None
         self.c.execute(
             "INSERT INTO cursors (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, str(value)),
         )
+        self.moved[name] = (before, str(value))
+
+    def restore_cursors(self, moved: Mapping[str, tuple[str | None, str]]) -> None:
+        """Put back the cursors (``Tx.moved``) of a transaction whose work was rolled
+        back, unless another allocation has moved them since."""
+        for name, (before, after) in moved.items():
+            if before is None:
+                self.c.execute("DELETE FROM cursors WHERE name = ? AND value = ?", (name, after))
+            else:
+                self.c.execute(
+                    "UPDATE cursors SET value = ? WHERE name = ? AND value = ?",
+                    (before, name, after),
+                )
 
     # -- namespaces --------------------------------------------------------------------
 
@@ -546,6 +566,17 @@ class Tx:
             "UPDATE journal SET kind = ?, plan = ?, done = 0, failed = 1 WHERE id = ?",
             (kind, _dumps(plan), id),
         )
+
+    def journal_end_redone(self, owners: Collection[str]) -> None:
+        """End the failed teardowns whose owners are all among ``owners``, which a
+        teardown just forgot: it did what they had left to do. Left behind, ``recover``
+        would run them again and undo what was made since (a port published again)."""
+        rows = self.c.execute(
+            "SELECT id, owner FROM journal WHERE kind = 'teardown' AND failed = 1"
+        ).fetchall()
+        for id, text in rows:
+            if owners and set(_loads(text)) <= set(owners):
+                self.journal_end(id)
 
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))

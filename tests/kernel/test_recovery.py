@@ -187,9 +187,12 @@ def check_consistent(ctl: Controller, prefix: str, infra: dict[str, set[str]]) -
         for key in ("bridges", "masq", "egress", "ingress"):
             assert sets[key] == names, key
         subnets = [ipaddress.ip_network(c.subnet) for n in bridges for c in n.spec.subnets]
-        assert sorted(sets["nets4"]) == sorted(
-            f'{{"prefix":{{"addr":"{s.network_address}","len":{s.prefixlen}}}}}' for s in subnets
-        )
+        for family in (4, 6):
+            assert sorted(sets[f"nets{family}"]) == sorted(
+                f'{{"prefix":{{"addr":"{s.network_address}","len":{s.prefixlen}}}}}'
+                for s in subnets
+                if s.version == family
+            )
         chains = {c for c in listing["chains"] if c.startswith(("n-", "i-"))}
         assert chains == {c for n in bridges for c in fw.chain_names(n.id)}
         published = sorted(
