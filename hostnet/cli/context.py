@@ -43,11 +43,16 @@ ControllerFactory = Callable[[ControllerOptions], Controller]
 
 def open_controller(options: ControllerOptions, backend: Backend | None = None) -> Controller:
     """The default factory; ``backend`` overrides ``options.backend`` (tests pass one
-    FakeKernel to several calls; the Controller then leaves it open)."""
+    FakeKernel to several calls; the Controller then leaves it open).
+
+    "auto" is the kernel here even without root, unlike the library's "auto": a fake
+    kernel dies with the command, so a command on it would report success for nothing
+    (while the store kept its records); without root the kernel says what is missing."""
+    kind = "netlink" if options.backend == "auto" else options.backend
     return Controller(
         state_dir=options.state_dir,
         host=options.host,
-        backend=backend if backend is not None else options.backend,
+        backend=backend if backend is not None else kind,
         policy=options.policy,
         recover=options.recover,
         forwarding=options.forwarding,

@@ -62,7 +62,8 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
         "--backend",
         choices=("auto", "netlink", "fake"),
         default=default("auto"),
-        help="netlink: the kernel; fake: in memory; auto: netlink as root (default)",
+        help="netlink (or auto, the default): the kernel; fake: in memory, gone when the "
+        "command exits",
     )
     group.add_argument(
         "--json",

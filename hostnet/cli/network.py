@@ -165,9 +165,15 @@ def args_network_name(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="the network's name")
 
 
+def args_network_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="+", metavar="NAME", help="a network's name")
+
+
 def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
-    # Docker-shaped JSON either way, like `inspect`.
-    print(json.dumps(ctx.controller.inspect_network(args.name), indent=2), file=ctx.stdout)
+    # JSON either way, a list like `docker network inspect` prints, in the order asked.
+    ctl = ctx.controller
+    data = [ctl.inspect_network(name) for name in args.names]
+    print(json.dumps(data, indent=2), file=ctx.stdout)
     return 0
 
 
@@ -247,7 +253,15 @@ def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def args_run(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", required=True, metavar="NET", help="the network to join")
+    parser.add_argument(
+        "--network",
+        dest="networks",
+        action="append",
+        required=True,
+        metavar="NET",
+        help="a network to join (repeatable: eth0 on the first, which the ports are "
+        "published from, eth1 on the second...)",
+    )
     args_publish(parser)
     parser.add_argument(
         "--name",
@@ -270,16 +284,17 @@ def args_run(parser: argparse.ArgumentParser) -> None:
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     argv = command_argv(args.argv, "run", "--network NET [-p SPEC]... -- CMD [ARG...]")
     ctl = ctx.controller
-    # Bad input fails before the namespace exists: the network, then the port specs.
-    network = ctl.network(args.network)
+    # Bad input fails before the namespace exists: the networks, then the port specs.
+    networks = [ctl.network(name) for name in args.networks]
     for spec in args.publish:
         parse_publish(spec)
     name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
     ns = ctl.create_namespace(name)
     proc = None
     try:
-        network.connect(ns, publish=args.publish)
-        check_interrupted()
+        for i, network in enumerate(networks):
+            network.connect(ns, publish=args.publish if i == 0 else ())
+            check_interrupted()
         proc = start(ctx, ns, argv)
         if isinstance(proc, int):
             return proc
@@ -299,6 +314,7 @@ __all__ = [
     "args_connect",
     "args_disconnect",
     "args_network_create",
+    "args_network_inspect",
     "args_network_ls",
     "args_network_name",
     "args_network_rm",

@@ -8,9 +8,10 @@ rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rul
    executor's rollback) run instead of the process dying mid-plan. Long commands call
    :func:`check_interrupted` between steps, for a signal whose exception Python
    swallowed.
-2. While a command waits for a child it started (``ns exec``, ``run``), it behaves like a
-   shell: Ctrl-C reaches the child through the terminal's process group, so we ignore it
-   and wait; SIGTERM and SIGHUP sent to us are passed on to the child.
+2. While a command waits for a child it started (``ns exec``, ``run``), it passes SIGINT,
+   SIGTERM and SIGHUP sent to it on to the child and waits, like ``docker run``. Only the
+   terminal's own (Ctrl-C, hangup) are not passed on: the terminal sends them to its
+   whole foreground process group, the child included, so the child has them already.
 3. While a command cleans up, signals are remembered instead of acted on; the first one
    is raised when the cleanup is done.
 
@@ -131,20 +132,45 @@ def deferred_signals(*, reraise: bool = True) -> Iterator[None]:
 
 
 def wait_child(proc: subprocess.Popen[Any]) -> int:
-    """Wait for the child like a shell does (rule 2). The exit code is the child's, or
-    128 + signal if a signal killed it."""
+    """Wait for the child, passing signals on to it (rule 2). The exit code is the
+    child's, or 128 + signal if a signal killed it."""
 
-    def forward(signum: int, _frame: object) -> None:
+    def forward(signum: int, _frame: object) -> None:  # one that reached another thread
         proc.send_signal(signum)
 
-    with _handlers({signal.SIGINT: signal.SIG_IGN, **dict.fromkeys(TERMINATING, forward)}):
+    signums = (signal.SIGINT, *TERMINATING)
+    with _handlers(dict.fromkeys(signums, forward)):
         # A SIGTERM or SIGHUP swallowed while the child was being started is its too.
         for signum in _received:
             if signum != signal.SIGINT:
                 proc.send_signal(signum)
         _received.clear()
+        if _main_thread():
+            _wait_forwarding(proc, signums)
         code = proc.wait()
     return 128 - code if code < 0 else code
+
+
+#: The si_code of a signal the kernel sent, such as the terminal's Ctrl-C or hangup.
+_SI_KERNEL = 0x80
+
+
+def _wait_forwarding(proc: subprocess.Popen[Any], signums: Sequence[int]) -> None:
+    """Wait for ``proc``, sending it each of ``signums`` that arrives, except those the
+    terminal sent (which reached the child too). A Python handler cannot tell who sent
+    a signal, so they are blocked and taken with sigtimedwait, which can; SIGCHLD, also
+    blocked, wakes the wait when the child exits."""
+    waited = {*signums, signal.SIGCHLD}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, waited)
+    try:
+        while proc.poll() is None:
+            info = signal.sigtimedwait(waited, 1.0)
+            if info is None or info.si_signo == signal.SIGCHLD:
+                continue
+            if info.si_code != _SI_KERNEL:
+                proc.send_signal(info.si_signo)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def command_argv(raw: Sequence[str], command: str, usage: str) -> list[str]:

@@ -102,7 +102,7 @@ def test_network_create_ls_inspect_connect_publish_disconnect_rm(cli: Cli) -> No
 
     listed = [line.split() for line in cli.ok("network", "ls").splitlines()]
     assert [network_id[:12], "web", "bridge", "local"] in listed
-    info = json.loads(cli.ok("network", "inspect", "web"))
+    [info] = json.loads(cli.ok("network", "inspect", "web"))
     assert info["IPAM"]["Config"] == [{"Subnet": SUBNET, "Gateway": GATEWAY}]
 
     name = cli.world.name("app")
@@ -113,9 +113,9 @@ def test_network_create_ls_inspect_connect_publish_disconnect_rm(cli: Cli) -> No
     app = cli.ns(name)
     eth0 = app.snapshot().link("eth0")
     assert eth0 is not None and eth0.mac == facts["mac"] and eth0.mtu == 1400
-    assert json.loads(cli.ok("network", "inspect", "web"))["Containers"][name]["IPv4Address"] == (
-        "10.93.0.2/24"
-    )
+    assert json.loads(cli.ok("network", "inspect", "web"))[0]["Containers"][name][
+        "IPv4Address"
+    ] == ("10.93.0.2/24")
     assert [line.split() for line in cli.ok("ports").splitlines()][1:] == [
         ["0.0.0.0", "18080", "tcp", name]
     ]
@@ -205,12 +205,12 @@ def test_run_propagates_the_exit_code_and_leaves_no_namespace(cli: Cli) -> None:
     assert result.stderr == "to stderr\n"
     assert lines[0] not in ip_netns_list()
     assert cli.ok("ports").splitlines()[1:] == []
-    assert json.loads(cli.ok("network", "inspect", "web"))["Containers"] == {}
+    assert json.loads(cli.ok("network", "inspect", "web"))[0]["Containers"] == {}
     # and the network is empty again: it can go without --force
     assert cli.ok("network", "rm", "web") == "web\n"
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "Ctrl-C"])
 def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: str) -> None:
     cli.ok("network", "create", "web", "--subnet", SUBNET)
     name = cli.world.name("run")
@@ -232,6 +232,9 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)  # to hostnet alone: passed on to the command
             expected = 128 + signal.SIGTERM
+        elif how == "SIGINT":
+            proc.send_signal(signal.SIGINT)  # `kill -INT` of hostnet alone: passed on too
+            expected = 128 + signal.SIGINT
         else:
             os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
             expected = 128 + signal.SIGINT  # the server dies of it, hostnet waits

@@ -207,6 +207,24 @@ def test_read_only_commands_open_without_recovery(cli: Cli) -> None:
         assert cli.opened[-1].recover is False, argv
 
 
+def test_without_root_the_default_backend_is_still_the_kernel(
+    tmp_path: Path, capfd: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fake kernel dies with the command: `ns create` as a user reported success for a
+    # namespace that never existed. The kernel's permission error is the answer instead.
+    asked: list[str] = []
+
+    def open_backend(kind: str = "auto") -> FakeKernel:
+        asked.append(kind)
+        return FakeKernel()
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setattr("hostnet.controller.open_backend", open_backend)
+    assert main(["--state-dir", str(tmp_path), "network", "ls", "-q"]) == 0
+    assert main(["--backend", "fake", "--state-dir", str(tmp_path), "ns", "ls"]) == 0
+    assert asked == ["netlink", "fake"]
+
+
 def test_version_needs_no_controller(cli: Cli) -> None:
     result = cli("version")
     assert result.code == 0
@@ -265,6 +283,27 @@ def test_wait_child_returns_the_exit_code_or_128_plus_the_signal() -> None:
     proc.send_signal(signal.SIGKILL)
     assert wait_child(proc) == 128 + signal.SIGKILL
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_wait_child_passes_on_a_sigint_sent_to_this_process_alone() -> None:
+    # `kill -INT` of hostnet (not the terminal's Ctrl-C, which reaches the child by
+    # itself) must reach the child, as SIGTERM does; it used to be ignored.
+    import threading
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(0.5, signal.pthread_kill, (main_thread, signal.SIGINT))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # in case it comes early
+    timer.start()
+    try:
+        assert wait_child(proc) == 128 + signal.SIGINT
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # -- attach, inspect, detach ---------------------------------------------------------------

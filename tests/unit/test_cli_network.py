@@ -114,7 +114,7 @@ def test_create_maps_every_option_onto_the_controller(cli: HostCli) -> None:
     )  # fmt: skip
     assert result.code == 0, result
     info = result.json()  # --json: the network as `network inspect` shows it
-    assert info == cli("network", "inspect", "web").json()
+    assert [info] == cli("network", "inspect", "web").json()
     assert info["Name"] == "web" and info["Driver"] == "bridge"
     assert info["Internal"] is True and info["EnableIPv6"] is True
     assert info["IPAM"]["Config"] == [
@@ -141,15 +141,19 @@ def test_create_maps_every_option_onto_the_controller(cli: HostCli) -> None:
     assert bridge is not None and bridge.mtu == 1400 and bridge.mcast_snooping is True
 
 
-def test_inspect_is_the_controllers_json(cli: HostCli) -> None:
+def test_inspect_is_a_list_of_the_controllers_json(cli: HostCli) -> None:
     created(cli, "web", "--subnet", "10.90.0.0/24")
     result = cli("network", "inspect", "web")
     assert result.code == 0
-    assert result.out.startswith("{\n  ")  # JSON even without --json, pretty-printed
+    assert result.out.startswith("[\n  {\n")  # JSON even without --json, pretty-printed
     with cli.controller() as ctl:
-        assert result.json() == ctl.inspect_network("web")
+        # a list, as `docker network inspect` prints (it used to be the bare object)
+        assert result.json() == [ctl.inspect_network("web")]
+        both = [ctl.inspect_network("none"), ctl.inspect_network("web")]
     assert cli("network", "--json", "inspect", "web").json() == result.json()
+    assert cli("network", "inspect", "none", "web").json() == both
     assert_one_line_error(cli("network", "inspect", "nope"), 1, "'nope' does not exist")
+    assert_one_line_error(cli("network", "inspect", "web", "nope"), 1, "'nope' does not exist")
 
 
 def test_rm_refuses_a_network_in_use_unless_forced(cli: HostCli) -> None:
@@ -388,7 +392,7 @@ def test_run_connects_runs_and_removes_the_namespace(cli: HostCli) -> None:
     # gone afterwards: the namespace, its endpoint and its port
     assert set(cli.kernel.namespaces()) == before
     assert table(cli("ports").out)[1:] == []
-    assert cli("network", "inspect", "web").json()["Containers"] == {}
+    assert cli("network", "inspect", "web").json()[0]["Containers"] == {}
     with cli.controller() as ctl:
         dump = ctl.store.dump()
     assert dump["endpoints"] == [] and dump["namespaces"] == []
@@ -402,6 +406,24 @@ def test_run_with_a_name_and_options_after_the_command(cli: HostCli) -> None:
     assert (result.code, result.out) == (0, "1\n")
     assert recording.seen[0][0] == "job1"
     assert "job1" not in cli.kernel.namespaces()
+
+
+def test_run_joins_every_network_given(cli: HostCli) -> None:
+    # `--network` twice used to keep the last one alone, without a word
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    created(cli, "db", "--subnet", "10.91.0.0/24")
+    recording = Recording(cli)
+    before = cli.world()
+    result = cli("run", "--network", "web", "--network", "db", "-p", "18080:80", "--",
+                 sys.executable, "-c", "pass")  # fmt: skip
+    assert result.code == 0, result
+    [(_, links, addresses)] = recording.seen
+    assert links == {"lo", "eth0", "eth1"} and addresses == ["10.90.0.2/24"]
+    assert cli.world() == before
+    # a bad second network fails before anything is made
+    result = cli("run", "--network", "web", "--network", "nope", "--", "true")
+    assert_one_line_error(result, 1, "network 'nope' does not exist")
+    assert cli.world() == before
 
 
 @pytest.mark.parametrize(
@@ -506,7 +528,7 @@ def test_format_port() -> None:
 def test_the_new_commands_parse() -> None:
     parser = build_parser()
     args = parser.parse_args(["run", "--network", "web", "-p", "80", "--", "cmd", "-p", "1"])
-    assert (args.network, args.publish) == ("web", ["80"])
+    assert (args.networks, args.publish) == (["web"], ["80"])
     assert args.argv[-3:] == ["cmd", "-p", "1"]
     args = parser.parse_args(["network", "create", "web", "-o", "a=1", "--opt", "b=2"])
     assert args.options == ["a=1", "b=2"] and args.driver == "bridge"
@@ -533,7 +555,7 @@ def test_macvlan_networks_through_docker_style_options(cli: HostCli) -> None:
         "-o",
         "host_shim=true",
     )
-    info = cli("network", "inspect", "lan").json()
+    [info] = cli("network", "inspect", "lan").json()
     assert info["Id"] == network_id and info["Driver"] == "macvlan"
     assert info["Options"]["parent"] == "eth1" and info["Options"]["macvlan_mode"] == "bridge"
     assert cli("ns", "create", "app").code == 0
