@@ -178,16 +178,29 @@ def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def args_network_rm(parser: argparse.ArgumentParser) -> None:
-    args_network_name(parser)
+    parser.add_argument("names", nargs="+", metavar="NAME", help="a network's name")
     parser.add_argument(
         "-f", "--force", action="store_true", help="disconnect every workload first"
     )
 
 
 def cmd_network_rm(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.controller.delete_network(args.name, force=args.force)
-    ctx.emit({"name": args.name, "deleted": True}, args.name)
-    return 0
+    # Like `docker network rm A B`: each in turn, an error for one does not stop the
+    # others; the exit code is the first failure's (2 for bad input, 1 otherwise).
+    code, done = 0, []
+    for name in args.names:
+        try:
+            ctx.controller.delete_network(name, force=args.force)
+        except errors.HostnetError as exc:
+            ctx.error(str(exc))
+            code = code or (2 if isinstance(exc, errors.ValidationError) else 1)
+            continue
+        done.append({"name": name, "deleted": True})
+        if not ctx.json:
+            print(name, file=ctx.stdout)
+    if ctx.json and done:  # one name: its object, as before; several: a list
+        print(json.dumps(done[0] if len(args.names) == 1 else done, indent=2), file=ctx.stdout)
+    return code
 
 
 # -- connect, disconnect -------------------------------------------------------------------

@@ -177,6 +177,20 @@ def test_rm_refuses_a_network_in_use_unless_forced(cli: HostCli) -> None:
     assert cli("--json", "network", "rm", "db").json() == {"name": "db", "deleted": True}
 
 
+def test_rm_takes_several_names_and_goes_past_one_that_fails(cli: HostCli) -> None:
+    for name in ("a", "b", "c"):
+        created(cli, name)
+    cli("ns", "create", "app1")
+    assert cli("connect", "b", "app1").code == 0
+    result = cli("network", "rm", "a", "b", "nope", "c")  # b in use, nope unknown
+    assert (result.code, result.out) == (1, "a\nc\n")
+    assert "still has endpoints app1" in result.err and "'nope' does not exist" in result.err
+    assert [row[1] for row in table(cli("network", "ls").out)[1:]] == ["b", "host", "none"]
+    created(cli, "d")
+    both = cli("--json", "network", "rm", "--force", "b", "d")
+    assert both.json() == [{"name": "b", "deleted": True}, {"name": "d", "deleted": True}]
+
+
 # -- connect, disconnect -------------------------------------------------------------------
 
 
