@@ -167,6 +167,7 @@ class Tx:
         self.c = conn
         #: the cursors this transaction moved: name -> (value before or None, value now)
         self.moved: dict[str, tuple[str | None, str]] = {}
+        self._read: dict[str, str | None] = {}  # cursors read, as stored (None: absent)
 
     # -- generic -----------------------------------------------------------------------
 
@@ -193,11 +194,14 @@ class Tx:
 
     def next_cursor(self, name: str, default: int) -> int:
         row = self.c.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        self._read[name] = row[0] if row else None
         return int(row[0]) if row else default
 
     def set_cursor(self, name: str, value: int) -> None:
         if name in self.moved:
             before = self.moved[name][0]
+        elif name in self._read:  # read in this transaction: nobody moved it since
+            before = self._read[name]
         else:
             row = self.c.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
             before = row[0] if row else None
