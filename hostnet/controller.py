@@ -1015,7 +1015,13 @@ class Controller:
                 neighbours=neighbours,
             )
             seen = target
-            claimed = {d for e in neighbours for d in e["data"].get("defaults", ())}
+            # (not one being torn down: its routes are about to go with its interface)
+            claimed = {
+                d
+                for e in neighbours
+                if e["state"] != "deleting"
+                for d in e["data"].get("defaults", ())
+            }
             if target is not None and claimed:
                 # default routes that other endpoints of the namespace added, or are adding,
                 # since it was observed: a second one would fail (EEXIST)

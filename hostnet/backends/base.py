@@ -56,7 +56,7 @@ class Backend(Protocol):
         every process: ``owners=False`` skips it); only ``protocols`` if given.
         ``idle``: also TCP sockets bound but not listening (kernels 6.9 and later), which
         take a port from a bind() but serve nothing; finding them walks the kernel's
-        whole bind hash table (about 0.16 ms per address family here)."""
+        whole bind hash table (185 instead of 23 us per address family here)."""
 
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         """The JSON listing of one nftables table ("inet hostnet"), None if absent."""

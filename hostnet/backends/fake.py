@@ -39,7 +39,7 @@ import attrs
 
 from hostnet import errors
 from hostnet.backends.fakenft import FakeNftables
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, kernel_clashes
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -176,11 +176,19 @@ class FakeKernel:
         process: str,
         *,
         listening: bool = True,
+        v6only: bool = False,
     ) -> None:
         """Pretend another process bound a port in ``ns`` (a TCP one listening on it,
-        unless ``listening`` is false)."""
+        unless ``listening`` is false; one on ``::`` dual-stack unless ``v6only``)."""
         space = self._ns(ns)
-        sock = BoundSocket(protocol=protocol, address=address, port=port, pid=pid, process=process)
+        sock = BoundSocket(
+            protocol=protocol,
+            address=address,
+            port=port,
+            pid=pid,
+            process=process,
+            v6only=v6only and ":" in address,
+        )
         self._bind(space, sock)
         if protocol == "tcp" and not listening:
             space.idle.add(sock)
@@ -732,14 +740,13 @@ class FakeKernel:
         self._ns(op.ns)  # no packets here, so no connection-tracking state to forget
 
     def _bind(self, space: _Namespace, sock: BoundSocket) -> None:
-        new = ipaddress.ip_address(sock.address)
         for other in space.sockets:
             if other.protocol != sock.protocol or other.port != sock.port:
                 continue
-            old = ipaddress.ip_address(other.address)
-            if old.version != new.version:
-                continue
-            if old == new or old.is_unspecified or new.is_unspecified:
+            # the kernel's rule, both ways: a dual-stack socket on :: takes IPv4 too
+            if kernel_clashes(other.address, sock.address, v6only=other.v6only) or (
+                kernel_clashes(sock.address, other.address, v6only=sock.v6only)
+            ):
                 raise errors.PortInUse(
                     port=sock.port,
                     protocol=sock.protocol,

@@ -202,6 +202,9 @@ def test_a_tcp_port_bound_without_listening_is_in_use(hostnet_host) -> None:
     ctl = hostnet_host.controller
     ctl.policy = SecurityPolicy(allow_host_network=True)
     with _bound(ctl, "127.0.0.1", 18090, listen=False) as proc:
+        shown = ctl.backend.bound_sockets(ctl.host_ns, [18090], idle=True)
+        if not shown:
+            pytest.skip("this kernel does not report TCP sockets that are only bound (6.9+)")
         err = _refused(ctl, "18090/tcp")
         with open(f"/proc/{proc.pid}/comm") as comm:  # "python3", or "python" in a venv
             assert (err.owner_pid, err.owner_name) == (proc.pid, comm.read().strip())

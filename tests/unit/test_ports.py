@@ -605,3 +605,22 @@ def test_random_reserve_release_never_double_books(steps: Sequence[tuple]) -> No
                         assert not _clash(a["host_ip"], b["host_ip"]), (a, b)
         finally:
             store.close()
+
+
+@pytest.mark.parametrize(("v6only", "blocked"), [(False, True), (True, False)])
+def test_the_fake_kernel_binds_as_the_kernel_does(v6only: bool, blocked: bool) -> None:
+    # a socket on :: takes the IPv4 port too unless it is IPv6-only (DESIGN rule 6: the
+    # fake enforces what the kernel enforces)
+    from hostnet.backends.fake import FakeKernel
+    from hostnet.ops import BindPort
+
+    kernel = FakeKernel(seed=1)
+    kernel.bind_external(None, "tcp", "::", 8080, pid=7, process="nginx", v6only=v6only)
+    if blocked:
+        with pytest.raises(PortInUse) as info:
+            kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080))
+        assert info.value.owner_pid == 7
+    else:
+        kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080))
+    with pytest.raises(PortInUse):  # IPv6 either way
+        kernel.apply(BindPort(ns=None, protocol="tcp", address="::1", port=8080))
