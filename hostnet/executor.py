@@ -286,6 +286,8 @@ class Executor:
                 for owner in owners:
                     tx.forget(owner)
                 tx.journal_end(entry["id"])
+                if entry["kind"] == "teardown":  # as Executor.teardown does
+                    tx.journal_end_redone(owners)
         return Recovered(
             journal=entry["id"],
             kind=entry["kind"],

@@ -291,3 +291,16 @@ def test_forget_takes_a_networks_address_cursors_and_nobody_elses(store: LocalSt
     with store.transaction() as tx:
         tx.forget("abc")
         assert [n for n in names if tx.next_cursor(n, 0) == 5] == names[2:]
+
+
+def test_a_teardown_ends_only_the_failed_teardowns_it_redid(store: LocalStore) -> None:
+    owners = {"j1": '["a"]', "j2": '["a", "b"]', "j3": '["a", "c"]', "j4": "[]", "j5": '["b"]'}
+    with store.transaction() as tx:
+        for id, owner in owners.items():
+            kind = "setup" if id == "j5" else "teardown"
+            tx.journal_begin(id=id, kind=kind, owner=owner, pid=111, started=1.0, plan=[])
+            tx.journal_fail(id)
+    with store.transaction() as tx:
+        tx.journal_end_redone(["a", "b"])
+    # j3 has work for "c" left; j4 belongs to nobody in particular; j5 is a setup
+    assert sorted(j["id"] for j in store.read(lambda tx: tx.journals())) == ["j3", "j4", "j5"]
