@@ -161,12 +161,12 @@ def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def args_network_name(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="the network's name")
+def args_network_names(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("names", nargs="+", metavar="NAME", help="a network's name")
 
 
 def args_network_inspect(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="a network's name")
+    args_network_names(parser)
 
 
 def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
@@ -178,7 +178,7 @@ def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def args_network_rm(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("names", nargs="+", metavar="NAME", help="a network's name")
+    args_network_names(parser)
     parser.add_argument(
         "-f", "--force", action="store_true", help="disconnect every workload first"
     )
@@ -329,7 +329,7 @@ __all__ = [
     "args_network_create",
     "args_network_inspect",
     "args_network_ls",
-    "args_network_name",
+    "args_network_names",
     "args_network_rm",
     "args_run",
     "cmd_connect",
