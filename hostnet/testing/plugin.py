@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hostnet.testing.world import unique_prefix
+from hostnet.testing.world import remove_prefixed, unique_prefix
 
 
 class _Host:
@@ -41,17 +41,11 @@ class _Host:
         return f"{self.prefix}{hint}{self._n}"
 
     def close(self) -> None:
-        from hostnet import errors
-        from hostnet.ops import DeleteNamespace
-
         self.controller.close()
-        for name in self.backend.namespaces():
-            if name.startswith(self.prefix):
-                try:
-                    self.backend.apply(DeleteNamespace(ns=name))
-                except errors.NotFoundError:
-                    pass
+        problems = remove_prefixed(self.backend, self.prefix)
         self.backend.close()
+        if problems:
+            raise problems[0]
 
 
 @pytest.fixture

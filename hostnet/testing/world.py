@@ -17,6 +17,21 @@ def unique_prefix(tag: str = "hn") -> str:
     return f"{tag}{os.getpid() % 1000:03d}{secrets.token_hex(2)}"
 
 
+def remove_prefixed(backend: Backend, prefix: str) -> list[BaseException]:
+    """Delete every namespace whose name starts with ``prefix``, going past errors
+    (every one must go); returns them. One already gone is not an error."""
+    problems: list[BaseException] = []
+    for name in backend.namespaces():
+        if name.startswith(prefix):
+            try:
+                backend.apply(DeleteNamespace(ns=name))
+            except errors.NotFoundError:
+                pass
+            except Exception as exc:
+                problems.append(exc)
+    return problems
+
+
 class World:
     """Creates namespaces with one unique prefix and deletes all of them on cleanup."""
 
@@ -46,14 +61,7 @@ class World:
             except Exception as exc:  # keep going: every namespace must go
                 problems.append(exc)
         # Anything else with our prefix (made by the code under test) goes too.
-        for name in self.backend.namespaces():
-            if name.startswith(self.prefix):
-                try:
-                    self.backend.apply(DeleteNamespace(ns=name))
-                except errors.NotFoundError:
-                    pass
-                except Exception as exc:
-                    problems.append(exc)
+        problems += remove_prefixed(self.backend, self.prefix)
         self.created.clear()
         return problems
 

@@ -5,13 +5,12 @@ building on tables another has not made yet, or is removing."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hostnet.controller import Controller
+from tests.kernel import together
 
 FORWARD = "net/ipv4/ip_forward"
 TRIALS = int(os.environ.get("HOSTNET_CONCURRENCY_TRIALS", "6"))
@@ -37,34 +36,8 @@ except errors.HostnetError as exc:
 
 
 def run_together(host: str, state: Path, jobs: list[tuple[str, str, str]]) -> list[str]:
-    """Start one process per (action, network, subnet), release them at once, and
-    return what each printed."""
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, host, str(state), *job],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for job in jobs
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=60) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    for (out, err), job in zip(outputs, jobs, strict=True):
-        assert out.strip().startswith("ok"), f"{job}: {out} {err}"
-    return [out.strip() for out, _ in outputs]
+    """One process per (action, network, subnet), released at once; what each printed."""
+    return together.run_together(CHILD, [[host, str(state), *job] for job in jobs])
 
 
 def owner_of_tables(ctl: Controller) -> str | None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +17,9 @@ from hostnet import errors
 from hostnet.backends.netlink import NetlinkBackend
 from hostnet.backends.netlink_paths import ns_path
 from hostnet.controller import Controller
-from hostnet.ops import CreateNamespace, DeleteNamespace
-from hostnet.testing.world import unique_prefix
+from hostnet.ops import CreateNamespace
+from hostnet.testing.world import remove_prefixed, unique_prefix
+from tests.kernel import together
 from tests.kernel.test_recovery import PARENT, check_consistent, make_lan
 
 TRIALS = int(os.environ.get("HOSTNET_RACE_TRIALS", "4"))
@@ -47,36 +46,10 @@ Job = tuple[str, str, str, dict[str, Any]]  # action, network, workload, keyword
 
 
 def run_together(host: str, state: Path, jobs: list[Job]) -> list[str]:
-    """Start one process per job, release them at once, and return what each printed
-    ("ok ..." or "error <type> <message>")."""
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, host, str(state), *job[:3], json.dumps(job[3])],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for job in jobs
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            line = child.stdout.readline().strip()
-            assert line == "ready", child.stderr.read() if child.stderr else line
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        outputs = [child.communicate(timeout=60) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-    for (out, err), job in zip(outputs, jobs, strict=True):
-        assert out.startswith(("ok", "error")), f"{job}: {out} {err}"
-    return [out.strip() for out, _ in outputs]
+    """One process per job, released at once; what each printed ("ok ..." or
+    "error <type> <message>")."""
+    argvs = [[host, str(state), *job[:3], json.dumps(job[3])] for job in jobs]
+    return together.run_together(CHILD, argvs, accept=("ok", "error"))
 
 
 class Host:
@@ -100,13 +73,10 @@ class Host:
 
     def close(self) -> None:
         self.ctl.close()
-        for name in self.backend.namespaces():
-            if name.startswith(self.prefix):
-                try:
-                    self.backend.apply(DeleteNamespace(ns=name))
-                except errors.NotFoundError:
-                    pass
+        problems = remove_prefixed(self.backend, self.prefix)
         self.backend.close()
+        if problems:
+            raise problems[0]
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from hostnet.backends.netlink import NetlinkBackend
 from hostnet.controller import Controller
 from hostnet.drivers import bridge_firewall as fw
 from hostnet.drivers.bridge import FORWARD4, veth_name
+from hostnet.network import Network
 from hostnet.ops import CreateNamespace, DeleteNamespace
 from hostnet.policy.security import SecurityPolicy
 from hostnet.testing.world import unique_prefix
@@ -217,6 +218,19 @@ def pause(rng: random.Random, scenario: str) -> float:
     return rng.uniform(0.0, 0.008 if rng.random() < 0.5 else WINDOW[scenario])
 
 
+def create_lan(ctl: Controller) -> Network:
+    """The macvlan network "lan" on PARENT, with a host shim and an ip range."""
+    return ctl.create_network(
+        "lan",
+        driver="macvlan",
+        parent=PARENT,
+        subnet="192.168.50.0/24",
+        gateway="192.168.50.1",
+        ip_range="192.168.50.128/25",
+        host_shim=True,
+    )
+
+
 def make_lan(backend: NetlinkBackend, host: str, lan: str) -> None:
     """The host's macvlan parent: one end of a veth whose peer is in ``lan`` (this
     kernel has no dummy or vlan links), both up."""
@@ -253,15 +267,7 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
         if scenario == "bridge":
             setup.create_network("web", driver="bridge", subnet="10.77.0.0/16")
         elif scenario == "macvlan":
-            setup.create_network(
-                "lan",
-                driver="macvlan",
-                parent=PARENT,
-                subnet="192.168.50.0/24",
-                gateway="192.168.50.1",
-                ip_range="192.168.50.128/25",
-                host_shim=True,
-            )
+            create_lan(setup)
         setup.close()
         for trial in range(trials):
             with subprocess.Popen(

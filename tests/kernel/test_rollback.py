@@ -37,7 +37,7 @@ from hostnet.ops import (
 )
 from hostnet.testing import FaultyBackend, InjectedFault
 from hostnet.testing.world import unique_prefix
-from tests.kernel.test_recovery import PARENT, check_consistent, make_lan
+from tests.kernel.test_recovery import PARENT, check_consistent, create_lan, make_lan
 
 DUAL = ["10.91.0.0/24", "fd00:91::/64"]
 PUBLISH = ["18080:80/tcp", "18081:81/udp"]
@@ -304,15 +304,7 @@ def test_bridge_disconnect_all(rig: Rig, fail_at: int) -> None:
 
 
 def lan(rig: Rig) -> Any:
-    return rig.ctl.create_network(
-        "lan",
-        driver="macvlan",
-        parent=PARENT,
-        subnet="192.168.50.0/24",
-        gateway="192.168.50.1",
-        ip_range="192.168.50.128/25",
-        host_shim=True,
-    )
+    return create_lan(rig.ctl)
 
 
 @pytest.mark.parametrize("fail_at", range(3))
