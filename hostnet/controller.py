@@ -33,7 +33,7 @@ from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.executor import Executor, Recovered
-from hostnet.model import PortMapping, Reservation, Route, Snapshot, kernel_clashes
+from hostnet.model import PortMapping, Reservation, Route, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
@@ -853,11 +853,7 @@ class Controller:
         if exc.holder is not None or exc.owner_pid is not None:
             return exc
         for sock in self.backend.bound_sockets(self.host_ns, [exc.port], idle=True):
-            if (
-                sock.protocol == exc.protocol
-                and sock.pid is not None
-                and kernel_clashes(sock.address, exc.host_ip, v6only=sock.v6only)
-            ):
+            if sock.pid is not None and sock.blocks(exc.protocol, exc.host_ip, exc.port):
                 return errors.PortInUse(
                     port=exc.port,
                     protocol=exc.protocol,

@@ -116,6 +116,15 @@ class BoundSocket:
     process: str | None = None
     v6only: bool = False  # an IPv6 socket with IPV6_V6ONLY: no IPv4 port is taken
 
+    def blocks(self, protocol: str, address: str, port: int) -> bool:
+        """Whether a bind of ``protocol`` ``address``:``port`` clashes with this
+        socket, by the kernel's rule (``kernel_clashes``)."""
+        return (
+            self.port == port
+            and self.protocol == protocol
+            and kernel_clashes(self.address, address, v6only=self.v6only)
+        )
+
 
 @frozen(kw_only=True)
 class PortMapping:

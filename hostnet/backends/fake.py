@@ -39,7 +39,7 @@ import attrs
 
 from hostnet import errors
 from hostnet.backends.fakenft import FakeNftables
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, kernel_clashes
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -741,11 +741,9 @@ class FakeKernel:
 
     def _bind(self, space: _Namespace, sock: BoundSocket) -> None:
         for other in space.sockets:
-            if other.protocol != sock.protocol or other.port != sock.port:
-                continue
             # the kernel's rule, both ways: a dual-stack socket on :: takes IPv4 too
-            if kernel_clashes(other.address, sock.address, v6only=other.v6only) or (
-                kernel_clashes(sock.address, other.address, v6only=sock.v6only)
+            if other.blocks(sock.protocol, sock.address, sock.port) or sock.blocks(
+                other.protocol, other.address, other.port
             ):
                 raise errors.PortInUse(
                     port=sock.port,

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from attrs import frozen
 
 from hostnet import errors
-from hostnet.model import WILDCARD4, BoundSocket, Reservation, clashes, kernel_clashes
+from hostnet.model import WILDCARD4, BoundSocket, Reservation, clashes
 from hostnet.stores.local import Tx
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -228,11 +228,7 @@ class PortAllocator:
         for sock in self.bound:
             if sock.address in reserved_ips:
                 continue
-            if (
-                sock.port == port
-                and sock.protocol == protocol
-                and kernel_clashes(sock.address, host_ip, v6only=sock.v6only)
-            ):
+            if sock.blocks(protocol, host_ip, port):
                 raise errors.PortInUse(
                     port=port,
                     protocol=protocol,

@@ -40,7 +40,7 @@ from hostnet.backends.netlink.sockets import (
     open_diag_socket,
 )
 from hostnet.backends.netlink_paths import ns_path
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, kernel_clashes
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -836,8 +836,7 @@ class NetlinkBackend:
                 holders = [
                     s
                     for s in self.bound_sockets(op.ns, [op.port], idle=True)
-                    if s.protocol == op.protocol
-                    and kernel_clashes(s.address, op.address, v6only=s.v6only)
+                    if s.blocks(op.protocol, op.address, op.port)
                 ]
                 pid = holders[0].pid if holders else None
                 name = holders[0].process if holders else None
