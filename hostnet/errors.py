@@ -188,7 +188,8 @@ class PortInUse(ConflictError):
     """A host port is reserved by hostnet or bound by another process.
 
     ``owner_pid`` and ``owner_name`` name the process holding the port when the kernel
-    says who it is; ``holder`` names the hostnet workload when it is a reservation.
+    says who it is; ``holder`` names the hostnet workload when it is a reservation, and
+    ``held_for_gc`` says that workload is gone but a failed teardown still names it.
     """
 
     def __init__(
@@ -200,6 +201,7 @@ class PortInUse(ConflictError):
         owner_pid: int | None = None,
         owner_name: str | None = None,
         holder: str | None = None,
+        held_for_gc: bool = False,
     ) -> None:
         self.port = port
         self.protocol = protocol
@@ -207,7 +209,12 @@ class PortInUse(ConflictError):
         self.owner_pid = owner_pid
         self.owner_name = owner_name
         self.holder = holder
-        if holder is not None:
+        if holder is not None and held_for_gc:
+            who = (
+                f"still reserved for hostnet workload {holder!r}: a teardown that failed "
+                "names it, and `hostnet gc` frees the port when it finishes that teardown"
+            )
+        elif holder is not None:
             who = f"reserved by hostnet workload {holder!r}"
         elif owner_pid is not None:
             who = f"bound by process {owner_pid} ({owner_name or 'unknown'})"

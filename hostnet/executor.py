@@ -208,10 +208,7 @@ class Executor:
                 if problems:
                     tx.journal_fail(journal)
                 else:
-                    for owner in owners:
-                        tx.forget(owner)
-                    tx.journal_end(journal)
-                    tx.journal_end_redone(owners)
+                    tx.teardown_done(journal, owners)
         if problems:
             raise errors.TeardownError(what, problems)
 
@@ -282,12 +279,12 @@ class Executor:
         with self.store.transaction() as tx:
             if problems:
                 tx.journal_fail(entry["id"])
+            elif entry["kind"] == "teardown":  # as Executor.teardown does
+                tx.teardown_done(entry["id"], owners)
             else:
                 for owner in owners:
                     tx.forget(owner)
                 tx.journal_end(entry["id"])
-                if entry["kind"] == "teardown":  # as Executor.teardown does
-                    tx.journal_end_redone(owners)
         return Recovered(
             journal=entry["id"],
             kind=entry["kind"],

@@ -217,10 +217,15 @@ class PortAllocator:
 
     def _check(self, tx: Tx, protocol: str, host_ip: str, port: int) -> None:
         holders = tx.port_holders(self.host, protocol, port)
-        for held_ip, _owner, workload in holders:
+        for held_ip, owner, workload in holders:
             if clashes(held_ip, host_ip):
+                endpoint = owner.partition("/")[0]
                 raise errors.PortInUse(
-                    port=port, protocol=protocol, host_ip=host_ip, holder=workload
+                    port=port,
+                    protocol=protocol,
+                    host_ip=host_ip,
+                    holder=workload,
+                    held_for_gc=endpoint in tx.journal_owners(failed=True),
                 )
         # A socket on an address hostnet has reserved is hostnet's own hold (bound
         # IPv6-only) or its workload's: the reservation above already answered for it.

@@ -571,17 +571,30 @@ class Tx:
             (kind, _dumps(plan), id),
         )
 
-    def journal_end_redone(self, owners: Collection[str]) -> None:
-        """End the failed teardowns whose owners are all among ``owners``, which a
-        teardown just forgot: it did what they had left to do. Left behind, ``recover``
-        would run them again and undo what was made since (a port published again)."""
-        rows = self.c.execute(
-            "SELECT id, owner FROM journal WHERE kind = 'teardown' AND failed = 1"
-        ).fetchall()
-        for id, text in rows:
+    def teardown_done(self, id: str, owners: Collection[str]) -> set[str]:
+        """End teardown journal ``id``, which did all its work, and forget its owners;
+        returns the owners it kept.
+
+        Failed teardowns whose owners are all among ``owners`` end too: this one did
+        what they had left to do, and left behind, ``recover`` would run them again and
+        undo what was made since (a port published again). An owner that another
+        teardown journal still names (one that failed and waits for gc, or one running
+        now) is kept, with its addresses and ports: that journal still holds its ops,
+        and until it ends nobody may be given what they would remove."""
+        self.journal_end(id)
+        mine = set(owners)
+        kept: set[str] = set()
+        rows = self.c.execute("SELECT id, owner, failed FROM journal WHERE kind = 'teardown'")
+        for other, text, failed in rows.fetchall():
             theirs = set(_loads(text))
-            if theirs and theirs <= set(owners):  # one without owners is nobody's to end
-                self.journal_end(id)
+            if failed == 1 and theirs and theirs <= mine:
+                self.journal_end(other)
+            else:
+                kept |= theirs & mine
+        for owner in owners:
+            if owner not in kept:
+                self.forget(owner)
+        return kept
 
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))

@@ -295,12 +295,23 @@ def test_forget_takes_a_networks_address_cursors_and_nobody_elses(store: LocalSt
 
 def test_a_teardown_ends_only_the_failed_teardowns_it_redid(store: LocalStore) -> None:
     owners = {"j1": '["a"]', "j2": '["a", "b"]', "j3": '["a", "c"]', "j4": "[]", "j5": '["b"]'}
+    owners |= {"me": '["a", "b"]', "j6": '["b", "d"]'}
     with store.transaction() as tx:
         for id, owner in owners.items():
             kind = "setup" if id == "j5" else "teardown"
             tx.journal_begin(id=id, kind=kind, owner=owner, pid=111, started=1.0, plan=[])
-            tx.journal_fail(id)
+            if id not in ("me", "j6"):  # j6: a teardown running right now
+                tx.journal_fail(id)
+        for owner in "abcd":
+            tx.reserve_port("h", "tcp", "0.0.0.0", ord(owner), owner, owner)
     with store.transaction() as tx:
-        tx.journal_end_redone(["a", "b"])
-    # j3 has work for "c" left; j4 belongs to nobody in particular; j5 is a setup
-    assert sorted(j["id"] for j in store.read(lambda tx: tx.journals())) == ["j3", "j4", "j5"]
+        assert tx.teardown_done("me", ["a", "b"]) == {"a", "b"}
+    # j3 has work for "c" left, j6 for "d"; j4 belongs to nobody in particular; j5 is a
+    # setup; "a" and "b" stay reserved until j3 and j6 end, whose ops would undo theirs
+    left = sorted(j["id"] for j in store.read(lambda tx: tx.journals()))
+    assert left == ["j3", "j4", "j5", "j6"]
+    assert [p["owner"] for p in store.read(lambda tx: tx.ports())] == list("abcd")
+    with store.transaction() as tx:
+        assert tx.teardown_done("j3", ["a", "c"]) == set()
+        assert tx.teardown_done("j6", ["b", "d"]) == set()
+    assert [p["owner"] for p in store.read(lambda tx: tx.ports())] == []
