@@ -32,7 +32,7 @@ from hostnet import errors
 from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
-from hostnet.executor import Executor, Recovered
+from hostnet.executor import Executor, Recovered, process_started
 from hostnet.model import PortMapping, Reservation, Route, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
@@ -215,9 +215,15 @@ class Controller:
 
     # -- namespaces --------------------------------------------------------------------
 
-    def create_namespace(self, name: str) -> Namespace:
-        """Create a named namespace (visible to ``ip netns list``) with ``lo`` up."""
+    def create_namespace(self, name: str, *, temporary: bool = False) -> Namespace:
+        """Create a named namespace (visible to ``ip netns list``) with ``lo`` up.
+
+        ``temporary``: the namespace is this process's, for its lifetime (what ``hostnet
+        run`` makes). Should the process die without deleting it (SIGKILL, a crash),
+        ``gc`` deletes it, with its endpoints, once no process runs inside it."""
         check_namespace_name(name)
+        if not isinstance(temporary, bool):
+            raise errors.ValidationError(f"temporary must be True or False, not {temporary!r}")
         owner = f"ns:{name}"
         # before journaling: recovering a create killed in flight deletes the
         # namespace, which must then be ours, not one that was there already
@@ -226,6 +232,8 @@ class Controller:
 
         def prepare(tx: Tx) -> Plan:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
+            if temporary:
+                tx.add_lease(owner, name, self.executor.pid, self.executor.started)
             return (CreateNamespace(ns=name),)
 
         self.executor.apply(
@@ -1434,13 +1442,45 @@ class Controller:
                 self.executor.teardown(
                     forget_endpoint, what=f"forget stale endpoint of {row['workload']!r}"
                 )
+        abandoned, kept = self._gc_abandoned()
         return {
             "recovered": [
                 {"journal": r.journal, "kind": r.kind, "ops": r.ops, "errors": list(r.errors)}
                 for r in recovered
             ],
             "stale": stale,
+            "abandoned": abandoned,
+            "kept": kept,
         }
+
+    def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
+        """Delete the temporary namespaces (``create_namespace(temporary=True)``) of
+        processes that died, unless processes still run inside (a command that
+        ``hostnet run`` started outlives a SIGKILL of hostnet): those are returned with
+        their pids, and a later gc deletes them."""
+        abandoned: list[str] = []
+        kept: dict[str, list[int]] = {}
+        for lease in self.store.read(lambda tx: tx.leases()):
+            if process_started(lease["pid"]) == lease["started"]:
+                continue
+            name: str = lease["name"]
+
+            def read(tx: Tx, name: str = name) -> dict[str, Any] | None:
+                return tx.namespace(name)
+
+            record = self.store.read(read)
+            if record is None or record["owner"] != lease["owner"] or record["state"] != "active":
+                continue  # being deleted, or a namespace of that name made since
+            try:
+                pids = self.backend.processes(name) if self.backend.has_namespace(name) else ()
+                if pids:
+                    kept[name] = list(pids)
+                    continue
+                self.delete_namespace(name)
+            except errors.NotFoundError:  # deleted meanwhile, by its owner or another gc
+                continue
+            abandoned.append(name)
+        return abandoned, kept
 
 
 def _workload_name(workload: Namespace | str) -> str:

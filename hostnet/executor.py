@@ -38,7 +38,9 @@ TeardownPrepare = Callable[[Tx], tuple[Plan, Sequence[str]]]
 Commit = Callable[[Tx, Plan], None]
 
 
-def _process_started(pid: int) -> float | None:
+def process_started(pid: int) -> float | None:
+    """When process ``pid`` started (None if there is none): with the pid, what tells a
+    live process from a later one given the same pid."""
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
@@ -63,8 +65,8 @@ class Executor:
     def __init__(self, backend: Backend, store: LocalStore | None) -> None:
         self.backend = backend
         self.store = store
-        self._pid = os.getpid()
-        self._started = _process_started(self._pid) or 0.0
+        self.pid = os.getpid()
+        self.started = process_started(self.pid) or 0.0
 
     # -- setup -------------------------------------------------------------------------
 
@@ -95,8 +97,8 @@ class Executor:
                     id=journal,
                     kind="setup",
                     owner=json.dumps([owner]),
-                    pid=self._pid,
-                    started=self._started,
+                    pid=self.pid,
+                    started=self.started,
                     plan=plan_to_json(plan),
                 )
         done: list[Op] = []
@@ -197,8 +199,8 @@ class Executor:
                     id=journal,
                     kind="teardown",
                     owner=json.dumps(list(owners)),
-                    pid=self._pid,
-                    started=self._started,
+                    pid=self.pid,
+                    started=self.started,
                     plan=plan_to_json(plan),
                 )
         # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
@@ -236,13 +238,13 @@ class Executor:
             return []
         report = []
         for entry in self.store.read(lambda tx: tx.journals()):
-            alive = _process_started(entry["pid"]) == entry["started"]
+            alive = process_started(entry["pid"]) == entry["started"]
             if alive and (not entry["failed"] or entry["retrying"]):
                 continue  # a live process is applying or retrying it right now
             if not failed and alive:
                 continue
             with self.store.transaction() as tx:
-                claimed = tx.journal_claim(entry, self._pid, self._started)
+                claimed = tx.journal_claim(entry, self.pid, self.started)
             if not claimed:
                 continue
             try:

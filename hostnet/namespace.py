@@ -77,6 +77,10 @@ class Namespace:
 
     # -- processes ---------------------------------------------------------------------
 
+    def pids(self) -> tuple[int, ...]:
+        """Pids of the processes running in the namespace, sorted."""
+        return self._ctl.backend.processes(self.name)
+
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the namespace (no shell; setns in the child before exec).
         Keyword arguments are those of subprocess.Popen."""

@@ -39,6 +39,9 @@ class Backend(Protocol):
     def has_namespace(self, name: str) -> bool:
         """Whether the named namespace exists (cheaper than listing them all)."""
 
+    def processes(self, ns: str) -> tuple[int, ...]:
+        """Pids of the processes running in the named namespace, sorted."""
+
     def sysctl(self, ns: str | None, key: str) -> str:
         """Read /proc/sys/<key> as seen from ``ns``."""
 

@@ -299,6 +299,10 @@ class FakeKernel:
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self._ns(ns).nft.list_table(table)
 
+    def processes(self, ns: str) -> tuple[int, ...]:
+        self._ns(ns)
+        return ()  # it starts none (popen is unsupported)
+
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         raise errors.UnsupportedError(
             "the fake backend has no processes; run this on the netlink backend as root"

@@ -235,6 +235,11 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
             line += f" with {len(r['errors'])} error(s): " + "; ".join(map(str, r["errors"]))
         lines.append(line)
     lines += [f"forgot stale {name}" for name in report["stale"]]
+    lines += [f"deleted abandoned namespace {name}" for name in report["abandoned"]]
+    lines += [
+        f"kept abandoned namespace {name}: processes {' '.join(map(str, pids))} still run there"
+        for name, pids in report["kept"].items()
+    ]
     ctx.emit(report, "\n".join(lines) or "nothing to recover or forget")
     # Recovery that left errors behind leaves kernel objects behind: say so in the code.
     return 1 if any(r["errors"] for r in report["recovered"]) else 0

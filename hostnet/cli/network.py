@@ -302,7 +302,9 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     for spec in args.publish:
         parse_publish(spec)
     name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
-    ns = ctl.create_namespace(name)
+    # temporary: should hostnet be killed outright, `hostnet gc` deletes the namespace
+    # once the command has exited too
+    ns = ctl.create_namespace(name, temporary=True)
     proc = None
     try:
         for i, network in enumerate(networks):

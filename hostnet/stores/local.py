@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS namespaces (
     state TEXT NOT NULL,               -- pending | active
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (   -- namespaces made for the life of one process
+    owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
+    name TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL              -- the process's start time (pids are reused)
+);
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -190,6 +196,7 @@ class Tx:
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
+        self.c.execute("DELETE FROM leases WHERE owner = ?", (owner,))
         self.c.execute("DELETE FROM shared WHERE owner = ?", (owner,))
 
     def next_cursor(self, name: str, default: int) -> int:
@@ -235,6 +242,18 @@ class Tx:
             )
         except sqlite3.IntegrityError:
             raise errors.NamespaceExists(name) from None
+
+    def add_lease(self, owner: str, name: str, pid: int, started: float) -> None:
+        self.c.execute(
+            "INSERT INTO leases (owner, name, pid, started) VALUES (?, ?, ?, ?)",
+            (owner, name, pid, started),
+        )
+
+    def leases(self) -> list[dict[str, Any]]:
+        return [
+            {"owner": r[0], "name": r[1], "pid": r[2], "started": r[3]}
+            for r in self.c.execute("SELECT owner, name, pid, started FROM leases ORDER BY name")
+        ]
 
     def namespace(self, name: str) -> dict[str, Any] | None:
         row = self.c.execute(
@@ -769,6 +788,7 @@ class LocalStore:
         out = {}
         for table in (
             "namespaces",
+            "leases",
             "networks",
             "endpoints",
             "published",

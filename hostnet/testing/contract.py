@@ -87,6 +87,13 @@ class BackendContract:
         with pytest.raises(errors.NamespaceNotFound):
             world.backend.observe(ns)
 
+    def test_a_new_namespace_runs_no_process(self, world: World) -> None:
+        ns = world.ns()
+        assert world.backend.processes(ns) == ()
+        world.backend.apply(DeleteNamespace(ns=ns))
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.processes(ns)
+
     def test_namespace_deletion_destroys_links_and_remote_veth_peers(self, world: World) -> None:
         a, b = world.ns(), world.ns()
         world.backend.apply(AddLink(ns=a, name="va", kind="veth", peer="vb", peer_ns=b))

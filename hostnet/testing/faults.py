@@ -56,6 +56,9 @@ class FaultyBackend:
     def has_namespace(self, name: str) -> bool:
         return self.inner.has_namespace(name)
 
+    def processes(self, ns: str) -> tuple[int, ...]:
+        return self.inner.processes(ns)
+
     def sysctl(self, ns: str | None, key: str) -> str:
         return self.inner.sysctl(ns, key)
 

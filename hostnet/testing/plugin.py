@@ -5,7 +5,7 @@
 - ``hostnet_host``: as root, a throwaway host namespace (``.host``) and a Controller
   for it (``.controller``) with its own temporary state; every namespace whose name
   starts with ``.prefix`` (use ``.name()``) is deleted afterwards, even when the test
-  fails. Skipped without root.
+  fails, and processes still running in them are killed first. Skipped without root.
 """
 
 from __future__ import annotations
@@ -31,9 +31,16 @@ class _Host:
         self.host = f"{self.prefix}host"
         # made through hostnet, so the host is a namespace hostnet manages (and may turn
         # IP forwarding on in)
-        with Controller(state_dir=tmp / "state", backend=self.backend) as maker:
-            maker.create_namespace(self.host)
-        self.controller = Controller(state_dir=tmp / "state", host=self.host, backend=self.backend)
+        try:
+            with Controller(state_dir=tmp / "state", backend=self.backend) as maker:
+                maker.create_namespace(self.host)
+            self.controller = Controller(
+                state_dir=tmp / "state", host=self.host, backend=self.backend
+            )
+        except BaseException:
+            remove_prefixed(self.backend, self.prefix)
+            self.backend.close()
+            raise
         self._n = 0
 
     def name(self, hint: str = "ns") -> str:

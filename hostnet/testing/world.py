@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 
@@ -17,14 +18,38 @@ def unique_prefix(tag: str = "hn") -> str:
     return f"{tag}{os.getpid() % 1000:03d}{secrets.token_hex(2)}"
 
 
+def end_processes(backend: Backend, name: str) -> None:
+    """SIGKILL the processes running in namespace ``name`` (a test's own: a server it
+    started and did not stop) and wait until they are out of it. Left running, they
+    would keep the namespace alive, and with it its links, after its name goes."""
+    pids = backend.processes(name)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
+    if pids:  # an exiting process leaves its namespaces before it is reaped
+        wait_until(lambda: not backend.processes(name), timeout=2.0)
+
+
+def delete_namespace(backend: Backend, name: str) -> None:
+    """Delete a test's namespace, ending the processes still in it first."""
+    try:
+        end_processes(backend, name)
+    except errors.NotFoundError:
+        pass
+    backend.apply(DeleteNamespace(ns=name))
+
+
 def remove_prefixed(backend: Backend, prefix: str) -> list[BaseException]:
-    """Delete every namespace whose name starts with ``prefix``, going past errors
-    (every one must go); returns them. One already gone is not an error."""
+    """Delete every namespace whose name starts with ``prefix`` (ending the processes
+    in it), going past errors (every one must go); returns them. One already gone is
+    not an error."""
     problems: list[BaseException] = []
     for name in backend.namespaces():
         if name.startswith(prefix):
             try:
-                backend.apply(DeleteNamespace(ns=name))
+                delete_namespace(backend, name)
             except errors.NotFoundError:
                 pass
             except Exception as exc:
@@ -55,7 +80,7 @@ class World:
         problems: list[BaseException] = []
         for name in reversed(self.created):
             try:
-                self.backend.apply(DeleteNamespace(ns=name))
+                delete_namespace(self.backend, name)
             except errors.NotFoundError:
                 pass
             except Exception as exc:  # keep going: every namespace must go

@@ -248,3 +248,43 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
     assert wait_until(lambda: name not in ip_netns_list())
     assert request(cli.ns(cli.host), "127.0.0.1", 18080, timeout=1).startswith("FAIL")
     assert cli.ok("ports").splitlines()[1:] == []
+
+
+def test_gc_deletes_what_a_killed_run_left_once_its_command_is_gone(cli: Cli) -> None:
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("run")
+    proc = subprocess.Popen(
+        [*cli.base, "run", "--network", "web", "-p", "18080:80", "--name", name, "--",
+         sys.executable, "-c", SERVER, "0.0.0.0", "80", "tcp", "served"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+    finally:
+        proc.kill()  # hostnet itself, outright: no cleanup runs
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    server = cli.ns(name)
+    (pid,) = server.pids()  # the command outlives hostnet, with its network
+    try:
+        assert request(cli.ns(cli.host), "127.0.0.1", 18080) == f"served {GATEWAY}"
+        kept = f"kept abandoned namespace {name}: processes {pid} still run there\n"
+        assert cli.ok("gc") == kept
+        assert name in ip_netns_list()
+        os.kill(pid, signal.SIGKILL)  # started by this test, through hostnet
+    finally:
+        if server.pids():
+            os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not server.pids())
+    assert cli.ok("gc") == f"deleted abandoned namespace {name}\n"
+    assert name not in ip_netns_list()
+    assert cli.ok("ports").splitlines()[1:] == []
+    assert json.loads(cli.ok("network", "inspect", "web"))[0]["Containers"] == {}
+    assert cli.ok("gc") == "nothing to recover or forget\n"
+    assert cli.ok("network", "rm", "web") == "web\n"

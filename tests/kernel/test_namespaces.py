@@ -141,3 +141,24 @@ def test_missing_capabilities_give_a_clear_error(tmp_path) -> None:
     assert "CAP_NET_ADMIN" in result.stdout
     assert "Traceback" not in result.stderr
     assert "hnnopriv" not in ip_netns_list()
+
+
+def test_pids_and_test_cleanup_ends_what_a_test_left_running(hostnet_host) -> None:
+    from hostnet.testing.world import World
+
+    ns = hostnet_host.controller.create_namespace(hostnet_host.name("app"))
+    assert ns.pids() == ()
+    world = World(hostnet_host.backend, tag="hk")
+    other = world.ns()
+    with ns.popen(["sleep", "60"]) as a, hostnet_host.backend.popen(other, ["sleep", "60"]) as b:
+        assert ns.pids() == (a.pid,)
+        assert hostnet_host.backend.processes(other) == (b.pid,)
+        # a test that fails here leaves b running: its namespace's cleanup ends it
+        assert world.cleanup() == []
+        assert b.wait(timeout=5) == -9
+        assert a.poll() is None
+        a.kill()
+    assert world.backend.namespaces().count(other) == 0
+    ns.delete()
+    with pytest.raises(errors.NamespaceNotFound):
+        ns.pids()

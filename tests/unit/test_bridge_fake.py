@@ -703,8 +703,8 @@ def test_an_endpoint_is_not_torn_down_while_a_publish_on_it_is_in_flight(
             id="publishing",
             kind="setup",
             owner=json.dumps([f"{ep.id}/1234abcd"]),
-            pid=ctl.executor._pid,
-            started=ctl.executor._started,
+            pid=ctl.executor.pid,
+            started=ctl.executor.started,
             plan=[],
         )
     before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
@@ -769,8 +769,8 @@ def test_shared_setup_left_half_done_by_a_failure_is_reported_at_once(ctl: Contr
             id="failed",
             kind="teardown",
             owner=json.dumps([first.id]),
-            pid=ctl.executor._pid,
-            started=ctl.executor._started,
+            pid=ctl.executor.pid,
+            started=ctl.executor.started,
             plan=[],
         )
         tx.journal_fail("failed")
@@ -903,3 +903,25 @@ def test_a_failed_udp_publish_leaves_the_live_endpoints_flows_alone(tmp_path) ->
         ctl.network("web").publish("app", ["5354:53/udp"])
     assert not any(isinstance(op, ForgetFlows) for op in faulty.applied)
     ctl.close()
+
+
+def test_gc_deletes_the_temporary_namespaces_of_dead_processes(ctl: Controller) -> None:
+    mine = ctl.create_namespace("mine", temporary=True)
+    theirs = ctl.create_namespace("theirs", temporary=True)
+    kept = ctl.create_namespace("kept")
+    web = ctl.create_network("web", subnet="10.88.0.0/24")
+    web.connect(theirs, publish=["8080:80"])
+    assert ctl.gc()["abandoned"] == []  # this process lives
+    # the process that made "theirs" died (same pid, another start time: pid reused)
+    with ctl.store.transaction() as tx:
+        tx.c.execute("UPDATE leases SET started = started - 1 WHERE name = 'theirs'")
+    report = ctl.gc()
+    assert (report["abandoned"], report["kept"]) == (["theirs"], {})
+    assert {n.name for n in ctl.namespaces()} >= {"mine", "kept"}
+    assert not theirs.exists() and ctl.ports() == [] and web.endpoints() == []
+    mine.delete()  # and its lease goes with it
+    assert ctl.store.read(lambda tx: tx.leases()) == []
+    assert ctl.gc()["abandoned"] == []
+    assert kept.exists()
+    with pytest.raises(errors.ValidationError, match="temporary"):
+        ctl.create_namespace("bad", temporary="yes")  # type: ignore[arg-type]

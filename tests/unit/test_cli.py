@@ -25,6 +25,8 @@ from hostnet.cli.table import format_table
 from hostnet.controller import Controller
 from hostnet.ops import DeleteNamespace
 
+NOTHING_TO_GC = {"recovered": [], "stale": [], "abandoned": [], "kept": {}}
+
 
 class Result:
     def __init__(self, code: int, out: str, err: str) -> None:
@@ -138,7 +140,7 @@ def test_json_output_parses_wherever_the_option_is_given(cli: Cli) -> None:
         ]
     for argv in (["ports"], ["audit"]):
         assert isinstance(cli("--json", *argv).json(), list)
-    assert cli("gc", "--json").json() == {"recovered": [], "stale": []}
+    assert cli("gc", "--json").json() == NOTHING_TO_GC
     assert cli("version", "--json").json()["version"]
 
 
@@ -431,7 +433,7 @@ def test_audit_table(cli: Cli) -> None:
 def test_gc_on_a_clean_store(cli: Cli) -> None:
     result = cli("gc")
     assert (result.code, result.out, result.err) == (0, "nothing to recover or forget\n", "")
-    assert cli("--json", "gc").json() == {"recovered": [], "stale": []}
+    assert cli("--json", "gc").json() == NOTHING_TO_GC
 
 
 def test_gc_forgets_a_namespace_deleted_behind_hostnets_back(cli: Cli) -> None:
@@ -444,7 +446,7 @@ def test_gc_forgets_a_namespace_deleted_behind_hostnets_back(cli: Cli) -> None:
     assert result.code == 0, result
     assert "forgot stale app1" in result.out.splitlines()
     assert table(cli("audit").out) == [["SEVERITY", "KIND", "SUBJECT", "DETAIL"]]
-    assert cli("--json", "gc").json() == {"recovered": [], "stale": []}
+    assert cli("--json", "gc").json() == NOTHING_TO_GC
 
 
 # -- structure -------------------------------------------------------------------------

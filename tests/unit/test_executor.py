@@ -384,15 +384,15 @@ def test_a_failed_journal_is_retried_by_one_process_at_a_time(tmp_path: Path) ->
     first, second = LocalStore(tmp_path), LocalStore(tmp_path)
     retrier = Executor(kernel, first)
     other = Executor(kernel, second)
-    other._pid = os.getppid()  # another live process on the same state directory
-    other._started = psutil.Process(other._pid).create_time()
+    other.pid = os.getppid()  # another live process on the same state directory
+    other.started = psutil.Process(other.pid).create_time()
     with first.transaction() as tx:  # a teardown that ended with errors earlier
         tx.journal_begin(
             id="failed",
             kind="teardown",
             owner='["x"]',
-            pid=retrier._pid,
-            started=retrier._started,
+            pid=retrier.pid,
+            started=retrier.started,
             plan=plan_to_json((DeleteNamespace(ns="gone"),)),
         )
         tx.journal_fail("failed")
@@ -419,8 +419,8 @@ def test_a_failed_journal_is_retried_by_one_process_at_a_time(tmp_path: Path) ->
             id="failed2",
             kind="teardown",
             owner='["y"]',
-            pid=other._pid,
-            started=other._started,
+            pid=other.pid,
+            started=other.started,
             plan=plan_to_json((DeleteNamespace(ns="gone"),)),
         )
         tx.journal_fail("failed2")

@@ -268,6 +268,9 @@ class NetlinkBackend:
     def has_namespace(self, name: str) -> bool:
         return os.path.exists(ns_path(name))
 
+    def processes(self, ns: str) -> tuple[int, ...]:
+        return nsenter.processes_in(ns)
+
     def _index(self, chan: Channel, name: str, ns: str | None) -> int:
 
         handle = self._handles.get(ns)

@@ -208,6 +208,27 @@ def list_namespaces() -> tuple[str, ...]:
         return ()
 
 
+def processes_in(name: str) -> tuple[int, ...]:
+    """Pids of the processes whose network namespace is the named one (their main
+    thread's), sorted; walks /proc."""
+    fd = open_namespace(name)
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            mine = os.stat(f"/proc/{entry.name}/ns/net")
+        except OSError:  # gone meanwhile, or a kernel thread
+            continue
+        if mine.st_ino == st.st_ino and mine.st_dev == st.st_dev:
+            found.append(int(entry.name))
+    return tuple(sorted(found))
+
+
 def open_namespace(name: str) -> int:
     """An O_RDONLY fd on the named namespace (caller closes it)."""
     try:
