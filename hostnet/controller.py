@@ -24,6 +24,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import attrs
@@ -229,6 +230,9 @@ class Controller:
         # namespace, which must then be ours, not one that was there already
         if self.backend.has_namespace(name):
             raise errors.NamespaceExists(name)
+        stale = self.store.read(lambda tx: tx.namespace(name))
+        if stale is not None and stale["state"] == "active":
+            self._forget_namespace(stale)  # deleted behind hostnet's back (`ip netns del`)
 
         def prepare(tx: Tx) -> Plan:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
@@ -236,9 +240,11 @@ class Controller:
                 tx.add_lease(owner, name, self.executor.pid, self.executor.started)
             return (CreateNamespace(ns=name),)
 
-        self.executor.apply(
-            prepare, owner=owner, commit=lambda tx, _plan: tx.activate("namespaces", "name", name)
-        )
+        def commit(tx: Tx, _plan: Plan) -> None:
+            tx.activate("namespaces", "name", name)
+            tx.set_ident(owner, self.backend.namespace_id(name))
+
+        self.executor.apply(prepare, owner=owner, commit=commit)
         self._release(name)
         return Namespace(self, name, managed=True)
 
@@ -250,7 +256,9 @@ class Controller:
         if record is not None and record["state"] == "active":
             if not self.backend.has_namespace(name):
                 raise errors.NamespaceNotFound(name)
-            return Namespace(self, name, managed=record["created"])
+            if not self._forget_namespace(record):
+                return Namespace(self, name, managed=record["created"])
+            # it was deleted and made again since: the records were of the old one
         if not self.backend.has_namespace(name):
             raise errors.NamespaceNotFound(name)
         if not adopt:
@@ -261,13 +269,75 @@ class Controller:
             tx.add_namespace(name, self.host_key, created=False, owner=owner)
             return (Adopt(ns=name, kind="namespace", name=name),)
 
+        def commit(tx: Tx, _plan: Plan) -> None:
+            tx.activate("namespaces", "name", name)
+            tx.set_ident(owner, self.backend.namespace_id(name))
+
         try:
-            self.executor.apply(
-                prepare, owner=owner, commit=lambda tx, _p: tx.activate("namespaces", "name", name)
-            )
+            self.executor.apply(prepare, owner=owner, commit=commit)
         except errors.NamespaceExists:  # another process adopted it at the same moment
             pass
+        finally:
+            self._release(name)
         return Namespace(self, name, managed=False)
+
+    def _replaced(self, tx: Tx, record: dict[str, Any]) -> bool:
+        """Whether namespace ``record`` (a store record) is gone: no namespace has its
+        name, or the one that has is another (deleted and made again since, which the
+        kernel tells by its cookie, not by its inode number: that is often reused)."""
+        name = record["name"]
+        if not self.backend.has_namespace(name):
+            return True
+        recorded = tx.ident(record["owner"])
+        if recorded is None:  # recorded before hostnet kept identities
+            return False
+        try:
+            now = self.backend.namespace_id(name)
+        except errors.NamespaceNotFound:
+            return True
+        finally:
+            self._release(name)
+        return now is not None and now != recorded
+
+    def _forget_namespace(self, record: dict[str, Any]) -> bool:
+        """Forget the records of a namespace that is gone or replaced (``_replaced``),
+        tearing down what is left of its endpoints outside it (host veths, firewall
+        elements, ports, addresses); nothing inside the namespace of that name now is
+        touched. False if it is still the recorded one (or records changed meanwhile)."""
+        name = record["name"]
+        forgot: list[str] = []
+        if not self.store.read(lambda tx: self._replaced(tx, record)):
+            return False  # the usual case: no journal for nothing
+
+        def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            now = tx.namespace(name)
+            if now is None or now["owner"] != record["owner"] or now["state"] != "active":
+                return (), []
+            if not self._replaced(tx, now):
+                return (), []
+            forgot.append(name)
+            current = self._current_ident(name)
+            eps = [
+                e
+                for e in self._endpoint_rows(tx, ns=name)
+                if current is None or e["data"].get("netns") != current
+            ]
+            tx.mark_deleting("endpoints", "id", [e["id"] for e in eps])
+            tx.mark_deleting("namespaces", "name", [name])
+            plan = tuple(op for op in merge_nft(self._undo(eps)) if op.ns != name)
+            return plan, [*(e["id"] for e in eps), now["owner"]]
+
+        self.executor.teardown(prepare, what=f"forget stale namespace {name!r}")
+        return bool(forgot)
+
+    def _current_ident(self, name: str) -> str | None:
+        """``Backend.namespace_id`` of ``name``, None if there is none (or no telling)."""
+        try:
+            return self.backend.namespace_id(name)
+        except errors.NamespaceNotFound:
+            return None
+        finally:
+            self._release(name)
 
     def namespaces(self) -> list[Namespace]:
         """Every named namespace on the machine (like ``ip netns list``); ``managed``
@@ -286,6 +356,27 @@ class Controller:
                 f"{name!r} is this Controller's host namespace; close the Controller first"
             )
         record, endpoints = self.store.read(lambda tx: (tx.namespace(name), tx.endpoints(ns=name)))
+        if (
+            record is not None
+            and record["state"] == "active"
+            and self.backend.has_namespace(name)
+            and self._forget_namespace(record)
+        ):
+            # what hostnet recorded was deleted, and someone made another of that name
+            warnings.warn(
+                f"namespace {name!r} is not the one hostnet recorded: it was deleted and "
+                "made again since. hostnet forgot its records of the old one"
+                + (
+                    " and deletes the new one (force=True)"
+                    if force
+                    else ", and left the new one alone"
+                ),
+                errors.HostnetWarning,
+                stacklevel=2,
+            )
+            if force:
+                self.delete_namespace(name, force=True)
+            return
         created = bool(record and record["created"])
         # A namespace hostnet created is deleted without listing /run/netns (O(namespaces));
         # if it is already gone, teardown counts DeleteNamespace as done.
@@ -300,6 +391,7 @@ class Controller:
         del endpoints  # read again, inside the journaling transaction
 
         def prepare(tx: Tx) -> tuple[Plan, list[str]]:
+            _refuse_host_in_use(tx, name)
             rows = self._endpoint_rows(tx, ns=name)
             tx.mark_deleting("endpoints", "id", [e["id"] for e in rows])
             plan = list(self._undo(rows))
@@ -346,7 +438,23 @@ class Controller:
             return
         drivers = {n["id"]: n for n in tx.networks(self.host_key)}
         rows = [r for r in rows if r["network"] in drivers]
-        if any(drivers[r["network"]]["name"] == network for r in rows):
+        same = [r for r in rows if drivers[r["network"]]["name"] == network]
+        if same:
+            recorded = same[0]["data"].get("netns")
+            ns = same[0]["ns"]
+            if (
+                ns is not None
+                and recorded is not None
+                and self._current_ident(ns)
+                not in (
+                    None,
+                    recorded,
+                )
+            ):
+                raise errors.ConflictError(
+                    f"namespace {workload!r} was deleted and made again since it was "
+                    f"connected to {network!r}; run `hostnet gc` to forget the old endpoint"
+                )
             raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
         if rows and (
             driver.exclusive
@@ -640,6 +748,7 @@ class Controller:
             tx.mark_deleting("endpoints", "id", [e["id"] for e in endpoints])
             tx.mark_deleting("networks", "id", [record["id"]])
             released.extend(e["ns"] for e in endpoints)
+            gone[:] = endpoints
             plan = [
                 *self._endpoints_teardown(record, endpoints),
                 *teardown_plan(plan_from_json(record["applied"])),
@@ -652,6 +761,7 @@ class Controller:
             return merge_nft(tuple(plan)), [*(e["id"] for e in endpoints), record["id"]]
 
         released: list[str | None] = []
+        gone: list[dict[str, Any]] = []
         try:
             self._while_busy(
                 lambda: self.executor.teardown(prepare, what=f"delete network {name!r}"),
@@ -660,6 +770,7 @@ class Controller:
         finally:
             for ns in released:
                 self._release(ns)
+        self._take_over_defaults(gone)
 
     def _endpoint_rows(
         self,
@@ -684,6 +795,22 @@ class Controller:
             )
         return rows
 
+    def _outside_replaced(self, plan: Plan, endpoints: list[dict[str, Any]]) -> Plan:
+        """``plan`` without its ops inside an endpoint's namespace that is gone or was
+        made again since the endpoint was connected: what was in the old one went with
+        it, and the new one's links (its own eth0) are not hostnet's to remove. Only
+        namespaces the plan has ops in are looked at (a macvlan's link; a bridge
+        endpoint's go with its host-side veth)."""
+        inside = {op.ns for op in plan}
+        replaced: set[str] = set()
+        for e in endpoints:
+            ns, recorded = e["ns"], e["data"].get("netns")
+            if ns is None or recorded is None or ns not in inside or ns in replaced:
+                continue
+            if self._current_ident(ns) != recorded:
+                replaced.add(ns)
+        return tuple(op for op in plan if op.ns not in replaced) if replaced else plan
+
     @staticmethod
     def _undo(endpoints: list[dict[str, Any]]) -> Plan:
         plan: list[Op] = []
@@ -695,7 +822,7 @@ class Controller:
         """One plan undoing many endpoints of a network: their firewall changes in one
         nftables transaction and, when the network has a link group, their links in one
         kernel call."""
-        plan = self._undo(endpoints)
+        plan = self._outside_replaced(self._undo(endpoints), endpoints)
         group = record["data"].get("group")
         if group is None or len(endpoints) < 2:
             return merge_nft(plan)
@@ -720,6 +847,7 @@ class Controller:
         finally:
             for ep in gone:
                 self._release(ep["ns"])
+        self._take_over_defaults(gone)
         return len(gone)
 
     @staticmethod
@@ -916,9 +1044,7 @@ class Controller:
         drv, name, ns = found[0]
         info = self._network_info(record, self.host_ns)
         # 1. validate
-        for key, given in (("publish", publish), ("ports", ports)):
-            if isinstance(given, str):
-                raise errors.InvalidOption(key, given, "give a list of port strings")
+        publish, ports = _port_list("publish", publish), _port_list("ports", ports)
         if ports and drv.needs_namespace:
             raise errors.InvalidOption(
                 "ports",
@@ -1000,7 +1126,20 @@ class Controller:
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
             # the namespace's other endpoints, pending ones too: their interface names
             # and default routes are taken even if the observation did not see them
-            neighbours = tx.endpoints(ns=ns, published=False) if ns is not None else []
+            neighbours = tx.endpoints(ns=ns) if ns is not None else []
+            ghosts = [
+                e["workload"]
+                for e in neighbours
+                if target is not None
+                and target.ident is not None
+                and e["data"].get("netns") not in (None, target.ident)
+            ]
+            if ghosts:
+                raise errors.ConflictError(
+                    f"namespace {ns!r} was deleted and made again since hostnet connected "
+                    f"it to network(s) ({len(ghosts)} endpoint(s) of the old one are still "
+                    "recorded); run `hostnet gc` to forget them"
+                )
             endpoint = self._prepare_endpoint(
                 tx,
                 drv,
@@ -1040,6 +1179,8 @@ class Controller:
                 "ns": ns,
                 "data": _endpoint_json(endpoint, flat_host, plan),
             }
+            if target is not None and target.ident is not None:
+                row["data"]["netns"] = target.ident  # which namespace of that name
             tx.add_endpoint(
                 id=endpoint_id, network=record["id"], workload=name, ns=ns, data=row["data"]
             )
@@ -1128,10 +1269,13 @@ class Controller:
         """Publish more ports of a connected workload: one nftables transaction, whose
         cost does not depend on how many ports are published already."""
         name = _workload_name(workload)
-        if isinstance(publish, str):
-            raise errors.InvalidOption("publish", publish, "give a list of port strings")
+        publish = _port_list("publish", publish)
         record = self._network_record(network.name)
         drv = get_driver(record["driver"])
+        if type(drv).plan_publish is Driver.plan_publish:  # before any admission
+            raise errors.InvalidOption(
+                "publish", list(publish), f"the {drv.name} driver does not publish ports"
+            )
         info = self._network_info(record, self.host_ns)
         specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         requests = [s.host for s in specs]
@@ -1143,6 +1287,9 @@ class Controller:
         if not rows or rows[0]["state"] != "active":
             raise errors.EndpointNotFound(network.name, name)
         row = rows[0]
+        if row["ns"] is not None and not self.backend.has_namespace(row["ns"]):
+            # deleted behind hostnet's back (`ip netns del`): nothing would answer
+            raise errors.NamespaceNotFound(row["ns"])
         endpoint = _endpoint_info(_endpoint_from(row, network.name))
         owner = f"{row['id']}/{secrets.token_hex(4)}"  # forgotten with the endpoint too
         added: list[PortMapping] = []
@@ -1187,6 +1334,69 @@ class Controller:
         finally:
             for ep in found:
                 self._release(ep["ns"])
+        self._take_over_defaults(found)
+
+    def _take_over_defaults(self, gone: list[dict[str, Any]]) -> None:
+        """Endpoints that gave their namespace its default routes are gone: another
+        endpoint of the namespace, the first connected of a network that is not internal
+        with a gateway of that family, gives them now (Docker moves the gateway the same
+        way). Recorded as ops of that endpoint (a row of ``published`` without ports), so
+        they are undone with it, and it hands them on in turn."""
+        lost: dict[str, set[str]] = {}
+        for row in gone:
+            if row["ns"] is not None and row["data"].get("defaults"):
+                lost.setdefault(row["ns"], set()).update(row["data"]["defaults"])
+        if not lost:
+            return
+        nets = {r["id"]: r for r in self.store.read(lambda tx: tx.networks(self.host_key))}
+        rows = self.store.read(lambda tx: tx.endpoints_in(lost))
+        for ns, dsts in sorted(lost.items()):
+            mine = [
+                r
+                for r in rows
+                if r["ns"] == ns
+                and r["state"] == "active"
+                and r["network"] in nets
+                and not NetworkSpec.from_json(nets[r["network"]]["spec"]).internal
+            ]
+            if not mine or not self.backend.has_namespace(ns):
+                continue
+            try:
+                self._give_defaults(ns, dsts, mine)
+            except errors.HostnetError as exc:  # the disconnect itself is done
+                warnings.warn(
+                    f"namespace {ns!r} has no default route any more: {exc}",
+                    errors.HostnetWarning,
+                    stacklevel=3,
+                )
+
+    def _give_defaults(self, ns: str, dsts: set[str], rows: list[dict[str, Any]]) -> None:
+        routes = {r.dst for r in self._observe(ns).routes}
+        for dst in sorted(dsts - routes):
+            six = dst == "::/0"
+            pick = next(
+                (
+                    (r, gw)
+                    for r in rows
+                    for gw in r["data"].get("gateways", ())
+                    if (":" in gw) == six
+                ),
+                None,
+            )
+            if pick is None:
+                continue
+            row, gateway = pick
+            ifname = row["data"]["ifname"]
+            owner = f"{row['id']}/{secrets.token_hex(4)}"
+            plan: Plan = (AddRoute(ns=ns, dst=dst, gateway=gateway, ifname=ifname),)
+
+            def commit(tx: Tx, plan: Plan, row: dict[str, Any] = row, owner: str = owner) -> None:
+                tx.add_published(row["id"], owner=owner, ports=[], applied=plan_to_json(plan))
+
+            try:
+                self.executor.apply(plan, owner=owner, commit=commit)
+            except errors.ConflictError:
+                continue  # another connect gave it meanwhile
 
     def unhold(self, workload: str) -> None:
         """Close the sockets holding a host-network workload's ports, right before the
@@ -1405,43 +1615,47 @@ class Controller:
         live = set(self.backend.namespaces())
         stale: list[str] = []  # added to by the transactions that forget something
 
-        def gone(name: str) -> bool:  # asked again inside each transaction
-            return not self.backend.has_namespace(name)
+        idents: dict[str, str | None] = {}  # what each live namespace is now
+
+        def now(name: str) -> str | None:
+            if name not in idents:
+                idents[name] = self._current_ident(name)
+            return idents[name]
 
         for rec in records:
-            if rec["name"] in live or rec["state"] != "active":
+            if rec["state"] != "active":
+                continue
+            if rec["name"] in live:
+                recorded = self.store.read(partial(_ident_of, owner=rec["owner"]))
+                if recorded is None or now(rec["name"]) in (None, recorded):
+                    continue  # the namespace recorded (or no telling)
+            if self._forget_namespace(rec):
+                stale.append(rec["name"])
+        for row in rows:
+            ns = row["ns"]
+            if ns is None or row["state"] != "active":
+                continue
+            recorded = row["data"].get("netns")
+            if ns in live and (recorded is None or now(ns) in (None, recorded)):
                 continue
 
-            def forget_namespace(tx: Tx, rec: dict[str, Any] = rec) -> tuple[Plan, list[str]]:
-                now = tx.namespace(rec["name"])
-                if now is None or now["owner"] != rec["owner"] or not gone(rec["name"]):
-                    return (), []
-                stale.append(rec["name"])
-                eps = self._endpoint_rows(tx, ns=rec["name"])
-                tx.mark_deleting("endpoints", "id", [e["id"] for e in eps])
-                tx.mark_deleting("namespaces", "name", [rec["name"]])
-                return merge_nft(self._undo(eps)), [*(e["id"] for e in eps), rec["owner"]]
+            def forget_endpoint(
+                tx: Tx, row: dict[str, Any] = row, ns: str = ns, recorded: str | None = recorded
+            ) -> tuple[Plan, list[str]]:
+                found = [e for e in self._endpoint_rows(tx, ns=ns) if e["id"] == row["id"]]
+                if not found or found[0]["state"] != "active":
+                    return (), []  # disconnected meanwhile
+                current = self._current_ident(ns) if self.backend.has_namespace(ns) else None
+                if current is not None and (recorded is None or current == recorded):
+                    return (), []  # its namespace is back
+                stale.append(row["workload"])
+                tx.mark_deleting("endpoints", "id", [row["id"]])
+                # what was inside its namespace went with it
+                return tuple(op for op in self._undo(found) if op.ns != ns), [row["id"]]
 
             self.executor.teardown(
-                forget_namespace, what=f"forget stale namespace {rec['name']!r}"
+                forget_endpoint, what=f"forget stale endpoint of {row['workload']!r}"
             )
-        for row in rows:
-            if row["ns"] is not None and row["ns"] not in live and row["state"] == "active":
-
-                def forget_endpoint(tx: Tx, row: dict[str, Any] = row) -> tuple[Plan, list[str]]:
-                    assert row["ns"] is not None
-                    now = [
-                        e for e in self._endpoint_rows(tx, ns=row["ns"]) if e["id"] == row["id"]
-                    ]
-                    if not now or now[0]["state"] != "active" or not gone(row["ns"]):
-                        return (), []  # disconnected meanwhile, or its namespace is back
-                    stale.append(row["workload"])
-                    tx.mark_deleting("endpoints", "id", [row["id"]])
-                    return self._undo(now), [row["id"]]
-
-                self.executor.teardown(
-                    forget_endpoint, what=f"forget stale endpoint of {row['workload']!r}"
-                )
         abandoned, kept = self._gc_abandoned()
         return {
             "recovered": [
@@ -1481,6 +1695,40 @@ class Controller:
                 continue
             abandoned.append(name)
         return abandoned, kept
+
+
+def _ident_of(tx: Tx, *, owner: str) -> str | None:
+    return tx.ident(owner)
+
+
+def _refuse_host_in_use(tx: Tx, name: str) -> None:
+    """Namespace ``name`` may not go while it is the host of networks (of a
+    ``Controller(host=name)`` on this state directory) or of host-network workloads:
+    their bridges, firewall and ports would go with it while their records stayed,
+    with nothing left to tear them down."""
+    users = [
+        r["name"]
+        for r in tx.networks(host=name)
+        if not driver_class(r["driver"]).builtin or tx.endpoints(network=r["id"])
+    ]
+    if users:
+        raise errors.ConflictError(
+            f"namespace {name!r} is the host of network(s) {', '.join(map(repr, users))}: "
+            f"delete them (and detach their workloads) with Controller(host={name!r}) first"
+        )
+
+
+def _port_list(key: str, given: object) -> tuple[str, ...]:
+    """``publish=`` or ``ports=`` as a tuple of strings (None: none), or InvalidOption."""
+    if given is None:
+        return ()
+    if isinstance(given, str | bytes) or not isinstance(given, Iterable):
+        raise errors.InvalidOption(key, given, "give a list of port strings")
+    items = tuple(given)
+    for item in items:
+        if not isinstance(item, str):
+            raise errors.InvalidOption(key, item, "each port must be a string such as '8080:80'")
+    return items
 
 
 def _workload_name(workload: Namespace | str) -> str:

@@ -157,6 +157,9 @@ class Snapshot:
     addresses: tuple[Address, ...] = ()
     routes: tuple[Route, ...] = ()
     nft_tables: tuple[str, ...] = ()  # "inet hostnet", "ip nat"...
+    # which namespace this was (Backend.namespace_id), when the backend can tell:
+    # a namespace deleted and made again under the same name is another one
+    ident: str | None = None
 
     def link(self, name: str) -> Link | None:
         for link in self.links:

@@ -43,6 +43,19 @@ def _network(subnet: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(subnet)
 
 
+#: Blocks whose addresses an interface cannot use as its own (the kernel refuses
+#: multicast ones; loopback and "this network" ones would never be routed).
+_UNUSABLE4 = (
+    ("multicast", ipaddress.ip_network("224.0.0.0/4")),
+    ("loopback", ipaddress.ip_network("127.0.0.0/8")),
+    ('"this network" (0.0.0.0/8)', ipaddress.ip_network("0.0.0.0/8")),
+)
+_UNUSABLE6 = (
+    ("multicast", ipaddress.ip_network("ff00::/8")),
+    ("loopback or unspecified", ipaddress.ip_network("::/127")),
+)
+
+
 @functools.lru_cache(maxsize=1024)
 def _check_subnet(
     value: str, gateway: str | None, ip_range: str | None, aux: tuple[tuple[str, str], ...]
@@ -52,6 +65,10 @@ def _check_subnet(
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise errors.InvalidAddress(value, f"not a subnet in CIDR notation ({exc})") from None
+    unusable = _UNUSABLE4 if net.version == 4 else _UNUSABLE6
+    for kind, block in unusable:
+        if net.overlaps(block):
+            raise errors.InvalidAddress(value, f"{kind} addresses cannot be a network's subnet")
     limit = 30 if net.version == 4 else 126
     if net.prefixlen > limit:
         raise errors.InvalidAddress(value, f"subnet is too small (/{net.prefixlen})")

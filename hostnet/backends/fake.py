@@ -137,6 +137,7 @@ class _Namespace:
     neighbours: set[tuple[str, str, str]] = attrs.field(factory=set)
     fdb: set[tuple[str, str, str]] = attrs.field(factory=set)
     nft: FakeNftables = attrs.field(factory=FakeNftables)
+    cookie: int = 0  # as the kernel's netns cookie: never given to another namespace
 
 
 class FakeKernel:
@@ -155,6 +156,7 @@ class FakeKernel:
     def __init__(self, *, seed: int | None = None, root_links: Sequence[str] = ("eth0",)):
         self._rng = random.Random(seed)
         self._index = itertools.count(1)
+        self._cookies = itertools.count(1)
         self._namespaces: dict[str | None, _Namespace] = {}
         self._held: set[tuple[str | None, str, str, int]] = set()
         root = self._new_namespace(None)
@@ -266,6 +268,7 @@ class FakeKernel:
             else (),
             routes=tuple(space.routes),
             nft_tables=space.nft.table_names() if firewall else (),
+            ident=f"fake/{space.cookie}",
         )
 
     def sysctl(self, ns: str | None, key: str) -> str:
@@ -299,6 +302,9 @@ class FakeKernel:
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self._ns(ns).nft.list_table(table)
 
+    def namespace_id(self, ns: str) -> str | None:
+        return f"fake/{self._ns(ns).cookie}"
+
     def processes(self, ns: str) -> tuple[int, ...]:
         self._ns(ns)
         return ()  # it starts none (popen is unsupported)
@@ -329,7 +335,7 @@ class FakeKernel:
             raise errors.NamespaceNotFound(str(ns)) from None
 
     def _new_namespace(self, name: str | None) -> _Namespace:
-        space = _Namespace(name)
+        space = _Namespace(name, cookie=next(self._cookies))
         self._namespaces[name] = space
         self._add(space, "lo", "loopback", mtu=65536, mac="00:00:00:00:00:00")
         return space

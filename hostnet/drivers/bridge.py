@@ -2,8 +2,10 @@
 
 Per network (in the Controller's host namespace): a Linux bridge with the gateway
 addresses, route_localnet on the bridge (so 127.0.0.1:PORT can be DNATed to an
-endpoint), and its firewall chains and set elements. Shared by all bridge networks of a
-host: hostnet's nftables tables and, where allowed, IP forwarding.
+endpoint), no duplicate address detection on it in an IPv6 network (so its link-local
+address works as soon as the first endpoint joins), and its firewall chains and set
+elements. Shared by all bridge networks of a host: hostnet's nftables tables and, where
+allowed, IP forwarding.
 
 Per endpoint: a veth pair whose peer is created directly inside the workload's
 namespace under its final name (eth0, eth1...), MTU on both ends, a locally administered
@@ -180,6 +182,20 @@ class BridgeDriver(Driver):
                 ns=host, key=f"net/ipv4/conf/{bridge}/route_localnet", value="1", previous="0"
             )
         )
+        if spec.enable_ipv6:
+            # The bridge's link-local address usable at once: the kernel makes it when
+            # the bridge gets carrier (a bridge with its own MAC has none before its first
+            # port), tentative for the 1-2 s of duplicate address detection, and until then
+            # sends no neighbour solicitation for a packet it forwards into the network
+            # (it has no link-local source): the first IPv6 connection from outside would
+            # stall. A duplicate is next to impossible (the address comes from the
+            # bridge's random MAC; only hostnet's endpoints share the link). The kernel
+            # uses the larger of this and conf/all/accept_dad (0 unless an admin set it).
+            ops.append(
+                SetSysctl(
+                    ns=host, key=f"net/ipv6/conf/{bridge}/accept_dad", value="0", previous="1"
+                )
+            )
         commands, undo = fw.network_setup(
             network_id=ctx.network.id,
             bridge=bridge,
@@ -221,9 +237,19 @@ class BridgeDriver(Driver):
             )
         ips = [a.split("/")[0] for a in endpoint.addresses]
         for m in mappings:
+            given = _publish_spec(m)
+            if m.host_ip == "::1":
+                # IPv6 has no route_localnet: the kernel drops a packet from ::1 that a
+                # DNAT sends out of the bridge (Docker serves it with docker-proxy)
+                raise errors.InvalidOption(
+                    "publish",
+                    given,
+                    "IPv6 loopback cannot be forwarded into a bridge network; publish on "
+                    "127.0.0.1 (reachable from the host only) or on [::]",
+                )
             if ":" in m.host_ip and not any(":" in ip for ip in ips):
                 raise errors.InvalidOption(
-                    "publish", m.docker_key(), "an IPv6 host address needs an IPv6 network"
+                    "publish", given, "an IPv6 host address needs an IPv6 network"
                 )
 
     def plan_connect(self, ctx: ConnectContext) -> Plan:
@@ -290,3 +316,9 @@ FORGETFUL = ("udp", "sctp")
 
 
 __all__ = ["BridgeDriver", "bridge_mac", "veth_name"]
+
+
+def _publish_spec(m: PortMapping) -> str:
+    """``m`` written as a ``-p`` spec (host address, host port, container port)."""
+    host = f"[{m.host_ip}]" if ":" in m.host_ip else m.host_ip
+    return f"{host}:{m.host_port}:{m.container_port}/{m.protocol}"

@@ -23,7 +23,10 @@ and verdict maps keyed by bridge name. Adding or removing one published port is 
       chain output         DNAT for packets from the host itself (localhost:PORT works)
       chain mark           marks packets from a bridge DNATed to a published port
       chain postrouting    masquerade: outbound, from the host itself, hairpin
-      chain forward        established first, then the per-network chains
+      chain forward        established first, then the per-network chains: n-<net>
+                           (egress) drops traffic into another hostnet bridge unless it
+                           was DNATed to a published port, which goes on to i-<net>
+                           (ingress) of the network it enters
     table bridge hostnet
       set icc_ports        veth ports of networks with inter-container traffic off
       chain forward        drop port-to-port traffic between two icc_ports, except
@@ -266,6 +269,7 @@ def network_setup(
     """Per-network chains and set elements; and the batch that removes them."""
     egress, ingress = chain_names(network_id)
     oif = _meta("oifname")
+    dnat_done = _match({"ct": {"key": "status"}}, "dnat", "in")
     cmds: list[Command] = [
         {"add": {"chain": {**INET, "name": egress}}},
         {"add": {"chain": {**INET, "name": ingress}}},
@@ -273,16 +277,21 @@ def network_setup(
         # into another hostnet network is not (isolation), out of the host only if
         # the network is not internal
         _rule(egress, _match(oif, bridge), {"accept": None}),
-        _rule(egress, _match(oif, "@bridges"), {"drop": None}),
     ]
+    if not internal:
+        # ...except to a port published through a host address (moby#38784): a
+        # DNATed packet returns to the forward chain, where the ingress chain of the
+        # network it enters decides, as for a packet from another host. Direct traffic
+        # to another network's addresses is not DNATed and is dropped below. Internal
+        # networks reach nothing beyond their bridge, published ports included.
+        cmds.append(_rule(egress, dnat_done, {"return": None}))
+    cmds.append(_rule(egress, _match(oif, "@bridges"), {"drop": None}))
     if internal:
         cmds.append(_rule(egress, {"drop": None}))
     # entering the bridge from elsewhere: only published ports (and replies, accepted
     # earlier as established)
     if not internal:
-        cmds.append(
-            _rule(ingress, _match({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None})
-        )
+        cmds.append(_rule(ingress, dnat_done, {"accept": None}))
     cmds.append(_rule(ingress, {"drop": None}))
     elements: list[tuple[str, list[Any]]] = [("bridges", [bridge])]
     if masquerade and not internal:

@@ -65,6 +65,10 @@ def _host_ip(text: str, spec: str) -> str:
         # nftables drops the zone ("fe80::1%eth0" matches fe80::1 on every interface),
         # and the reservation would not clash with the same address without it
         raise errors.InvalidPort(spec, f"{text!r}: a host address takes no zone (%...)")
+    if address.version == 6 and address.ipv4_mapped is not None:
+        # the IPv4 address it is (as Go, and so Docker, reads it); kept as IPv6 it
+        # would neither match IPv4 traffic nor clash with IPv4 reservations
+        return str(address.ipv4_mapped)
     return str(address)
 
 
@@ -228,10 +232,12 @@ class PortAllocator:
                     held_for_gc=endpoint in tx.journal_owners(failed=True),
                 )
         # A socket on an address hostnet has reserved is hostnet's own hold (bound
-        # IPv6-only) or its workload's: the reservation above already answered for it.
+        # IPv6-only) or its workload's: the reservation above already answered for it,
+        # except for what a workload's dual-stack socket on "::" takes beyond it (the
+        # IPv4 port: a reservation on "::" is IPv6 only).
         reserved_ips = {held_ip for held_ip, _owner, _workload in holders}
         for sock in self.bound:
-            if sock.address in reserved_ips:
+            if sock.address in reserved_ips and clashes(sock.address, host_ip):
                 continue
             if sock.blocks(protocol, host_ip, port):
                 raise errors.PortInUse(

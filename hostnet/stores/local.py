@@ -43,6 +43,10 @@ CREATE TABLE IF NOT EXISTS namespaces (
     state TEXT NOT NULL,               -- pending | active
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS idents (   -- which namespace a record is of (not just its name)
+    owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
+    ident TEXT NOT NULL                -- Backend.namespace_id: "<boot id>/<netns cookie>"
+);
 CREATE TABLE IF NOT EXISTS leases (   -- namespaces made for the life of one process
     owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
     name TEXT NOT NULL,
@@ -197,6 +201,7 @@ class Tx:
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
         self.c.execute("DELETE FROM leases WHERE owner = ?", (owner,))
+        self.c.execute("DELETE FROM idents WHERE owner = ?", (owner,))
         self.c.execute("DELETE FROM shared WHERE owner = ?", (owner,))
 
     def next_cursor(self, name: str, default: int) -> int:
@@ -242,6 +247,16 @@ class Tx:
             )
         except sqlite3.IntegrityError:
             raise errors.NamespaceExists(name) from None
+
+    def set_ident(self, owner: str, ident: str | None) -> None:
+        if ident is not None:
+            self.c.execute(
+                "INSERT OR REPLACE INTO idents (owner, ident) VALUES (?, ?)", (owner, ident)
+            )
+
+    def ident(self, owner: str) -> str | None:
+        row = self.c.execute("SELECT ident FROM idents WHERE owner = ?", (owner,)).fetchone()
+        return None if row is None else str(row[0])
 
     def add_lease(self, owner: str, name: str, pid: int, started: float) -> None:
         self.c.execute(
@@ -454,8 +469,42 @@ class Tx:
             for endpoint, ports, applied in self.c.execute(later, args):
                 row = by_id[endpoint]
                 row["data"].setdefault("ports", []).extend(_loads(ports))
-                row["applied"].extend(_loads(applied))
+                ops = _loads(applied)
+                row["applied"].extend(ops)
+                # default routes it took over from an endpoint that left (no ports)
+                taken = [o["dst"] for o in ops if o.get("op") == "AddRoute"]
+                if taken:
+                    row["data"].setdefault("defaults", []).extend(taken)
         return rows
+
+    def endpoints_in(self, namespaces: Collection[str]) -> list[dict[str, Any]]:
+        """The endpoints (as ``endpoints`` gives them) of any of ``namespaces``."""
+        names = sorted(set(namespaces))
+        rows: list[dict[str, Any]] = []
+        for start in range(0, len(names), 500):  # SQLite's limit on parameters
+            part = names[start : start + 500]
+            marks = ",".join("?" * len(part))
+            ids = [
+                r[0]
+                for r in self.c.execute(
+                    f"SELECT id FROM endpoints WHERE ns IN ({marks})",  # noqa: S608 (only ?s)
+                    part,
+                )
+            ]
+            for id in ids:
+                rows += self._endpoints_by_id(id)
+        return rows
+
+    def _endpoints_by_id(self, id: str) -> list[dict[str, Any]]:
+        row = self.c.execute("SELECT network, workload, ns FROM endpoints WHERE id = ?", (id,))
+        found = row.fetchone()
+        if found is None:
+            return []
+        return [
+            r
+            for r in self.endpoints(network=found[0], workload=found[1], ns=found[2])
+            if r["id"] == id
+        ]
 
     # -- addresses ---------------------------------------------------------------------
 
@@ -788,6 +837,7 @@ class LocalStore:
         out = {}
         for table in (
             "namespaces",
+            "idents",
             "leases",
             "networks",
             "endpoints",

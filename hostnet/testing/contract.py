@@ -87,6 +87,22 @@ class BackendContract:
         with pytest.raises(errors.NamespaceNotFound):
             world.backend.observe(ns)
 
+    def test_a_namespace_made_again_under_its_name_is_another(self, world: World) -> None:
+        ns = world.ns()
+        first = world.backend.namespace_id(ns)
+        assert world.backend.namespace_id(ns) == first
+        assert world.backend.observe(ns).ident == first
+        world.backend.release(ns)
+        world.backend.apply(DeleteNamespace(ns=ns))
+        with pytest.raises(errors.NamespaceNotFound):
+            world.backend.namespace_id(ns)
+        # the kernel often gives the new one the old one's inode: not its identity
+        world.backend.apply(CreateNamespace(ns=ns))
+        again = world.backend.namespace_id(ns)
+        assert first is not None and again is not None and again != first
+        other = world.ns()
+        assert world.backend.namespace_id(other) not in (first, again)
+
     def test_a_new_namespace_runs_no_process(self, world: World) -> None:
         ns = world.ns()
         assert world.backend.processes(ns) == ()
@@ -543,6 +559,10 @@ class BackendContract:
             "forward": "forward",
         }
         assert chains["prerouting"]["rules"] == 6  # 2 loopback guards, 4 DNAT
+        # egress: own bridge, published ports go on to ingress, other bridges dropped;
+        # ingress: published ports, then drop
+        assert chains["n-" + "f" * 12]["rules"] == 3
+        assert chains["i-" + "f" * 12]["rules"] == 2
         bridge = world.backend.nft_list(ns, "bridge hostnet")
         assert bridge is not None and bridge["sets"]["icc_ports"] == ['"vethabc"']
         # deleting a published port that is not there is "not found", and changes nothing

@@ -7,6 +7,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hostnet import errors
 from hostnet.backends.base import Backend
@@ -55,6 +56,18 @@ def remove_prefixed(backend: Backend, prefix: str) -> list[BaseException]:
             except Exception as exc:
                 problems.append(exc)
     return problems
+
+
+def without_namespace(dump: dict[str, Any], name: str) -> dict[str, Any]:
+    """A store dump (``LocalStore.dump``) without the records of namespace ``name`` (its
+    record, identity and lease): for comparing a store before a namespace was made with
+    the store after calls that should have changed nothing else."""
+    owner = f"ns:{name}"
+    out = dict(dump)
+    out["namespaces"] = [r for r in dump["namespaces"] if r[0] != name]
+    out["idents"] = [r for r in dump["idents"] if r[0] != owner]
+    out["leases"] = [r for r in dump["leases"] if r[0] != owner]
+    return out
 
 
 class World:

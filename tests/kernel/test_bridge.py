@@ -16,6 +16,7 @@ import pytest
 from hostnet import errors
 from hostnet.controller import Controller
 from hostnet.namespace import Namespace
+from hostnet.testing.world import without_namespace
 from tests.kernel.netutil import ping, request, server
 
 UPLINK_HOST = "10.250.0.1"
@@ -370,6 +371,14 @@ def test_several_networks_per_namespace(lab: Lab) -> None:
     defaults = [r for r in app.routes() if r.is_default]
     assert [(r.gateway, r.ifname) for r in defaults] == [("10.91.0.1", "eth0")]
     assert set(lab.ctl.inspect(app)["NetworkSettings"]["Networks"]) == {"web", "db"}
+    # the network that gave the default route leaves: the other one gives it now
+    with server(lab.outside, 7101, tag="internet"):
+        web.disconnect(app)
+        defaults = [r for r in app.routes() if r.is_default]
+        assert [(r.gateway, r.ifname) for r in defaults] == [("10.92.0.1", "eth1")]
+        assert request(app, UPLINK_OUT, 7101) == f"internet {UPLINK_HOST}"
+    db.disconnect(app)
+    assert app.routes() == ()
 
 
 def test_nothing_remains_after_disconnect_and_delete(lab: Lab) -> None:
@@ -423,10 +432,8 @@ def test_bad_input_changes_nothing(lab: Lab) -> None:
     app_snap = app.snapshot()
     assert app_snap.link_names() == {"lo"}
     assert lab.host.snapshot().links == host_before.links
-    store_after = ctl.store.dump()
-    store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != app.name]
-    store_before["namespaces"] = [r for r in store_before["namespaces"] if r[0] != app.name]
-    assert store_after == store_before
+    after = without_namespace(ctl.store.dump(), app.name)
+    assert after == without_namespace(store_before, app.name)
 
 
 def test_input_the_kernel_would_refuse_fails_before_the_first_op(lab: Lab) -> None:

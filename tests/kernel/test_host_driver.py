@@ -284,3 +284,37 @@ def test_a_published_port_is_refused_beside_a_listener_not_an_idle_bind(hostnet_
         assert [m.host_port for m in ep.ports] == [18097]
     web.disconnect(app)
     web.delete()
+
+
+TIME_WAIT = """
+import socket
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do
+server.bind(("127.0.0.1", 18095))
+server.listen(1)
+client = socket.create_connection(("127.0.0.1", 18095))
+conn, _ = server.accept()
+conn.close()  # the server closes first: its side of the connection waits in TIME_WAIT
+client.recv(1)
+client.close()
+server.close()
+"""
+
+
+def test_a_hold_binds_beside_connections_in_time_wait(hostnet_host) -> None:
+    # a host-network service restarted: its old connections still wait in TIME_WAIT,
+    # which keep no server off the port (servers set SO_REUSEADDR), nor a hold
+    ctl = hostnet_host.controller
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    host = ctl.namespace(ctl.host_ns, adopt=False)
+    host.run([sys.executable, "-c", TIME_WAIT], check=True, timeout=30)
+    waiting = host.run(
+        ["ss", "-Htan", "state", "time-wait", "sport", "= :18095"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert waiting.strip()
+    ep = ctl.attach("web", driver="host", ports=["127.0.0.1:18095/tcp"], hold=True)
+    assert [(r.host_ip, r.port) for r in ep.reserved] == [("127.0.0.1", 18095)]
+    ctl.detach("web")

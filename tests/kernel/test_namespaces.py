@@ -162,3 +162,13 @@ def test_pids_and_test_cleanup_ends_what_a_test_left_running(hostnet_host) -> No
     ns.delete()
     with pytest.raises(errors.NamespaceNotFound):
         ns.pids()
+
+
+def test_popen_misuse_is_a_validation_error(hostnet_host) -> None:
+    ns = hostnet_host.controller.create_namespace(hostnet_host.name("app"))
+    with pytest.raises(errors.ValidationError, match="empty"):
+        ns.popen([])
+    with pytest.raises(errors.ValidationError, match="preexec_fn"):
+        ns.popen(["true"], preexec_fn=lambda: None)
+    assert ns.pids() == ()
+    ns.delete()

@@ -229,10 +229,10 @@ def web(rig: Rig) -> Any:
     return rig.ctl.create_network("web", subnet=DUAL, ipv6=True)
 
 
-@pytest.mark.parametrize("fail_at", range(7))
+@pytest.mark.parametrize("fail_at", range(8))
 def test_first_bridge_network(rig: Rig, fail_at: int) -> None:
     # also makes the host's firewall tables and turns forwarding on
-    fails_cleanly(rig, lambda: web(rig), fail_at, ops=7)
+    fails_cleanly(rig, lambda: web(rig), fail_at, ops=8)
     assert rig.backend.sysctl(rig.host, FORWARDING[0]) == "1"
 
 

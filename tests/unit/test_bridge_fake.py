@@ -14,7 +14,8 @@ from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
 from hostnet.model import PortMapping
-from hostnet.ops import CreateNamespace, DelLinkGroup, ForgetFlows, TrackFlows
+from hostnet.namespace import Namespace
+from hostnet.ops import CreateNamespace, DeleteNamespace, DelLinkGroup, ForgetFlows, TrackFlows
 from hostnet.policy.security import SecurityPolicy
 from hostnet.testing import FaultyBackend
 
@@ -153,6 +154,9 @@ def test_endpoint_input_the_kernel_would_refuse_is_refused_before_anything(
         dict(ip6="fd00:91::5%eth0"),  # a zone: netlink has no place for it
         dict(mac="00:00:00:00:00:00"),  # EADDRNOTAVAIL
         dict(publish=["[fe80::1%eth0]:8080:80"]),  # nftables would drop the zone
+        dict(publish=["[::1]:8080:80"]),  # IPv6 has no route_localnet: never reachable
+        dict(publish=[8080]),
+        dict(publish=8080),
         # wrong types
         dict(mac=5),
         dict(mac=b"02:00:00:00:00:05"),
@@ -176,6 +180,11 @@ def test_overlaps_and_bad_subnets_are_refused_before_anything(ctl: Controller) -
     bad = [
         dict(subnet="10.95.0.0/24", gateway="10.96.0.1"),
         dict(subnet="10.95.0.1/24"),
+        dict(subnet="224.1.0.0/24"),  # the kernel refuses multicast addresses
+        dict(subnet=["10.95.0.0/24", "ff00::/64"]),
+        dict(subnet="127.5.0.0/16"),
+        dict(subnet="0.0.0.0/8"),
+        dict(subnet=["10.95.0.0/24", "::/64"]),
         dict(subnet="10.95.0.0/24", ip_range="10.96.0.0/25"),
         dict(subnet="10.95.0.0/24", aux_addresses={"x": "10.97.0.1"}),
         dict(bridge_name="b" * 16),
@@ -925,3 +934,71 @@ def test_gc_deletes_the_temporary_namespaces_of_dead_processes(ctl: Controller) 
     assert kept.exists()
     with pytest.raises(errors.ValidationError, match="temporary"):
         ctl.create_namespace("bad", temporary="yes")  # type: ignore[arg-type]
+
+
+def test_publish_none_is_no_ports_and_publish_checks_what_it_can_first(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app, gone = ctl.create_namespace("app"), ctl.create_namespace("gone")
+    assert web.connect(app, publish=None).ports == ()  # type: ignore[arg-type]
+    web.connect(gone)
+    kernel_of(ctl).apply(DeleteNamespace(ns="gone"))  # `ip netns del` behind hostnet's back
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.NamespaceNotFound):
+        web.publish(gone, ["8081:81"])
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == (before_kernel, before_store)
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    host = ctl.network("host")
+    host.connect("svc", ports=["9000"])
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.InvalidOption, match="host driver does not publish"):
+        host.publish("svc", ["80:80"])  # refused before any admission is recorded
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+
+
+def test_a_namespace_that_hosts_networks_is_not_deleted_from_under_them(tmp_path) -> None:
+    kernel = FakeKernel(seed=3)
+    root = Controller(backend=kernel, state_dir=tmp_path / "state")
+    root.create_namespace("h")
+    hosted = Controller(backend=kernel, host="h", state_dir=tmp_path / "state", forwarding=True)
+    web = hosted.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    before = kernel.dump(), root.store.dump()
+    with pytest.raises(errors.ConflictError, match="'web'"):
+        root.delete_namespace("h")
+    assert (kernel.dump(), root.store.dump()) == before
+    web.delete()
+    hosted.close()
+    root.delete_namespace("h")  # its predefined networks (host, none) are no obstacle
+    assert "h" not in kernel.namespaces()
+    root.close()
+
+
+def test_the_default_routes_move_to_another_network_when_theirs_leaves(ctl: Controller) -> None:
+    a = ctl.create_network("a", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    b = ctl.create_network("b", driver="bridge", subnet=["10.92.0.0/24", "fd00:92::/64"])
+    inner = ctl.create_network("inner", driver="bridge", subnet="10.93.0.0/24", internal=True)
+    v4 = ctl.create_network("v4", driver="bridge", subnet="10.94.0.0/24")
+    app, other = ctl.create_namespace("app"), ctl.create_namespace("other")
+
+    def defaults(ns: Namespace) -> set[tuple[str, str | None, str | None]]:
+        return {(r.dst, r.gateway, r.ifname) for r in ns.routes() if r.dst.endswith("/0")}
+
+    a.connect(app)
+    inner.connect(app)
+    v4.connect(app)
+    b.connect(app)
+    assert defaults(app) == {("0.0.0.0/0", "10.91.0.1", "eth0"), ("::/0", "fd00:91::1", "eth0")}
+    a.disconnect(app)  # not to the internal one: the first other, per family
+    assert defaults(app) == {("0.0.0.0/0", "10.94.0.1", "eth2"), ("::/0", "fd00:92::1", "eth3")}
+    v4.disconnect_all()  # handed on again, by a bulk disconnect too
+    assert defaults(app) == {("0.0.0.0/0", "10.92.0.1", "eth3"), ("::/0", "fd00:92::1", "eth3")}
+    # a connect now adds none: the namespace has them
+    a.connect(other)
+    b.connect(other)
+    b.delete(force=True)  # and by a network deleted with its endpoints
+    assert defaults(app) == set()  # only the internal network is left
+    assert defaults(other) == {("0.0.0.0/0", "10.91.0.1", "eth0"), ("::/0", "fd00:91::1", "eth0")}
+    inner.disconnect(app)
+    a.disconnect(other)
+    assert ctl.store.dump()["published"] == [] and ctl.store.dump()["journal"] == []
+    assert app.routes() == () and other.routes() == ()

@@ -652,3 +652,27 @@ def test_two_hosts_share_one_state_directory(tmp_path) -> None:
     assert one.network("none").id != two.network("none").id
     one.close()
     two.close()
+
+
+def test_a_host_workloads_dual_stack_socket_holds_the_ipv4_port_too(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ctl.attach("a", driver="host", ports=["[::]:9000"])
+    # a's server binds [::]:9000 the Linux default way: dual-stack
+    ctl.backend.bind_external(None, "tcp", "::", 9000, pid=4242, process="nginx")
+    before = state(ctl)
+    with pytest.raises(errors.PortInUse) as info:
+        ctl.attach("b", driver="host", ports=["9000"])
+    assert (info.value.owner_pid, info.value.host_ip) == (4242, "0.0.0.0")
+    assert state(ctl) == before
+    # an IPv6-only one leaves IPv4 free
+    ctl.backend.unbind_external(None, "tcp", "::", 9000)
+    ctl.backend.bind_external(None, "tcp", "::", 9000, pid=4242, process="nginx", v6only=True)
+    ctl.attach("b", driver="host", ports=["9000"])
+
+
+def test_an_ipv4_mapped_host_address_is_the_ipv4_address(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ep = ctl.attach("a", driver="host", ports=["[::ffff:127.0.0.1]:9300"])
+    assert [(r.host_ip, r.port) for r in ep.reserved] == [("127.0.0.1", 9300)]
+    with pytest.raises(errors.PortInUse, match="'a'"):
+        ctl.attach("b", driver="host", ports=["127.0.0.1:9300"])

@@ -9,7 +9,8 @@ import pytest
 from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
-from hostnet.ops import AddAddress, AddLink, CreateNamespace
+from hostnet.ops import AddAddress, AddLink, CreateNamespace, DeleteNamespace
+from hostnet.testing.world import without_namespace
 
 HOST = "host"
 
@@ -92,9 +93,7 @@ def test_passthru_one_endpoint_and_exclusive_parent(ctl: Controller) -> None:
     after_kernel = kernel_of(ctl).dump()
     del after_kernel["b"]
     assert after_kernel == before_kernel
-    store_after = ctl.store.dump()
-    store_after["namespaces"] = [r for r in store_after["namespaces"] if r[0] != "b"]
-    assert store_after == before_store
+    assert without_namespace(ctl.store.dump(), "b") == before_store
 
 
 def test_a_passthru_endpoint_takes_no_mac_of_its_own(ctl: Controller) -> None:
@@ -174,3 +173,53 @@ def test_publishing_on_macvlan_is_refused(ctl: Controller) -> None:
     with pytest.raises(errors.InvalidOption):
         net.connect(a, publish=["8080:80"])
     assert a.snapshot().link_names() == {"lo"}
+
+
+def remake(ctl: Controller, name: str) -> None:
+    """`ip netns del NAME; ip netns add NAME` and a veth `eth0` of the user's in it."""
+    kernel = kernel_of(ctl)
+    kernel.apply(DeleteNamespace(ns=name))
+    kernel.apply(CreateNamespace(ns=name))
+    kernel.apply(AddLink(ns=name, name="eth0", kind="veth", peer=f"usr{name}", peer_ns=HOST))
+
+
+def test_a_namespace_made_again_under_its_name_is_not_hostnets(ctl: Controller) -> None:
+    net = lan(ctl)
+    net.connect(ctl.create_namespace("x"))
+    remake(ctl, "x")
+    # disconnecting the old endpoint leaves the new namespace's eth0 alone
+    net.disconnect("x")
+    assert kernel_of(ctl).observe("x").link("eth0") is not None
+    # the records were of the old namespace: the new one is adopted, never deleted
+    ns = ctl.namespace("x")
+    assert not ns.managed
+    with pytest.raises(errors.ConflictError, match="force"):
+        ns.delete()
+    assert ns.exists()
+    # a hostnet namespace deleted behind its back: its name can be used again at once
+    ctl.create_namespace("y")
+    kernel_of(ctl).apply(DeleteNamespace(ns="y"))
+    assert ctl.create_namespace("y").managed
+
+
+def test_gc_and_delete_forget_a_namespace_that_was_made_again(ctl: Controller) -> None:
+    net = lan(ctl)
+    ep = net.connect(ctl.create_namespace("x"))
+    net.connect(ctl.create_namespace("z"))
+    remake(ctl, "x")
+    remake(ctl, "z")
+    with pytest.raises(errors.ConflictError, match="gc"):
+        net.connect("x")  # its old endpoint is still recorded
+    report = ctl.gc()
+    assert sorted(report["stale"]) == ["x", "z"]
+    assert [e.workload for e in net.endpoints()] == []
+    assert {"x", "z"} <= set(kernel_of(ctl).namespaces())
+    assert kernel_of(ctl).observe("x").link("eth0") is not None
+    assert net.connect("x", ip=ep.ip).ip == ep.ip  # its address is free again
+    # delete_namespace of a replaced one forgets the old records and spares the new one
+    ctl.create_namespace("w")
+    remake(ctl, "w")
+    with pytest.warns(errors.HostnetWarning, match="made again"):
+        ctl.delete_namespace("w")
+    assert "w" in kernel_of(ctl).namespaces()
+    assert ctl.store.read(lambda tx: tx.namespace("w")) is None

@@ -159,7 +159,11 @@ def test_parse_host_port_refuses_bad_input(spec: str) -> None:
 
 ports = st.integers(min_value=1, max_value=65535)
 protocols = st.sampled_from(["tcp", "udp", "sctp"])
-host_ips = st.one_of(st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(lambda a: f"[{a}]"))
+host_ips = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    # an IPv4-mapped one reads back as its IPv4 address (test_mapped_host_ip...)
+    st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(lambda a: f"[{a}]"),
+)
 
 
 @given(host_ips, ports, ports, protocols)
@@ -624,3 +628,8 @@ def test_the_fake_kernel_binds_as_the_kernel_does(v6only: bool, blocked: bool) -
         kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080))
     with pytest.raises(PortInUse):  # IPv6 either way
         kernel.apply(BindPort(ns=None, protocol="tcp", address="::1", port=8080))
+
+
+def test_mapped_host_ip_reads_back_as_its_ipv4_address() -> None:
+    assert parse_publish("[::ffff:127.0.0.1]:8080:80").host.host_ip == "127.0.0.1"
+    assert parse_publish("[::ffff:0:0]:8080:80").host.host_ip == "0.0.0.0"

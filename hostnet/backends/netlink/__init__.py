@@ -180,6 +180,8 @@ class NetlinkBackend:
         # Links made for another namespace ask for an index there (see _create_link),
         # until the kernel has refused INDEX_REFUSALS in a row.
         self._index_refusals = 0
+        # (name, inode, cookie) of the namespace CreateNamespace made last
+        self._born: tuple[str, tuple[int, int] | None, int | None] | None = None
 
     # -- handles -----------------------------------------------------------------------
 
@@ -271,6 +273,15 @@ class NetlinkBackend:
     def processes(self, ns: str) -> tuple[int, ...]:
         return nsenter.processes_in(ns)
 
+    def namespace_id(self, ns: str) -> str | None:
+        born, self._born = self._born, None
+        if born is not None and born[0] == ns and born[1] == self._ident(ns):
+            cookie = born[2]  # made by this backend just now: no socket needed
+        else:
+            with self._lock, _translate(f"identify namespace {ns}", None):
+                cookie = nsenter.netns_cookie(self._handle(ns).chan.sock)
+        return None if cookie is None else f"{nsenter.boot_id()}/{cookie}"
+
     def _index(self, chan: Channel, name: str, ns: str | None) -> int:
 
         handle = self._handles.get(ns)
@@ -332,12 +343,14 @@ class NetlinkBackend:
                         if "table" in t
                     )
                 )
+            cookie = nsenter.netns_cookie(handle.chan.sock)
         return Snapshot(
             ns=ns,
             links=links,
             addresses=tuple(found),
             routes=tuple(routes),
             nft_tables=tables,
+            ident=None if cookie is None else f"{nsenter.boot_id()}/{cookie}",
         )
 
     def _sysctl_fd(self, ns: str | None, key: str) -> int:
@@ -415,6 +428,12 @@ class NetlinkBackend:
             )
         if kwargs.get("shell"):
             raise errors.ValidationError("shell=True is not supported: no shell is ever used")
+        if not argv:
+            raise errors.ValidationError("argv is empty: give the command to run")
+        if ns is not None and kwargs.get("preexec_fn") is not None:
+            raise errors.ValidationError(
+                "preexec_fn is not supported: hostnet's own enters the namespace"
+            )
         if ns is None and not self._off_root():
             return subprocess.Popen(list(argv), **kwargs)
         fd = nsenter.open_namespace(ns) if ns is not None else os.dup(self._root_fd)
@@ -457,8 +476,10 @@ class NetlinkBackend:
         # lo up with one ioctl from the creating thread, and no sockets opened: most
         # callers (Controller.create_namespace) would close them at once, and the next
         # op in this namespace opens them lazily (_handle) for a fraction of a millisecond.
-        nsenter.create_namespace(op.ns, nsenter.lo_up)
+        cookie = nsenter.create_namespace(op.ns, nsenter.lo_up)
         self.release(op.ns)
+        # for namespace_id, which Controller.create_namespace asks right after
+        self._born = (op.ns, self._ident(op.ns), cookie)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
         # Our own socket would keep the namespace, and every veth in it, alive.

@@ -192,13 +192,39 @@ def delete_namespace(name: str) -> None:
         raise errors.NamespaceNotFound(name) from None
 
 
-def lo_up() -> None:
+def lo_up() -> int | None:
     """Bring up ``lo`` in the calling thread's namespace with SIOCGIFFLAGS/SIOCSIFFLAGS:
-    what ``ip link set lo up`` amounts to, without opening a netlink socket."""
+    what ``ip link set lo up`` amounts to, without opening a netlink socket. Returns the
+    namespace's cookie (``netns_cookie``), read from the same socket."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         answer = fcntl.ioctl(sock, SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0))
         flags = _IFREQ.unpack(answer)[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | IFF_UP))
+        return netns_cookie(sock)
+
+
+#: getsockopt(SOL_SOCKET, SO_NETNS_COOKIE) (Linux 5.14): a 64-bit number the kernel
+#: gives each network namespace, never reused until the machine reboots (unlike the
+#: namespace's inode number, which the next namespace made often gets).
+SO_NETNS_COOKIE = 71
+
+
+def netns_cookie(sock: socket.socket) -> int | None:
+    """The cookie of the namespace ``sock`` was opened in; None on older kernels."""
+    try:
+        return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
+    except OSError:
+        return None
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot of the machine (cookies start again after a reboot)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown-boot"
 
 
 def list_namespaces() -> tuple[str, ...]:

@@ -184,6 +184,10 @@ def bind_holder(protocol: str, address: str, port: int) -> socket.socket:
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if protocol in ("tcp", "sctp"):
+            # as every server does: connections of an earlier server in TIME_WAIT do not
+            # hold the port, while a listener still does (Linux refuses the bind then)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address, port))
         if protocol in ("tcp", "sctp"):
             sock.listen(1)
