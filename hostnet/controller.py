@@ -28,13 +28,15 @@ from functools import partial
 from typing import Any, TypeVar
 
 import attrs
+import psutil
 
 from hostnet import errors
 from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
+from hostnet.drivers.bridge import bridge_mac
 from hostnet.executor import Executor, Recovered, process_started
-from hostnet.model import PortMapping, Reservation, Route, Snapshot
+from hostnet.model import Link, PortMapping, Reservation, Route, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
@@ -1508,8 +1510,19 @@ class Controller:
                         "detail": "endpoints of this network can reach each other",
                     }
                 )
+            if net.driver == "macvlan":
+                findings.append(
+                    {
+                        "severity": "low",
+                        "kind": "no-isolation",
+                        "subject": net.name,
+                        "detail": "macvlan endpoints sit on the parent's LAN: no firewall "
+                        "of hostnet's isolates them from it or from other hosts there",
+                    }
+                )
         live = set(self.backend.namespaces())
-        for rec in self.store.read(lambda tx: tx.namespaces()):
+        records = self.store.read(lambda tx: tx.namespaces())
+        for rec in records:
             if rec["name"] not in live:
                 findings.append(
                     {
@@ -1519,7 +1532,12 @@ class Controller:
                         "detail": "recorded namespace is gone; run `hostnet gc`",
                     }
                 )
+        workloads = {r["name"] for r in records} | {e.workload for e in self.endpoints()}
+        for name in sorted((workloads & live) - {self.host_ns}):
+            findings.extend(self._net_admins(name))
         for entry in self.store.read(lambda tx: tx.journals()):
+            if not entry["failed"] and process_started(entry["pid"]) == entry["started"]:
+                continue  # being applied by a live process right now: not a risk
             findings.append(
                 {
                     "severity": "medium",
@@ -1542,6 +1560,32 @@ class Controller:
         order = {"high": 0, "medium": 1, "low": 2, "info": 3}
         return sorted(findings, key=lambda f: order[f["severity"]])
 
+    def _net_admins(self, name: str) -> list[dict[str, str]]:
+        """Processes of namespace ``name`` with CAP_NET_ADMIN: they can change its
+        interfaces, addresses, routes and firewall behind hostnet's back."""
+        out = []
+        try:
+            pids = self.backend.processes(name)
+        except errors.NotFoundError:
+            return []
+        for pid in pids:
+            if not _has_net_admin(pid):
+                continue
+            try:
+                process = psutil.Process(pid).name()
+            except psutil.Error:
+                continue
+            out.append(
+                {
+                    "severity": "medium",
+                    "kind": "cap-net-admin",
+                    "subject": name,
+                    "detail": f"process {pid} ({process}) has CAP_NET_ADMIN: it can change "
+                    "the namespace's interfaces, routes and firewall",
+                }
+            )
+        return out
+
     def _leaks(self) -> list[dict[str, str]]:
         """Objects in the host namespace that look like hostnet's but that the store
         does not know: left behind by a crash without journal, another state directory,
@@ -1553,8 +1597,9 @@ class Controller:
         for ep in self.store.read(lambda tx: tx.endpoints()):
             known.add(f"veth{ep['id'][:7]}")
         out = []
+        by_name = {link.name: link for link in host.links}
         for link in host.links:
-            if link.name.startswith(("br-", "veth", "hn-")) and link.name not in known:
+            if link.name not in known and _made_by_hostnet(link, by_name):
                 out.append(
                     {
                         "severity": "medium",
@@ -1695,6 +1740,41 @@ class Controller:
                 continue
             abandoned.append(name)
         return abandoned, kept
+
+
+def _made_by_hostnet(link: Link, links: Mapping[str, Link]) -> bool:
+    """Whether a host link has the marks of hostnet's own, not just its kind of name
+    (Docker names its bridges br-<12 hex> and its veths veth<7 hex> too): a bridge with
+    the MAC hostnet gives it (from the network id in its name), a veth in one of
+    hostnet's link groups or a port of such a bridge, a shim (hn-...)."""
+    name = link.name
+    if name.startswith("hn-"):
+        return True
+    if name.startswith("br-") and link.kind == "bridge":
+        hexid = name[3:]
+        return len(hexid) >= 10 and link.mac == bridge_mac(hexid)
+    if name.startswith("veth") and link.kind == "veth":
+        if link.group is not None and link.group >= LINK_GROUP_BASE:
+            return True
+        master = links.get(link.master) if link.master else None
+        return master is not None and _made_by_hostnet(master, links)
+    return False
+
+
+#: Bit of CAP_NET_ADMIN in /proc/<pid>/status's capability masks.
+CAP_NET_ADMIN = 12
+
+
+def _has_net_admin(pid: int) -> bool:
+    """Whether process ``pid`` has CAP_NET_ADMIN in its effective set."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> CAP_NET_ADMIN & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _ident_of(tx: Tx, *, owner: str) -> str | None:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from hostnet import errors
+from hostnet.testing.world import wait_until
 
 
 def ip_netns_list() -> set[str]:
@@ -171,4 +172,22 @@ def test_popen_misuse_is_a_validation_error(hostnet_host) -> None:
     with pytest.raises(errors.ValidationError, match="preexec_fn"):
         ns.popen(["true"], preexec_fn=lambda: None)
     assert ns.pids() == ()
+    ns.delete()
+
+
+def test_audit_names_processes_with_cap_net_admin(hostnet_host) -> None:
+    ctl = hostnet_host.controller
+    ns = ctl.create_namespace(hostnet_host.name("app"))
+    plain = ["setpriv", "--bounding-set", "-net_admin", "--", "sleep", "60"]
+    with ns.popen(plain) as weak, ns.popen(["sleep", "60"]) as strong:
+        try:
+            assert wait_until(lambda: len(ns.pids()) == 2)
+            found = [f for f in ctl.audit() if f["kind"] == "cap-net-admin"]
+            assert [
+                (f["subject"], f"process {strong.pid} (sleep)" in f["detail"]) for f in found
+            ] == [(ns.name, True)]
+            assert str(weak.pid) not in str(found)
+        finally:
+            weak.kill()
+            strong.kill()
     ns.delete()

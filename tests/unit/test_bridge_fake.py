@@ -1002,3 +1002,38 @@ def test_the_default_routes_move_to_another_network_when_theirs_leaves(ctl: Cont
     a.disconnect(other)
     assert ctl.store.dump()["published"] == [] and ctl.store.dump()["journal"] == []
     assert app.routes() == () and other.routes() == ()
+
+
+def test_audit_tells_hostnets_leaked_links_from_dockers(ctl: Controller) -> None:
+    from hostnet.controller import LINK_GROUP_BASE
+    from hostnet.drivers.bridge import bridge_mac
+    from hostnet.ops import AddLink
+
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    kernel, peers = kernel_of(ctl), ctl.create_namespace("peers").name
+    # Docker's: same kinds of names, but a MAC and a group of its own
+    kernel.apply(AddLink(ns=HOST, name="br-0123456789ab", kind="bridge", mac="02:42:ac:11:00:01"))
+    kernel.apply(
+        AddLink(
+            ns=HOST, name="veth1a2b3c4", kind="veth", peer="d0", peer_ns=peers,
+            master="br-0123456789ab",
+        )
+    )  # fmt: skip
+    # hostnet's, of a state directory that is gone
+    kernel.apply(
+        AddLink(ns=HOST, name="br-abcdef012345", kind="bridge", mac=bridge_mac("abcdef012345"))
+    )
+    kernel.apply(
+        AddLink(
+            ns=HOST, name="vethabcdef0", kind="veth", peer="h0", peer_ns=peers,
+            group=LINK_GROUP_BASE + 5,
+        )
+    )  # fmt: skip
+    kernel.apply(
+        AddLink(
+            ns=HOST, name="vethabcdef1", kind="veth", peer="h1", peer_ns=peers,
+            master="br-abcdef012345",
+        )
+    )  # fmt: skip
+    leaked = {f["subject"] for f in ctl.audit() if f["kind"] == "leaked-link"}
+    assert leaked == {"br-abcdef012345", "vethabcdef0", "vethabcdef1"}

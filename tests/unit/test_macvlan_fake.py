@@ -223,3 +223,9 @@ def test_gc_and_delete_forget_a_namespace_that_was_made_again(ctl: Controller) -
         ctl.delete_namespace("w")
     assert "w" in kernel_of(ctl).namespaces()
     assert ctl.store.read(lambda tx: tx.namespace("w")) is None
+
+
+def test_audit_says_macvlan_networks_are_not_isolated(ctl: Controller) -> None:
+    lan(ctl)
+    found = [(f["kind"], f["subject"]) for f in ctl.audit() if f["kind"] == "no-isolation"]
+    assert found == [("no-isolation", "lan")]
