@@ -151,9 +151,92 @@ class Controller:
         try:
             self._ensure_builtin_networks()
             self.recovered: list[Recovered] = self.executor.recover() if recover else []
+            if recover:
+                self._after_host_restart()
         except BaseException:
             self.close()
             raise
+
+    def _after_host_restart(self) -> None:
+        """If the host is not the one the store last saw (the machine rebooted, or the
+        host namespace was deleted and made again), what its records describe is gone
+        from the kernel: forget its endpoints and shared setup, and make its networks
+        again, with the same names, ids, bridges and subnets (as Docker does when its
+        daemon starts). One process does it (the one that records the new identity);
+        networks it could not make (a macvlan parent that is missing now) are tried again
+        by the next Controller, with a warning."""
+        now = self._current_ident(self.host_ns)
+        if now is None:
+            return  # the kernel cannot tell
+        owner = f"host:{self.host_key}"
+
+        def check(tx: Tx) -> None:
+            before = tx.ident(owner)
+            if before != now:
+                tx.set_ident(owner, now)
+                if before is not None:
+                    tx.host_restarted(self.host_key)
+
+        if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
+            with self.store.transaction() as tx:
+                check(tx)  # again: another process may have done it meanwhile
+        for network_id in self.store.read(lambda tx: tx.to_revive(self.host_key)):
+            record = self.store.read(partial(_network_of, host=self.host_key, id=network_id))
+            if record is None or record["state"] != "active":
+                continue
+            try:
+                self._revive(record)
+            except errors.HostnetError as exc:
+                warnings.warn(
+                    f"network {record['name']!r} could not be made again after its host "
+                    f"restarted ({exc}); the next Controller tries again",
+                    errors.HostnetWarning,
+                    stacklevel=3,
+                )
+
+    def _revive(self, record: dict[str, Any]) -> None:
+        """Make network ``record`` again in a host that lost it (``_after_host_restart``):
+        its driver plans it from its recorded spec and choices (bridge name and MAC, link
+        group, addresses), and the host's shared setup when this is the first network
+        made again (reading the host's sysctls as they are now)."""
+        cls = driver_class(record["driver"])
+        drv = cls()
+        spec = NetworkSpec.from_json(record["spec"])
+        network_id, data = record["id"], record["data"]
+        host = self._observe(self.host_ns) if cls.observe_host else None
+        sysctls = self._host_sysctls(cls.host_sysctls)
+        owner = f"{network_id}/revive"  # holds the shared setup until it is made
+        created: list[Op] = []
+        made: list[str] = []
+
+        def prepare(tx: Tx) -> Plan:
+            info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
+            known = frozenset(
+                key for key in drv.shared_keys(spec) if tx.shared(self.host_key, key) is not None
+            )
+            ctx = NetworkContext(
+                network=info,
+                host=host,
+                sysctls=sysctls,
+                allow_forwarding=self.allow_forwarding,
+                known_shared=known,
+            )
+            shared: list[Op] = []
+            for key, plan in drv.plan_shared(ctx).items():
+                if tx.shared(self.host_key, key) is None:
+                    tx.add_shared(self.host_key, key, owner, plan_to_json(plan))
+                    shared.extend(plan)
+                    made.append(key)
+            created[:] = drv.plan_create(ctx)
+            return merge_nft((*shared, *created))
+
+        def commit(tx: Tx, plan: Plan) -> None:
+            for key in made:
+                tx.transfer_shared(self.host_key, key, network_id)
+            tx.activate("networks", "id", network_id, plan_to_json(tuple(created)))
+            tx.revived(network_id)
+
+        self.executor.apply(prepare, owner=owner, commit=commit)
 
     def __enter__(self) -> Controller:
         return self
@@ -332,7 +415,7 @@ class Controller:
         self.executor.teardown(prepare, what=f"forget stale namespace {name!r}")
         return bool(forgot)
 
-    def _current_ident(self, name: str) -> str | None:
+    def _current_ident(self, name: str | None) -> str | None:
         """``Backend.namespace_id`` of ``name``, None if there is none (or no telling)."""
         try:
             return self.backend.namespace_id(name)
@@ -1775,6 +1858,10 @@ def _has_net_admin(pid: int) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return False
+
+
+def _network_of(tx: Tx, *, host: str, id: str) -> dict[str, Any] | None:
+    return tx.network(host, id)
 
 
 def _ident_of(tx: Tx, *, owner: str) -> str | None:

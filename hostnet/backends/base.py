@@ -39,10 +39,11 @@ class Backend(Protocol):
     def has_namespace(self, name: str) -> bool:
         """Whether the named namespace exists (cheaper than listing them all)."""
 
-    def namespace_id(self, ns: str) -> str | None:
+    def namespace_id(self, ns: str | None) -> str | None:
         """Which namespace the name refers to now: the same string for as long as that
         namespace lives, another for one made later under the same name (None if the
-        kernel cannot tell). ``Snapshot.ident`` is the same for an observed one."""
+        kernel cannot tell); None is the backend's root namespace (its identity changes
+        with a reboot). ``Snapshot.ident`` is the same for an observed one."""
 
     def processes(self, ns: str) -> tuple[int, ...]:
         """Pids of the processes running in the named namespace, sorted."""

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS idents (   -- which namespace a record is of (not jus
     owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
     ident TEXT NOT NULL                -- Backend.namespace_id: "<boot id>/<netns cookie>"
 );
+CREATE TABLE IF NOT EXISTS revive (   -- networks to make again in a restarted host
+    network TEXT PRIMARY KEY,
+    host TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS leases (   -- namespaces made for the life of one process
     owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
     name TEXT NOT NULL,
@@ -199,6 +203,7 @@ class Tx:
         self.c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
         self.c.execute("DELETE FROM endpoints WHERE id = ?", (owner,))
         self.c.execute("DELETE FROM networks WHERE id = ?", (owner,))
+        self.c.execute("DELETE FROM revive WHERE network = ?", (owner,))
         self.c.execute("DELETE FROM namespaces WHERE owner = ?", (owner,))
         self.c.execute("DELETE FROM leases WHERE owner = ?", (owner,))
         self.c.execute("DELETE FROM idents WHERE owner = ?", (owner,))
@@ -257,6 +262,42 @@ class Tx:
     def ident(self, owner: str) -> str | None:
         row = self.c.execute("SELECT ident FROM idents WHERE owner = ?", (owner,)).fetchone()
         return None if row is None else str(row[0])
+
+    def host_restarted(self, host: str) -> list[str]:
+        """The host's kernel state is gone (a reboot, or its namespace made again): forget
+        every record of what lived in it (endpoints, with their addresses and ports;
+        the shared setup) and mark its networks to be made again; returns their ids,
+        oldest first. The networks keep their ids, names, subnets and settings."""
+        networks = [
+            r[0]
+            for r in self.c.execute(
+                "SELECT id FROM networks WHERE host = ? AND state = 'active' ORDER BY at, id",
+                (host,),
+            )
+        ]
+        for network in networks:
+            for (endpoint,) in self.c.execute(
+                "SELECT id FROM endpoints WHERE network = ?", (network,)
+            ).fetchall():
+                self.forget(endpoint)
+            self.c.execute(
+                "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)", (network, host)
+            )
+        self.c.execute("DELETE FROM shared WHERE host = ?", (host,))
+        return networks
+
+    def to_revive(self, host: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.c.execute(
+                "SELECT v.network FROM revive v JOIN networks n ON n.id = v.network "
+                "WHERE v.host = ? ORDER BY n.at, n.id",
+                (host,),
+            )
+        ]
+
+    def revived(self, network: str) -> None:
+        self.c.execute("DELETE FROM revive WHERE network = ?", (network,))
 
     def add_lease(self, owner: str, name: str, pid: int, started: float) -> None:
         self.c.execute(
@@ -838,6 +879,7 @@ class LocalStore:
         for table in (
             "namespaces",
             "idents",
+            "revive",
             "leases",
             "networks",
             "endpoints",

@@ -56,7 +56,7 @@ class FaultyBackend:
     def has_namespace(self, name: str) -> bool:
         return self.inner.has_namespace(name)
 
-    def namespace_id(self, ns: str) -> str | None:
+    def namespace_id(self, ns: str | None) -> str | None:
         return self.inner.namespace_id(ns)
 
     def processes(self, ns: str) -> tuple[int, ...]:

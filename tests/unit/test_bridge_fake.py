@@ -1037,3 +1037,42 @@ def test_audit_tells_hostnets_leaked_links_from_dockers(ctl: Controller) -> None
     )  # fmt: skip
     leaked = {f["subject"] for f in ctl.audit() if f["kind"] == "leaked-link"}
     assert leaked == {"br-abcdef012345", "vethabcdef0", "vethabcdef1"}
+
+
+def test_networks_are_made_again_when_their_host_restarts(tmp_path) -> None:
+    from hostnet.drivers.bridge import veth_name
+    from hostnet.ops import SetSysctl
+
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel)
+    web = ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = ctl.create_namespace("app")
+    first = web.connect(app, publish=["8080:80"])
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    ctl.attach("svc", driver="host", ports=["9000"])
+    made = kernel.observe(HOST)
+    ctl.close()
+    # the host restarts: its links and firewall are gone, and with them the endpoints'
+    # veths; its admin turned forwarding on at boot
+    kernel.apply(DeleteNamespace(ns=HOST))
+    kernel.apply(CreateNamespace(ns=HOST))
+    kernel.apply(SetSysctl(ns=HOST, key="net/ipv4/ip_forward", value="1", previous="0"))
+    ctl = make(tmp_path, kernel)
+    again = kernel.observe(HOST)
+    assert again.link_names() == made.link_names() - {veth_name(first.id)}  # not app's veth
+    bridge = f"br-{web.id[:12]}"
+    assert again.link(bridge).mac == made.link(bridge).mac  # type: ignore[union-attr]
+    assert set(again.addresses) == {a for a in made.addresses if a.ifname != "lo"} | {
+        a for a in again.addresses if a.ifname == "lo"
+    }
+    assert again.nft_tables == made.nft_tables
+    assert ctl.endpoints() == [] and ctl.ports() == []
+    assert [n.name for n in ctl.networks() if n.driver == "bridge"] == ["web"]
+    ep = ctl.network("web").connect(app, publish=["8080:80"])
+    assert ep.ip.startswith("10.91.0.") and ep.ifname == "eth0"
+    ctl.network("web").delete(force=True)
+    assert kernel.observe(HOST).link_names() == {"lo"}
+    # forwarding as the restarted host had it, not as before the restart
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    assert ctl.store.dump()["revive"] == [] and ctl.store.dump()["shared"] == []
+    ctl.close()

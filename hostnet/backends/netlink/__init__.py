@@ -273,7 +273,7 @@ class NetlinkBackend:
     def processes(self, ns: str) -> tuple[int, ...]:
         return nsenter.processes_in(ns)
 
-    def namespace_id(self, ns: str) -> str | None:
+    def namespace_id(self, ns: str | None) -> str | None:
         born, self._born = self._born, None
         if born is not None and born[0] == ns and born[1] == self._ident(ns):
             cookie = born[2]  # made by this backend just now: no socket needed
