@@ -471,7 +471,7 @@ class Controller:
         if exists and not created and not force:
             raise errors.ConflictError(
                 f"namespace {name!r} was not created by hostnet; delete it with force=True "
-                "(or `ip netns delete`) if you mean it"
+                "(CLI: `hostnet ns rm --force`, or `ip netns delete`) if you mean it"
             )
         del endpoints  # read again, inside the journaling transaction
 
@@ -1084,11 +1084,23 @@ class Controller:
                 )
         return exc
 
-    def _admit_ports(self, workload: str, requests: Iterable[PortRequest]) -> None:
+    def _admit_ports(self, workload: str, requests: Sequence[PortRequest]) -> list[PortRequest]:
+        """``requests`` as the policy admits them (or PolicyDenied): a request for any
+        one port of a range that reaches above the privileged ports takes one of those
+        when privileged ports are not allowed."""
         explicit = sorted({r.start for r in requests if r.start is not None})
         if not explicit:
-            return
+            return list(requests)
         first = int(self.backend.sysctl(self.host_ns, "net/ipv4/ip_unprivileged_port_start"))
+        if not self.policy.allow_privileged_ports:
+            requests = [
+                attrs.evolve(r, start=first)
+                if r.pick_one and r.start is not None and r.end is not None
+                and r.start < first <= r.end
+                else r
+                for r in requests
+            ]  # fmt: skip
+            explicit = sorted({r.start for r in requests if r.start is not None})
         for port in explicit:
             if port < first:
                 admission = self.policy.admit_privileged_port(workload, port, first)
@@ -1101,6 +1113,7 @@ class Controller:
                         + str(first)
                         + " or SecurityPolicy(allow_privileged_ports=True)",
                     )
+        return list(requests)
 
     def _connect(
         self,
@@ -1150,7 +1163,7 @@ class Controller:
                     f"host networking for {name!r}",
                     admission.reason,
                     f"opt in with SecurityPolicy(allow_host_network={{{name!r}}}) or "
-                    "allow_host_network=True",
+                    "allow_host_network=True (CLI: --allow-host-network)",
                 )
             if publish_specs:
                 admission = self.policy.admit_host_publish(name)
@@ -1163,8 +1176,7 @@ class Controller:
                     )
                 warnings.warn(admission.reason, errors.HostnetWarning, stacklevel=3)
                 publish_specs = []
-        requests = [s.host for s in publish_specs] + host_requests
-        self._admit_ports(name, requests)
+        requests = self._admit_ports(name, [s.host for s in publish_specs] + host_requests)
         # 3. observe
         allocator = self._host_ports(requests, idle=not drv.needs_namespace)
         # plan_connect needs the target's links and routes, never its addresses
@@ -1300,7 +1312,7 @@ class Controller:
                 workload.name,
                 "a host-network workload has no namespace of its own: pass its name",
             )
-        return check_network_name(workload), None
+        return check_network_name(workload, "host-network workload"), None
 
     def _prepare_endpoint(
         self,
@@ -1363,8 +1375,7 @@ class Controller:
             )
         info = self._network_info(record, self.host_ns)
         specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
-        requests = [s.host for s in specs]
-        self._admit_ports(name, requests)
+        requests = self._admit_ports(name, [s.host for s in specs])
         allocator = self._host_ports(requests, idle=False)  # published: DNAT, no bind()
         rows = self.store.read(
             lambda tx: tx.endpoints(network=record["id"], workload=name, published=False)

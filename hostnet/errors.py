@@ -135,7 +135,8 @@ class NamespaceExists(ConflictError):
         self.name = name
         super().__init__(
             f"network namespace {name!r} already exists; open it with "
-            "Controller.namespace(name) or choose another name"
+            "Controller.namespace(name) (CLI: name it where a namespace is asked for) or "
+            "choose another name"
         )
 
 
@@ -220,8 +221,9 @@ class PortInUse(ConflictError):
             who = f"bound by process {owner_pid} ({owner_name or 'unknown'})"
         else:
             who = "bound by a socket whose owner is not visible"
+        shown = f"[{host_ip}]" if ":" in host_ip else host_ip
         super().__init__(
-            f"host port {host_ip}:{port}/{protocol} is {who}; free it or choose another port"
+            f"host port {shown}:{port}/{protocol} is {who}; free it or choose another port"
         )
 
 

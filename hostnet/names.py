@@ -61,6 +61,7 @@ def check_ifname(name: object) -> str:
     return _common("interface", name, MAX_IFNAME, _IF_RE)
 
 
-def check_network_name(name: object) -> str:
-    """Return ``name`` if it is a valid network name."""
-    return _common("network", name, MAX_NSNAME, _NET_RE)
+def check_network_name(name: object, kind: str = "network") -> str:
+    """Return ``name`` if it is a valid network name (or, with ``kind``, a name of that
+    kind spelt the same way, such as a host-network workload's)."""
+    return _common(kind, name, MAX_NSNAME, _NET_RE)

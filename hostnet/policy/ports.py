@@ -215,6 +215,7 @@ class PortAllocator:
         if not 1 <= low <= high <= 65535:
             raise errors.InvalidOption("ip_local_port_range", ephemeral, "not a port range")
         self.host = host
+        self._owner: str | None = None  # whose reserve() call is running
         self.ephemeral = (low, high)
         self.reserved = frozenset(reserved)
         self.bound = tuple(bound)
@@ -223,6 +224,10 @@ class PortAllocator:
         holders = tx.port_holders(self.host, protocol, port)
         for held_ip, owner, workload in holders:
             if clashes(held_ip, host_ip):
+                if owner == self._owner:  # an earlier port of this very call
+                    raise errors.InvalidPort(
+                        f"{host_ip}:{port}/{protocol}", "asked for twice in one call"
+                    )
                 endpoint = owner.partition("/")[0]
                 raise errors.PortInUse(
                     port=port,
@@ -251,7 +256,7 @@ class PortAllocator:
     def _free(self, tx: Tx, protocol: str, host_ip: str, port: int) -> bool:
         try:
             self._check(tx, protocol, host_ip, port)
-        except errors.PortInUse:
+        except (errors.PortInUse, errors.InvalidPort):  # (taken by this call already)
             return False
         return True
 
@@ -261,6 +266,7 @@ class PortAllocator:
         """Reserve every request or none (the caller's transaction rolls back on error).
         Returns, per request, the reserved ports in order."""
         out: list[list[Reservation]] = []
+        self._owner = owner
         for request in requests:
             ports = self._pick(tx, request)
             got = []

@@ -524,3 +524,14 @@ def test_audit_names_a_forward_drop_policy_that_cuts_a_network_off(lab: Lab) -> 
         )
     assert ping(app, UPLINK_OUT)
     assert "foreign-forward-drop" not in {f["kind"] for f in lab.ctl.audit()}
+
+
+def test_ipv6_turned_off_in_the_namespace_is_said_so(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = lab.ns()
+    for scope in ("all", "default"):
+        app.run(["sysctl", "-qw", f"net.ipv6.conf.{scope}.disable_ipv6=1"], check=True)
+    with pytest.raises(errors.UnsupportedError, match="IPv6 is disabled on eth0"):
+        web.connect(app)
+    assert app.snapshot().link_names() == {"lo"}
+    assert web.endpoints() == []

@@ -1076,3 +1076,16 @@ def test_networks_are_made_again_when_their_host_restarts(tmp_path) -> None:
     assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
     assert ctl.store.dump()["revive"] == [] and ctl.store.dump()["shared"] == []
     ctl.close()
+
+
+def test_any_one_port_of_a_range_takes_an_unprivileged_one_when_it_must(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    ctl.policy = SecurityPolicy(allow_privileged_ports=False)
+    first = int(kernel_of(ctl).sysctl(HOST, "net/ipv4/ip_unprivileged_port_start"))
+    app, other = ctl.create_namespace("app"), ctl.create_namespace("other")
+    (m,) = web.connect(app, publish=[f"{first - 5}-{first + 5}:80"]).ports
+    assert first <= m.host_port <= first + 5
+    with pytest.raises(errors.PolicyDenied):
+        web.connect(other, publish=[f"{first - 10}-{first - 1}:80"])
+    # the first connect asked for no privileged port; the second was refused one
+    assert [(a["workload"], a["decision"]) for a in ctl.admissions()] == [("other", "denied")]

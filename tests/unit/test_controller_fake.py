@@ -583,6 +583,8 @@ class ControllerMachine(RuleBasedStateMachine):
             self.ctl.attach(name, driver="host", ports=specs, hold=hold)
         except errors.ConflictError:
             pass
+        except errors.InvalidPort as exc:  # two of its own ports clash
+            assert "twice in one call" in str(exc)
 
     @rule(name=NAMES)
     def detach(self, name: str) -> None:
@@ -676,3 +678,16 @@ def test_an_ipv4_mapped_host_address_is_the_ipv4_address(ctl: Controller) -> Non
     assert [(r.host_ip, r.port) for r in ep.reserved] == [("127.0.0.1", 9300)]
     with pytest.raises(errors.PortInUse, match="'a'"):
         ctl.attach("b", driver="host", ports=["127.0.0.1:9300"])
+
+
+def test_a_port_asked_for_twice_in_one_call_is_invalid(ctl: Controller) -> None:
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    before = state(ctl)
+    with pytest.raises(errors.InvalidPort, match="twice in one call"):
+        ctl.attach("a", driver="host", ports=["8080/udp", "127.0.0.1:8080/udp"])
+    assert state(ctl) == before
+    with pytest.raises(errors.PortInUse, match=r"\[::1\]:9000/tcp is reserved by"):
+        ctl.attach("b", driver="host", ports=["[::]:9000"])
+        ctl.attach("c", driver="host", ports=["[::1]:9000"])
+    with pytest.raises(errors.InvalidName, match="host-network workload"):
+        ctl.attach("no/slash", driver="host")

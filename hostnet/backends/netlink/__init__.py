@@ -984,6 +984,13 @@ class _translate:
 
 
 def _from_errno(action: str, code: int, op: Op | None, detail: str) -> errors.HostnetError:
+    if code == errno.EACCES and isinstance(op, AddAddress) and ":" in op.address:
+        # what the kernel says when IPv6 is off on the interface: not a privilege
+        return errors.UnsupportedError(
+            f"{action}: IPv6 is disabled on {op.ifname} in "
+            f"{op.ns or 'the root namespace'} (net.ipv6.conf.*.disable_ipv6=1); turn it "
+            "on there, or use a network without IPv6"
+        )
     if code in (errno.EPERM, errno.EACCES):
         return errors.PermissionDenied(action)
     if code == errno.ENODEV and isinstance(op, DelLink | SetLinkUp | SetMaster | MoveLink):
