@@ -150,9 +150,20 @@ def _args_workload(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _args_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "names",
+        metavar="NAME",
+        nargs="+",
+        help="namespaces, or names of host-network workloads",
+    )
+
+
 def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
-    # Docker-shaped JSON either way: there is no better human rendering of a tree.
-    print(json.dumps(ctx.controller.inspect(args.name), indent=2), file=ctx.stdout)
+    # Docker-shaped JSON either way (there is no better human rendering of a tree): a
+    # list, in the order asked, as `docker inspect` prints
+    data = [ctx.controller.inspect(name) for name in args.names]
+    print(json.dumps(data, indent=2), file=ctx.stdout)
     return 0
 
 
@@ -283,8 +294,8 @@ COMMANDS: tuple[Command, ...] = (
             run=net.cmd_disconnect, arguments=net.args_disconnect),
     Command(name="run", help="run a command in a new namespace on a network, then remove it",
             run=net.cmd_run, arguments=net.args_run),
-    Command(name="inspect", help="show a workload's networking (JSON)", run=cmd_inspect,
-            arguments=_args_workload, recover=False),
+    Command(name="inspect", help="show workloads' networking (JSON list)", run=cmd_inspect,
+            arguments=_args_inspect, recover=False),
     Command(name="attach", help="attach a workload to the none or host network",
             run=cmd_attach, arguments=_args_attach),
     Command(name="detach", help="detach a workload from every network", run=cmd_detach,

@@ -133,7 +133,7 @@ def test_attach_none_and_gc_on_the_kernel(cli: Cli) -> None:
     name = cli.world.name("x")
     assert cli("ns", "create", name).returncode == 0
     assert cli("attach", name, "--driver", "none").returncode == 0
-    inspected = json.loads(cli("inspect", name).stdout)
+    (inspected,) = json.loads(cli("inspect", name).stdout)
     assert inspected["HostConfig"]["NetworkMode"] == "none"
     assert inspected["NetworkSettings"]["SandboxKey"] == f"/run/netns/{name}"
 

@@ -318,19 +318,19 @@ def test_attach_none_then_inspect_shows_network_mode_none(cli: Cli) -> None:
 
     inspected = cli("inspect", "app1")
     assert inspected.code == 0
-    data = inspected.json()  # JSON even without --json
+    (data,) = inspected.json()  # JSON even without --json; a list, like docker inspect
     assert data["Name"] == "app1"
     assert data["HostConfig"]["NetworkMode"] == "none"
     assert data["NetworkSettings"]["SandboxKey"] == "/run/netns/app1"
     assert list(data["NetworkSettings"]["Networks"]) == ["none"]
-    assert inspected.out.startswith("{\n  ")  # pretty-printed
-    assert cli("--json", "inspect", "app1").json() == data
+    assert inspected.out.startswith("[\n  {\n    ")  # pretty-printed
+    assert cli("--json", "inspect", "app1").json() == [data]
 
     assert table(cli("ns", "ls").out)[1] == ["app1", "yes", "none"]
 
     detached = cli("detach", "app1")
     assert (detached.code, detached.out) == (0, "app1 detached from none\n")
-    assert cli("inspect", "app1").json()["HostConfig"]["NetworkMode"] == ""
+    assert cli("inspect", "app1").json()[0]["HostConfig"]["NetworkMode"] == ""
     assert_one_line_error(cli("detach", "app1"), 1, "not connected")
     assert_one_line_error(cli("inspect", "ghost"), 1, "'ghost'")
 
@@ -347,7 +347,7 @@ def test_attach_json_is_the_endpoint(cli: Cli) -> None:
 def test_attach_none_with_ports_is_a_validation_error(cli: Cli) -> None:
     cli("ns", "create", "app1")
     assert_one_line_error(cli("attach", "app1", "--driver", "none", "--port", "80"), 2)
-    assert cli("inspect", "app1").json()["HostConfig"]["NetworkMode"] == ""
+    assert cli("inspect", "app1").json()[0]["HostConfig"]["NetworkMode"] == ""
 
 
 def test_host_attach_is_refused_without_the_opt_in(cli: Cli) -> None:
@@ -358,7 +358,7 @@ def test_host_attach_is_refused_without_the_opt_in(cli: Cli) -> None:
     admitted = cli("--allow-host-network", "attach", "web", "--driver", "host", "--port", "8080")
     assert admitted.code == 0, admitted
     assert admitted.out.splitlines() == ["web attached to host", "reserved 0.0.0.0:8080/tcp"]
-    data = cli("inspect", "web").json()
+    (data,) = cli("inspect", "web").json()
     assert data["HostConfig"]["NetworkMode"] == "host"
     assert data["NetworkSettings"]["SandboxKey"] == ""
     assert data["NetworkSettings"]["Ports"] == {"8080/tcp": None}

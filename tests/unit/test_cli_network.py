@@ -212,7 +212,7 @@ def test_connect_prints_the_endpoint_and_disconnect_undoes_it(cli: HostCli) -> N
     ]
     assert "10.90.0.10/24" in cli.kernel.observe("app1").addresses_of("eth0")
     assert table(cli("ns", "ls").out)[1:] == [["app1", "yes", "web"], ["host (host)", "no"]]
-    inspected = cli("inspect", "app1").json()
+    (inspected,) = cli("inspect", "app1").json()
     assert inspected["NetworkSettings"]["Networks"]["web"]["IPAddress"] == "10.90.0.10"
     assert inspected["NetworkSettings"]["Ports"]["80/tcp"] == [
         {"HostIp": "0.0.0.0", "HostPort": "8080"}
