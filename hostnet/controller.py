@@ -1073,15 +1073,20 @@ class Controller:
         """``exc`` naming the process that holds the port, when the kernel can tell."""
         if exc.holder is not None or exc.owner_pid is not None:
             return exc
+        found = False
         for sock in self.backend.bound_sockets(self.host_ns, [exc.port], idle=True):
-            if sock.pid is not None and sock.blocks(exc.protocol, exc.host_ip, exc.port):
-                return errors.PortInUse(
-                    port=exc.port,
-                    protocol=exc.protocol,
-                    host_ip=exc.host_ip,
-                    owner_pid=sock.pid,
-                    owner_name=sock.process,
-                )
+            if sock.blocks(exc.protocol, exc.host_ip, exc.port):
+                found = True
+                if sock.pid is not None:
+                    return errors.PortInUse(
+                        port=exc.port,
+                        protocol=exc.protocol,
+                        host_ip=exc.host_ip,
+                        owner_pid=sock.pid,
+                        owner_name=sock.process,
+                    )
+        if not found:  # its process closed it (or exited) in the meantime
+            exc.add_note("the socket is gone now: trying again may well work")
         return exc
 
     def _admit_ports(self, workload: str, requests: Sequence[PortRequest]) -> list[PortRequest]:
@@ -1345,9 +1350,20 @@ class Controller:
             if config.gateway:
                 gateways.append(config.gateway)
         if endpoint.mac is not None:  # asked for (random ones are not worth the read)
-            for other in tx.endpoints(network=network.id, published=False):
-                if other["data"].get("mac") == endpoint.mac:
-                    raise errors.AddressInUse(endpoint.mac, network.name, other["workload"])
+            layer = driver.link_layer(network.spec)
+            nets = [(network.id, network.name)]
+            if layer is not None:  # networks on the same LAN (a macvlan parent)
+                nets += [
+                    (n["id"], n["name"])
+                    for n in tx.networks(self.host_key)
+                    if n["id"] != network.id
+                    and n["driver"] == network.spec.driver
+                    and driver.link_layer(NetworkSpec.from_json(n["spec"])) == layer
+                ]
+            for net_id, net_name in nets:
+                for other in tx.endpoints(network=net_id, published=False):
+                    if other["data"].get("mac") == endpoint.mac:
+                        raise errors.AddressInUse(endpoint.mac, net_name, other["workload"])
         used = {e["data"].get("ifname") for e in neighbours}
         if target is not None:
             used |= target.link_names()

@@ -120,6 +120,12 @@ class Driver(ABC):
         """Whether endpoints get a MAC address chosen by hostnet."""
         return True
 
+    def link_layer(self, spec: NetworkSpec) -> str | None:
+        """What the network's endpoints share a link layer with beyond the network
+        itself (so their MACs must differ from those of other networks with the same
+        value), None if only each other."""
+        return None
+
     def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
         """Names of addresses the network needs for the host itself (the macvlan shim);
         the Controller reserves them from the network's IPv4 subnet, outside its ip range,

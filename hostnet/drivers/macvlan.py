@@ -128,6 +128,11 @@ class MacvlanDriver(Driver):
     def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
         return ("shim",) if spec.option(OPT_SHIM) == "true" else ()
 
+    def link_layer(self, spec: NetworkSpec) -> str | None:
+        # every macvlan of one parent is on the parent's LAN, whatever its network: the
+        # kernel refuses a second child with the same MAC (EADDRINUSE)
+        return f"macvlan parent {spec.option(OPT_PARENT)}"
+
     def check_siblings(self, spec: NetworkSpec, others: list[NetworkSpec]) -> None:
         """Networks sharing a parent: disjoint subnets (checked by IPAM for every
         network of the host) and no passthru next to anything."""

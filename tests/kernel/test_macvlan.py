@@ -250,3 +250,13 @@ def test_a_namespace_deleted_and_made_again_by_hand_is_left_alone(lan: Lan) -> N
     assert again.exists()
     again.delete(force=True)
     assert lan.ctl.gc()["stale"] == []
+
+
+def test_a_static_mac_taken_on_the_parent_by_another_network(lan: Lan) -> None:
+    first = lan.network()
+    second = lan.network("lan2", subnet="10.60.0.0/24", gateway="10.60.0.1")
+    first.connect(lan.ns(), mac="02:00:00:00:00:42")  # type: ignore[attr-defined]
+    b = lan.ns()
+    with pytest.raises(errors.AddressInUse, match="'lan'"):
+        second.connect(b, mac="02:00:00:00:00:42")  # type: ignore[attr-defined]
+    assert b.snapshot().link_names() == {"lo"}

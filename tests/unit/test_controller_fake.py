@@ -691,3 +691,13 @@ def test_a_port_asked_for_twice_in_one_call_is_invalid(ctl: Controller) -> None:
         ctl.attach("c", driver="host", ports=["[::1]:9000"])
     with pytest.raises(errors.InvalidName, match="host-network workload"):
         ctl.attach("no/slash", driver="host")
+
+
+def test_a_clash_whose_socket_is_gone_by_the_owner_lookup_says_so(ctl: Controller) -> None:
+    # the allocator saw a socket without asking who owns it; by the time the error is
+    # built its process may have closed it
+    seen = errors.PortInUse(port=8443, protocol="tcp", host_ip="0.0.0.0")
+    assert "gone now" in "".join(getattr(ctl._with_owner(seen), "__notes__", []))
+    ctl.backend.bind_external(None, "tcp", "0.0.0.0", 8443, pid=4242, process="nginx")
+    named = ctl._with_owner(errors.PortInUse(port=8443, protocol="tcp", host_ip="0.0.0.0"))
+    assert (named.owner_pid, named.owner_name) == (4242, "nginx")

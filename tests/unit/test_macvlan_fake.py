@@ -229,3 +229,15 @@ def test_audit_says_macvlan_networks_are_not_isolated(ctl: Controller) -> None:
     lan(ctl)
     found = [(f["kind"], f["subject"]) for f in ctl.audit() if f["kind"] == "no-isolation"]
     assert found == [("no-isolation", "lan")]
+
+
+def test_a_static_mac_is_unique_on_the_parents_lan(ctl: Controller) -> None:
+    first = lan(ctl)
+    second = lan(ctl, "lan2", subnet="10.60.0.0/24", gateway="10.60.0.1")
+    first.connect(ctl.create_namespace("a"), mac="02:00:00:00:00:42")
+    b = ctl.create_namespace("b")
+    before = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.AddressInUse, match="'lan'"):
+        second.connect(b, mac="02:00:00:00:00:42")  # the same LAN: lan0's
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
+    assert second.connect(b, mac="02:00:00:00:00:43").mac == "02:00:00:00:00:43"
