@@ -180,12 +180,15 @@ class Controller:
         if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
             with self.store.transaction() as tx:
                 check(tx)  # again: another process may have done it meanwhile
-        for network_id in self.store.read(lambda tx: tx.to_revive(self.host_key)):
+        pending = self.store.read(lambda tx: tx.to_revive(self.host_key))
+        for network_id in pending:
             record = self.store.read(partial(_network_of, host=self.host_key, id=network_id))
             if record is None or record["state"] != "active":
                 continue
             try:
                 self._revive(record)
+            except _Taken:
+                continue  # another process is making it, or has made it
             except errors.HostnetError as exc:
                 warnings.warn(
                     f"network {record['name']!r} could not be made again after its host "
@@ -193,6 +196,9 @@ class Controller:
                     errors.HostnetWarning,
                     stacklevel=3,
                 )
+        if pending and not self.store.read(lambda tx: tx.to_revive(self.host_key)):
+            with self.store.transaction() as tx:
+                tx.forget_forwarding_allowed(self.host_key)
 
     def _revive(self, record: dict[str, Any]) -> None:
         """Make network ``record`` again in a host that lost it (``_after_host_restart``):
@@ -205,11 +211,19 @@ class Controller:
         network_id, data = record["id"], record["data"]
         host = self._observe(self.host_ns) if cls.observe_host else None
         sysctls = self._host_sysctls(cls.host_sysctls)
-        owner = f"{network_id}/revive"  # holds the shared setup until it is made
+        # holds the shared setup until it is made; one per attempt, so that a rollback
+        # forgets only what this attempt recorded
+        owner = f"{network_id}/revive/{secrets.token_hex(4)}"
         created: list[Op] = []
         made: list[str] = []
 
         def prepare(tx: Tx) -> Plan:
+            # one process makes it: not one that is made, or being made by another
+            if network_id not in tx.to_revive(self.host_key) or any(
+                o.startswith(f"{network_id}/revive/") for o in tx.journal_owners()
+            ):
+                raise _Taken(network_id)
+            allow = self.allow_forwarding or tx.forwarding_allowed(self.host_key)
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
             known = frozenset(
                 key for key in drv.shared_keys(spec) if tx.shared(self.host_key, key) is not None
@@ -218,7 +232,7 @@ class Controller:
                 network=info,
                 host=host,
                 sysctls=sysctls,
-                allow_forwarding=self.allow_forwarding,
+                allow_forwarding=allow,
                 known_shared=known,
             )
             shared: list[Op] = []
@@ -227,6 +241,14 @@ class Controller:
                     tx.add_shared(self.host_key, key, owner, plan_to_json(plan))
                     shared.extend(plan)
                     made.append(key)
+            if not allow and cls.host_sysctls and sysctls.get("net/ipv4/ip_forward") == "0":
+                warnings.warn(
+                    f"IP forwarding is off in the restarted host: endpoints of network "
+                    f"{record['name']!r} cannot reach beyond it; pass Controller("
+                    "forwarding=True) (CLI: --allow-forwarding) to let hostnet turn it on",
+                    errors.HostnetWarning,
+                    stacklevel=4,
+                )
             created[:] = drv.plan_create(ctx)
             return merge_nft((*shared, *created))
 
@@ -1453,16 +1475,23 @@ class Controller:
         endpoint of the namespace, the first connected of a network that is not internal
         with a gateway of that family, gives them now (Docker moves the gateway the same
         way). Recorded as ops of that endpoint (a row of ``published`` without ports), so
-        they are undone with it, and it hands them on in turn."""
-        lost: dict[str, set[str]] = {}
+        they are undone with it, and it hands them on in turn. Nothing is done in a
+        namespace that is not the one the endpoints were connected to (deleted and made
+        again since: not hostnet's)."""
+        lost: dict[str, tuple[set[str], set[str]]] = {}  # ns -> (routes, identities)
         for row in gone:
             if row["ns"] is not None and row["data"].get("defaults"):
-                lost.setdefault(row["ns"], set()).update(row["data"]["defaults"])
+                dsts, idents = lost.setdefault(row["ns"], (set(), set()))
+                dsts.update(row["data"]["defaults"])
+                if row["data"].get("netns"):
+                    idents.add(row["data"]["netns"])
         if not lost:
             return
-        nets = {r["id"]: r for r in self.store.read(lambda tx: tx.networks(self.host_key))}
         rows = self.store.read(lambda tx: tx.endpoints_in(lost))
-        for ns, dsts in sorted(lost.items()):
+        if not any(r["state"] == "active" for r in rows):
+            return  # the usual case: nothing else in those namespaces
+        nets = {r["id"]: r for r in self.store.read(lambda tx: tx.networks(self.host_key))}
+        for ns, (dsts, idents) in sorted(lost.items()):
             mine = [
                 r
                 for r in rows
@@ -1471,10 +1500,10 @@ class Controller:
                 and r["network"] in nets
                 and not NetworkSpec.from_json(nets[r["network"]]["spec"]).internal
             ]
-            if not mine or not self.backend.has_namespace(ns):
+            if not mine:
                 continue
             try:
-                self._give_defaults(ns, dsts, mine)
+                self._give_defaults(ns, dsts, idents, mine)
             except errors.HostnetError as exc:  # the disconnect itself is done
                 warnings.warn(
                     f"namespace {ns!r} has no default route any more: {exc}",
@@ -1482,14 +1511,25 @@ class Controller:
                     stacklevel=3,
                 )
 
-    def _give_defaults(self, ns: str, dsts: set[str], rows: list[dict[str, Any]]) -> None:
-        routes = {r.dst for r in self._observe(ns).routes}
+    def _give_defaults(
+        self, ns: str, dsts: set[str], idents: set[str], rows: list[dict[str, Any]]
+    ) -> None:
+        try:
+            snap = self.backend.observe(ns, firewall=False, addresses=False)
+        except errors.NamespaceNotFound:
+            return
+        finally:
+            self._release(ns)
+        if snap.ident is not None and idents - {snap.ident}:
+            return  # made again since: not the namespace those endpoints were in
+        routes = {r.dst for r in snap.routes}
         for dst in sorted(dsts - routes):
             six = dst == "::/0"
             pick = next(
                 (
                     (r, gw)
                     for r in rows
+                    if r["data"].get("netns") in (None, snap.ident)
                     for gw in r["data"].get("gateways", ())
                     if (":" in gw) == six
                 ),
@@ -1498,17 +1538,30 @@ class Controller:
             if pick is None:
                 continue
             row, gateway = pick
-            ifname = row["data"]["ifname"]
             owner = f"{row['id']}/{secrets.token_hex(4)}"
-            plan: Plan = (AddRoute(ns=ns, dst=dst, gateway=gateway, ifname=ifname),)
+            route = AddRoute(ns=ns, dst=dst, gateway=gateway, ifname=row["data"]["ifname"])
 
-            def commit(tx: Tx, plan: Plan, row: dict[str, Any] = row, owner: str = owner) -> None:
-                tx.add_published(row["id"], owner=owner, ports=[], applied=plan_to_json(plan))
+            def prepare(
+                tx: Tx,
+                row: dict[str, Any] = row,
+                owner: str = owner,
+                route: AddRoute = route,
+            ) -> Plan:
+                # Claimed in the journaling transaction, as a connect claims its default
+                # routes, so that a connect to the namespace racing with this one plans
+                # none for this family; not if another endpoint claimed it meanwhile.
+                for other in tx.endpoints(ns=ns):
+                    if other["state"] != "deleting" and route.dst in other["data"].get(
+                        "defaults", ()
+                    ):
+                        return ()
+                tx.add_published(row["id"], owner=owner, ports=[], applied=plan_to_json((route,)))
+                return (route,)
 
             try:
-                self.executor.apply(plan, owner=owner, commit=commit)
+                self.executor.apply(prepare, owner=owner)
             except errors.ConflictError:
-                continue  # another connect gave it meanwhile
+                continue  # the endpoint went, or the route came, meanwhile
 
     def unhold(self, workload: str) -> None:
         """Close the sockets holding a host-network workload's ports, right before the
@@ -1763,6 +1816,7 @@ class Controller:
         """Finish or roll back work of dead processes, then forget records of namespaces
         that no longer exist (tearing down what is left of their endpoints)."""
         recovered = self.executor.recover()
+        self._after_host_restart()  # one left open across a restart of its host
         # records first, then the kernel: a namespace made (and recorded) in between is
         # then listed as live, never taken for a stale one
         records = self.store.read(lambda tx: tx.namespaces())
@@ -1885,6 +1939,10 @@ def _has_net_admin(pid: int) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return False
+
+
+class _Taken(Exception):
+    """A network another process is making again after a host restart (or has made)."""
 
 
 def _network_of(tx: Tx, *, host: str, id: str) -> dict[str, Any] | None:

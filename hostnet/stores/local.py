@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 2
 RETRYING = 2  # journal.failed: a failed journal some process is retrying right now
+#: A row of ``revive`` that is no network: hostnet had turned forwarding on in the host
+#: before it restarted (so it may again, whichever Controller makes the networks again)
+FORWARDING_ALLOWED = "allow-forwarding"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -283,8 +286,28 @@ class Tx:
             self.c.execute(
                 "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)", (network, host)
             )
+        owned = self.c.execute(
+            "SELECT 1 FROM shared WHERE host = ? AND key LIKE 'sysctl:%'", (host,)
+        ).fetchone()
+        if owned is not None:  # the user let hostnet turn forwarding on: again, then
+            self.c.execute(
+                "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)",
+                (FORWARDING_ALLOWED, host),
+            )
         self.c.execute("DELETE FROM shared WHERE host = ?", (host,))
         return networks
+
+    def forwarding_allowed(self, host: str) -> bool:
+        """Whether hostnet turned forwarding on in ``host`` before it restarted."""
+        row = self.c.execute(
+            "SELECT 1 FROM revive WHERE network = ? AND host = ?", (FORWARDING_ALLOWED, host)
+        ).fetchone()
+        return row is not None
+
+    def forget_forwarding_allowed(self, host: str) -> None:
+        self.c.execute(
+            "DELETE FROM revive WHERE network = ? AND host = ?", (FORWARDING_ALLOWED, host)
+        )
 
     def to_revive(self, host: str) -> list[str]:
         return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -1089,3 +1090,57 @@ def test_any_one_port_of_a_range_takes_an_unprivileged_one_when_it_must(ctl: Con
         web.connect(other, publish=[f"{first - 10}-{first - 1}:80"])
     # the first connect asked for no privileged port; the second was refused one
     assert [(a["workload"], a["decision"]) for a in ctl.admissions()] == [("other", "denied")]
+
+
+def restart_host(kernel: FakeKernel) -> None:
+    kernel.apply(DeleteNamespace(ns=HOST))
+    kernel.apply(CreateNamespace(ns=HOST))
+
+
+def test_after_a_restart_one_process_makes_a_network_again_with_the_forwarding_allowed(
+    tmp_path,
+) -> None:
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel)  # lets hostnet turn forwarding on
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    ctl.close()
+    restart_host(kernel)
+    # another process is making "web" again right now (a live journal of it)
+    with ctl.store.transaction() as tx:
+        tx.journal_begin(
+            id="j", kind="setup", owner=f'["{web.id}/revive/x"]', pid=os.getpid(),
+            started=ctl.executor.started, plan=[],
+        )  # fmt: skip
+    # a Controller that may not turn forwarding on: it still does, as before the restart
+    other = make(tmp_path, kernel, forwarding=False)
+    names = kernel.observe(HOST).link_names()
+    assert f"br-{web.id[:12]}" not in names  # left to the process making it
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
+    with other.store.transaction() as tx:
+        tx.journal_end("j")
+    other.close()
+    again = make(tmp_path, kernel, forwarding=False)
+    assert f"br-{web.id[:12]}" in kernel.observe(HOST).link_names()
+    assert again.store.dump()["revive"] == []
+    again.close()
+
+
+def test_a_default_route_is_not_handed_on_in_a_namespace_made_again(ctl: Controller) -> None:
+    from hostnet.ops import AddLink
+
+    a = ctl.create_network("a", driver="bridge", subnet="10.91.0.0/24")
+    b = ctl.create_network("b", driver="bridge", subnet="10.92.0.0/24")
+    w = ctl.create_namespace("w")
+    a.connect(w)
+    b.connect(w)
+    kernel = kernel_of(ctl)
+    kernel.apply(DeleteNamespace(ns="w"))  # `ip netns del w; ip netns add w` and links
+    kernel.apply(CreateNamespace(ns="w"))
+    for name in ("eth0", "eth1"):
+        kernel.apply(AddLink(ns="w", name=name, kind="veth", peer=f"u{name}", peer_ns=HOST))
+    a.disconnect("w")
+    assert kernel.observe("w").routes == ()
+    assert ctl.gc()["stale"] == ["w"]
+    assert kernel.observe("w").link_names() == {"lo", "eth0", "eth1"}
