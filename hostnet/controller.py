@@ -337,9 +337,6 @@ class Controller:
         # namespace, which must then be ours, not one that was there already
         if self.backend.has_namespace(name):
             raise errors.NamespaceExists(name)
-        stale = self.store.read(lambda tx: tx.namespace(name))
-        if stale is not None and stale["state"] == "active":
-            self._forget_namespace(stale)  # deleted behind hostnet's back (`ip netns del`)
 
         def prepare(tx: Tx) -> Plan:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
@@ -349,9 +346,18 @@ class Controller:
 
         def commit(tx: Tx, _plan: Plan) -> None:
             tx.activate("namespaces", "name", name)
-            tx.set_ident(owner, self.backend.namespace_id(name))
+            tx.set_ident(
+                owner, self.backend.namespace_id(name), self.backend.namespace_mount(name)
+            )
 
-        self.executor.apply(prepare, owner=owner, commit=commit)
+        try:
+            self.executor.apply(prepare, owner=owner, commit=commit)
+        except errors.NamespaceExists:
+            # recorded, but deleted behind hostnet's back (`ip netns del`): forget that
+            stale = self.store.read(lambda tx: tx.namespace(name))
+            if stale is None or stale["state"] != "active" or not self._forget_namespace(stale):
+                raise
+            self.executor.apply(prepare, owner=owner, commit=commit)
         self._release(name)
         return Namespace(self, name, managed=True)
 
@@ -378,7 +384,9 @@ class Controller:
 
         def commit(tx: Tx, _plan: Plan) -> None:
             tx.activate("namespaces", "name", name)
-            tx.set_ident(owner, self.backend.namespace_id(name))
+            tx.set_ident(
+                owner, self.backend.namespace_id(name), self.backend.namespace_mount(name)
+            )
 
         try:
             self.executor.apply(prepare, owner=owner, commit=commit)
@@ -395,9 +403,14 @@ class Controller:
         name = record["name"]
         if not self.backend.has_namespace(name):
             return True
-        recorded = tx.ident(record["owner"])
+        recorded, mount = tx.ident_and_mount(record["owner"])
         if recorded is None:  # recorded before hostnet kept identities
             return False
+        try:
+            if mount is not None and self.backend.namespace_mount(name) == mount:
+                return False  # still the bind mount that was made for it: no thread needed
+        except errors.NamespaceNotFound:
+            return True
         try:
             now = self.backend.namespace_id(name)
         except errors.NamespaceNotFound:
@@ -1834,10 +1847,8 @@ class Controller:
         for rec in records:
             if rec["state"] != "active":
                 continue
-            if rec["name"] in live:
-                recorded = self.store.read(partial(_ident_of, owner=rec["owner"]))
-                if recorded is None or now(rec["name"]) in (None, recorded):
-                    continue  # the namespace recorded (or no telling)
+            if rec["name"] in live and not self.store.read(partial(self._replaced, record=rec)):
+                continue  # the namespace recorded (or no telling)
             if self._forget_namespace(rec):
                 stale.append(rec["name"])
         for row in rows:

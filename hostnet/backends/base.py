@@ -39,6 +39,12 @@ class Backend(Protocol):
     def has_namespace(self, name: str) -> bool:
         """Whether the named namespace exists (cheaper than listing them all)."""
 
+    def namespace_mount(self, ns: str) -> str | None:
+        """The bind mount that names the namespace (cheap: no socket inside it). The same
+        value later means the same namespace (the mount kept it alive); another value
+        means another mount, of the same namespace or not (ask ``namespace_id``). None
+        if the kernel cannot tell."""
+
     def namespace_id(self, ns: str | None) -> str | None:
         """Which namespace the name refers to now: the same string for as long as that
         namespace lives, another for one made later under the same name (None if the

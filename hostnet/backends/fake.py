@@ -302,6 +302,9 @@ class FakeKernel:
     def nft_list(self, ns: str | None, table: str) -> Mapping[str, Any] | None:
         return self._ns(ns).nft.list_table(table)
 
+    def namespace_mount(self, ns: str) -> str | None:
+        return f"fake-mount/{self._ns(ns).cookie}"
+
     def namespace_id(self, ns: str | None) -> str | None:
         return f"fake/{self._ns(ns).cookie}"
 

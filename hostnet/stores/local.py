@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS namespaces (
 );
 CREATE TABLE IF NOT EXISTS idents (   -- which namespace a record is of (not just its name)
     owner TEXT PRIMARY KEY,            -- the namespace's owner ("ns:<name>")
-    ident TEXT NOT NULL                -- Backend.namespace_id: "<boot id>/<netns cookie>"
+    ident TEXT NOT NULL,               -- Backend.namespace_id: "<boot id>/<netns cookie>"
+    mount TEXT                         -- Backend.namespace_mount: the cheap first check
 );
 CREATE TABLE IF NOT EXISTS revive (   -- networks to make again in a restarted host
     network TEXT PRIMARY KEY,
@@ -256,15 +257,21 @@ class Tx:
         except sqlite3.IntegrityError:
             raise errors.NamespaceExists(name) from None
 
-    def set_ident(self, owner: str, ident: str | None) -> None:
+    def set_ident(self, owner: str, ident: str | None, mount: str | None = None) -> None:
         if ident is not None:
             self.c.execute(
-                "INSERT OR REPLACE INTO idents (owner, ident) VALUES (?, ?)", (owner, ident)
+                "INSERT OR REPLACE INTO idents (owner, ident, mount) VALUES (?, ?, ?)",
+                (owner, ident, mount),
             )
 
     def ident(self, owner: str) -> str | None:
-        row = self.c.execute("SELECT ident FROM idents WHERE owner = ?", (owner,)).fetchone()
-        return None if row is None else str(row[0])
+        return self.ident_and_mount(owner)[0]
+
+    def ident_and_mount(self, owner: str) -> tuple[str | None, str | None]:
+        row = self.c.execute(
+            "SELECT ident, mount FROM idents WHERE owner = ?", (owner,)
+        ).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
 
     def host_restarted(self, host: str) -> list[str]:
         """The host's kernel state is gone (a reboot, or its namespace made again): forget

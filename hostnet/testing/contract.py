@@ -90,7 +90,9 @@ class BackendContract:
     def test_a_namespace_made_again_under_its_name_is_another(self, world: World) -> None:
         ns = world.ns()
         first = world.backend.namespace_id(ns)
+        mount = world.backend.namespace_mount(ns)
         assert world.backend.namespace_id(ns) == first
+        assert world.backend.namespace_mount(ns) == mount
         assert world.backend.observe(ns).ident == first
         world.backend.release(ns)
         world.backend.apply(DeleteNamespace(ns=ns))
@@ -100,6 +102,7 @@ class BackendContract:
         world.backend.apply(CreateNamespace(ns=ns))
         again = world.backend.namespace_id(ns)
         assert first is not None and again is not None and again != first
+        assert mount is None or world.backend.namespace_mount(ns) != mount
         other = world.ns()
         assert world.backend.namespace_id(other) not in (first, again)
 

@@ -56,6 +56,9 @@ class FaultyBackend:
     def has_namespace(self, name: str) -> bool:
         return self.inner.has_namespace(name)
 
+    def namespace_mount(self, ns: str) -> str | None:
+        return self.inner.namespace_mount(ns)
+
     def namespace_id(self, ns: str | None) -> str | None:
         return self.inner.namespace_id(ns)
 

@@ -273,6 +273,12 @@ class NetlinkBackend:
     def processes(self, ns: str) -> tuple[int, ...]:
         return nsenter.processes_in(ns)
 
+    def namespace_mount(self, ns: str) -> str | None:
+        try:
+            return nsenter.mount_id(ns_path(ns))
+        except FileNotFoundError:
+            raise errors.NamespaceNotFound(ns) from None
+
     def namespace_id(self, ns: str | None) -> str | None:
         born, self._born = self._born, None
         if born is not None and born[0] == ns and born[1] == self._ident(ns):

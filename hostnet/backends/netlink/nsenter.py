@@ -47,6 +47,9 @@ _libc.mount.argtypes = [
     ctypes.c_void_p,
 ]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_statx = getattr(_libc, "statx", None)  # glibc 2.28 and later
+if _statx is not None:
+    _statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
 
 _run_dir_ready = False
 _run_dir_lock = threading.Lock()
@@ -215,6 +218,31 @@ def netns_cookie(sock: socket.socket) -> int | None:
         return int.from_bytes(sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
     except OSError:
         return None
+
+
+_STATX_INO = 0x100
+_STATX_MNT_ID_UNIQUE = 0x4000  # Linux 6.8: mount ids never reused until reboot
+_AT_FDCWD = -100
+
+
+def mount_id(path: str) -> str | None:
+    """The bind mount that names a namespace (its unique mount id, with the inode): one
+    statx, no thread. While that mount exists it keeps its namespace alive, so the same
+    value means the same namespace. None where the kernel has no unique mount ids."""
+    if _statx is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statx
+    if _statx(_AT_FDCWD, path.encode(), 0, _STATX_INO | _STATX_MNT_ID_UNIQUE, buf) != 0:
+        code = ctypes.get_errno()
+        if code == errno.ENOENT:
+            raise FileNotFoundError(code, os.strerror(code), path)
+        return None
+    (mask,) = struct.unpack_from("I", buf, 0)  # stx_mask
+    (ino,) = struct.unpack_from("Q", buf, 32)  # stx_ino
+    (mnt,) = struct.unpack_from("Q", buf, 144)  # stx_mnt_id
+    if not mask & _STATX_MNT_ID_UNIQUE:
+        return None
+    return f"{boot_id()}/{mnt}/{ino}"
 
 
 @functools.cache
