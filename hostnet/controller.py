@@ -1001,8 +1001,10 @@ class Controller:
         return {
             "Name": record["name"],
             "Id": record["id"],
+            "Created": _rfc3339(record["at"]),
             "Driver": record["driver"],
             "Scope": driver_class(record["driver"]).scope,
+            "EnableIPv4": not spec.subnets or any(s.network.version == 4 for s in spec.subnets),
             "EnableIPv6": spec.enable_ipv6,
             "IPAM": {
                 "Driver": "default",
@@ -1010,6 +1012,10 @@ class Controller:
                 "Config": [s.to_docker() for s in spec.subnets],
             },
             "Internal": spec.internal,
+            "Attachable": False,  # Docker: swarm overlays only
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
             "Options": self._inspect_options(record, spec),
             "Labels": dict(spec.labels),
             "Containers": containers,
@@ -1913,6 +1919,13 @@ class Controller:
                 self.delete_namespace(name)
             except errors.NotFoundError:  # deleted meanwhile, by its owner or another gc
                 continue
+            except errors.HostnetError as exc:  # busy, or it failed: the next gc tries again
+                warnings.warn(
+                    f"abandoned namespace {name!r} not deleted: {exc}",
+                    errors.HostnetWarning,
+                    stacklevel=3,
+                )
+                continue
             abandoned.append(name)
         return abandoned, kept
 
@@ -1950,6 +1963,13 @@ def _has_net_admin(pid: int) -> bool:
     except (OSError, ValueError, IndexError):
         pass
     return False
+
+
+def _rfc3339(at: float) -> str:
+    """A store timestamp as Docker writes times in inspect (UTC, nanoseconds)."""
+    whole = int(at)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{stamp}.{int((at - whole) * 1e9):09d}Z"
 
 
 class _Taken(Exception):

@@ -163,6 +163,12 @@ class Driver(ABC):
         gw = next((g for g in endpoint.gateways if ":" not in g), "")
         gw6 = next((g for g in endpoint.gateways if ":" in g), "")
         return {
+            # Docker's keys hostnet has no value for: no static-address record, no DNS
+            "IPAMConfig": None,
+            "Links": None,
+            "Aliases": None,
+            "DriverOpts": None,
+            "DNSNames": None,
             "NetworkID": network.id,
             "EndpointID": endpoint.id,
             "Gateway": gw,

@@ -318,3 +318,11 @@ def test_a_hold_binds_beside_connections_in_time_wait(hostnet_host) -> None:
     ep = ctl.attach("web", driver="host", ports=["127.0.0.1:18095/tcp"], hold=True)
     assert [(r.host_ip, r.port) for r in ep.reserved] == [("127.0.0.1", 18095)]
     ctl.detach("web")
+
+
+def test_a_hold_on_an_address_the_host_lacks_is_an_address_error(hostnet_host) -> None:
+    ctl = hostnet_host.controller
+    ctl.policy = SecurityPolicy(allow_host_network=True)
+    with pytest.raises(errors.InvalidAddress, match=r"192\.0\.2\.1"):
+        ctl.attach("web", driver="host", ports=["192.0.2.1:18096/tcp"], hold=True)
+    assert ctl.ports() == [] and ctl.endpoints() == []

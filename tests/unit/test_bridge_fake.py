@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import os
@@ -74,6 +75,15 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
     assert ep.ip == "10.91.0.128"  # the first address of the range (not the subnet's)
     info = web.inspect()
     assert info["Driver"] == "bridge" and info["Scope"] == "local"
+    assert (info["EnableIPv4"], info["EnableIPv6"], info["Attachable"], info["Ingress"]) == (
+        True,
+        False,
+        False,
+        False,
+    )
+    assert info["ConfigFrom"] == {"Network": ""} and info["ConfigOnly"] is False
+    created = datetime.datetime.fromisoformat(info["Created"][:26] + "+00:00")
+    assert abs((datetime.datetime.now(datetime.UTC) - created).total_seconds()) < 60
     assert info["IPAM"]["Config"] == [
         {
             "Subnet": "10.91.0.0/24",
@@ -96,6 +106,7 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
     }
     settings_ = ctl.inspect(app)["NetworkSettings"]
     assert settings_["Networks"]["web"]["Gateway"] == "10.91.0.254"
+    assert settings_["Networks"]["web"]["Aliases"] is None  # Docker's key, no DNS here
     assert settings_["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
     # the kernel model has it: veth peer eth0 in app, MTU on both ends, bridge port
     eth0 = app.snapshot().link("eth0")

@@ -862,6 +862,12 @@ class NetlinkBackend:
                     f"(load its module, e.g. `modprobe {op.protocol}`), so hostnet cannot hold "
                     f"port {op.port}/{op.protocol}"
                 ) from exc
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise errors.InvalidAddress(
+                    op.address,
+                    f"not an address of {op.ns or 'the root namespace'}: no port can be "
+                    "held on it",
+                ) from exc
             if exc.errno == errno.EADDRINUSE:
                 holders = [
                     s
