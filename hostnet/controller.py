@@ -1936,7 +1936,7 @@ def _made_by_hostnet(link: Link, links: Mapping[str, Link]) -> bool:
     the MAC hostnet gives it (from the network id in its name), a veth in one of
     hostnet's link groups or a port of such a bridge, a shim (hn-...)."""
     name = link.name
-    if name.startswith("hn-"):
+    if name.startswith(("hn-", "hnp-", "hnq-")):  # shims, internal macvlan parents
         return True
     if name.startswith("br-") and link.kind == "bridge":
         hexid = name[3:]
@@ -2179,7 +2179,7 @@ def _endpoint_json(
 
 def _host_links(data: dict[str, Any]) -> list[str]:
     """The host-side links a network's driver made for it (its bridge, its shim)."""
-    return [str(v) for k, v in data.items() if k in ("bridge", "shim") and v]
+    return [str(v) for k, v in data.items() if k in ("bridge", "shim", "private_parent") and v]
 
 
 def _drain_owner(network_id: str) -> str:

@@ -32,6 +32,8 @@ def _freeze_options(
     for key, val in items:
         if not isinstance(key, str):
             raise errors.InvalidOption(str(key), val, "option names are strings")
+        if val is None:  # str() would make it the word "None" (an interface name...)
+            raise errors.InvalidOption(key, val, "give a value (or leave the option out)")
         out.append((key, ("true" if val else "false") if isinstance(val, bool) else str(val)))
     return tuple(sorted(out))
 

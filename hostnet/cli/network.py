@@ -87,7 +87,10 @@ def args_network_create(parser: argparse.ArgumentParser) -> None:
     repeatable("--ip-range", "ip_ranges", "CIDR", "hand out addresses of this range only")
     repeatable("--aux-address", "aux", "NAME=IP", "an address IPAM must never hand out")
     parser.add_argument(
-        "--internal", action="store_true", help="no traffic to or from outside the host"
+        "--internal",
+        action="store_true",
+        help="no traffic beyond the network (bridge: nothing out of the host; macvlan: a "
+        "parent link of its own instead of --parent's)",
     )
     parser.add_argument("--ipv6", action="store_true", help="give the network an IPv6 subnet")
     parser.add_argument(

@@ -15,6 +15,7 @@ range when there is one, else one /32 route per endpoint).
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, ClassVar
 
 from hostnet import errors
@@ -45,6 +46,13 @@ def shim_name(network_id: str) -> str:
     return f"hn-{network_id[:12]}"
 
 
+def private_parent(network_id: str) -> tuple[str, str]:
+    """The two ends of the veth pair an internal network uses as its parent: a link of
+    its own, attached to nothing, so its endpoints reach each other and nothing else
+    (Docker uses a dummy link; this kernel may have none)."""
+    return f"hnp-{network_id[:11]}", f"hnq-{network_id[:11]}"
+
+
 def _option_value(key: str, value: str) -> str:
     if key == OPT_MODE:
         mode = value.lower()
@@ -70,11 +78,12 @@ class MacvlanDriver(Driver):
         super().validate(spec)
         opts = canonical_options(spec, ALIASES, _option_value)
         parent = opts.get(OPT_PARENT)
-        if not parent:
+        if not parent and not spec.internal:
             raise errors.InvalidOption(
                 OPT_PARENT, parent, "a macvlan network needs a parent interface"
             )
-        check_ifname(parent)
+        if parent:
+            check_ifname(parent)
         mode = opts.setdefault(OPT_MODE, "bridge")
         opts.setdefault(OPT_SHIM, "false")
         if opts[OPT_SHIM] == "true" and mode != "bridge":
@@ -88,8 +97,24 @@ class MacvlanDriver(Driver):
         return respec(spec, opts)
 
     def decide(self, spec: NetworkSpec, network_id: str, host: Snapshot | None) -> dict[str, Any]:
-        parent = spec.option(OPT_PARENT) or ""
         assert host is not None
+        if spec.internal:
+            # as Docker: an internal macvlan network gets a parent of its own instead of
+            # the one named (which would put its endpoints on that LAN)
+            own, peer = private_parent(network_id)
+            for name in (own, peer):
+                if host.link(name) is not None:
+                    raise errors.LinkExists(name, host.ns)
+            given = spec.option(OPT_MTU)
+            data: dict[str, Any] = {
+                "parent": own,
+                "private_parent": own,
+                "mtu": int(given) if given else None,
+            }
+            if spec.option(OPT_SHIM) == "true":
+                data["shim"] = shim_name(network_id)
+            return data
+        parent = spec.option(OPT_PARENT) or ""
         link = host.link(parent)
         if link is None:
             raise errors.LinkNotFound(parent, host.ns)
@@ -108,10 +133,11 @@ class MacvlanDriver(Driver):
             )
         if not link.up:
             raise errors.LinkDown(parent, host.ns, "parent interface")
-        mtu = int(spec.option(OPT_MTU) or link.mtu)
-        if mtu > link.mtu:
+        given = spec.option(OPT_MTU)
+        mtu = int(given) if given else None  # None: the parent's, as it is at each connect
+        if mtu is not None and mtu > link.mtu:
             raise errors.InvalidOption(OPT_MTU, mtu, f"above the parent's MTU {link.mtu}")
-        data: dict[str, Any] = {"parent": parent, "mtu": mtu}
+        data = {"parent": parent, "mtu": mtu}
         if spec.option(OPT_SHIM) == "true":
             shim = shim_name(network_id)
             if host.link(shim) is not None:
@@ -130,16 +156,19 @@ class MacvlanDriver(Driver):
 
     def link_layer(self, spec: NetworkSpec) -> str | None:
         # every macvlan of one parent is on the parent's LAN, whatever its network: the
-        # kernel refuses a second child with the same MAC (EADDRINUSE)
-        return f"macvlan parent {spec.option(OPT_PARENT)}"
+        # kernel refuses a second child with the same MAC (EADDRINUSE); an internal
+        # network's parent is its own
+        return None if spec.internal else f"macvlan parent {spec.option(OPT_PARENT)}"
 
     def check_siblings(self, spec: NetworkSpec, others: list[NetworkSpec]) -> None:
         """Networks sharing a parent: disjoint subnets (checked by IPAM for every
         network of the host) and no passthru next to anything."""
         parent = spec.option(OPT_PARENT)
         mode = spec.option(OPT_MODE)
+        if spec.internal:
+            return  # its parent is its own
         for other in others:
-            if other.driver != self.name or other.option(OPT_PARENT) != parent:
+            if other.driver != self.name or other.internal or other.option(OPT_PARENT) != parent:
                 continue
             if mode == "passthru" or other.option(OPT_MODE) == "passthru":
                 raise errors.ConflictError(
@@ -149,11 +178,26 @@ class MacvlanDriver(Driver):
 
     def plan_create(self, ctx: NetworkContext) -> Plan:
         data, host = ctx.network.data, ctx.network.host_ns
+        ops: list[Op] = []
+        own = data.get("private_parent")
+        if own is not None:
+            ops.append(
+                AddLink(
+                    ns=host,
+                    name=own,
+                    kind="veth",
+                    peer=private_parent(ctx.network.id)[1],
+                    mtu=data["mtu"],
+                    up=True,
+                    peer_up=True,
+                    ipv6_linklocal=False,
+                )
+            )
         shim = data.get("shim")
         if shim is None:
-            return ()
+            return tuple(ops)
         spec = ctx.network.spec
-        ops: list[Op] = [
+        ops += [
             AddLink(
                 ns=host,
                 name=shim,
@@ -199,8 +243,17 @@ class MacvlanDriver(Driver):
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]
         ops += default_routes(ep, target, internal=spec.internal)
         shim = data.get("shim")
-        if shim is not None and not any(s.ip_range for s in spec.subnets if ":" not in s.subnet):
+        if shim is not None:
+            # the shim routes the network's IPv4 ranges; an address outside them (all of
+            # them without a range, or a static one) needs a route of its own
+            ranges = [
+                ipaddress.ip_network(s.ip_range)
+                for s in spec.subnets
+                if s.ip_range and ":" not in s.subnet
+            ]
             for address in ep.addresses:
-                if ":" not in address:
-                    ops.append(AddRoute(ns=host, dst=address.split("/")[0] + "/32", ifname=shim))
+                ip = address.split("/")[0]
+                if ":" in ip or any(ipaddress.ip_address(ip) in r for r in ranges):
+                    continue
+                ops.append(AddRoute(ns=host, dst=ip + "/32", ifname=shim))
         return tuple(ops)

@@ -111,6 +111,12 @@ def test_host_reaches_its_endpoints_only_with_the_shim(lan: Lan) -> None:
     assert ping(lan.host, eb.ip)
     with server(b, 7302):
         assert request(lan.host, eb.ip, 7302).startswith(b.name)
+    # a static address outside the range needs a route of its own through the shim
+    static = lan.ns()
+    shimmed.connect(static, ip="192.168.50.20")  # type: ignore[attr-defined]
+    assert ping(lan.host, "192.168.50.20")
+    shimmed.disconnect(static)  # type: ignore[attr-defined]
+    assert not any(r.dst == "192.168.50.20/32" for r in lan.host.routes())
     shim = shimmed.data["shim"]  # type: ignore[attr-defined]
     host_snap = lan.host.snapshot()
     assert host_snap.link(shim) is not None
@@ -260,3 +266,32 @@ def test_a_static_mac_taken_on_the_parent_by_another_network(lan: Lan) -> None:
     with pytest.raises(errors.AddressInUse, match="'lan'"):
         second.connect(b, mac="02:00:00:00:00:42")  # type: ignore[attr-defined]
     assert b.snapshot().link_names() == {"lo"}
+
+
+def test_endpoints_take_the_parents_mtu_as_it_is_when_they_connect(lan: Lan) -> None:
+    net = lan.network()
+    a, b = lan.ns(), lan.ns()
+    net.connect(a)  # type: ignore[attr-defined]
+    assert a.snapshot().link("eth0").mtu == 1500  # type: ignore[union-attr]
+    subprocess.run(["ip", "-n", lan.host.name, "link", "set", "lan0", "mtu", "1400"], check=True)
+    net.connect(b)  # type: ignore[attr-defined]
+    assert b.snapshot().link("eth0").mtu == 1400  # type: ignore[union-attr]
+    assert "com.docker.network.driver.mtu" not in net.inspect()["Options"]  # type: ignore[attr-defined]
+
+
+def test_an_internal_network_has_a_parent_of_its_own(lan: Lan) -> None:
+    # as Docker: the endpoints reach each other, and nothing on the named parent's LAN
+    net = lan.network("inner", subnet="10.61.0.0/24", gateway="10.61.0.1", internal=True)
+    a, b = lan.ns(), lan.ns()
+    ea, eb = net.connect(a), net.connect(b)  # type: ignore[attr-defined]
+    assert ping(a, eb.ip) and ping(b, ea.ip)
+    subprocess.run(
+        ["ip", "-n", a.name, "addr", "add", "192.168.50.77/24", "dev", "eth0"], check=True
+    )
+    assert not ping(a, LAN_GW)  # an address on the LAN's subnet does not put it there
+    assert net.inspect()["Internal"] is True  # type: ignore[attr-defined]
+    own = net.data["private_parent"]  # type: ignore[attr-defined]
+    assert lan.host.snapshot().link(own) is not None
+    net.delete(force=True)  # type: ignore[attr-defined]
+    assert lan.host.snapshot().link(own) is None
+    assert a.snapshot().link_names() == {"lo"}

@@ -241,3 +241,24 @@ def test_a_static_mac_is_unique_on_the_parents_lan(ctl: Controller) -> None:
         second.connect(b, mac="02:00:00:00:00:42")  # the same LAN: lan0's
     assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
     assert second.connect(b, mac="02:00:00:00:00:43").mac == "02:00:00:00:00:43"
+
+
+def test_an_option_given_as_none_is_refused_not_taken_for_the_word(ctl: Controller) -> None:
+    before = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.InvalidOption, match="parent"):
+        lan(ctl, parent=None)
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
+
+
+def test_an_internal_network_needs_no_parent_and_makes_its_own(ctl: Controller) -> None:
+    net = ctl.create_network(
+        "inner", driver="macvlan", subnet="10.61.0.0/24", gateway="10.61.0.1", internal=True
+    )
+    own = net.data["private_parent"]
+    assert kernel_of(ctl).observe(HOST).link(own) is not None
+    a = ctl.create_namespace("a")
+    net.connect(a)
+    assert a.snapshot().link("eth0").parent is None  # type: ignore[union-attr]
+    assert [r for r in a.routes() if r.is_default] == []
+    net.delete(force=True)
+    assert kernel_of(ctl).observe(HOST).link_names() == {"lo", "lan0", "down0"}
