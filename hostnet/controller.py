@@ -473,7 +473,8 @@ class Controller:
         check_namespace_name(name)
         if name == self.host_ns:
             raise errors.ConflictError(
-                f"{name!r} is this Controller's host namespace; close the Controller first"
+                f"{name!r} is this Controller's host namespace; delete it from another one "
+                "(CLI: without --host)"
             )
         record, endpoints = self.store.read(lambda tx: (tx.namespace(name), tx.endpoints(ns=name)))
         if (
@@ -634,7 +635,8 @@ class Controller:
         if cls.builtin:
             raise errors.ConflictError(
                 f"the {driver} network is predefined; attach workloads with "
-                f"Controller.attach(..., driver={driver!r})"
+                f"Controller.attach(..., driver={driver!r}) "
+                f"(CLI: hostnet attach --driver {driver})"
             )
         # as pairs: one option given both ways (options={"mtu": ...}, mtu=...) reaches
         # the driver twice and is refused there if the values differ
@@ -2104,17 +2106,45 @@ def _subnet_configs(
         if not isinstance(name, str):
             raise errors.InvalidOption("aux_addresses", aux, "a dict of name -> address strings")
         address("aux_addresses", aux, value)
-    if len(gateways) > len(subnets) or len(ranges) > len(subnets):
+    families = [_family(str(sub)) for sub in subnets]
+    if len(families) != len(set(families)) and None not in families:
         raise errors.InvalidOption(
-            "gateway",
-            gateway,
-            "every gateway and ip range needs a subnet (give them in the same order)",
+            "subnet", subnet, "one IPv4 and one IPv6 subnet at most (as Docker's drivers take)"
         )
+    # Each gateway and ip range goes to the subnet that contains it, whatever the order
+    # they were given in (as the docker CLI does); a subnet takes one of each.
+    picked: dict[str, dict[int, str]] = {"gateway": {}, "ip_range": {}}
+    for key, values in (("gateway", gateways), ("ip_range", ranges)):
+        given: object = gateway if key == "gateway" else ip_range
+        for item in values:
+            if item is None:
+                continue
+            if not subnets:
+                raise errors.InvalidOption(key, given, "needs a subnet that contains it")
+            try:
+                if key == "gateway":
+                    ipaddress.ip_address(item)
+                else:
+                    ipaddress.ip_network(item, strict=True)
+            except ValueError:
+                what = "gateway is not an IP address" if key == "gateway" else "not a subnet"
+                raise errors.InvalidAddress(item, what) from None
+            homes = [i for i, sub in enumerate(subnets) if _inside(item, str(sub))]
+            if not homes:
+                what = "gateway is not a host" if key == "gateway" else "ip range is not inside"
+                raise errors.InvalidAddress(
+                    item, f"{what} of any subnet given ({', '.join(map(str, subnets))})"
+                )
+            if homes[0] in picked[key]:
+                raise errors.InvalidOption(
+                    key, given, f"two for subnet {subnets[homes[0]]}: give one per subnet"
+                )
+            picked[key][homes[0]] = item
     out = []
     for i, sub in enumerate(subnets):
         assert sub is not None
-        gw = gateways[i] if i < len(gateways) else None
-        rng = ranges[i] if i < len(ranges) else None
+        gw = picked["gateway"].get(i)
+        rng = picked["ip_range"].get(i)
         mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _in_subnet(v, sub)))
         out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
     stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
@@ -2123,6 +2153,29 @@ def _subnet_configs(
             aux[stray[0]] if aux else stray[0], f"auxiliary address {stray[0]!r} is in no subnet"
         )
     return tuple(out)
+
+
+def _family(subnet: str) -> int | None:
+    """4 or 6, None if ``subnet`` is not one (its own checks say why, later)."""
+    try:
+        return ipaddress.ip_network(subnet, strict=False).version
+    except ValueError:
+        return None
+
+
+def _inside(value: str, subnet: str) -> bool:
+    """Whether an address or a network is inside ``subnet`` (False if either is not
+    one: the subnet's own checks then say what is wrong)."""
+    import ipaddress
+
+    try:
+        net = ipaddress.ip_network(subnet, strict=False)
+        if "/" in value:
+            inner = ipaddress.ip_network(value, strict=False)
+            return inner.version == net.version and inner.subnet_of(net)  # type: ignore[arg-type]
+        return ipaddress.ip_address(value) in net
+    except ValueError:
+        return False
 
 
 def _in_subnet(address: str, subnet: str) -> bool:

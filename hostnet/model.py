@@ -138,6 +138,11 @@ class PortMapping:
     def docker_key(self) -> str:
         return f"{self.container_port}/{self.protocol}"
 
+    def as_spec(self) -> str:
+        """The mapping written as a ``-p`` spec: host address, host port, container port."""
+        host = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        return f"{host}:{self.host_port}:{self.container_port}/{self.protocol}"
+
 
 @frozen(kw_only=True)
 class Reservation:

@@ -34,7 +34,9 @@ def _common(kind: str, name: object, limit: int, pattern: re.Pattern[str]) -> st
         raise InvalidName(kind, name, "must be ASCII")
     if len(name.encode()) > limit:
         raise InvalidName(kind, name, f"is {len(name.encode())} bytes, the limit is {limit}")
-    if name in (".", "..") or ".." in name:
+    if name == ".":
+        raise InvalidName(kind, name, "'.' is not a name")
+    if ".." in name:
         raise InvalidName(kind, name, "must not contain '..'")
     if "/" in name:
         raise InvalidName(kind, name, "must not contain '/'")

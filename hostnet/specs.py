@@ -67,6 +67,8 @@ def _check_subnet(
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise errors.InvalidAddress(value, f"not a subnet in CIDR notation ({exc})") from None
+    if net.prefixlen == 0:
+        raise errors.InvalidAddress(value, "a /0 is every address, not a network's subnet")
     unusable = _UNUSABLE4 if net.version == 4 else _UNUSABLE6
     for kind, block in unusable:
         if net.overlaps(block):

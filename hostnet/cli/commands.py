@@ -186,7 +186,8 @@ def _args_attach(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hold",
         action="store_true",
-        help="host driver: bind the declared ports until the workload starts",
+        help="host driver: bind the declared ports for as long as this command runs "
+        "(which is not long: the library's hold=True is for long-lived callers)",
     )
 
 

@@ -83,7 +83,7 @@ def args_network_create(parser: argparse.ArgumentParser) -> None:
         )
 
     repeatable("--subnet", "subnets", "CIDR", "a subnet; repeat for IPv4 and IPv6")
-    repeatable("--gateway", "gateways", "IP", "the gateway of the subnet given in that place")
+    repeatable("--gateway", "gateways", "IP", "the gateway of the subnet that contains it")
     repeatable("--ip-range", "ip_ranges", "CIDR", "hand out addresses of this range only")
     repeatable("--aux-address", "aux", "NAME=IP", "an address IPAM must never hand out")
     parser.add_argument(

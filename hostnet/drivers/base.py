@@ -112,7 +112,7 @@ class Driver(ABC):
         """Ops that publish more ports of an existing endpoint."""
         raise errors.InvalidOption(
             "publish",
-            [m.docker_key() for m in mappings],
+            [m.as_spec() for m in mappings],
             f"the {self.name} driver does not publish ports",
         )
 

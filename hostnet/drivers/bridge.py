@@ -232,12 +232,12 @@ class BridgeDriver(Driver):
         if mappings and network.spec.internal:
             raise errors.InvalidOption(
                 "publish",
-                [m.docker_key() for m in mappings],
+                [m.as_spec() for m in mappings],
                 f"network {network.name!r} is internal: it has no way in from outside",
             )
         ips = [a.split("/")[0] for a in endpoint.addresses]
         for m in mappings:
-            given = _publish_spec(m)
+            given = m.as_spec()
             if m.host_ip == "::1":
                 # IPv6 has no route_localnet: the kernel drops a packet from ::1 that a
                 # DNAT sends out of the bridge (Docker serves it with docker-proxy)
@@ -316,9 +316,3 @@ FORGETFUL = ("udp", "sctp")
 
 
 __all__ = ["BridgeDriver", "bridge_mac", "veth_name"]
-
-
-def _publish_spec(m: PortMapping) -> str:
-    """``m`` written as a ``-p`` spec (host address, host port, container port)."""
-    host = f"[{m.host_ip}]" if ":" in m.host_ip else m.host_ip
-    return f"{host}:{m.host_port}:{m.container_port}/{m.protocol}"

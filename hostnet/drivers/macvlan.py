@@ -221,7 +221,7 @@ class MacvlanDriver(Driver):
         if ep.ports:
             raise errors.InvalidOption(
                 "publish",
-                [m.docker_key() for m in ep.ports],
+                [m.as_spec() for m in ep.ports],
                 "macvlan endpoints sit directly on the parent's network; there is nothing "
                 "to publish (connect to their address instead)",
             )

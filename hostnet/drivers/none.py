@@ -19,7 +19,7 @@ class NoneDriver(Driver):
         if ctx.endpoint.ports:
             raise errors.InvalidOption(
                 "publish",
-                [p.docker_key() for p in ctx.endpoint.ports],
+                [p.as_spec() for p in ctx.endpoint.ports],
                 "a workload with network mode none has no network to publish ports from",
             )
         target = ctx.target

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -155,14 +156,14 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
-_NETWORK = (
-    "SELECT id, name, driver, host, spec, data, state, at FROM networks "
-    "WHERE (host = ? AND name = ?) OR id = ?"
-)
-_NETWORK_WITH_PLAN = (
-    "SELECT id, name, driver, host, spec, data, state, at, applied FROM networks "
-    "WHERE (host = ? AND name = ?) OR id = ?"
-)
+# a network of one host (never another host's, even by id), by its id or its name
+_NETWORK_COLUMNS = "SELECT id, name, driver, host, spec, data, state, at FROM networks "
+_NETWORK_WHERE = "WHERE host = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1"
+_NETWORK = _NETWORK_COLUMNS + _NETWORK_WHERE
+_NETWORK_WITH_PLAN = _NETWORK_COLUMNS.replace(" FROM", ", applied FROM") + _NETWORK_WHERE
+_NETWORK_BY_PREFIX = _NETWORK_COLUMNS + "WHERE host = ? AND id >= ? AND id < ? LIMIT 2"
+
+_HEX = re.compile("[0-9a-f]+")
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
@@ -427,8 +428,18 @@ class Tx:
         """The network called ``name`` on ``host`` (or whose id is ``name``); without its
         applied plan (several KB of JSON, needed only to delete it) if ``applied=False``."""
         row = self.c.execute(
-            _NETWORK_WITH_PLAN if applied else _NETWORK, (host, name, name)
+            _NETWORK_WITH_PLAN if applied else _NETWORK, (host, name, name, name)
         ).fetchone()
+        if row is None and _HEX.fullmatch(name):
+            # a unique prefix of its id, as `network ls` prints them (Docker takes them)
+            rows = self.c.execute(_NETWORK_BY_PREFIX, (host, name, name + "g")).fetchall()
+            if len(rows) > 1:
+                raise errors.ValidationError(
+                    f"{name!r} is the start of the id of more than one network: give more"
+                )
+            if rows and applied:
+                return self.network(host, rows[0][0], applied=True)
+            row = rows[0] if rows else None
         return None if row is None else self._network_row(row)
 
     def networks(self, host: str | None = None) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -1155,3 +1156,54 @@ def test_a_default_route_is_not_handed_on_in_a_namespace_made_again(ctl: Control
     assert kernel.observe("w").routes == ()
     assert ctl.gc()["stale"] == ["w"]
     assert kernel.observe("w").link_names() == {"lo", "eth0", "eth1"}
+
+
+def test_networks_are_found_by_name_id_or_id_prefix_of_this_host_only(tmp_path) -> None:
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    assert ctl.network(web.id).name == "web"
+    assert ctl.network(web.id[:12]).name == "web"  # as `network ls` prints ids
+    kernel.apply(CreateNamespace(ns="other"))
+    other = Controller(backend=kernel, host="other", state_dir=tmp_path / "state", forwarding=True)
+    for ref in (web.id, web.id[:12], "web"):
+        with pytest.raises(errors.NetworkNotFound):
+            other.network(ref)
+        with pytest.raises(errors.NetworkNotFound):
+            other.delete_network(ref, force=True)
+    assert ctl.network("web").id == web.id  # untouched
+    nets = [
+        ctl.create_network(f"n{i}", driver="bridge", subnet=f"10.{100 + i}.0.0/24")
+        for i in range(20)
+    ]
+    ids = sorted(n.id for n in (web, *nets))
+    shared = next(a for a, b in itertools.pairwise(ids) if a[0] == b[0])[0]
+    with pytest.raises(errors.ValidationError, match="more than one"):
+        ctl.network(shared)
+    other.close()
+
+
+def test_gateways_and_ranges_go_to_the_subnet_that_contains_them(ctl: Controller) -> None:
+    web = ctl.create_network(
+        "web",
+        driver="bridge",
+        subnet=["10.91.0.0/24", "fd00:91::/64"],
+        gateway="fd00:91::5",  # given alone, for the second subnet: as the docker CLI
+        ip_range=["fd00:91::/80", "10.91.0.128/25"],  # in any order
+    )
+    config = {c["Subnet"]: c for c in web.inspect()["IPAM"]["Config"]}
+    assert config["fd00:91::/64"]["Gateway"] == "fd00:91::5"
+    assert config["10.91.0.0/24"]["Gateway"] == "10.91.0.1"
+    assert config["10.91.0.0/24"]["IPRange"] == "10.91.0.128/25"
+    before = kernel_of(ctl).dump(), ctl.store.dump()
+    bad: list[tuple[type[Exception], dict[str, object]]] = [
+        (errors.InvalidOption, dict(subnet="10.92.0.0/24", gateway=["10.92.0.1", "10.92.0.2"])),
+        (errors.InvalidAddress, dict(subnet="10.92.0.0/24", gateway="10.93.0.1")),
+        (errors.InvalidAddress, dict(subnet="10.92.0.0/24", ip_range="10.93.0.0/25")),
+        (errors.InvalidOption, dict(ip_range="10.92.0.0/25")),  # no subnet to be in
+        (errors.InvalidOption, dict(subnet=["10.92.0.0/24", "10.93.0.0/24"])),  # two IPv4
+    ]
+    for error, kwargs in bad:
+        with pytest.raises(error):
+            ctl.create_network("bad", driver="bridge", **kwargs)  # type: ignore[arg-type]
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == before

@@ -31,7 +31,7 @@ def test_valid_namespace_names_are_returned_unchanged(name: str) -> None:
         ("a/b", "/"),
         ("/etc", "/"),
         ("..", ".."),
-        (".", ".."),
+        (".", "is not a name"),
         ("a..b", ".."),
         ("../../etc/passwd", ".."),
         ("a b", "whitespace"),
