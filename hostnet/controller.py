@@ -172,10 +172,23 @@ class Controller:
 
         def check(tx: Tx) -> None:
             before = tx.ident(owner)
-            if before != now:
-                tx.set_ident(owner, now)
-                if before is not None:
-                    tx.host_restarted(self.host_key)
+            if before == now:
+                return
+            if (
+                self.host_ns is None
+                and before is not None
+                and before.split("/")[0] == now.split("/")[0]
+            ):
+                # the same boot, another namespace: not a restart, but a process that is
+                # not where this state directory's host is (`ip netns exec`, a container)
+                raise errors.ConflictError(
+                    "this state directory belongs to the network namespace hostnet first "
+                    "ran in, and this process is in another one; pass that namespace as "
+                    "the host (host=..., CLI: --host) or use another state directory"
+                )
+            tx.set_ident(owner, now)
+            if before is not None:
+                tx.host_restarted(self.host_key)
 
         if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
             with self.store.transaction() as tx:
@@ -340,7 +353,7 @@ class Controller:
 
         def prepare(tx: Tx) -> Plan:
             tx.add_namespace(name, self.host_key, created=True, owner=owner)
-            if temporary:
+            if temporary and self.executor.started:  # (0.0: its start time is unknown)
                 tx.add_lease(owner, name, self.executor.pid, self.executor.started)
             return (CreateNamespace(ns=name),)
 
@@ -406,18 +419,9 @@ class Controller:
         recorded, mount = tx.ident_and_mount(record["owner"])
         if recorded is None:  # recorded before hostnet kept identities
             return False
-        try:
-            if mount is not None and self.backend.namespace_mount(name) == mount:
-                return False  # still the bind mount that was made for it: no thread needed
-        except errors.NamespaceNotFound:
+        if not self.backend.has_namespace(name):
             return True
-        try:
-            now = self.backend.namespace_id(name)
-        except errors.NamespaceNotFound:
-            return True
-        finally:
-            self._release(name)
-        return now is not None and now != recorded
+        return not self._same_namespace(name, recorded, mount)
 
     def _forget_namespace(self, record: dict[str, Any]) -> bool:
         """Forget the records of a namespace that is gone or replaced (``_replaced``),
@@ -449,6 +453,18 @@ class Controller:
 
         self.executor.teardown(prepare, what=f"forget stale namespace {name!r}")
         return bool(forgot)
+
+    def _same_namespace(self, name: str, ident: str, mount: str | None) -> bool:
+        """Whether namespace ``name`` is still the one recorded as ``ident`` (with the bind
+        mount ``mount``): the same mount answers at the cost of a ``statx``; only another
+        one costs a short-lived thread into the namespace to read its cookie."""
+        try:
+            if mount is not None and self.backend.namespace_mount(name) == mount:
+                return True
+        except errors.NamespaceNotFound:
+            return False
+        now = self._current_ident(name)
+        return now is not None and now == ident
 
     def _current_ident(self, name: str | None) -> str | None:
         """``Backend.namespace_id`` of ``name``, None if there is none (or no telling)."""
@@ -566,11 +582,8 @@ class Controller:
             if (
                 ns is not None
                 and recorded is not None
-                and self._current_ident(ns)
-                not in (
-                    None,
-                    recorded,
-                )
+                and self.backend.has_namespace(ns)
+                and not self._same_namespace(ns, recorded, same[0]["data"].get("netns_mount"))
             ):
                 raise errors.ConflictError(
                     f"namespace {workload!r} was deleted and made again since it was "
@@ -929,7 +942,7 @@ class Controller:
             ns, recorded = e["ns"], e["data"].get("netns")
             if ns is None or recorded is None or ns not in inside or ns in replaced:
                 continue
-            if self._current_ident(ns) != recorded:
+            if not self._same_namespace(ns, recorded, e["data"].get("netns_mount")):
                 replaced.add(ns)
         return tuple(op for op in plan if op.ns not in replaced) if replaced else plan
 
@@ -1235,6 +1248,7 @@ class Controller:
                 else None
             )
             host = self._observe(self.host_ns) if drv.observe_host_on_connect else None
+            mount = self.backend.namespace_mount(ns) if ns is not None else None
         except BaseException:
             self._release(ns)  # the observation opened a socket into the namespace
             raise
@@ -1326,6 +1340,8 @@ class Controller:
             }
             if target is not None and target.ident is not None:
                 row["data"]["netns"] = target.ident  # which namespace of that name
+                if mount is not None:
+                    row["data"]["netns_mount"] = mount  # its bind mount: a cheap check
             tx.add_endpoint(
                 id=endpoint_id, network=record["id"], workload=name, ns=ns, data=row["data"]
             )
@@ -1845,12 +1861,13 @@ class Controller:
         live = set(self.backend.namespaces())
         stale: list[str] = []  # added to by the transactions that forget something
 
-        idents: dict[str, str | None] = {}  # what each live namespace is now
+        same: dict[tuple[str, str, str | None], bool] = {}  # asked once per namespace
 
-        def now(name: str) -> str | None:
-            if name not in idents:
-                idents[name] = self._current_ident(name)
-            return idents[name]
+        def unchanged(name: str, ident: str, mount: str | None) -> bool:
+            key = (name, ident, mount)
+            if key not in same:
+                same[key] = self._same_namespace(name, ident, mount)
+            return same[key]
 
         for rec in records:
             if rec["state"] != "active":
@@ -1863,18 +1880,23 @@ class Controller:
             ns = row["ns"]
             if ns is None or row["state"] != "active":
                 continue
-            recorded = row["data"].get("netns")
-            if ns in live and (recorded is None or now(ns) in (None, recorded)):
+            recorded, mount = row["data"].get("netns"), row["data"].get("netns_mount")
+            if ns in live and (recorded is None or unchanged(ns, recorded, mount)):
                 continue
 
             def forget_endpoint(
-                tx: Tx, row: dict[str, Any] = row, ns: str = ns, recorded: str | None = recorded
+                tx: Tx,
+                row: dict[str, Any] = row,
+                ns: str = ns,
+                recorded: str | None = recorded,
+                mount: str | None = mount,
             ) -> tuple[Plan, list[str]]:
                 found = [e for e in self._endpoint_rows(tx, ns=ns) if e["id"] == row["id"]]
                 if not found or found[0]["state"] != "active":
                     return (), []  # disconnected meanwhile
-                current = self._current_ident(ns) if self.backend.has_namespace(ns) else None
-                if current is not None and (recorded is None or current == recorded):
+                if self.backend.has_namespace(ns) and (
+                    recorded is None or self._same_namespace(ns, recorded, mount)
+                ):
                     return (), []  # its namespace is back
                 stale.append(row["workload"])
                 tx.mark_deleting("endpoints", "id", [row["id"]])
@@ -2232,7 +2254,10 @@ def _endpoint_json(
 
 def _host_links(data: dict[str, Any]) -> list[str]:
     """The host-side links a network's driver made for it (its bridge, its shim)."""
-    return [str(v) for k, v in data.items() if k in ("bridge", "shim", "private_parent") and v]
+    links = [str(v) for k, v in data.items() if k in ("bridge", "shim", "private_parent") and v]
+    if data.get("private_parent"):  # and its veth peer, hnq-<id>
+        links.append("hnq-" + str(data["private_parent"])[4:])
+    return links
 
 
 def _drain_owner(network_id: str) -> str:

@@ -164,6 +164,8 @@ _NETWORK_WITH_PLAN = _NETWORK_COLUMNS.replace(" FROM", ", applied FROM") + _NETW
 _NETWORK_BY_PREFIX = _NETWORK_COLUMNS + "WHERE host = ? AND id >= ? AND id < ? LIMIT 2"
 
 _HEX = re.compile("[0-9a-f]+")
+#: The shortest id prefix a network is found by: what `network ls` prints
+ID_PREFIX = 12
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
@@ -430,8 +432,9 @@ class Tx:
         row = self.c.execute(
             _NETWORK_WITH_PLAN if applied else _NETWORK, (host, name, name, name)
         ).fetchone()
-        if row is None and _HEX.fullmatch(name):
-            # a unique prefix of its id, as `network ls` prints them (Docker takes them)
+        if row is None and len(name) >= ID_PREFIX and _HEX.fullmatch(name):
+            # a unique prefix of its id, as `network ls` prints them (Docker takes them;
+            # not shorter ones: a stale name such as "cafe" would find another network)
             rows = self.c.execute(_NETWORK_BY_PREFIX, (host, name, name + "g")).fetchall()
             if len(rows) > 1:
                 raise errors.ValidationError(

@@ -4,6 +4,7 @@ the machine's): its networks are made again from the store, with traffic."""
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from hostnet.controller import Controller
 from tests.kernel.netutil import request, server
@@ -50,3 +51,22 @@ def test_networks_come_back_after_their_host_restarts(hostnet_host) -> None:
     assert [line.split()[0] for line in links.splitlines()] == ["lo"]
     assert hostnet_host.backend.sysctl(host, "net/ipv4/ip_forward") == "1"  # as it was
     assert ctl.store.dump()["shared"] == []
+
+
+def test_the_default_host_opened_from_another_namespace_is_refused(hostnet_host, tmp_path) -> None:
+    # `ip netns exec X hostnet ...` on the state directory of the machine's namespace: not
+    # a restart of that host (which would forget its endpoints), a mistake
+    state = tmp_path / "root-state"
+    Controller(state_dir=state, backend=hostnet_host.backend).close()  # records, changes nothing
+    other = hostnet_host.name("other")
+    ip("netns", "add", other)
+    code = f"from hostnet import Controller; Controller(state_dir={str(state)!r})"
+    result = subprocess.run(
+        ["ip", "netns", "exec", other, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "belongs to the network namespace hostnet first ran in" in result.stderr
+    Controller(state_dir=state, backend=hostnet_host.backend).close()  # still fine here

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import itertools
 import json
 import os
 from collections.abc import Iterator
@@ -1172,14 +1171,18 @@ def test_networks_are_found_by_name_id_or_id_prefix_of_this_host_only(tmp_path) 
         with pytest.raises(errors.NetworkNotFound):
             other.delete_network(ref, force=True)
     assert ctl.network("web").id == web.id  # untouched
-    nets = [
-        ctl.create_network(f"n{i}", driver="bridge", subnet=f"10.{100 + i}.0.0/24")
-        for i in range(20)
-    ]
-    ids = sorted(n.id for n in (web, *nets))
-    shared = next(a for a, b in itertools.pairwise(ids) if a[0] == b[0])[0]
+    for short in (web.id[:11], web.id[:1]):  # a stale name like "cafe" finds nothing
+        with pytest.raises(errors.NetworkNotFound):
+            ctl.network(short)
+    twin = "0123456789ab" + "0" * 52
+    with ctl.store.transaction() as tx:
+        for last in "12":
+            tx.add_network(
+                id=twin[:-1] + last, name=f"twin{last}", driver="bridge", host=HOST,
+                spec={}, data={},
+            )  # fmt: skip
     with pytest.raises(errors.ValidationError, match="more than one"):
-        ctl.network(shared)
+        ctl.network(twin[:12])
     other.close()
 
 

@@ -260,5 +260,6 @@ def test_an_internal_network_needs_no_parent_and_makes_its_own(ctl: Controller) 
     net.connect(a)
     assert a.snapshot().link("eth0").parent is None  # type: ignore[union-attr]
     assert [r for r in a.routes() if r.is_default] == []
+    assert [f for f in ctl.audit() if f["kind"] == "leaked-link"] == []  # both ends known
     net.delete(force=True)
     assert kernel_of(ctl).observe(HOST).link_names() == {"lo", "lan0", "down0"}

@@ -180,8 +180,8 @@ class NetlinkBackend:
         # Links made for another namespace ask for an index there (see _create_link),
         # until the kernel has refused INDEX_REFUSALS in a row.
         self._index_refusals = 0
-        # (name, inode, cookie) of the namespace CreateNamespace made last
-        self._born: tuple[str, tuple[int, int] | None, int | None] | None = None
+        # (name, unique mount id, cookie) of the namespace CreateNamespace made last
+        self._born: tuple[str, str | None, int | None] | None = None
 
     # -- handles -----------------------------------------------------------------------
 
@@ -281,7 +281,12 @@ class NetlinkBackend:
 
     def namespace_id(self, ns: str | None) -> str | None:
         born, self._born = self._born, None
-        if born is not None and born[0] == ns and born[1] == self._ident(ns):
+        if (
+            born is not None
+            and born[0] == ns
+            and born[1] is not None
+            and born[1] == nsenter.mount_id(ns_path(ns))
+        ):
             cookie = born[2]  # made by this backend just now: no socket needed
         else:
             with self._lock, _translate(f"identify namespace {ns}", None):
@@ -484,8 +489,9 @@ class NetlinkBackend:
         # op in this namespace opens them lazily (_handle) for a fraction of a millisecond.
         cookie = nsenter.create_namespace(op.ns, nsenter.lo_up)
         self.release(op.ns)
-        # for namespace_id, which Controller.create_namespace asks right after
-        self._born = (op.ns, self._ident(op.ns), cookie)
+        # for namespace_id, which Controller.create_namespace asks right after (the
+        # unique mount id tells it is still that namespace; the inode alone could not)
+        self._born = (op.ns, nsenter.mount_id(ns_path(op.ns)), cookie)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
         # Our own socket would keep the namespace, and every veth in it, alive.
