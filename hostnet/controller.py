@@ -794,8 +794,9 @@ class Controller:
             shared = tx.shared(self.host_key, key)
             if shared is None:
                 continue
-            owner = tx.network(self.host_key, shared["owner"])
-            if owner is not None and owner["state"] == "active":
+            network_id, _, reviving = shared["owner"].partition("/revive/")
+            owner = tx.network(self.host_key, network_id)
+            if owner is not None and owner["state"] == "active" and not reviving:
                 continue
             name = repr(owner["name"]) if owner else shared["owner"][:12]
             if shared["owner"] in tx.journal_owners(failed=True):  # waiting will not help
@@ -805,6 +806,8 @@ class Controller:
                     f"{key!r} half done; run `hostnet gc` to finish it, then try again"
                 )
             doing = "created" if owner and owner["state"] == "pending" else "deleted"
+            if reviving:
+                doing = "made again after its host restarted"
             raise errors.Busy(
                 f"the host's shared setup {key!r}", f"network {name} is being {doing}", 0.0
             )
@@ -1461,6 +1464,16 @@ class Controller:
         if row["ns"] is not None and not self.backend.has_namespace(row["ns"]):
             # deleted behind hostnet's back (`ip netns del`): nothing would answer
             raise errors.NamespaceNotFound(row["ns"])
+        recorded = row["data"].get("netns")
+        if (
+            row["ns"] is not None
+            and recorded is not None
+            and not self._same_namespace(row["ns"], recorded, row["data"].get("netns_mount"))
+        ):
+            raise errors.ConflictError(
+                f"namespace {row['ns']!r} was deleted and made again since it was connected "
+                f"to {network.name!r}; run `hostnet gc` to forget the old endpoint"
+            )
         endpoint = _endpoint_info(_endpoint_from(row, network.name))
         owner = f"{row['id']}/{secrets.token_hex(4)}"  # forgotten with the endpoint too
         added: list[PortMapping] = []

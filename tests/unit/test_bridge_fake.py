@@ -1153,6 +1153,9 @@ def test_a_default_route_is_not_handed_on_in_a_namespace_made_again(ctl: Control
         kernel.apply(AddLink(ns="w", name=name, kind="veth", peer=f"u{name}", peer_ns=HOST))
     a.disconnect("w")
     assert kernel.observe("w").routes == ()
+    with pytest.raises(errors.ConflictError, match="gc"):
+        b.publish("w", ["8080:80"])  # nothing of the old namespace is left to answer
+    assert ctl.ports() == []
     assert ctl.gc()["stale"] == ["w"]
     assert kernel.observe("w").link_names() == {"lo", "eth0", "eth1"}
 
