@@ -148,16 +148,19 @@ class Controller:
             forwarding = bool(record and record["created"])
         self.allow_forwarding = bool(forwarding)
         self._recover = recover
+        self._host_mount: str | None = None
         try:
             self._ensure_builtin_networks()
             self.recovered: list[Recovered] = self.executor.recover() if recover else []
             if recover:
                 self._after_host_restart()
+            else:
+                self._host_mount = self._mount_of_host()
         except BaseException:
             self.close()
             raise
 
-    def _after_host_restart(self) -> None:
+    def _after_host_restart(self) -> list[str]:
         """If the host is not the one the store last saw (the machine rebooted, or the
         host namespace was deleted and made again), what its records describe is gone
         from the kernel: forget its endpoints and shared setup, and make its networks
@@ -166,8 +169,9 @@ class Controller:
         networks it could not make (a macvlan parent that is missing now) are tried again
         by the next Controller, with a warning."""
         now = self._current_ident(self.host_ns)
+        self._host_mount = self._mount_of_host()
         if now is None:
-            return  # the kernel cannot tell
+            return []  # the kernel cannot tell
         owner = f"host:{self.host_key}"
 
         def check(tx: Tx) -> None:
@@ -193,13 +197,17 @@ class Controller:
         if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
             with self.store.transaction() as tx:
                 check(tx)  # again: another process may have done it meanwhile
-        pending = self.store.read(lambda tx: tx.to_revive(self.host_key))
+        pending, marked = self.store.read(
+            lambda tx: (tx.to_revive(self.host_key), tx.forwarding_allowed(self.host_key))
+        )
+        made: list[str] = []
         for network_id in pending:
             record = self.store.read(partial(_network_of, host=self.host_key, id=network_id))
             if record is None or record["state"] != "active":
                 continue
             try:
                 self._revive(record)
+                made.append(record["name"])
             except _Taken:
                 continue  # another process is making it, or has made it
             except errors.HostnetError as exc:
@@ -209,9 +217,29 @@ class Controller:
                     errors.HostnetWarning,
                     stacklevel=3,
                 )
-        if pending and not self.store.read(lambda tx: tx.to_revive(self.host_key)):
+        # the permission to turn forwarding on again lasts until every network that had
+        # it is made again (or deleted)
+        if marked and not self.store.read(lambda tx: tx.to_revive(self.host_key)):
             with self.store.transaction() as tx:
                 tx.forget_forwarding_allowed(self.host_key)
+        return made
+
+    def _mount_of_host(self) -> str | None:
+        if self.host_ns is None:
+            return None  # the root namespace changes only with a reboot (and this process)
+        try:
+            return self.backend.namespace_mount(self.host_ns)
+        except errors.NamespaceNotFound:
+            return None
+
+    def _host_unchanged(self) -> None:
+        """Before a change: a Controller kept open while its host namespace was deleted
+        and made again (what a reboot does to a host) catches up, as a new one would
+        (one ``statx``; the root namespace does not change under a running process)."""
+        if self.host_ns is None or self._host_mount is None:
+            return
+        if self._mount_of_host() != self._host_mount:
+            self._after_host_restart()
 
     def _revive(self, record: dict[str, Any]) -> None:
         """Make network ``record`` again in a host that lost it (``_after_host_restart``):
@@ -638,6 +666,7 @@ class Controller:
         names, e.g. "com.docker.network.bridge.name") or as keyword arguments (``mtu``,
         ``parent``, ``mode``, ``host_shim``, ``icc``...)."""
         check_network_name(name)
+        self._host_unchanged()
         for key, flag in (("internal", internal), ("ipv6", ipv6)):
             if not isinstance(flag, bool):  # "no" would count as true
                 raise errors.InvalidOption(key, flag, "True or False")
@@ -1191,6 +1220,7 @@ class Controller:
         ip6: str | None,
         mac: str | None,
     ) -> Endpoint:
+        self._host_unchanged()
         found: list[tuple[Driver, str, str | None]] = []
 
         def check(tx: Tx, record: dict[str, Any]) -> None:
@@ -1443,6 +1473,7 @@ class Controller:
     ) -> list[PortMapping]:
         """Publish more ports of a connected workload: one nftables transaction, whose
         cost does not depend on how many ports are published already."""
+        self._host_unchanged()
         name = _workload_name(workload)
         publish = _port_list("publish", publish)
         record = self._network_record(network.name)
@@ -1733,6 +1764,17 @@ class Controller:
                         "of hostnet's isolates them from it or from other hosts there",
                     }
                 )
+        for network_id in self.store.read(lambda tx: tx.to_revive(self.host_key)):
+            lost = self.store.read(partial(_network_of, host=self.host_key, id=network_id))
+            findings.append(
+                {
+                    "severity": "high",
+                    "kind": "not-made-again",
+                    "subject": lost["name"] if lost else network_id[:12],
+                    "detail": "its host restarted and hostnet could not make it again "
+                    "(a missing parent?); fix the cause and run `hostnet gc`, or delete it",
+                }
+            )
         live = set(self.backend.namespaces())
         records = self.store.read(lambda tx: tx.namespaces())
         for rec in records:
@@ -1866,7 +1908,7 @@ class Controller:
         """Finish or roll back work of dead processes, then forget records of namespaces
         that no longer exist (tearing down what is left of their endpoints)."""
         recovered = self.executor.recover()
-        self._after_host_restart()  # one left open across a restart of its host
+        remade = self._after_host_restart()  # one left open across a restart of its host
         # records first, then the kernel: a namespace made (and recorded) in between is
         # then listed as live, never taken for a stale one
         records = self.store.read(lambda tx: tx.namespaces())
@@ -1928,6 +1970,7 @@ class Controller:
             "stale": stale,
             "abandoned": abandoned,
             "kept": kept,
+            "remade": remade,
         }
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:

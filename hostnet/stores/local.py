@@ -299,10 +299,10 @@ class Tx:
         owned = self.c.execute(
             "SELECT 1 FROM shared WHERE host = ? AND key LIKE 'sysctl:%'", (host,)
         ).fetchone()
+        self.forget_forwarding_allowed(host)  # what held before this restart does not
         if owned is not None:  # the user let hostnet turn forwarding on: again, then
             self.c.execute(
-                "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)",
-                (FORWARDING_ALLOWED, host),
+                "INSERT INTO revive (network, host) VALUES (?, ?)", (FORWARDING_ALLOWED, host)
             )
         self.c.execute("DELETE FROM shared WHERE host = ?", (host,))
         return networks
@@ -432,7 +432,8 @@ class Tx:
         row = self.c.execute(
             _NETWORK_WITH_PLAN if applied else _NETWORK, (host, name, name, name)
         ).fetchone()
-        if row is None and len(name) >= ID_PREFIX and _HEX.fullmatch(name):
+        if row is None and len(name) >= ID_PREFIX and _HEX.fullmatch(name.lower()):
+            name = name.lower()
             # a unique prefix of its id, as `network ls` prints them (Docker takes them;
             # not shorter ones: a stale name such as "cafe" would find another network)
             rows = self.c.execute(_NETWORK_BY_PREFIX, (host, name, name + "g")).fetchall()

@@ -70,3 +70,19 @@ def test_the_default_host_opened_from_another_namespace_is_refused(hostnet_host,
     assert result.returncode != 0
     assert "belongs to the network namespace hostnet first ran in" in result.stderr
     Controller(state_dir=state, backend=hostnet_host.backend).close()  # still fine here
+
+
+def test_a_controller_left_open_catches_up_with_its_restarted_host(hostnet_host) -> None:
+    ctl = hostnet_host.controller
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    host = hostnet_host.host
+    ip("netns", "del", host)  # while the Controller stays open
+    ip("netns", "add", host)
+    ip("-n", host, "link", "set", "lo", "up")
+    app = ctl.create_namespace(hostnet_host.name("app"))
+    ep = ctl.network("web").connect(app, publish=["18080:80"])  # no NftBatch/LinkNotFound
+    hostns = ctl.namespace(host, adopt=False)
+    with server(app, 80, tag="caught-up"):
+        assert request(hostns, "127.0.0.1", 18080) == f"caught-up {ep.gateways[0]}"
+    assert ctl.gc()["remade"] == []  # done already, by the connect
+    web.delete(force=True)

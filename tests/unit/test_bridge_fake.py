@@ -1213,3 +1213,28 @@ def test_gateways_and_ranges_go_to_the_subnet_that_contains_them(ctl: Controller
         with pytest.raises(error):
             ctl.create_network("bad", driver="bridge", **kwargs)  # type: ignore[arg-type]
     assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
+
+
+def test_the_permission_to_forward_lasts_one_restart_only(tmp_path) -> None:
+    from hostnet.ops import AddLink
+
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel)  # may turn forwarding on
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    ctl.close()
+    restart_host(kernel)
+    # web cannot be made again: its bridge's name is taken in the restarted host
+    kernel.apply(AddLink(ns=HOST, name=f"br-{web.id[:12]}", kind="bridge"))
+    with pytest.warns(errors.HostnetWarning, match="could not be made again"):
+        other = make(tmp_path, kernel, forwarding=False)
+    assert [f["subject"] for f in other.audit() if f["kind"] == "not-made-again"] == ["web"]
+    other.delete_network("web", force=True)
+    with pytest.warns(errors.HostnetWarning, match="forwarding is off"):
+        other.create_network("web2", driver="bridge", subnet="10.92.0.0/24")
+    other.close()
+    restart_host(kernel)
+    with pytest.warns(errors.HostnetWarning, match="forwarding is off in the restarted"):
+        again = make(tmp_path, kernel, forwarding=False)  # may not: web2 never could
+    assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "0"
+    assert again.store.dump()["revive"] == []
+    again.close()

@@ -366,7 +366,7 @@ def test_gc_on_a_clean_store_does_nothing(ctl: Controller) -> None:
     ctl.attach(ctl.create_namespace("app1"), driver="none")
     ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
     before = state(ctl)
-    assert ctl.gc() == {"recovered": [], "stale": [], "abandoned": [], "kept": {}}
+    assert ctl.gc() == {"recovered": [], "stale": [], "abandoned": [], "kept": {}, "remade": []}
     assert state(ctl) == before
 
 
@@ -599,7 +599,13 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule()
     def gc(self) -> None:
-        assert self.ctl.gc() == {"recovered": [], "stale": [], "abandoned": [], "kept": {}}
+        assert self.ctl.gc() == {
+            "recovered": [],
+            "stale": [],
+            "abandoned": [],
+            "kept": {},
+            "remade": [],
+        }
 
     @invariant()
     def store_and_kernel_agree(self) -> None:
