@@ -266,31 +266,11 @@ class Controller:
                 raise _Taken(network_id)
             allow = self.allow_forwarding or tx.forwarding_allowed(self.host_key)
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
-            known = frozenset(
-                key for key in drv.shared_keys(spec) if tx.shared(self.host_key, key) is not None
+            shared, made[:], created[:] = self._plan_network(
+                tx, drv, info, host, sysctls, allow_forwarding=allow, owner=owner
             )
-            ctx = NetworkContext(
-                network=info,
-                host=host,
-                sysctls=sysctls,
-                allow_forwarding=allow,
-                known_shared=known,
-            )
-            shared: list[Op] = []
-            for key, plan in drv.plan_shared(ctx).items():
-                if tx.shared(self.host_key, key) is None:
-                    tx.add_shared(self.host_key, key, owner, plan_to_json(plan))
-                    shared.extend(plan)
-                    made.append(key)
-            if not allow and cls.host_sysctls and sysctls.get("net/ipv4/ip_forward") == "0":
-                warnings.warn(
-                    f"IP forwarding is off in the restarted host: endpoints of network "
-                    f"{record['name']!r} cannot reach beyond it; pass Controller("
-                    "forwarding=True) (CLI: --allow-forwarding) to let hostnet turn it on",
-                    errors.HostnetWarning,
-                    stacklevel=4,
-                )
-            created[:] = drv.plan_create(ctx)
+            if not allow:
+                self._warn_forwarding_off(cls, sysctls, record["name"])
             return merge_nft((*shared, *created))
 
         def commit(tx: Tx, plan: Plan) -> None:
@@ -743,22 +723,10 @@ class Controller:
                 data=data,
             )
             info = NetworkInfo(id=network_id, spec=spec, host_ns=self.host_ns, data=data)
-            known = frozenset(
-                key for key in drv.shared_keys(spec) if tx.shared(self.host_key, key) is not None
-            )
-            ctx = NetworkContext(
-                network=info,
-                host=host,
-                sysctls=sysctls,
-                allow_forwarding=self.allow_forwarding,
-                known_shared=known,
-            )
-            shared: list[Op] = []
-            for key, plan in drv.plan_shared(ctx).items():
-                if tx.shared(self.host_key, key) is None:
-                    tx.add_shared(self.host_key, key, network_id, plan_to_json(plan))
-                    shared.extend(plan)
-            created[:] = drv.plan_create(ctx)
+            shared, _made, created[:] = self._plan_network(
+                tx, drv, info, host, sysctls, allow_forwarding=self.allow_forwarding,
+                owner=network_id,
+            )  # fmt: skip
             # applied as one nftables transaction; recorded as the two parts they are
             return merge_nft((*shared, *created))
 
@@ -768,20 +736,54 @@ class Controller:
         self._while_busy(
             lambda: self.executor.apply(prepare, owner=network_id, commit=commit), observe_again
         )
-        if (
-            cls.host_sysctls
-            and not self.allow_forwarding
-            and sysctls.get("net/ipv4/ip_forward") == "0"
-        ):
+        if not self.allow_forwarding:
+            self._warn_forwarding_off(cls, sysctls, name)
+        return self.network(name)
+
+    def _plan_network(
+        self,
+        tx: Tx,
+        drv: Driver,
+        info: NetworkInfo,
+        host: Snapshot | None,
+        sysctls: dict[str, str],
+        *,
+        allow_forwarding: bool,
+        owner: str,
+    ) -> tuple[Plan, list[str], list[Op]]:
+        """The host's shared setup a network makes when it is the first to need it
+        (recorded for ``owner``), the keys of that setup, and the network's own plan."""
+        ctx = NetworkContext(
+            network=info,
+            host=host,
+            sysctls=sysctls,
+            allow_forwarding=allow_forwarding,
+            known_shared=frozenset(
+                key
+                for key in drv.shared_keys(info.spec)
+                if tx.shared(self.host_key, key) is not None
+            ),
+        )
+        shared: list[Op] = []
+        made: list[str] = []
+        for key, plan in drv.plan_shared(ctx).items():
+            if tx.shared(self.host_key, key) is None:
+                tx.add_shared(self.host_key, key, owner, plan_to_json(plan))
+                shared.extend(plan)
+                made.append(key)
+        return tuple(shared), made, list(drv.plan_create(ctx))
+
+    @staticmethod
+    def _warn_forwarding_off(driver: type[Driver], sysctls: dict[str, str], name: str) -> None:
+        if driver.host_sysctls and sysctls.get("net/ipv4/ip_forward") == "0":
             warnings.warn(
                 f"IP forwarding is off in the host namespace: endpoints of {name!r} cannot "
                 "reach beyond the host and ports published to other hosts do not work; "
                 "pass Controller(forwarding=True) (CLI: --allow-forwarding) to let hostnet "
                 "turn it on (and restore it)",
                 errors.HostnetWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-        return self.network(name)
 
     def _host_sysctls(self, keys: Iterable[str]) -> dict[str, str]:
         values: dict[str, str] = {}

@@ -210,8 +210,9 @@ def test_run_propagates_the_exit_code_and_leaves_no_namespace(cli: Cli) -> None:
     assert cli.ok("network", "rm", "web") == "web\n"
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "Ctrl-C"])
-def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: str) -> None:
+def start_serving_run(cli: Cli) -> tuple[str, subprocess.Popen[str]]:
+    """`hostnet run` of a server publishing 18080 on a new network "web"; the name of
+    its namespace and the process (not yet ready: read "ready" from its stdout)."""
     cli.ok("network", "create", "web", "--subnet", SUBNET)
     name = cli.world.name("run")
     proc = subprocess.Popen(
@@ -223,6 +224,12 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
         text=True,
         start_new_session=True,  # its own process group: "Ctrl-C" reaches only it
     )  # fmt: skip
+    return name, proc
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT", "Ctrl-C"])
+def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: str) -> None:
+    name, proc = start_serving_run(cli)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
@@ -251,25 +258,16 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
 
 
 def test_gc_deletes_what_a_killed_run_left_once_its_command_is_gone(cli: Cli) -> None:
-    cli.ok("network", "create", "web", "--subnet", SUBNET)
-    name = cli.world.name("run")
-    proc = subprocess.Popen(
-        [*cli.base, "run", "--network", "web", "-p", "18080:80", "--name", name, "--",
-         sys.executable, "-c", SERVER, "0.0.0.0", "80", "tcp", "served"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )  # fmt: skip
+    name, proc = start_serving_run(cli)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
     finally:
         proc.kill()  # hostnet itself, outright: no cleanup runs
         proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
     server = cli.ns(name)
     (pid,) = server.pids()  # the command outlives hostnet, with its network
     try:

@@ -1233,7 +1233,7 @@ def test_the_permission_to_forward_lasts_one_restart_only(tmp_path) -> None:
         other.create_network("web2", driver="bridge", subnet="10.92.0.0/24")
     other.close()
     restart_host(kernel)
-    with pytest.warns(errors.HostnetWarning, match="forwarding is off in the restarted"):
+    with pytest.warns(errors.HostnetWarning, match="forwarding is off"):
         again = make(tmp_path, kernel, forwarding=False)  # may not: web2 never could
     assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "0"
     assert again.store.dump()["revive"] == []
