@@ -365,12 +365,8 @@ class Controller:
                 tx.add_lease(owner, name, self.executor.pid, self.executor.started)
             return (CreateNamespace(ns=name),)
 
-        def commit(tx: Tx, _plan: Plan) -> None:
-            tx.activate("namespaces", "name", name)
-            tx.set_ident(
-                owner, self.backend.namespace_id(name), self.backend.namespace_mount(name)
-            )
-
+        # its identity: the backend that just made it knows it without a thread
+        commit = self._namespace_commit(name, owner, None)
         try:
             self.executor.apply(prepare, owner=owner, commit=commit)
         except errors.NamespaceExists:
@@ -403,12 +399,8 @@ class Controller:
             tx.add_namespace(name, self.host_key, created=False, owner=owner)
             return (Adopt(ns=name, kind="namespace", name=name),)
 
-        def commit(tx: Tx, _plan: Plan) -> None:
-            tx.activate("namespaces", "name", name)
-            tx.set_ident(
-                owner, self.backend.namespace_id(name), self.backend.namespace_mount(name)
-            )
-
+        # its identity read before the transaction (a thread into it), not inside
+        commit = self._namespace_commit(name, owner, self._current_ident(name))
         try:
             self.executor.apply(prepare, owner=owner, commit=commit)
         except errors.NamespaceExists:  # another process adopted it at the same moment
@@ -416,6 +408,19 @@ class Controller:
         finally:
             self._release(name)
         return Namespace(self, name, managed=False)
+
+    def _namespace_commit(
+        self, name: str, owner: str, ident: str | None
+    ) -> Callable[[Tx, Plan], None]:
+        """The closing step of making or adopting a namespace: its record active, with its
+        identity (``ident``, or asked of the backend then) and its bind mount."""
+
+        def commit(tx: Tx, _plan: Plan) -> None:
+            tx.activate("namespaces", "name", name)
+            known = ident if ident is not None else self.backend.namespace_id(name)
+            tx.set_ident(owner, known, self.backend.namespace_mount(name))
+
+        return commit
 
     def _replaced(self, tx: Tx, record: dict[str, Any]) -> bool:
         """Whether namespace ``record`` (a store record) is gone: no namespace has its
