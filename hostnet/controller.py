@@ -152,6 +152,8 @@ class Controller:
         try:
             self._ensure_builtin_networks()
             self.recovered: list[Recovered] = self.executor.recover() if recover else []
+            if self.recovered:  # a teardown it finished may have owed a default route
+                self._repair_defaults()
             if recover:
                 self._after_host_restart()
             else:
@@ -1599,6 +1601,41 @@ class Controller:
                     stacklevel=3,
                 )
 
+    def _repair_defaults(self) -> None:
+        """Give a default route, per family, to every namespace whose endpoints could
+        give one and none does (the store says so): a process killed during a teardown,
+        or between it and the hand-over (``_take_over_defaults``), left it without. The
+        kernel is read only for namespaces that need one."""
+        nets = {r["id"]: r for r in self.store.read(lambda tx: tx.networks(self.host_key))}
+        rows = [
+            r
+            for r in self.store.read(lambda tx: tx.endpoints())
+            if r["ns"] is not None and r["state"] == "active" and r["network"] in nets
+        ]
+        by_ns: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_ns.setdefault(row["ns"], []).append(row)
+        for ns, eps in sorted(by_ns.items()):
+            claimed = {d for e in eps for d in e["data"].get("defaults", ())}
+            givers = [
+                e for e in eps if not NetworkSpec.from_json(nets[e["network"]]["spec"]).internal
+            ]
+            wanted = {
+                "::/0" if ":" in gw else "0.0.0.0/0"
+                for e in givers
+                for gw in e["data"].get("gateways", ())
+            } - claimed
+            if wanted:
+                idents = {e["data"]["netns"] for e in eps if e["data"].get("netns")}
+                try:
+                    self._give_defaults(ns, wanted, idents, givers)
+                except errors.HostnetError as exc:
+                    warnings.warn(
+                        f"namespace {ns!r} has no default route: {exc}",
+                        errors.HostnetWarning,
+                        stacklevel=3,
+                    )
+
     def _give_defaults(
         self, ns: str, dsts: set[str], idents: set[str], rows: list[dict[str, Any]]
     ) -> None:
@@ -1916,6 +1953,7 @@ class Controller:
         that no longer exist (tearing down what is left of their endpoints)."""
         recovered = self.executor.recover()
         remade = self._after_host_restart()  # one left open across a restart of its host
+        self._repair_defaults()
         # records first, then the kernel: a namespace made (and recorded) in between is
         # then listed as live, never taken for a stale one
         records = self.store.read(lambda tx: tx.namespaces())

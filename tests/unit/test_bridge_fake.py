@@ -1238,3 +1238,22 @@ def test_the_permission_to_forward_lasts_one_restart_only(tmp_path) -> None:
     assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "0"
     assert again.store.dump()["revive"] == []
     again.close()
+
+
+def test_gc_gives_back_a_default_route_a_killed_hand_over_owed(ctl: Controller) -> None:
+    a = ctl.create_network("a", driver="bridge", subnet="10.91.0.0/24")
+    b = ctl.create_network("b", driver="bridge", subnet=["10.92.0.0/24", "fd00:92::/64"])
+    app = ctl.create_namespace("app")
+    a.connect(app)
+    b.connect(app)  # gives only IPv6's
+    real = ctl._take_over_defaults
+    ctl._take_over_defaults = lambda gone: None  # type: ignore[method-assign]  # "killed"
+    a.disconnect(app)
+    ctl._take_over_defaults = real  # type: ignore[method-assign]
+    assert [r.dst for r in app.routes() if r.is_default] == ["::/0"]
+    assert ctl.gc()["recovered"] == []
+    defaults = {(r.dst, r.gateway) for r in app.routes() if r.is_default}
+    assert defaults == {("0.0.0.0/0", "10.92.0.1"), ("::/0", "fd00:92::1")}
+    b.disconnect(app)  # and it goes with b's endpoint
+    assert app.routes() == ()
+    assert ctl.store.dump()["published"] == []
