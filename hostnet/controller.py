@@ -494,9 +494,13 @@ class Controller:
         """Every named namespace on the machine (like ``ip netns list``); ``managed``
         tells which ones hostnet created."""
         records = {r["name"]: r for r in self.store.read(lambda tx: tx.namespaces())}
+        created = {
+            name
+            for name, r in records.items()
+            if r["created"] and not self.store.read(partial(self._replaced, record=r))
+        }  # (one statx each: the bind mount it was made with; a thread only if another)
         return [
-            Namespace(self, name, managed=bool(records.get(name, {}).get("created")))
-            for name in self.backend.namespaces()
+            Namespace(self, name, managed=name in created) for name in self.backend.namespaces()
         ]
 
     def delete_namespace(self, name: str, *, force: bool = False) -> None:

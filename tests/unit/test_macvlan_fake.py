@@ -191,6 +191,7 @@ def test_a_namespace_made_again_under_its_name_is_not_hostnets(ctl: Controller) 
     net.disconnect("x")
     assert kernel_of(ctl).observe("x").link("eth0") is not None
     # the records were of the old namespace: the new one is adopted, never deleted
+    assert {n.name: n.managed for n in ctl.namespaces()}["x"] is False
     ns = ctl.namespace("x")
     assert not ns.managed
     with pytest.raises(errors.ConflictError, match="force"):
