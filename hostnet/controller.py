@@ -552,8 +552,9 @@ class Controller:
             tx.mark_deleting("endpoints", "id", [e["id"] for e in rows])
             plan = list(self._undo(rows))
             owners = [e["id"] for e in rows]
-            if exists:
-                plan.append(DeleteNamespace(ns=name))
+            if exists:  # that one: not another made under its name before a retry
+                mount = self.backend.namespace_mount(name) if created else None
+                plan.append(DeleteNamespace(ns=name, mount=mount))
             current = tx.namespace(name)
             if current is not None:
                 tx.mark_deleting("namespaces", "name", [name])

@@ -122,9 +122,15 @@ class CreateNamespace(Op):
 
 @frozen(kw_only=True)
 class DeleteNamespace(Op):
-    """Delete a namespace; the kernel destroys its links (and their veth peers)."""
+    """Delete a namespace; the kernel destroys its links (and their veth peers).
+    ``mount`` (``Backend.namespace_mount`` when it was planned): if the name is now on
+    another mount, the namespace meant is gone (someone made another since, which is not
+    to be deleted): the op counts as already done. Journals replayed after a crash, and
+    failed teardowns retried by gc, run ops planned long before."""
 
     ns: str
+    # a guard, not part of what the op does (its inverse, CreateNamespace, has none)
+    mount: str | None = attrs.field(default=None, eq=False)
     destructive: ClassVar[bool] = True
 
     def inverse(self) -> Op:

@@ -352,6 +352,8 @@ class FakeKernel:
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
         space = self._ns(op.ns)
+        if op.mount is not None and op.mount != self.namespace_mount(op.ns):
+            raise errors.NamespaceNotFound(op.ns)  # the one meant is gone
         for link in list(space.links.values()):
             if link.name in space.links:
                 self._delete_link(link)

@@ -364,3 +364,18 @@ def test_part_of_a_failed_disconnect_all_redone_alone(rig: Rig, fail_at: int) ->
     rules = json.dumps(ruleset(rig.host))
     assert ep.ip in rules and "10.91.0.7" not in rules
     rig.consistent()
+
+
+def test_a_failed_namespace_delete_retried_after_the_name_was_made_again(rig: Rig) -> None:
+    # the delete fails at its last op and waits for gc; meanwhile someone deletes the
+    # namespace by hand and makes another of that name: gc must not delete that one
+    rig.faulty.fail_kinds = frozenset({"DeleteNamespace"})
+    with pytest.raises(errors.TeardownError):
+        rig.ctl.delete_namespace(rig.a)
+    rig.faulty.fail_kinds = frozenset()
+    subprocess.run(["ip", "netns", "del", rig.a], check=True)
+    subprocess.run(["ip", "netns", "add", rig.a], check=True)
+    report = rig.ctl.gc()
+    assert [r["errors"] for r in report["recovered"]] == [[]]
+    assert rig.a in rig.backend.namespaces()  # the new one, not hostnet's, is still there
+    assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.namespace(rig.a))) == ([], None)

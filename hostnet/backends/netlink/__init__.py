@@ -494,6 +494,12 @@ class NetlinkBackend:
         self._born = (op.ns, nsenter.mount_id(ns_path(op.ns)), cookie)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
+        if (
+            op.mount is not None
+            and nsenter.is_namespace(ns_path(op.ns))  # (not a file left half deleted)
+            and op.mount != self.namespace_mount(op.ns)
+        ):
+            raise errors.NamespaceNotFound(op.ns)  # the one meant is gone: another is there
         # Our own socket would keep the namespace, and every veth in it, alive.
         self.release(op.ns)
         for key in [k for k in self._held if k[0] == op.ns]:

@@ -283,6 +283,15 @@ def processes_in(name: str) -> tuple[int, ...]:
     return tuple(sorted(found))
 
 
+def is_namespace(path: str) -> bool:
+    """Whether ``path`` has a namespace mounted on it (not the empty file that `ip netns
+    del`, or a delete cut short, leaves between unmounting and unlinking)."""
+    try:
+        return os.stat(path).st_dev == _nsfs_device()
+    except FileNotFoundError:
+        return False
+
+
 def open_namespace(name: str) -> int:
     """An O_RDONLY fd on the named namespace (caller closes it)."""
     try:
