@@ -2273,9 +2273,9 @@ def _subnet_configs(
         assert sub is not None
         gw = picked["gateway"].get(i)
         rng = picked["ip_range"].get(i)
-        mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _in_subnet(v, sub)))
+        mine = tuple(sorted((k, v) for k, v in (aux or {}).items() if _inside(v, str(sub))))
         out.append(SubnetConfig(subnet=sub, gateway=gw, ip_range=rng, aux=mine))
-    stray = [k for k, v in (aux or {}).items() if not any(_in_subnet(v, str(s)) for s in subnets)]
+    stray = [k for k, v in (aux or {}).items() if not any(_inside(v, str(s)) for s in subnets)]
     if stray:
         raise errors.InvalidAddress(
             aux[stray[0]] if aux else stray[0], f"auxiliary address {stray[0]!r} is in no subnet"
@@ -2294,23 +2294,12 @@ def _family(subnet: str) -> int | None:
 def _inside(value: str, subnet: str) -> bool:
     """Whether an address or a network is inside ``subnet`` (False if either is not
     one: the subnet's own checks then say what is wrong)."""
-    import ipaddress
-
     try:
         net = ipaddress.ip_network(subnet, strict=False)
         if "/" in value:
             inner = ipaddress.ip_network(value, strict=False)
             return inner.version == net.version and inner.subnet_of(net)  # type: ignore[arg-type]
         return ipaddress.ip_address(value) in net
-    except ValueError:
-        return False
-
-
-def _in_subnet(address: str, subnet: str) -> bool:
-    import ipaddress
-
-    try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
     except ValueError:
         return False
 

@@ -564,33 +564,20 @@ class Tx:
         return rows
 
     def endpoints_in(self, namespaces: Collection[str]) -> list[dict[str, Any]]:
-        """The endpoints (as ``endpoints`` gives them) of any of ``namespaces``."""
+        """The endpoints (as ``endpoints`` gives them) of any of ``namespaces``: read
+        only for those that have some (usually none)."""
         names = sorted(set(namespaces))
         rows: list[dict[str, Any]] = []
         for start in range(0, len(names), 500):  # SQLite's limit on parameters
             part = names[start : start + 500]
             marks = ",".join("?" * len(part))
-            ids = [
-                r[0]
-                for r in self.c.execute(
-                    f"SELECT id FROM endpoints WHERE ns IN ({marks})",  # noqa: S608 (only ?s)
-                    part,
-                )
-            ]
-            for id in ids:
-                rows += self._endpoints_by_id(id)
+            used = self.c.execute(
+                f"SELECT DISTINCT ns FROM endpoints WHERE ns IN ({marks})",  # noqa: S608 (only ?s)
+                part,
+            ).fetchall()
+            for (ns,) in used:
+                rows += self.endpoints(ns=ns)
         return rows
-
-    def _endpoints_by_id(self, id: str) -> list[dict[str, Any]]:
-        row = self.c.execute("SELECT network, workload, ns FROM endpoints WHERE id = ?", (id,))
-        found = row.fetchone()
-        if found is None:
-            return []
-        return [
-            r
-            for r in self.endpoints(network=found[0], workload=found[1], ns=found[2])
-            if r["id"] == id
-        ]
 
     # -- addresses ---------------------------------------------------------------------
 
