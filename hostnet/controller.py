@@ -1477,7 +1477,8 @@ class Controller:
         return attrs.evolve(
             endpoint,
             ifname=ifname,
-            mac=endpoint.mac or (random_mac() if driver.wants_mac(network.spec) else None),
+            mac=endpoint.mac
+            or (random_mac() if driver.wants_mac(network.spec) else driver.inherited_mac(network)),
             addresses=tuple(addresses),
             gateways=tuple(gateways),
         )
@@ -2014,7 +2015,13 @@ class Controller:
         abandoned, kept = self._gc_abandoned()
         return {
             "recovered": [
-                {"journal": r.journal, "kind": r.kind, "ops": r.ops, "errors": list(r.errors)}
+                {
+                    "journal": r.journal,
+                    "kind": r.kind,
+                    "ops": r.ops,
+                    "errors": list(r.errors),
+                    "skipped": r.skipped,
+                }
                 for r in recovered
             ],
             "stale": stale,

@@ -15,6 +15,10 @@ Rule 3. Teardown goes through every op whatever fails, treats "already gone" as 
 Rule 4. A journal left behind by a dead process is finished by ``recover``: a setup is
         rolled back (including the op that may have been in flight), a teardown is run
         again. Ops are safe to repeat because "already gone" counts as success.
+Rule 5. A journal records which namespace each name it acts in stood for (its bind
+        mount). ``recover`` skips the ops in a namespace deleted or made again under its
+        name since: what they were for went with the old one, and the new one is not
+        hostnet's to change.
 """
 
 from __future__ import annotations
@@ -30,7 +34,17 @@ import psutil
 
 from hostnet import errors
 from hostnet.backends.base import Backend
-from hostnet.ops import NftBatch, Op, Plan, plan_from_json, plan_to_json, split_nft
+from hostnet.ops import (
+    SAME_NS,
+    CreateNamespace,
+    DeleteNamespace,
+    NftBatch,
+    Op,
+    Plan,
+    plan_from_json,
+    plan_to_json,
+    split_nft,
+)
 from hostnet.stores.local import LocalStore, Tx
 
 Prepare = Callable[[Tx], Plan]
@@ -56,6 +70,8 @@ class Recovered:
     owners: tuple[str, ...]
     ops: int
     errors: tuple[str, ...] = ()
+    #: ops not applied because their namespace is not the one journaled (Rule 5)
+    skipped: int = 0
 
 
 class Executor:
@@ -100,6 +116,7 @@ class Executor:
                     pid=self.pid,
                     started=self.started,
                     plan=plan_to_json(plan),
+                    places=self._places(plan),
                 )
         done: list[Op] = []
         try:
@@ -202,6 +219,7 @@ class Executor:
                     pid=self.pid,
                     started=self.started,
                     plan=plan_to_json(plan),
+                    places=self._places(plan),
                 )
         # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
         problems = self._run_tolerant(plan)
@@ -228,6 +246,37 @@ class Executor:
             except Exception as exc:
                 problems.append(exc)
         return problems
+
+    # -- where ops act -----------------------------------------------------------------
+
+    def _places(self, plan: Plan) -> dict[str, str]:
+        """The namespaces ``plan`` acts in (those it makes itself aside), each with its
+        bind mount now, "" for one that does not exist; the root namespace (key "")
+        with its identity, which changes with a reboot (Rule 5)."""
+        made = {op.ns for op in plan if isinstance(op, CreateNamespace)}
+        out: dict[str, str] = {}
+        for name in set().union(*map(namespaces_of, plan)) - made:
+            now = self._where(name)
+            if now is not None:  # None: the kernel cannot tell; no guard then
+                out[name] = now
+        return out
+
+    def _where(self, name: str) -> str | None:
+        if name == ROOT:
+            return self.backend.namespace_id(None)
+        try:
+            return self.backend.namespace_mount(name)
+        except errors.NamespaceNotFound:
+            return ""
+
+    def _moved(self, places: Mapping[str, str]) -> set[str]:
+        """The names in ``places`` that now stand for no namespace, or another."""
+        moved = set()
+        for name, then in places.items():
+            now = self._where(name)
+            if now is not None and now != then:
+                moved.add(name)
+        return moved
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -267,17 +316,20 @@ class Executor:
         assert self.store is not None
         plan = plan_from_json(entry["plan"])
         owners = tuple(json.loads(entry["owner"]))
+        moved = self._moved(entry.get("places") or {})
         if entry["kind"] == "setup":
             # ops [0, done) completed; op #done may have been in flight when it died
             # A failed journal knows exactly what completed (the failing op changed
             # nothing: ops are atomic); only a crash leaves op #done in doubt.
             end = entry["done"] if entry["failed"] else entry["done"] + 1
             touched = plan[: min(end, len(plan))]
-            problems = [err for _, err in self.undo(touched)]
-            ops = len(touched)
+            kept = tuple(op for op in touched if not _moved_away(op.inverse(), moved))
+            problems = [err for _, err in self.undo(kept)]
+            ops, skipped = len(kept), len(touched) - len(kept)
         else:
-            problems = self._run_tolerant(plan)
-            ops = len(plan)
+            kept = tuple(op for op in plan if not _moved_away(op, moved))
+            problems = self._run_tolerant(kept)
+            ops, skipped = len(kept), len(plan) - len(kept)
         with self.store.transaction() as tx:
             if problems:
                 tx.journal_fail(entry["id"])
@@ -293,7 +345,30 @@ class Executor:
             owners=owners,
             ops=ops,
             errors=tuple(map(str, problems)),
+            skipped=skipped,
         )
+
+
+#: ``namespaces_of``'s name for the root namespace (never a namespace's name)
+ROOT = ""
+
+
+def namespaces_of(op: Op) -> set[str]:
+    """The namespaces ``op`` acts in (the root one as ROOT): its own and any other it
+    names (a veth peer's, a macvlan parent's, where a link moves to)."""
+    names = {op.ns}
+    for field in ("peer_ns", "parent_ns", "to_ns"):
+        other = getattr(op, field, SAME_NS)
+        if other != SAME_NS:
+            names.add(other)
+    return {ROOT if name is None else name for name in names}
+
+
+def _moved_away(op: Op, moved: set[str]) -> bool:
+    """Whether ``op`` acts in a namespace of ``moved``. A namespace delete carries a
+    guard of its own, which also tells a file left by a delete cut short (to remove)
+    from another namespace (to leave alone)."""
+    return not isinstance(op, DeleteNamespace) and bool(namespaces_of(op) & moved)
 
 
 class _NoTx:

@@ -16,7 +16,8 @@ real kernel by the contract suite in :mod:`hostnet.testing.contract`):
 - lo gets 127.0.0.1/8 and ::1/128 when it comes up; ::1 goes away when it goes down;
 - a master must be a bridge in the same namespace;
 - a macvlan parent must exist in the namespace the op names and must not be loopback;
-  a passthru macvlan takes its parent exclusively;
+  a passthru macvlan takes its parent exclusively, and its MAC; another comes up only
+  with a MAC that is not its parent's or an up sibling's (EADDRINUSE);
 - binding a port that another socket of the same family holds is EADDRINUSE, with the
   wildcard address clashing with every address of its family.
 
@@ -453,7 +454,9 @@ class FakeKernel:
                 and (mode == "passthru" or siblings[0].mode == "passthru")
             ):
                 raise errors.KernelError(f"create {op.name}", 22, "mode clash on parent")
-            link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=op.mac)
+            # passthru: the parent's MAC, whatever was asked
+            mac = parent.mac if mode == "passthru" else op.mac
+            link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=mac)
             if op.mtu is not None and op.mtu > parent.mtu:
                 del space.links[op.name]
                 raise errors.KernelError(f"create {op.name}", 22, "mtu above the parent's")
@@ -479,7 +482,11 @@ class FakeKernel:
             master.had_ports = True
         link.group = op.group or 0
         if op.up:
-            self._set_up(link, True)
+            try:
+                self._set_up(link, True)
+            except errors.KernelError:  # the kernel unregisters a link it cannot open
+                del space.links[op.name]
+                raise
 
     def _delete_link(self, link: _Link) -> None:
         doomed = [link]
@@ -551,6 +558,15 @@ class FakeKernel:
         space = link.ns
         if link.up == up:
             return
+        if up and link.kind in ("macvlan", "macvtap") and link.mode != "passthru":
+            parent = link.parent
+            assert parent is not None
+            if parent.mac == link.mac or any(
+                x.up and x.parent is parent and x is not link and x.mac == link.mac
+                for s in self._namespaces.values()
+                for x in s.links.values()
+            ):
+                raise errors.KernelError(f"set {link.name} up", 98, "address already in use")
         link.up = up
         if link.kind == "loopback":
             if up:

@@ -243,6 +243,8 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
     lines = []
     for r in report["recovered"]:
         line = f"recovered {r['kind']} journal {r['journal'][:12]} ({r['ops']} ops)"
+        if r.get("skipped"):
+            line += f", skipped {r['skipped']} in namespaces made again since"
         if r["errors"]:
             line += f" with {len(r['errors'])} error(s): " + "; ".join(map(str, r["errors"]))
         lines.append(line)

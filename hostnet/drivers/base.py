@@ -120,6 +120,11 @@ class Driver(ABC):
         """Whether endpoints get a MAC address chosen by hostnet."""
         return True
 
+    def inherited_mac(self, network: NetworkInfo) -> str | None:
+        """The MAC endpoints get from the kernel when hostnet chooses none
+        (``wants_mac`` False), as far as the network's data knows it."""
+        return None
+
     def link_layer(self, spec: NetworkSpec) -> str | None:
         """What the network's endpoints share a link layer with beyond the network
         itself (so their MACs must differ from those of other networks with the same

@@ -32,7 +32,7 @@ from hostnet.drivers.base import (
 from hostnet.model import Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import AddAddress, AddLink, AddRoute, Op, Plan
-from hostnet.specs import NetworkSpec
+from hostnet.specs import NetworkInfo, NetworkSpec
 
 OPT_PARENT = "parent"
 OPT_MODE = "macvlan_mode"
@@ -40,6 +40,13 @@ OPT_SHIM = "host_shim"
 OPT_MTU = "com.docker.network.driver.mtu"
 ALIASES = {"mode": OPT_MODE, "mtu": OPT_MTU, "shim": OPT_SHIM}
 MODES = ("bridge", "private", "vepa", "passthru")
+
+
+def shim_mac(network_id: str) -> str:
+    """The shim's MAC: locally administered, unicast, from the (random) network id (not
+    the part the bridge driver's MACs come from). Chosen by hostnet, so that a static MAC
+    asked for an endpoint can be told apart from it before anything is made."""
+    return "02:" + ":".join(network_id[i : i + 2] for i in range(10, 20, 2))
 
 
 def shim_name(network_id: str) -> str:
@@ -113,6 +120,7 @@ class MacvlanDriver(Driver):
             }
             if spec.option(OPT_SHIM) == "true":
                 data["shim"] = shim_name(network_id)
+                data["shim_mac"] = shim_mac(network_id)
             return data
         parent = spec.option(OPT_PARENT) or ""
         link = host.link(parent)
@@ -137,12 +145,14 @@ class MacvlanDriver(Driver):
         mtu = int(given) if given else None  # None: the parent's, as it is at each connect
         if mtu is not None and mtu > link.mtu:
             raise errors.InvalidOption(OPT_MTU, mtu, f"above the parent's MTU {link.mtu}")
-        data = {"parent": parent, "mtu": mtu}
+        # the parent's MAC: a passthru endpoint takes it, and no endpoint may have it
+        data = {"parent": parent, "mtu": mtu, "parent_mac": link.mac}
         if spec.option(OPT_SHIM) == "true":
             shim = shim_name(network_id)
             if host.link(shim) is not None:
                 raise errors.LinkExists(shim, host.ns)
             data["shim"] = shim
+            data["shim_mac"] = shim_mac(network_id)
         return data
 
     def max_endpoints(self, spec: NetworkSpec) -> int | None:
@@ -153,6 +163,12 @@ class MacvlanDriver(Driver):
 
     def host_addresses(self, spec: NetworkSpec) -> tuple[str, ...]:
         return ("shim",) if spec.option(OPT_SHIM) == "true" else ()
+
+    def inherited_mac(self, network: NetworkInfo) -> str | None:
+        if network.spec.option(OPT_MODE) != "passthru":
+            return None
+        mac: str | None = network.data.get("parent_mac")  # None: made before it was kept
+        return mac
 
     def link_layer(self, spec: NetworkSpec) -> str | None:
         # every macvlan of one parent is on the parent's LAN, whatever its network: the
@@ -206,6 +222,7 @@ class MacvlanDriver(Driver):
                 mode="bridge",
                 mtu=data["mtu"],
                 up=True,
+                mac=data.get("shim_mac"),  # None: made before hostnet chose it
             ),
         ]
         ip = data["host_addresses"]["shim"].split("/")[0]
@@ -227,6 +244,15 @@ class MacvlanDriver(Driver):
             )
         data, spec, host = net.data, net.spec, net.host_ns
         mode = spec.option(OPT_MODE) or "bridge"
+        if mode != "passthru":  # (a passthru endpoint's MAC is the parent's)
+            for mac, link in (
+                (data.get("parent_mac"), data["parent"]),
+                (data.get("shim_mac"), data.get("shim")),
+            ):
+                if mac is not None and ep.mac == mac:
+                    # the kernel refuses it (EADDRINUSE) or, for the parent, takes it
+                    # and the LAN sees one MAC on two ports
+                    raise errors.AddressInUse(mac, interface=link)
         ops: list[Op] = [
             AddLink(
                 ns=ep.ns,
@@ -237,7 +263,7 @@ class MacvlanDriver(Driver):
                 mode=mode,
                 mtu=data["mtu"],
                 up=True,
-                mac=ep.mac,
+                mac=None if mode == "passthru" else ep.mac,
             )
         ]
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]

@@ -31,7 +31,7 @@ from hostnet import errors
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RETRYING = 2  # journal.failed: a failed journal some process is retrying right now
 #: A row of ``revive`` that is no network: hostnet had turned forwarding on in the host
 #: before it restarted (so it may again, whichever Controller makes the networks again)
@@ -143,7 +143,8 @@ CREATE TABLE IF NOT EXISTS journal (
     plan TEXT NOT NULL,
     done INTEGER NOT NULL,             -- ops completed
     failed INTEGER NOT NULL DEFAULT 0, -- 1: ended with errors (gc retries), 2: being retried
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    places TEXT NOT NULL DEFAULT '{}'  -- JSON: {namespace: its mount when journaled, "" none}
 );
 """
 
@@ -694,11 +695,15 @@ class Tx:
         pid: int,
         started: float,
         plan: list[dict[str, Any]],
+        places: Mapping[str, str] | None = None,
     ) -> None:
+        """``places``: the namespaces the plan acts in, each with its bind mount as it
+        is now ("" for one that does not exist), so that a journal finished later acts
+        in no namespace made since under the same name."""
         self.c.execute(
-            "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (id, kind, owner, pid, started, _dumps(plan), time.time()),
+            "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at, places) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (id, kind, owner, pid, started, _dumps(plan), time.time(), _dumps(places or {})),
         )
 
     def journal_end(self, id: str) -> None:
@@ -765,10 +770,11 @@ class Tx:
                 "failed": bool(r[7]),
                 "retrying": r[7] == RETRYING,
                 "at": r[8],
+                "places": _loads(r[9]),
             }
             for r in self.c.execute(
-                "SELECT id, kind, owner, pid, started, plan, done, failed, at FROM journal "
-                "ORDER BY at"
+                "SELECT id, kind, owner, pid, started, plan, done, failed, at, places "
+                "FROM journal ORDER BY at"
             )
         ]
 
@@ -855,6 +861,11 @@ class LocalStore:
                     f"knows schema {SCHEMA_VERSION}: upgrade hostnet or use another state_dir"
                 )
             elif int(row[0]) < SCHEMA_VERSION:  # the new tables were created above
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(journal)")}
+                if "places" not in columns:  # schema 3
+                    conn.execute(
+                        "ALTER TABLE journal ADD COLUMN places TEXT NOT NULL DEFAULT '{}'"
+                    )
                 conn.execute(
                     "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
                 )

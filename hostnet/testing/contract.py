@@ -406,7 +406,27 @@ class BackendContract:
             world.backend.apply(
                 AddLink(ns=ns, name="m1", kind="macvlan", parent="lan0", mode="passthru")
             )
-        assert world.backend.observe(ns).link("m1") is None
+        seen = world.backend.observe(ns)
+        assert seen.link("m1") is None
+        m0, lan0 = seen.link("m0"), seen.link("lan0")
+        assert m0 is not None and lan0 is not None and m0.mac == lan0.mac
+
+    def test_a_macvlan_comes_up_only_with_a_mac_of_its_own(self, world: World) -> None:
+        # not its parent's, nor an up sibling's (EADDRINUSE); the link is not left
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="lan0", kind="veth", peer="lan1", up=True))
+        parent = world.backend.observe(ns).link("lan0")
+        assert parent is not None
+        mac = "02:00:00:00:00:07"
+        world.backend.apply(
+            AddLink(ns=ns, name="m0", kind="macvlan", parent="lan0", mac=mac, up=True)
+        )
+        for name, taken in (("m1", parent.mac), ("m2", mac)):
+            with pytest.raises(errors.HostnetError, match="in use"):
+                world.backend.apply(
+                    AddLink(ns=ns, name=name, kind="macvlan", parent="lan0", mac=taken, up=True)
+                )
+        assert world.backend.observe(ns).link_names() == {"lo", "lan0", "lan1", "m0"}
 
     # -- sysctls, sockets, nftables ----------------------------------------------------
 

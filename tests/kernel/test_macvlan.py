@@ -154,10 +154,25 @@ def test_a_passthru_endpoint_takes_no_mac_of_its_own(lan: Lan) -> None:
     with pytest.raises(errors.InvalidOption):
         net.connect(app, mac="02:00:00:00:00:42")  # type: ignore[attr-defined]
     assert app.snapshot().link_names() == {"lo"}
-    net.connect(app)  # type: ignore[attr-defined]
+    ep = net.connect(app)  # type: ignore[attr-defined]
     parent = lan.host.snapshot().link("lan0")
     link = app.snapshot().link("eth0")
-    assert parent is not None and link is not None and link.mac == parent.mac
+    assert parent is not None and link is not None and link.mac == parent.mac == ep.mac
+    assert net.inspect()["Containers"][app.name]["MacAddress"] == parent.mac  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("whose", ["parent", "shim"])
+def test_a_static_mac_of_the_parent_or_the_shim_is_refused_first(lan: Lan, whose: str) -> None:
+    net = lan.network(ip_range="192.168.50.128/25", host_shim=True)
+    link = lan.host.snapshot().link("lan0" if whose == "parent" else net.data["shim"])  # type: ignore[attr-defined]
+    assert link is not None
+    app = lan.ns()
+    before, store = lan.host.snapshot(), lan.ctl.store.dump()
+    with pytest.raises(errors.AddressInUse, match=link.name):
+        net.connect(app, mac=link.mac)  # type: ignore[attr-defined]
+    assert app.snapshot().link_names() == {"lo"}
+    assert lan.host.snapshot().links == before.links
+    assert without_namespace(lan.ctl.store.dump(), app.name) == without_namespace(store, app.name)
 
 
 def test_teardown_leaves_nothing(lan: Lan) -> None:

@@ -13,7 +13,9 @@ it, so a plan that grows fails here until the new op is covered too."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -379,3 +381,75 @@ def test_a_failed_namespace_delete_retried_after_the_name_was_made_again(rig: Ri
     assert [r["errors"] for r in report["recovered"]] == [[]]
     assert rig.a in rig.backend.namespaces()  # the new one, not hostnet's, is still there
     assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.namespace(rig.a))) == ([], None)
+
+
+def made_again_with_an_eth0(name: str) -> None:
+    """``ip netns del NAME; ip netns add NAME``, and a link ``eth0`` of its own there."""
+    for args in (
+        ["netns", "del", name],
+        ["netns", "add", name],
+        ["-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"],
+    ):
+        subprocess.run(["ip", *args], check=True)
+
+
+def links_of(name: str) -> set[str]:
+    out = subprocess.run(
+        ["ip", "-n", name, "-o", "link"], check=True, capture_output=True, text=True
+    ).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+
+
+def test_a_failed_macvlan_disconnect_retried_after_the_namespace_was_made_again(
+    lan_rig: Rig,
+) -> None:
+    # the endpoint's link is inside the namespace: gc, retrying the failed disconnect,
+    # must not delete the eth0 of the namespace made since under that name
+    rig = lan_rig
+    net = lan(rig)
+    net.connect(rig.a)
+    rig.faulty.fail_kinds = frozenset({"DelLink"})
+    with pytest.raises(errors.TeardownError):
+        net.disconnect(rig.a)
+    rig.faulty.fail_kinds = frozenset()
+    made_again_with_an_eth0(rig.a)
+    report = rig.ctl.gc()
+    assert [(r["errors"], r["skipped"]) for r in report["recovered"]] == [([], 1)]
+    assert links_of(rig.a) == {"lo", "eth0", "eth1"}
+    assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.endpoints())) == ([], [])
+
+
+KILLED_AT = r"""
+import os, signal, sys
+from hostnet.backends.netlink import NetlinkBackend
+from hostnet.controller import Controller
+host, state, ns, kind = sys.argv[1:]
+
+class Dies(NetlinkBackend):
+    def apply(self, op):
+        if type(op).__name__ == kind:
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().apply(op)
+
+Controller(host=host, state_dir=state, backend=Dies()).network("lan").connect(ns)
+"""
+
+
+def test_a_macvlan_connect_cut_short_then_the_namespace_made_again(lan_rig: Rig) -> None:
+    # a process is killed inside connect, its macvlan link made in the namespace; the
+    # namespace is then made again, with an eth0 of its own: gc rolls the connect back
+    # without touching it
+    rig = lan_rig
+    lan(rig)
+    state = str(rig.ctl.store.path.parent)
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_AT, rig.host, state, rig.a, "AddAddress"], check=False
+    )
+    assert child.returncode == -signal.SIGKILL
+    (journal,) = rig.ctl.store.read(lambda tx: tx.journals())
+    assert journal["kind"] == "setup" and journal["done"] == 1
+    made_again_with_an_eth0(rig.a)
+    report = rig.ctl.gc()
+    assert [(r["errors"], r["skipped"]) for r in report["recovered"]] == [([], 2)]
+    assert links_of(rig.a) == {"lo", "eth0", "eth1"}
+    assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.endpoints())) == ([], [])

@@ -28,6 +28,7 @@ from hostnet.ops import (
     BindPort,
     CreateNamespace,
     DeleteNamespace,
+    DelLink,
     NftBatch,
     Plan,
     SetLinkUp,
@@ -556,3 +557,47 @@ def test_detach_host_with_a_fault_reports_it_and_gc_finishes(wanted, data) -> No
             assert [r["kind"] for r in report["recovered"]] == ["teardown"]
             assert kernel.dump() == clean_kernel
             assert ctl.store.dump() == clean_store
+
+
+@pytest.mark.parametrize("there_before", [True, False])
+def test_recovery_skips_ops_in_a_namespace_made_again_since(
+    store: LocalStore, there_before: bool
+) -> None:
+    # a failed teardown waits for gc; meanwhile the name "app" comes to stand for
+    # another namespace (deleted and made again, or made where there was none): its
+    # eth0 is not hostnet's, while the op in the root namespace is still done
+    kernel = FakeKernel()
+    kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080))
+    if there_before:
+        kernel.apply(CreateNamespace(ns="app"))
+        kernel.apply(AddLink(ns="app", name="eth0", kind="veth", peer="eth1"))
+    plan: Plan = (
+        DelLink(ns="app", name="eth0"),
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=8080),
+    )
+    faulty = FaultyBackend(kernel, fail_kinds={"DelLink", "UnbindPort"})
+    with pytest.raises(errors.TeardownError):
+        Executor(faulty, store).teardown(plan, owners=["ep1"], what="disconnect")
+    if there_before:
+        kernel.apply(DeleteNamespace(ns="app"))
+    kernel.apply(CreateNamespace(ns="app"))
+    kernel.apply(AddLink(ns="app", name="eth0", kind="veth", peer="eth1"))
+    (report,) = Executor(kernel, store).recover()
+    assert (report.ops, report.skipped, report.errors) == (1, 1, ())
+    assert kernel.observe("app").link("eth0") is not None
+    assert kernel.bound_sockets(None) == ()
+    assert store.read(lambda tx: tx.journals()) == []
+
+
+def test_recovery_acts_in_the_namespace_journaled(store: LocalStore) -> None:
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="app"))
+    kernel.apply(AddLink(ns="app", name="eth0", kind="veth", peer="eth1"))
+    faulty = FaultyBackend(kernel, fail_kinds={"DelLink"})
+    with pytest.raises(errors.TeardownError):
+        Executor(faulty, store).teardown(
+            (DelLink(ns="app", name="eth0"),), owners=["ep1"], what="disconnect"
+        )
+    (report,) = Executor(kernel, store).recover()
+    assert (report.ops, report.skipped, report.errors) == (1, 0, ())
+    assert kernel.observe("app").link("eth0") is None

@@ -107,7 +107,11 @@ def test_a_passthru_endpoint_takes_no_mac_of_its_own(ctl: Controller) -> None:
     assert info.value.option == "mac"
     assert kernel_of(ctl).dump() == before_kernel
     assert ctl.store.dump() == before_store
-    assert net.connect(a).mac is None
+    ep = net.connect(a)
+    parent = kernel_of(ctl).observe(HOST).link("lan0")
+    assert parent is not None and ep.mac == parent.mac  # the kernel's, recorded
+    assert a.snapshot().link("eth0").mac == ep.mac  # type: ignore[union-attr]
+    assert net.inspect()["Containers"][a.name]["MacAddress"] == parent.mac
 
 
 def test_a_bridge_port_cannot_be_a_parent(ctl: Controller) -> None:
@@ -264,3 +268,19 @@ def test_an_internal_network_needs_no_parent_and_makes_its_own(ctl: Controller) 
     assert [f for f in ctl.audit() if f["kind"] == "leaked-link"] == []  # both ends known
     net.delete(force=True)
     assert kernel_of(ctl).observe(HOST).link_names() == {"lo", "lan0", "down0"}
+
+
+@pytest.mark.parametrize("whose", ["parent", "shim"])
+def test_a_static_mac_of_the_parent_or_the_shim_is_refused_first(
+    ctl: Controller, whose: str
+) -> None:
+    net = lan(ctl, ip_range="192.168.50.128/25", host_shim=True)
+    name = "lan0" if whose == "parent" else net.data["shim"]
+    link = kernel_of(ctl).observe(HOST).link(name)
+    assert link is not None
+    app = ctl.create_namespace("app")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.AddressInUse, match=name):
+        net.connect(app, mac=link.mac)
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store

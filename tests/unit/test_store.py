@@ -106,7 +106,32 @@ def test_a_store_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "state.db")
     (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     conn.close()
-    assert int(value) == SCHEMA_VERSION == 2
+    assert int(value) == SCHEMA_VERSION == 3
+
+
+def test_journals_of_a_schema_2_store_are_read_after_the_upgrade(tmp_path: Path) -> None:
+    # schema 2 journals did not record the namespaces their plan acts in
+    LocalStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    with conn:
+        conn.execute("ALTER TABLE journal DROP COLUMN places")
+        conn.execute(
+            "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
+            "VALUES ('j', 'teardown', '[]', 1, 1.0, '[]', 0, 1.0)"
+        )
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    conn.close()
+    store = LocalStore(tmp_path)
+    try:
+        (entry,) = store.read(lambda tx: tx.journals())
+        assert entry["id"] == "j" and entry["places"] == {}
+        with store.transaction() as tx:
+            tx.journal_begin(
+                id="k", kind="setup", owner="[]", pid=1, started=1.0, plan=[], places={"a": ""}
+            )
+        assert [e["places"] for e in store.read(lambda tx: tx.journals())] == [{}, {"a": ""}]
+    finally:
+        store.close()
 
 
 def test_a_corrupt_database_is_a_store_error(tmp_path: Path) -> None:

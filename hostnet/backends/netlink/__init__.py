@@ -280,7 +280,9 @@ class NetlinkBackend:
             raise errors.NamespaceNotFound(ns) from None
 
     def namespace_id(self, ns: str | None) -> str | None:
-        born, self._born = self._born, None
+        born = self._born
+        if born is not None and born[0] == ns:
+            self._born = None
         if (
             born is not None
             and born[0] == ns

@@ -246,6 +246,7 @@ def mount_id(path: str) -> str | None:
 
 
 @functools.cache
+@functools.cache
 def boot_id() -> str:
     """This boot of the machine (cookies start again after a reboot)."""
     try:
