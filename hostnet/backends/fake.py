@@ -455,8 +455,8 @@ class FakeKernel:
             ):
                 raise errors.KernelError(f"create {op.name}", 22, "mode clash on parent")
             # passthru: the parent's MAC, whatever was asked
-            mac = parent.mac if mode == "passthru" else op.mac
-            link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=mac)
+            given = parent.mac if mode == "passthru" else op.mac
+            link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=given)
             if op.mtu is not None and op.mtu > parent.mtu:
                 del space.links[op.name]
                 raise errors.KernelError(f"create {op.name}", 22, "mtu above the parent's")
