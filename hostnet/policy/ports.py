@@ -75,7 +75,7 @@ def _host_ip(text: str, spec: str) -> str:
 @frozen(kw_only=True)
 class PortRequest:
     """Host ports wanted on ``host_ip``: ``start``..``end``; or, with ``start`` None,
-    ``ephemeral`` consecutive ephemeral ports; ``pick_one`` asks for any one port of
+    ``ephemeral`` ephemeral ports (each the next free one, not necessarily in a row); ``pick_one`` asks for any one port of
     ``start``..``end``."""
 
     protocol: str = "tcp"
@@ -305,18 +305,19 @@ class PortAllocator:
         if not low <= cursor <= high:
             cursor = low
         span = high - low + 1
+        got: list[int] = []
+        # each port on its own, from the cursor on, as Docker gives a container range
+        # without host ports one ephemeral port each: they need not be consecutive
         for offset in range(span):
-            start = low + (cursor - low + offset) % span
-            if start + want - 1 > high:
-                continue
-            block = range(start, start + want)
-            if all(
-                p not in self.reserved and self._free(tx, request.protocol, request.host_ip, p)
-                for p in block
+            port = low + (cursor - low + offset) % span
+            if port not in self.reserved and self._free(
+                tx, request.protocol, request.host_ip, port
             ):
-                nxt = start + want
-                tx.set_cursor(cursor_name, nxt if nxt <= high else low)
-                return list(block)
+                got.append(port)
+                if len(got) == want:
+                    nxt = port + 1
+                    tx.set_cursor(cursor_name, nxt if nxt <= high else low)
+                    return got
         raise errors.ExhaustedError(
             f"no free ephemeral {request.protocol} port on {request.host_ip} in {low}-{high} "
             "(net.ipv4.ip_local_port_range minus ip_local_reserved_ports and ports in use)"

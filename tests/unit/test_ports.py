@@ -494,14 +494,16 @@ def test_ephemeral_exhausted(store: LocalStore) -> None:
     assert picked(reserve(store, alloc, ephemeral(proto="udp"), owner="d")) == [40000]
 
 
-def test_ephemeral_block_for_a_container_range(store: LocalStore) -> None:
+def test_ephemeral_ports_for_a_container_range(store: LocalStore) -> None:
+    # one ephemeral port each, as Docker picks them: the next free ones, in a row or not
     alloc = alloc_((40000, 40009))
     reserve(store, alloc, req(40001), owner="x")
-    got = picked(reserve(store, alloc, ephemeral(3), owner="a"))
-    assert len(set(got)) == 3
-    assert all(40000 <= p <= 40009 and p != 40001 for p in got)
+    reserve(store, alloc, req(40003), owner="x")
+    assert picked(reserve(store, alloc, ephemeral(3), owner="a")) == [40000, 40002, 40004]
+    assert picked(reserve(store, alloc, ephemeral(2), owner="b")) == [40005, 40006]
     with pytest.raises(ExhaustedError):
-        reserve(store, alloc, ephemeral(11), owner="b")
+        reserve(store, alloc, ephemeral(4), owner="c")
+    assert picked(reserve(store, alloc, ephemeral(3), owner="d")) == [40007, 40008, 40009]
 
 
 def test_ephemeral_failure_keeps_the_cursor(store: LocalStore) -> None:
