@@ -94,14 +94,19 @@ class Namespace:
         timeout: float | None = None,
         capture_output: bool = False,
         text: bool = False,
+        input: Any = None,
         **kwargs: Any,
     ) -> subprocess.CompletedProcess[Any]:
-        """Like subprocess.run, inside the namespace."""
+        """Like subprocess.run, inside the namespace: ``check``, ``timeout``,
+        ``capture_output``, ``text`` and ``input`` as there; other keywords go to
+        :meth:`popen`."""
         if capture_output:
             kwargs["stdout"] = kwargs["stderr"] = subprocess.PIPE
+        if input is not None:
+            kwargs["stdin"] = subprocess.PIPE
         with self.popen(argv, text=text, **kwargs) as proc:
             try:
-                out, err = proc.communicate(timeout=timeout)
+                out, err = proc.communicate(input, timeout=timeout)
             except BaseException:
                 proc.kill()
                 proc.wait()

@@ -75,8 +75,8 @@ def _host_ip(text: str, spec: str) -> str:
 @frozen(kw_only=True)
 class PortRequest:
     """Host ports wanted on ``host_ip``: ``start``..``end``; or, with ``start`` None,
-    ``ephemeral`` ephemeral ports (each the next free one, not necessarily in a row); ``pick_one`` asks for any one port of
-    ``start``..``end``."""
+    ``ephemeral`` ephemeral ports (each the next free one, not necessarily in a row);
+    ``pick_one`` asks for any one port of ``start``..``end``."""
 
     protocol: str = "tcp"
     host_ip: str = WILDCARD4

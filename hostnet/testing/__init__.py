@@ -5,8 +5,10 @@
   itself by subclassing ``BackendContract`` and providing a ``backend`` fixture.
 - :mod:`hostnet.testing.faults`: a backend wrapper that fails chosen ops, for
   fault-injection tests of plans and rollback.
-- :mod:`hostnet.testing.plugin`: pytest fixtures (``hostnet_fake``, ``hostnet_host``)
-  registered through the ``pytest11`` entry point.
+- :mod:`hostnet.testing.plugin`: pytest fixtures (``hostnet_fake``, ``hostnet_host``,
+  ``hostnet_sandbox``) registered through the ``pytest11`` entry point.
+- :class:`Sandbox`: a throwaway host namespace and a Controller for it, on either
+  backend, cleaned up with everything made in it (what ``hostnet_host`` yields).
 
 Needs pytest (the ``test`` extra) for the contract suite and the plugin.
 """
@@ -15,6 +17,6 @@ from __future__ import annotations
 
 from hostnet.backends.fake import FakeKernel
 from hostnet.testing.faults import FaultyBackend, InjectedFault
-from hostnet.testing.world import World, unique_prefix
+from hostnet.testing.world import Sandbox, World, unique_prefix
 
-__all__ = ["FakeKernel", "FaultyBackend", "InjectedFault", "World", "unique_prefix"]
+__all__ = ["FakeKernel", "FaultyBackend", "InjectedFault", "Sandbox", "World", "unique_prefix"]

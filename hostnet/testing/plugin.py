@@ -2,10 +2,15 @@
 
 - ``hostnet_fake``: a Controller on the fake backend with its own temporary state. No
   root needed.
-- ``hostnet_host``: as root, a throwaway host namespace (``.host``) and a Controller
-  for it (``.controller``) with its own temporary state; every namespace whose name
-  starts with ``.prefix`` (use ``.name()``) is deleted afterwards, even when the test
-  fails, and processes still running in them are killed first. Skipped without root.
+- ``hostnet_host``: as root, a :class:`hostnet.testing.Sandbox` on the real kernel: a
+  throwaway host namespace (``.host``) and a Controller for it (``.controller``) with
+  its own temporary state. Skipped without root.
+- ``hostnet_sandbox``: the same test twice, on a fake Sandbox and on a real one
+  (as root; skipped without): one test body for both backends.
+
+A Sandbox deletes afterwards, even when the test failed, every namespace whose name
+starts with ``.prefix`` (use ``.name()``) and every other namespace its Controller
+created, after killing the processes still running in them.
 """
 
 from __future__ import annotations
@@ -16,60 +21,42 @@ from pathlib import Path
 
 import pytest
 
-from hostnet.testing.world import remove_prefixed, unique_prefix
-
-
-class _Host:
-    """A throwaway host namespace; names made with ``name()`` are cleaned up."""
-
-    def __init__(self, tmp: Path) -> None:
-        from hostnet.backends.netlink import NetlinkBackend
-        from hostnet.controller import Controller
-
-        self.prefix = unique_prefix("hp")
-        self.backend = NetlinkBackend()
-        self.host = f"{self.prefix}host"
-        # made through hostnet, so the host is a namespace hostnet manages (and may turn
-        # IP forwarding on in)
-        try:
-            with Controller(state_dir=tmp / "state", backend=self.backend) as maker:
-                maker.create_namespace(self.host)
-            self.controller = Controller(
-                state_dir=tmp / "state", host=self.host, backend=self.backend
-            )
-        except BaseException:
-            remove_prefixed(self.backend, self.prefix)
-            self.backend.close()
-            raise
-        self._n = 0
-
-    def name(self, hint: str = "ns") -> str:
-        self._n += 1
-        return f"{self.prefix}{hint}{self._n}"
-
-    def close(self) -> None:
-        self.controller.close()
-        problems = remove_prefixed(self.backend, self.prefix)
-        self.backend.close()
-        if problems:
-            raise problems[0]
+from hostnet.testing.world import Sandbox
 
 
 @pytest.fixture
 def hostnet_fake(tmp_path: Path) -> Iterator[object]:
     from hostnet.controller import Controller
 
-    ctl = Controller(backend="fake", state_dir=tmp_path / "state")
+    # the fake's root namespace is no real machine's: forwarding may be turned on there
+    ctl = Controller(
+        backend="fake", state_dir=tmp_path / "hostnet-fake-controller", forwarding=True
+    )
     yield ctl
     ctl.close()
 
 
-@pytest.fixture
-def hostnet_host(tmp_path: Path) -> Iterator[_Host]:
+def _needs_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for the real kernel")
-    host = _Host(tmp_path)
+
+
+@pytest.fixture
+def hostnet_host(tmp_path: Path) -> Iterator[Sandbox]:
+    _needs_root()
+    box = Sandbox(tmp_path / "hostnet-host")
     try:
-        yield host
+        yield box
     finally:
-        host.close()
+        box.close()
+
+
+@pytest.fixture(params=["fake", "netlink"])
+def hostnet_sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]:
+    if request.param == "netlink":
+        _needs_root()
+    box = Sandbox(tmp_path / f"hostnet-sandbox-{request.param}", backend=request.param)
+    try:
+        yield box
+    finally:
+        box.close()

@@ -7,6 +7,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hostnet import errors
@@ -116,3 +117,59 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, step: float 
         if time.monotonic() > deadline:
             return False
         time.sleep(step)
+
+
+class Sandbox:
+    """A throwaway host namespace made through hostnet, with a Controller for it on
+    ``backend`` ("netlink": the real kernel, as root; "fake": an in-memory one). Both
+    kinds behave alike: the host is a namespace hostnet created, so bridge networks may
+    turn IP forwarding on in it without being told. ``state_dir`` is the Controller's,
+    for code that opens its own Controller (or runs ``hostnet --state-dir``)."""
+
+    def __init__(self, state_dir: Path, backend: str = "netlink") -> None:
+        from hostnet.backends import open_backend
+        from hostnet.controller import Controller
+
+        self.kind = backend
+        self.prefix = unique_prefix("hp")
+        self.backend = open_backend(backend)
+        self.host = f"{self.prefix}host"
+        self.state_dir = state_dir
+        try:
+            with Controller(state_dir=state_dir, backend=self.backend) as maker:
+                maker.create_namespace(self.host)
+            self.controller = Controller(state_dir=state_dir, host=self.host, backend=self.backend)
+        except BaseException:
+            remove_prefixed(self.backend, self.prefix)
+            self.backend.close()
+            raise
+        self._n = 0
+
+    def name(self, hint: str = "ns") -> str:
+        """A namespace name unique to this sandbox (deleted afterwards)."""
+        self._n += 1
+        return f"{self.prefix}{hint}{self._n}"
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.kind} host={self.host!r}>"
+
+    def close(self) -> None:
+        made = [
+            r["name"]
+            for r in self.controller.store.read(lambda tx: tx.namespaces())
+            if r["created"] and not r["name"].startswith(self.prefix)
+        ]
+        problems: list[BaseException] = []
+        for name in made:  # named otherwise than with name(): still this test's
+            try:
+                if self.controller.namespace(name, adopt=False).managed:
+                    delete_namespace(self.backend, name)
+            except errors.NotFoundError:
+                pass
+            except Exception as exc:
+                problems.append(exc)
+        self.controller.close()
+        problems += remove_prefixed(self.backend, self.prefix)
+        self.backend.close()
+        if problems:
+            raise problems[0]

@@ -42,6 +42,9 @@ def test_processes_run_inside_the_namespace(hostnet_host) -> None:
     assert os.readlink("/proc/thread-self/ns/net") != f"net:[{inode}]"
     with pytest.raises(errors.ValidationError):
         ns.popen("echo hi")  # a string would need a shell; hostnet never uses one
+    # input=, as subprocess.run takes it
+    assert ns.run(["cat"], input="hi", capture_output=True, text=True).stdout == "hi"
+    assert ns.run(["wc", "-c"], input=b"abc", capture_output=True).stdout.strip() == b"3"
     ns.delete()
 
 

@@ -1,0 +1,66 @@
+"""The pytest fixtures hostnet ships for code that uses it (hostnet.testing.plugin)."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+
+import pytest
+
+from hostnet import errors
+from hostnet.controller import Controller
+from hostnet.testing import Sandbox
+
+
+def test_one_body_runs_on_both_backends(hostnet_sandbox: Sandbox) -> None:
+    # the same code, the same results: a created host namespace on both, so a bridge
+    # network turns forwarding on without a warning
+    ctl = hostnet_sandbox.controller
+    assert ctl.host_ns == hostnet_sandbox.host
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        web = ctl.create_network("web", subnet="10.93.0.0/24")
+    app = ctl.create_namespace(hostnet_sandbox.name("app"))
+    ep = web.connect(app, publish=["18080:80"])
+    assert ep.ip == "10.93.0.2"
+    assert ctl.backend.sysctl(ctl.host_ns, "net/ipv4/ip_forward") == "1"
+    with pytest.raises(errors.PortInUse):
+        web.connect(ctl.create_namespace(hostnet_sandbox.name("b")), publish=["18080:80"])
+
+
+def test_the_fake_fixture_and_a_sandbox_keep_separate_state(
+    hostnet_fake: Controller, hostnet_sandbox: Sandbox
+) -> None:
+    hostnet_sandbox.controller.create_namespace(hostnet_sandbox.name("k"))
+    assert hostnet_fake.store.path != hostnet_sandbox.controller.store.path
+    assert [f for f in hostnet_fake.audit() if f["kind"] == "stale-record"] == []
+    assert hostnet_fake.gc()["stale"] == []
+
+
+def test_the_fake_fixture_lets_bridges_turn_forwarding_on(hostnet_fake: Controller) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hostnet_fake.create_network("web", subnet="10.93.0.0/24")
+    assert hostnet_fake.backend.sysctl(None, "net/ipv4/ip_forward") == "1"
+
+
+def test_a_sandbox_deletes_what_its_controller_made_under_any_name(tmp_path) -> None:
+    box = Sandbox(tmp_path / "state")
+    name = f"{box.prefix[::-1]}x"  # not under the sandbox's prefix
+    try:
+        ns = box.controller.create_namespace(name)
+        sleeper = ns.popen(["sleep", "60"])
+        subprocess.run(["ip", "netns", "add", f"{name}y"], check=True)  # not its own
+    except BaseException:
+        box.close()
+        raise
+    try:
+        box.close()
+        assert sleeper.wait(timeout=5) == -9
+        listed = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        assert name not in listed and f"{name}y" in listed
+        assert not any(n.startswith(box.prefix) for n in listed)
+    finally:
+        subprocess.run(["ip", "netns", "del", f"{name}y"], check=False)
