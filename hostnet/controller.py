@@ -36,7 +36,7 @@ from hostnet.backends.base import Backend
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.drivers.bridge import bridge_mac
 from hostnet.executor import Executor, Recovered, process_started
-from hostnet.model import Link, PortMapping, Reservation, Route, Snapshot
+from hostnet.model import WILDCARD4, WILDCARD6, Link, PortMapping, Reservation, Route, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
@@ -1171,6 +1171,27 @@ class Controller:
             host=self.host_key, ephemeral=(low, high), reserved=reserved, bound=bound
         )
 
+    def _check_host_ips(self, specs: Sequence[PublishSpec]) -> None:
+        """A port published on a host address must be on an address of the host, as in
+        Docker (whose bind fails with "cannot assign requested address"), unless the
+        host lets sockets bind addresses it does not have (ip_nonlocal_bind). Costs an
+        observation of the host only when an address is given."""
+        wanted = {s.host.host_ip for s in specs} - {WILDCARD4, WILDCARD6}
+        if not wanted:
+            return
+        have = {a.address.split("/")[0] for a in self.backend.observe(self.host_ns).addresses}
+        for ip in sorted(wanted - have):
+            key = f"net/ipv{6 if ':' in ip else 4}/ip_nonlocal_bind"
+            if self.backend.sysctl(self.host_ns, key) == "1":
+                continue
+            where = f"namespace {self.host_ns!r}" if self.host_ns else "this host"
+            raise errors.InvalidAddress(
+                ip,
+                f"not an address of {where}: nothing would receive the published port "
+                f"(Docker refuses it too); add it to an interface first, or publish on "
+                f"all addresses",
+            )
+
     def _with_owner(self, exc: errors.PortInUse) -> errors.PortInUse:
         """``exc`` naming the process that holds the port, when the kernel can tell."""
         if exc.holder is not None or exc.owner_pid is not None:
@@ -1285,6 +1306,7 @@ class Controller:
                 warnings.warn(admission.reason, errors.HostnetWarning, stacklevel=3)
                 publish_specs = []
         requests = self._admit_ports(name, [s.host for s in publish_specs] + host_requests)
+        self._check_host_ips(publish_specs)
         # 3. observe
         allocator = self._host_ports(requests, idle=not drv.needs_namespace)
         # plan_connect needs the target's links and routes, never its addresses
@@ -1500,6 +1522,7 @@ class Controller:
         info = self._network_info(record, self.host_ns)
         specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         requests = self._admit_ports(name, [s.host for s in specs])
+        self._check_host_ips(specs)
         allocator = self._host_ports(requests, idle=False)  # published: DNAT, no bind()
         rows = self.store.read(
             lambda tx: tx.endpoints(network=record["id"], workload=name, published=False)

@@ -82,6 +82,8 @@ DEFAULT_SYSCTLS = {
     "net/ipv6/conf/all/forwarding": "0",
     "net/ipv4/conf/all/route_localnet": "0",
     "net/ipv4/ip_unprivileged_port_start": "1024",
+    "net/ipv4/ip_nonlocal_bind": "0",
+    "net/ipv6/ip_nonlocal_bind": "0",
 }
 
 

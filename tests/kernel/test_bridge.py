@@ -446,6 +446,7 @@ def test_input_the_kernel_would_refuse_fails_before_the_first_op(lab: Lab) -> No
         dict(ip6="fd00:91::5%eth0"),  # a zone: netlink has no place for it
         dict(mac="00:00:00:00:00:00"),  # EADDRNOTAVAIL
         dict(publish=["[fe80::1%eth0]:8080:80"]),  # nftables would drop the zone
+        dict(publish=["10.9.9.9:8080:80"]),  # no address of the host: nothing receives it
     ]
     for kwargs in bad:
         with pytest.raises(errors.ValidationError) as info:
@@ -454,6 +455,21 @@ def test_input_the_kernel_would_refuse_fails_before_the_first_op(lab: Lab) -> No
     assert app.snapshot().link_names() == {"lo"}
     assert lab.host.snapshot().links == host_before.links
     assert ctl.store.dump() == store_before
+
+
+def test_a_port_published_on_one_host_address_answers_there(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    web.connect(app, publish=[f"{UPLINK_HOST}:8080:80"])
+    with server(app, 80):
+        assert request(lab.outside, UPLINK_HOST, 8080)
+    with pytest.raises(errors.InvalidAddress, match="not an address of"):
+        web.publish(app, ["10.9.9.9:8081:81"])
+    subprocess.run(
+        ["ip", "netns", "exec", lab.host.name, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
+        check=True,
+    )
+    assert [m.host_port for m in web.publish(app, ["10.9.9.9:8081:81"])] == [8081]
 
 
 def test_port_conflicts_name_the_holder(lab: Lab) -> None:

@@ -17,7 +17,14 @@ from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
 from hostnet.model import PortMapping
 from hostnet.namespace import Namespace
-from hostnet.ops import CreateNamespace, DeleteNamespace, DelLinkGroup, ForgetFlows, TrackFlows
+from hostnet.ops import (
+    CreateNamespace,
+    DeleteNamespace,
+    DelLinkGroup,
+    ForgetFlows,
+    SetSysctl,
+    TrackFlows,
+)
 from hostnet.policy.security import SecurityPolicy
 from hostnet.testing import FaultyBackend
 
@@ -1257,3 +1264,25 @@ def test_gc_gives_back_a_default_route_a_killed_hand_over_owed(ctl: Controller) 
     b.disconnect(app)  # and it goes with b's endpoint
     assert app.routes() == ()
     assert ctl.store.dump()["published"] == []
+
+
+def test_a_port_published_on_an_address_the_host_lacks_is_refused_first(
+    ctl: Controller,
+) -> None:
+    # as Docker's bind ("cannot assign requested address"): nothing would receive it
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("a")
+    before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
+    for spec in ("10.9.9.9:8089:80", "[fd00::9]:8089:80"):
+        with pytest.raises(errors.InvalidAddress, match="not an address of"):
+            web.connect(app, publish=[spec])
+    assert kernel_of(ctl).dump() == before_kernel
+    assert ctl.store.dump() == before_store
+    ep = web.connect(app, publish=["10.91.0.1:8089:80", "127.0.0.1:8090:80"])  # the host's
+    with pytest.raises(errors.InvalidAddress):
+        web.publish(app, ["10.9.9.9:8091:81"])
+    kernel_of(ctl).apply(
+        SetSysctl(ns=HOST, key="net/ipv4/ip_nonlocal_bind", value="1", previous="0")
+    )
+    assert [m.host_ip for m in web.publish(app, ["10.9.9.9:8091:81"])] == ["10.9.9.9"]
+    assert len(ep.ports) == 2
