@@ -151,6 +151,11 @@ class Controller:
         self._host_mount: str | None = None
         try:
             self._ensure_builtin_networks()
+            if host_name is None:  # before recovery, which would act in this namespace
+                self._refuse_other_root(
+                    self.store.read(partial(_ident_of, owner="host:")),
+                    self._current_ident(None),
+                )
             self.recovered: list[Recovered] = self.executor.recover() if recover else []
             if self.recovered:  # a teardown it finished may have owed a default route
                 self._repair_defaults()
@@ -180,18 +185,7 @@ class Controller:
             before = tx.ident(owner)
             if before == now:
                 return
-            if (
-                self.host_ns is None
-                and before is not None
-                and before.split("/")[0] == now.split("/")[0]
-            ):
-                # the same boot, another namespace: not a restart, but a process that is
-                # not where this state directory's host is (`ip netns exec`, a container)
-                raise errors.ConflictError(
-                    "this state directory belongs to the network namespace hostnet first "
-                    "ran in, and this process is in another one; pass that namespace as "
-                    "the host (host=..., CLI: --host) or use another state directory"
-                )
+            self._refuse_other_root(before, now)
             tx.set_ident(owner, now)
             if before is not None:
                 tx.host_restarted(self.host_key)
@@ -225,6 +219,23 @@ class Controller:
             with self.store.transaction() as tx:
                 tx.forget_forwarding_allowed(self.host_key)
         return made
+
+    def _refuse_other_root(self, before: str | None, now: str | None) -> None:
+        """The default host (the root namespace) recorded as ``before`` and found as
+        ``now``: the same boot but another namespace is no restart, but a process that
+        is not where this state directory's host is (`ip netns exec`, a container)."""
+        if (
+            self.host_ns is None
+            and before is not None
+            and now is not None
+            and before != now
+            and before.split("/")[0] == now.split("/")[0]
+        ):
+            raise errors.ConflictError(
+                "this state directory belongs to the network namespace hostnet first "
+                "ran in, and this process is in another one; pass that namespace as "
+                "the host (host=..., CLI: --host) or use another state directory"
+            )
 
     def _mount_of_host(self) -> str | None:
         if self.host_ns is None:

@@ -174,9 +174,11 @@ class Executor:
     def undo(self, done: Sequence[Op]) -> list[tuple[Op, BaseException]]:
         """Apply the inverses of ``done`` in reverse; skip "gone"; return the inverses
         that failed, with their errors, in the order they were tried."""
+        return self._undo_inverses([op.inverse() for op in reversed(done)])
+
+    def _undo_inverses(self, inverses: Sequence[Op]) -> list[tuple[Op, BaseException]]:
         left: list[tuple[Op, BaseException]] = []
-        for op in reversed(done):
-            inverse = op.inverse()
+        for inverse in inverses:
             try:
                 self.backend.apply(inverse)
             except errors.NotFoundError:
@@ -251,14 +253,20 @@ class Executor:
 
     def _places(self, plan: Plan) -> dict[str, str]:
         """The namespaces ``plan`` acts in (those it makes itself aside), each with its
-        bind mount now, "" for one that does not exist; the root namespace (key "")
-        with its identity, which changes with a reboot (Rule 5)."""
+        bind mount now, "" for one that does not exist, and the mount namespace they
+        were read in (VIEW); the root namespace (ROOT) with its identity, which changes
+        with a reboot (Rule 5)."""
         made = {op.ns for op in plan if isinstance(op, CreateNamespace)}
         out: dict[str, str] = {}
         for name in set().union(*map(namespaces_of, plan)) - made:
             now = self._where(name)
             if now is not None:  # None: the kernel cannot tell; no guard then
                 out[name] = now
+        if out.keys() - {ROOT}:
+            view = self.backend.mount_view()
+            if view is None:
+                return {k: v for k, v in out.items() if k == ROOT}
+            out[VIEW] = view
         return out
 
     def _where(self, name: str) -> str | None:
@@ -269,14 +277,41 @@ class Executor:
         except errors.NamespaceNotFound:
             return ""
 
-    def _moved(self, places: Mapping[str, str]) -> set[str]:
-        """The names in ``places`` that now stand for no namespace, or another."""
+    def _judge(self, places: Mapping[str, str]) -> tuple[set[str], dict[str, str] | None]:
+        """The names in ``places`` that now stand for no namespace, or another; and the
+        mounts recorded, if they can be compared here (None: read in another mount
+        namespace, where the same bind mount has another id: no telling, so named
+        namespaces are not judged, as before journals had places)."""
+        view = places.get(VIEW)
+        mounts = (
+            {k: v for k, v in places.items() if k not in (VIEW, ROOT)}
+            if view is not None and view == self.backend.mount_view()
+            else None
+        )
         moved = set()
         for name, then in places.items():
+            if name == VIEW or (name != ROOT and mounts is None):
+                continue
             now = self._where(name)
             if now is not None and now != then:
                 moved.add(name)
-        return moved
+        return moved, mounts
+
+    def _guarded(
+        self, op: Op, places: Mapping[str, str], moved: set[str], mounts: dict[str, str] | None
+    ) -> Op | None:
+        """``op`` as recovery may apply it, None to skip it (Rule 5). A namespace delete
+        is not skipped: its own guard tells a file left by a delete cut short (to
+        remove) from another namespace (to leave alone); it gets the journal's mount
+        when it has none (a namespace hostnet adopted), and loses one read in another
+        mount namespace."""
+        if isinstance(op, DeleteNamespace):
+            if mounts is None:
+                return attrs.evolve(op, mount=None) if VIEW in places else op
+            if op.mount is None and op.ns in mounts:
+                return attrs.evolve(op, mount=mounts[op.ns])
+            return op
+        return None if namespaces_of(op) & moved else op
 
     # -- recovery ----------------------------------------------------------------------
 
@@ -316,20 +351,22 @@ class Executor:
         assert self.store is not None
         plan = plan_from_json(entry["plan"])
         owners = tuple(json.loads(entry["owner"]))
-        moved = self._moved(entry.get("places") or {})
+        places = entry.get("places") or {}
+        moved, mounts = self._judge(places)
         if entry["kind"] == "setup":
             # ops [0, done) completed; op #done may have been in flight when it died
             # A failed journal knows exactly what completed (the failing op changed
             # nothing: ops are atomic); only a crash leaves op #done in doubt.
             end = entry["done"] if entry["failed"] else entry["done"] + 1
             touched = plan[: min(end, len(plan))]
-            kept = tuple(op for op in touched if not _moved_away(op.inverse(), moved))
-            problems = [err for _, err in self.undo(kept)]
-            ops, skipped = len(kept), len(touched) - len(kept)
+            # undone in reverse: the inverses to apply, in that order
+            todo = [self._guarded(op.inverse(), places, moved, mounts) for op in reversed(touched)]
+            problems = [err for _, err in self._undo_inverses([i for i in todo if i])]
+            ops, skipped = len(touched) - todo.count(None), todo.count(None)
         else:
-            kept = tuple(op for op in plan if not _moved_away(op, moved))
-            problems = self._run_tolerant(kept)
-            ops, skipped = len(kept), len(plan) - len(kept)
+            todo = [self._guarded(op, places, moved, mounts) for op in plan]
+            problems = self._run_tolerant(tuple(i for i in todo if i))
+            ops, skipped = len(plan) - todo.count(None), todo.count(None)
         with self.store.transaction() as tx:
             if problems:
                 tx.journal_fail(entry["id"])
@@ -351,6 +388,8 @@ class Executor:
 
 #: ``namespaces_of``'s name for the root namespace (never a namespace's name)
 ROOT = ""
+#: In a journal's places: the mount namespace its mounts were read in
+VIEW = "@view"
 
 
 def namespaces_of(op: Op) -> set[str]:
@@ -362,13 +401,6 @@ def namespaces_of(op: Op) -> set[str]:
         if other != SAME_NS:
             names.add(other)
     return {ROOT if name is None else name for name in names}
-
-
-def _moved_away(op: Op, moved: set[str]) -> bool:
-    """Whether ``op`` acts in a namespace of ``moved``. A namespace delete carries a
-    guard of its own, which also tells a file left by a delete cut short (to remove)
-    from another namespace (to leave alone)."""
-    return not isinstance(op, DeleteNamespace) and bool(namespaces_of(op) & moved)
 
 
 class _NoTx:

@@ -43,7 +43,12 @@ class Backend(Protocol):
         """The bind mount that names the namespace (cheap: no socket inside it). The same
         value later means the same namespace (the mount kept it alive); another value
         means another mount, of the same namespace or not (ask ``namespace_id``). None
-        if the kernel cannot tell."""
+        if the kernel cannot tell. Mounts are per mount namespace: compare only values
+        read in the same ``mount_view``."""
+
+    def mount_view(self) -> str | None:
+        """Which mount namespace (``namespace_mount`` values are per mount namespace: the
+        same bind mount has another id in another one) this process sees names in."""
 
     def namespace_id(self, ns: str | None) -> str | None:
         """Which namespace the name refers to now: the same string for as long as that

@@ -308,6 +308,9 @@ class FakeKernel:
     def namespace_mount(self, ns: str) -> str | None:
         return f"fake-mount/{self._ns(ns).cookie}"
 
+    def mount_view(self) -> str | None:
+        return "fake"
+
     def namespace_id(self, ns: str | None) -> str | None:
         return f"fake/{self._ns(ns).cookie}"
 

@@ -59,6 +59,9 @@ class FaultyBackend:
     def namespace_mount(self, ns: str) -> str | None:
         return self.inner.namespace_mount(ns)
 
+    def mount_view(self) -> str | None:
+        return self.inner.mount_view()
+
     def namespace_id(self, ns: str | None) -> str | None:
         return self.inner.namespace_id(ns)
 

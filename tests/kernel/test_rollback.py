@@ -423,7 +423,7 @@ KILLED_AT = r"""
 import os, signal, sys
 from hostnet.backends.netlink import NetlinkBackend
 from hostnet.controller import Controller
-host, state, ns, kind = sys.argv[1:]
+host, state, ns, kind = sys.argv[1:5]
 
 class Dies(NetlinkBackend):
     def apply(self, op):
@@ -431,7 +431,8 @@ class Dies(NetlinkBackend):
             os.kill(os.getpid(), signal.SIGKILL)
         super().apply(op)
 
-Controller(host=host, state_dir=state, backend=Dies()).network("lan").connect(ns)
+network = Controller(host=host, state_dir=state, backend=Dies()).network(sys.argv[5])
+network.connect(ns, publish=sys.argv[6:])
 """
 
 
@@ -443,7 +444,8 @@ def test_a_macvlan_connect_cut_short_then_the_namespace_made_again(lan_rig: Rig)
     lan(rig)
     state = str(rig.ctl.store.path.parent)
     child = subprocess.run(
-        [sys.executable, "-c", KILLED_AT, rig.host, state, rig.a, "AddAddress"], check=False
+        [sys.executable, "-c", KILLED_AT, rig.host, state, rig.a, "AddAddress", "lan"],
+        check=False,
     )
     assert child.returncode == -signal.SIGKILL
     (journal,) = rig.ctl.store.read(lambda tx: tx.journals())
@@ -453,3 +455,38 @@ def test_a_macvlan_connect_cut_short_then_the_namespace_made_again(lan_rig: Rig)
     assert [(r["errors"], r["skipped"]) for r in report["recovered"]] == [([], 2)]
     assert links_of(rig.a) == {"lo", "eth0", "eth1"}
     assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.endpoints())) == ([], [])
+
+
+def test_a_connect_cut_short_in_another_mount_namespace_is_rolled_back(rig: Rig) -> None:
+    # a bind mount has another id in each mount namespace (`ip netns exec`, a service
+    # with a private /tmp): recovery from another one cannot compare them, and rolls
+    # back by name, as before journals recorded where they acted
+    net = web(rig)
+    base = rig.state()
+    state = str(rig.ctl.store.path.parent)
+    argv = [sys.executable, "-c", KILLED_AT, rig.host, state, rig.a, "NftBatch", "web", "18080:80"]
+    child = subprocess.run(["unshare", "-m", "--propagation", "unchanged", *argv], check=False)
+    assert child.returncode == -signal.SIGKILL
+    (journal,) = rig.ctl.store.read(lambda tx: tx.journals())
+    assert journal["places"]["@view"] != rig.backend.mount_view()
+    report = rig.ctl.gc()
+    assert [(r["errors"], r["skipped"]) for r in report["recovered"]] == [([], 0)]
+    assert rig.state() == base | {"cursors": rig.state()["cursors"]}
+    net.connect(rig.a, publish=["18080:80"], ip="10.91.0.2")  # nothing of it is left
+    rig.consistent()
+
+
+def test_a_failed_forced_delete_of_an_adopted_namespace_spares_the_next_one(rig: Rig) -> None:
+    # hostnet did not make it, so its delete carries no mount of its own: gc takes the
+    # journal's, and leaves alone the namespace made under that name since
+    name = f"{rig.prefix}ad"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    rig.ctl.namespace(name)
+    rig.faulty.fail_kinds = frozenset({"DeleteNamespace"})
+    with pytest.raises(errors.TeardownError):
+        rig.ctl.delete_namespace(name, force=True)
+    rig.faulty.fail_kinds = frozenset()
+    made_again_with_an_eth0(name)
+    report = rig.ctl.gc()
+    assert [r["errors"] for r in report["recovered"]] == [[]]
+    assert links_of(name) == {"lo", "eth0", "eth1"}

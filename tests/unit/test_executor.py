@@ -601,3 +601,25 @@ def test_recovery_acts_in_the_namespace_journaled(store: LocalStore) -> None:
     (report,) = Executor(kernel, store).recover()
     assert (report.ops, report.skipped, report.errors) == (1, 0, ())
     assert kernel.observe("app").link("eth0") is None
+
+
+def test_mounts_read_in_another_mount_namespace_are_not_judged(store: LocalStore) -> None:
+    # a bind mount has another id in each mount namespace: a journal written in
+    # another one cannot say whether the name moved, and its ops run as they are
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="app"))
+    kernel.apply(AddLink(ns="app", name="eth0", kind="veth", peer="eth1"))
+    plan: Plan = (DelLink(ns="app", name="eth0"), DeleteNamespace(ns="app", mount="elsewhere"))
+    with store.transaction() as tx:
+        tx.journal_begin(
+            id="j",
+            kind="teardown",
+            owner="[]",
+            pid=dead_pid(),
+            started=1.0,
+            plan=plan_to_json(plan),
+            places={"app": "a mount seen elsewhere", "@view": "another mount namespace"},
+        )
+    (report,) = Executor(kernel, store).recover()
+    assert (report.ops, report.skipped, report.errors) == (2, 0, ())
+    assert "app" not in kernel.namespaces()

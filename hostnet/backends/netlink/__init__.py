@@ -279,6 +279,9 @@ class NetlinkBackend:
         except FileNotFoundError:
             raise errors.NamespaceNotFound(ns) from None
 
+    def mount_view(self) -> str | None:
+        return nsenter.mount_view()
+
     def namespace_id(self, ns: str | None) -> str | None:
         born = self._born
         if born is not None and born[0] == ns:

@@ -245,7 +245,14 @@ def mount_id(path: str) -> str | None:
     return f"{boot_id()}/{mnt}/{ino}"
 
 
-@functools.cache
+def mount_view() -> str | None:
+    """The calling thread's mount namespace, in this boot (None if it cannot tell)."""
+    try:
+        return f"{boot_id()}/{os.readlink('/proc/thread-self/ns/mnt')}"
+    except OSError:
+        return None
+
+
 @functools.cache
 def boot_id() -> str:
     """This boot of the machine (cookies start again after a reboot)."""
