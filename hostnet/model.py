@@ -12,6 +12,8 @@ import ipaddress
 import attrs
 from attrs import frozen
 
+from hostnet import errors
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
@@ -177,3 +179,12 @@ class Snapshot:
 
     def addresses_of(self, ifname: str) -> tuple[str, ...]:
         return tuple(a.address for a in self.addresses if a.ifname == ifname)
+
+
+def route_destination(dst: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A route's destination as a network; InvalidAddress for one that is none
+    ("10.0.0.1/16" has host bits set: the kernel refuses it, EINVAL)."""
+    try:
+        return ipaddress.ip_network(dst, strict=True)
+    except ValueError as exc:
+        raise errors.InvalidAddress(dst, f"not a network for a route ({exc})") from None

@@ -40,7 +40,7 @@ import attrs
 
 from hostnet import errors
 from hostnet.backends.fakenft import FakeNftables
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, route_destination
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -694,7 +694,7 @@ class FakeKernel:
 
     def _apply_AddRoute(self, op: AddRoute) -> None:
         space = self._ns(op.ns)
-        dst = ipaddress.ip_network(op.dst, strict=True)
+        dst = route_destination(op.dst)
         ifname = op.ifname
         if ifname is not None:
             link = self._link(space, ifname)
@@ -716,7 +716,7 @@ class FakeKernel:
 
     def _apply_DelRoute(self, op: DelRoute) -> None:
         space = self._ns(op.ns)
-        dst = str(ipaddress.ip_network(op.dst))
+        dst = str(route_destination(op.dst))
         for route in space.routes:
             if (
                 route.dst == dst
@@ -792,6 +792,14 @@ class FakeKernel:
 
     def _apply_BindPort(self, op: BindPort) -> None:
         space = self._ns(op.ns)
+        ip = ipaddress.ip_address(op.address)
+        if ip.version == 6 and ip.ipv4_mapped is not None:  # on an IPv6-only socket
+            raise errors.KernelError(f"bind {op.address}", 22, "Invalid argument")
+        if not self._local(space, ip):
+            raise errors.InvalidAddress(
+                op.address,
+                f"not an address of {op.ns or 'the root namespace'}: no port can be held on it",
+            )
         self._bind(
             space,
             BoundSocket(
@@ -804,6 +812,18 @@ class FakeKernel:
             ),
         )
         self._held.add((op.ns, op.protocol, op.address, op.port))
+
+    @staticmethod
+    def _local(space: _Namespace, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether a socket may bind ``ip`` in ``space``: a wildcard, an address of one
+        of its links (all of 127.0.0.0/8 with lo's), or any with ip_nonlocal_bind."""
+        if ip.is_unspecified or space.sysctls.get(f"net/ipv{ip.version}/ip_nonlocal_bind") == "1":
+            return True
+        for ifname, address in space.addresses:
+            iface = ipaddress.ip_interface(address)
+            if iface.ip == ip or (ifname == "lo" and ip.version == 4 and ip in iface.network):
+                return True
+        return False
 
     def _apply_UnbindPort(self, op: UnbindPort) -> None:
         key = (op.ns, op.protocol, op.address, op.port)

@@ -439,6 +439,33 @@ class BackendContract:
         low, high = map(int, world.backend.sysctl(a, "net/ipv4/ip_local_port_range").split())
         assert 0 < low < high <= 65535
 
+    def test_a_port_is_held_only_on_an_address_of_the_namespace(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.44.0.1/24"))
+        for address in ("10.44.0.1", "127.0.0.9", "0.0.0.0"):  # 127/8: lo's
+            world.backend.apply(BindPort(ns=ns, protocol="tcp", address=address, port=8124))
+            world.backend.apply(UnbindPort(ns=ns, protocol="tcp", address=address, port=8124))
+        for address in ("10.44.0.2", "fd00::9"):
+            with pytest.raises(errors.InvalidAddress):
+                world.backend.apply(BindPort(ns=ns, protocol="tcp", address=address, port=8124))
+        with pytest.raises(errors.HostnetError):  # IPv4-mapped, on an IPv6-only socket
+            world.backend.apply(
+                BindPort(ns=ns, protocol="tcp", address="::ffff:10.44.0.1", port=8124)
+            )
+        world.backend.apply(
+            SetSysctl(ns=ns, key="net/ipv4/ip_nonlocal_bind", value="1", previous="0")
+        )
+        world.backend.apply(BindPort(ns=ns, protocol="tcp", address="10.44.0.2", port=8124))
+        assert [s.address for s in world.backend.bound_sockets(ns, [8124])] == ["10.44.0.2"]
+
+    def test_a_route_to_an_address_with_host_bits_is_invalid(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        with pytest.raises(errors.InvalidAddress):
+            world.backend.apply(AddRoute(ns=ns, dst="10.43.0.1/16", ifname="v0"))
+        assert world.backend.observe(ns).routes == ()
+
     def test_bound_ports_conflict_and_name_their_owner(self, world: World) -> None:
         import os
 

@@ -40,7 +40,7 @@ from hostnet.backends.netlink.sockets import (
     open_diag_socket,
 )
 from hostnet.backends.netlink_paths import ns_path
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot
+from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, route_destination
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -98,7 +98,7 @@ def _family(address: str) -> int:
 def _route_dst(dst: str) -> tuple[int, int, bytes]:
     """(family, prefix length, network address) of a route's destination, parsed once
     (most routes are one of two defaults)."""
-    net = ipaddress.ip_network(dst, strict=True)
+    net = route_destination(dst)
     return _family(dst), net.prefixlen, net.network_address.packed
 
 
