@@ -459,6 +459,13 @@ class BackendContract:
         world.backend.apply(BindPort(ns=ns, protocol="tcp", address="10.44.0.2", port=8124))
         assert [s.address for s in world.backend.bound_sockets(ns, [8124])] == ["10.44.0.2"]
 
+    def test_a_port_of_a_link_that_is_no_bridge(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
+        with pytest.raises(errors.HostnetError, match="v0"):
+            world.backend.apply(AddLink(ns=ns, name="v2", kind="veth", peer="v3", master="v0"))
+        assert world.backend.observe(ns).link_names() == {"lo", "v0", "v1"}
+
     def test_a_route_to_an_address_with_host_bits_is_invalid(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))

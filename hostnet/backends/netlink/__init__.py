@@ -613,8 +613,12 @@ class NetlinkBackend:
                 if exc.code == errno.EEXIST and op.kind == "veth" and op.peer:
                     raise self._which_exists(op) from exc
                 if exc.code == errno.EOPNOTSUPP:
+                    # the same errno for a master that takes no ports (not a bridge)
+                    master = (
+                        f"{op.master!r} takes no ports (is it a bridge?), or " if op.master else ""
+                    )
                     raise errors.UnsupportedError(
-                        f"this kernel has no {op.kind!r} link type (creating {op.name!r})"
+                        f"{master}this kernel has no {op.kind!r} link type (creating {op.name!r})"
                     ) from exc
                 raise
             # With settings to apply, the peer comes up first, while this end is still
