@@ -485,6 +485,7 @@ class FakeKernel:
         link.master = master
         if master is not None:
             master.had_ports = True
+            self._ports_changed(master)
         link.group = op.group or 0
         if op.up:
             try:
@@ -509,6 +510,8 @@ class FakeKernel:
             if space.links.get(dead.name) is not dead:
                 continue
             del space.links[dead.name]
+            if dead.master is not None and dead.master not in doomed:
+                self._ports_changed(dead.master)
             space.addresses = [(i, a) for i, a in space.addresses if i != dead.name]
             space.routes = [r for r in space.routes if r.ifname != dead.name]
             space.neighbours = {n for n in space.neighbours if n[0] != dead.name}
@@ -552,12 +555,22 @@ class FakeKernel:
         del space.links[op.name]
         space.addresses = [(i, a) for i, a in space.addresses if i != op.name]
         space.routes = [r for r in space.routes if r.ifname != op.name]
-        link.master = None
+        if link.master is not None:
+            left, link.master = link.master, None
+            self._ports_changed(left)
         for other in space.links.values():
             if other.master is link:
                 other.master = None
         link.ns = target
         target.links[op.name] = link
+
+    @staticmethod
+    def _ports_changed(bridge: _Link) -> None:
+        """As the kernel: a bridge's MTU is its smallest port's, 1500 once the last
+        port has left (unless it was changed after the bridge was made, which no op
+        does)."""
+        ports = [x.mtu for x in bridge.ns.links.values() if x.master is bridge]
+        bridge.mtu = min(ports) if ports else 1500
 
     def _set_up(self, link: _Link, up: bool) -> None:
         space = link.ns
@@ -573,19 +586,19 @@ class FakeKernel:
             ):
                 raise errors.KernelError(f"set {link.name} up", 98, "address already in use")
         link.up = up
-        if link.kind == "loopback":
-            if up:
-                self._lo_up(space)
-            else:
-                space.addresses = [(i, a) for i, a in space.addresses if a != "::1/128"]
+        if link.kind == "loopback" and up:
+            self._lo_up(space)
         if up:
             for ifname, addr in space.addresses:
                 if ifname == link.name:
                     self._add_prefix_route(space, ifname, addr)
         else:
-            space.routes = [
-                r for r in space.routes if not (r.ifname == link.name and r.family == 4)
+            # IPv4 keeps its addresses; IPv6 loses them (keep_addr_on_down is 0), and
+            # every route through the link goes
+            space.addresses = [
+                (i, a) for i, a in space.addresses if not (i == link.name and ":" in a)
             ]
+            space.routes = [r for r in space.routes if r.ifname != link.name]
             self._prune_routes(space)
 
     def _lo_up(self, space: _Namespace) -> None:
@@ -600,13 +613,16 @@ class FakeKernel:
         space = self._ns(op.ns)
         link = self._link(space, op.name)
         if op.master is None:
-            link.master = None
+            if link.master is not None:
+                left, link.master = link.master, None
+                self._ports_changed(left)
             return
         master = self._link(space, op.master)
         if master.kind != "bridge" or master is link:
             raise errors.KernelError(f"enslave {op.name}", 95, f"{op.master} is not a bridge")
         link.master = master
         master.had_ports = True
+        self._ports_changed(master)
 
     # -- addresses and routes ----------------------------------------------------------
 
@@ -698,7 +714,7 @@ class FakeKernel:
         ifname = op.ifname
         if ifname is not None:
             link = self._link(space, ifname)
-            if op.gateway is None and not link.up and dst.version == 4:
+            if not link.up and (op.gateway is None or dst.version == 6):
                 raise errors.KernelError(f"add route {op.dst}", 100, f"{ifname} is down")
         if op.gateway is not None:
             via = self._reachable(space, op.gateway, ifname)

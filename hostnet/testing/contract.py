@@ -459,6 +459,41 @@ class BackendContract:
         world.backend.apply(BindPort(ns=ns, protocol="tcp", address="10.44.0.2", port=8124))
         assert [s.address for s in world.backend.bound_sockets(ns, [8124])] == ["10.44.0.2"]
 
+    def test_a_bridges_mtu_is_its_smallest_ports(self, world: World) -> None:
+        ns = world.ns()
+
+        def mtu() -> int:
+            link = world.backend.observe(ns).link("br0")
+            assert link is not None
+            return link.mtu
+
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge", mtu=9000))
+        assert mtu() == 9000
+        world.backend.apply(AddLink(ns=ns, name="a0", kind="veth", peer="a1", mtu=9000))
+        world.backend.apply(SetMaster(ns=ns, name="a0", master="br0"))
+        world.backend.apply(
+            AddLink(ns=ns, name="b0", kind="veth", peer="b1", mtu=1400, master="br0")
+        )
+        assert mtu() == 1400
+        world.backend.apply(DelLink(ns=ns, name="b0"))
+        assert mtu() == 9000
+        world.backend.apply(SetMaster(ns=ns, name="a0", master=None))
+        assert mtu() == 1500  # no ports left
+
+    def test_a_link_going_down_loses_its_ipv6_addresses_and_routes(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(SetLinkUp(ns=ns, name="v1", up=True, was_up=False))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.45.0.1/24"))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="fd00:45::1/64"))
+        world.backend.apply(AddRoute(ns=ns, dst="fd00:46::/64", ifname="v0"))
+        world.backend.apply(SetLinkUp(ns=ns, name="v0", up=False, was_up=True))
+        seen = world.backend.observe(ns)
+        assert seen.addresses_of("v0") == ("10.45.0.1/24",)
+        assert [r for r in seen.routes if r.ifname == "v0"] == []
+        with pytest.raises(errors.HostnetError):
+            world.backend.apply(AddRoute(ns=ns, dst="fd00:47::/64", ifname="v0"))
+
     def test_a_port_of_a_link_that_is_no_bridge(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
