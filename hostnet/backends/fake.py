@@ -353,6 +353,11 @@ class FakeKernel:
         if op.ns in self._namespaces:
             raise errors.NamespaceExists(op.ns)
         space = self._new_namespace(op.ns)
+        # as the kernel (devconf_inherit_init_net 0): IPv4 settings are copied from the
+        # root namespace, IPv6 ones start from their defaults
+        root = self._namespaces[None].sysctls
+        for key in ("net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet"):
+            space.sysctls[key] = root[key]
         space.links["lo"].up = True
         self._lo_up(space)
 

@@ -432,10 +432,14 @@ class BackendContract:
 
     def test_sysctls_are_per_namespace(self, world: World) -> None:
         a, b = world.ns(), world.ns()
-        assert world.backend.sysctl(a, "net/ipv4/ip_forward") == "0"
-        world.backend.apply(SetSysctl(ns=a, key="net/ipv4/ip_forward", value="1", previous="0"))
-        assert world.backend.sysctl(a, "net/ipv4/ip_forward") == "1"
-        assert world.backend.sysctl(b, "net/ipv4/ip_forward") == "0"
+        # (a new namespace's value is the root namespace's: do not assume "0")
+        key = "net/ipv4/ip_forward"
+        was = world.backend.sysctl(a, key)
+        assert was in ("0", "1") and world.backend.sysctl(b, key) == was
+        flipped = "1" if was == "0" else "0"
+        world.backend.apply(SetSysctl(ns=a, key=key, value=flipped, previous=was))
+        assert world.backend.sysctl(a, key) == flipped
+        assert world.backend.sysctl(b, key) == was
         low, high = map(int, world.backend.sysctl(a, "net/ipv4/ip_local_port_range").split())
         assert 0 < low < high <= 65535
 

@@ -109,3 +109,14 @@ def request(
 def ping(ns: Namespace, address: str, count: int = 1) -> bool:
     argv = ["ping", "-c", str(count), "-i", "0.2", "-W", "1", address]
     return ns.run(argv, capture_output=True, timeout=30).returncode == 0
+
+
+def fresh_ip_forward() -> str:
+    """net.ipv4.ip_forward of a namespace made now, before anyone changes it: the root
+    namespace's (a new namespace copies IPv4 settings from it), unless
+    devconf_inherit_init_net says to reset them (2). Read only."""
+    with open("/proc/sys/net/core/devconf_inherit_init_net") as f:
+        if f.read().strip() == "2":
+            return "0"
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        return f.read().strip()

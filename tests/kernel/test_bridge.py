@@ -384,6 +384,7 @@ def test_several_networks_per_namespace(lab: Lab) -> None:
 def test_nothing_remains_after_disconnect_and_delete(lab: Lab) -> None:
     ctl = lab.ctl
     before = lab.host.snapshot()
+    forwarding = ctl.backend.sysctl(lab.host.name, "net/ipv4/ip_forward")
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
     app = lab.ns()
     web.connect(app, publish=["8080:80", "127.0.0.1:5353:53/udp"])
@@ -400,7 +401,7 @@ def test_nothing_remains_after_disconnect_and_delete(lab: Lab) -> None:
     assert after.addresses == before.addresses
     assert after.routes == before.routes
     assert after.nft_tables == ()
-    assert ctl.backend.sysctl(lab.host.name, "net/ipv4/ip_forward") == "0"  # restored
+    assert ctl.backend.sysctl(lab.host.name, "net/ipv4/ip_forward") == forwarding  # restored
     dump = ctl.store.dump()
     assert dump["addresses"] == [] and dump["ports"] == [] and dump["endpoints"] == []
     assert dump["shared"] == [] and dump["journal"] == []

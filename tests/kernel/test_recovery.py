@@ -23,6 +23,7 @@ from hostnet.network import Network
 from hostnet.ops import CreateNamespace, DeleteNamespace
 from hostnet.policy.security import SecurityPolicy
 from hostnet.testing.world import unique_prefix
+from tests.kernel.netutil import fresh_ip_forward
 
 TRIALS = int(os.environ.get("HOSTNET_RECOVERY_TRIALS", "50"))
 # a trial of these does more kernel work (macvlan children, whole networks)
@@ -204,7 +205,7 @@ def check_consistent(ctl: Controller, prefix: str, infra: dict[str, set[str]]) -
     owners = {owner for _, _, owner, _ in store.dump()["shared"]}
     assert owners <= {n.id for n in bridges}
     forwarding = backend.sysctl(host, FORWARD4)
-    assert forwarding == ("1" if f"sysctl:{FORWARD4}" in shared else "0")
+    assert forwarding == ("1" if f"sysctl:{FORWARD4}" in shared else fresh_ip_forward())
     backend.release(host)
 
 

@@ -1286,3 +1286,20 @@ def test_a_port_published_on_an_address_the_host_lacks_is_refused_first(
     )
     assert [m.host_ip for m in web.publish(app, ["10.9.9.9:8091:81"])] == ["10.9.9.9"]
     assert len(ep.ports) == 2
+
+
+def test_a_host_made_on_a_forwarding_machine_forwards_before_and_after(tmp_path) -> None:
+    # a new namespace copies the root's IPv4 settings (ip_forward 1 on a machine with
+    # Docker): a bridge network finds forwarding on, and leaves it on when it goes
+    kernel = FakeKernel(seed=3)
+    key = "net/ipv4/ip_forward"
+    kernel.apply(SetSysctl(ns=None, key=key, value="1", previous="0"))
+    ctl = make(tmp_path, kernel)
+    try:
+        assert kernel.sysctl(HOST, key) == "1"
+        web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+        assert kernel.sysctl(HOST, key) == "1"
+        web.delete()
+        assert kernel.sysctl(HOST, key) == "1"
+    finally:
+        ctl.close()
