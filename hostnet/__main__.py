@@ -2,6 +2,6 @@
 
 import sys
 
-from hostnet.cli.main import main
+from hostnet.cli.entry import main
 
 sys.exit(main())

@@ -537,3 +537,19 @@ def test_python_dash_m_runs_the_command(module: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: hostnet")
+
+
+def test_ctrl_c_while_the_command_line_is_imported_exits_130(monkeypatch, capsys) -> None:
+    # the console script imports the command line inside main(): an early Ctrl-C is
+    # answered as later ones are, without a traceback
+    import types
+
+    from hostnet.cli import entry
+
+    class Interrupting(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "hostnet.cli.main", Interrupting("hostnet.cli.main"))
+    assert entry.main() == 130
+    assert "Traceback" not in capsys.readouterr().err
