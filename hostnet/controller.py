@@ -711,6 +711,8 @@ class Controller:
 
         def prepare(tx: Tx) -> Plan:
             nonlocal spec
+            if tx.network_named(self.host_key, name):  # before its subnet clashes, as Docker
+                raise errors.NetworkExists(name)
             keys = drv.shared_keys(asked)
             self._check_shared_settled(tx, keys)
             if any(tx.shared(self.host_key, key) is None for key in keys):
@@ -900,7 +902,8 @@ class Controller:
             picked = ipam.pick_subnet(taken, ipam.host_networks(host))
             configs.insert(0, ipam.complete(SubnetConfig(subnet=str(picked))))
         if spec.enable_ipv6 and not any(c.network.version == 6 for c in configs):
-            configs.append(ipam.complete(SubnetConfig(subnet=str(ipam.random_ula()))))
+            picked6 = ipam.pick_ula(taken, ipam.host_networks(host))
+            configs.append(ipam.complete(SubnetConfig(subnet=str(picked6))))
         return attrs.evolve(spec, subnets=tuple(configs))
 
     def delete_network(self, name: str, *, force: bool = False) -> None:
@@ -1292,6 +1295,7 @@ class Controller:
         if hold and drv.needs_namespace:
             raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
         mac = _check_addressing(drv, info, ip=ip, ip6=ip6, mac=mac)
+        ip = _unmapped(ip) if isinstance(ip, str) else ip
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
         host_requests = [parse_host_port(p) for p in ports]
         # 2. admit
@@ -2221,6 +2225,17 @@ def _check_addressing(
             "(a passthru macvlan keeps its parent's)",
         )
     return checked
+
+
+def _unmapped(ip: str) -> str:
+    """An IPv4-mapped IPv6 address ("::ffff:10.0.0.5") as the IPv4 address it is (as
+    Docker reads one); anything else as given."""
+    try:
+        parsed = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip  # IPAM says what is wrong with it
+    mapped = parsed.ipv4_mapped if parsed.version == 6 else None
+    return str(mapped) if mapped is not None else ip
 
 
 def _check_mac(mac: object) -> str | None:

@@ -59,8 +59,14 @@ def check_namespace_name(name: object) -> str:
 
 
 def check_ifname(name: object) -> str:
-    """Return ``name`` if it is a valid interface name (at most 15 bytes)."""
-    return _common("interface", name, MAX_IFNAME, _IF_RE)
+    """Return ``name`` if it is a valid interface name (at most 15 bytes; not "all" or
+    "default", which name every interface's settings in /proc/sys/net: the kernel
+    refuses them, EINVAL)."""
+    _common("interface", name, MAX_IFNAME, _IF_RE)
+    if name in ("all", "default"):
+        raise InvalidName("interface", name, "is reserved (/proc/sys/net/*/conf/" + name + ")")
+    assert isinstance(name, str)
+    return name
 
 
 def check_network_name(name: object, kind: str = "network") -> str:

@@ -81,7 +81,9 @@ def _check_subnet(
             gw = ipaddress.ip_address(gateway)
         except ValueError:
             raise errors.InvalidAddress(gateway, "gateway is not an IP address") from None
-        if gw not in net or gw in (net.network_address, net.broadcast_address):
+        # (IPv6 has no broadcast address: its last address is a host's)
+        ends = (net.network_address, net.broadcast_address) if net.version == 4 else ()
+        if gw not in net or gw == net.network_address or gw in ends:
             raise errors.InvalidAddress(gateway, f"gateway is not a host of {value}")
     if ip_range is not None:
         try:

@@ -90,6 +90,23 @@ def random_ula() -> ipaddress.IPv6Network:
     return ipaddress.IPv6Network((prefix, 64))
 
 
+def pick_ula(
+    taken: Sequence[tuple[str, IPNetwork]], host: Sequence[IPNetwork], tries: int = 64
+) -> ipaddress.IPv6Network:
+    """A random unique local /64 clear of ``taken`` (name, subnet) and ``host``, as the
+    IPv4 default pools are picked."""
+    for _ in range(tries):
+        candidate = random_ula()
+        if not any(_overlaps(candidate, net) for _, net in taken) and not any(
+            _overlaps(candidate, net) for net in host
+        ):
+            return candidate
+    raise errors.ExhaustedError(
+        f"{tries} random unique local /64s all overlap other networks or the host's "
+        "routes (fd00::/8 is in use here); give the network an IPv6 subnet"
+    )
+
+
 def complete(config: SubnetConfig) -> SubnetConfig:
     """Fill in the gateway (first host address) when the user did not give one. A
     user's auxiliary address that is the gateway is refused: the gateway is in use

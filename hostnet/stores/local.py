@@ -400,6 +400,13 @@ class Tx:
 
     # -- networks ----------------------------------------------------------------------
 
+    def network_named(self, host: str, name: str) -> bool:
+        """Whether ``host`` has a network called ``name`` (in any state)."""
+        row = self.c.execute(
+            "SELECT 1 FROM networks WHERE host = ? AND name = ?", (host, name)
+        ).fetchone()
+        return row is not None
+
     def add_network(
         self, *, id: str, name: str, driver: str, host: str, spec: Any, data: Any
     ) -> None:

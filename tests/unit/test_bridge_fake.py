@@ -18,6 +18,8 @@ from hostnet.controller import Controller
 from hostnet.model import PortMapping
 from hostnet.namespace import Namespace
 from hostnet.ops import (
+    AddAddress,
+    AddRoute,
     CreateNamespace,
     DeleteNamespace,
     DelLinkGroup,
@@ -1303,3 +1305,51 @@ def test_a_host_made_on_a_forwarding_machine_forwards_before_and_after(tmp_path)
         assert kernel.sysctl(HOST, key) == "1"
     finally:
         ctl.close()
+
+
+def test_a_name_taken_is_said_first_whatever_the_subnet(ctl: Controller) -> None:
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    with pytest.raises(errors.NetworkExists):
+        ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+
+
+def test_an_automatic_ipv6_subnet_keeps_clear_of_networks_and_host_routes(tmp_path) -> None:
+    # three quarters of fd00::/8 are taken: most random picks must be tried again
+    kernel = FakeKernel(seed=3)
+    kernel.apply(CreateNamespace(ns=HOST))
+    kernel.add_device(HOST, "lan0")
+    kernel.apply(AddAddress(ns=HOST, ifname="lan0", address="fd00::2/64"))
+    kernel.apply(AddRoute(ns=HOST, dst="fd80::/9", gateway="fd00::1"))
+    taken = [ipaddress.ip_network(n) for n in ("fd00::/64", "fd80::/9", "fd40::/10")]
+    ctl = make(tmp_path, kernel)
+    try:
+        ctl.create_network("big", driver="bridge", subnet=["10.90.0.0/24", "fd40::/10"])
+        for i in range(20):
+            net = ctl.create_network(f"n{i}", driver="bridge", ipv6=True)
+            (six,) = [c["Subnet"] for c in net.inspect()["IPAM"]["Config"] if ":" in c["Subnet"]]
+            assert not any(ipaddress.ip_network(six).overlaps(t) for t in taken)
+        kernel.apply(AddRoute(ns=HOST, dst="fd00::/8", gateway="fd00::1"))
+        with pytest.raises(errors.ExhaustedError, match="IPv6 subnet"):
+            ctl.create_network("full", driver="bridge", ipv6=True)
+    finally:
+        ctl.close()
+
+
+def test_an_ipv6_gateway_may_be_the_last_address(ctl: Controller) -> None:
+    # IPv6 has no broadcast address
+    net = ctl.create_network(
+        "web", driver="bridge", subnet=["10.91.0.0/24", "fd00:25::/64"],
+        gateway=["10.91.0.1", "fd00:25::ffff:ffff:ffff:ffff"],
+    )  # fmt: skip
+    ep = net.connect(ctl.create_namespace("a"))
+    assert "fd00:25::ffff:ffff:ffff:ffff" in [
+        c.get("Gateway") for c in net.inspect()["IPAM"]["Config"]
+    ]
+    assert ep.ip6 == "fd00:25::1"
+    with pytest.raises(errors.InvalidAddress):
+        ctl.create_network("v4", driver="bridge", subnet="10.92.0.0/24", gateway="10.92.0.255")
+
+
+def test_a_static_ipv4_address_may_be_written_ipv4_mapped(ctl: Controller) -> None:
+    net = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    assert net.connect(ctl.create_namespace("a"), ip="::ffff:10.91.0.9").ip == "10.91.0.9"

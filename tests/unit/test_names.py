@@ -141,3 +141,10 @@ def test_whatever_passes_is_safe_for_paths_and_netlink(name: str) -> None:
         assert "/" not in name and ".." not in name and "\x00" not in name
         assert not any(c.isspace() for c in name)
         assert name[0] not in "-."
+
+
+@pytest.mark.parametrize("name", ["all", "default"])
+def test_interface_names_the_kernel_keeps_for_its_settings(name: str) -> None:
+    with pytest.raises(InvalidName, match="reserved"):
+        check_ifname(name)
+    assert check_ifname(f"{name}0") == f"{name}0"
