@@ -210,6 +210,9 @@ class AddLink(Op):
 
 @frozen(kw_only=True)
 class DelLink(Op):
+    """Delete a link. When ``recreate`` (the inverse) gives it a MAC, a link of that
+    name with another MAC is not the one meant: it counts as already gone."""
+
     name: str
     recreate: AddLink | None = None
     destructive: ClassVar[bool] = True

@@ -529,6 +529,9 @@ class FakeKernel:
     def _apply_DelLink(self, op: DelLink) -> None:
         space = self._ns(op.ns)
         link = self._link(space, op.name)
+        guard = op.recreate.mac if op.recreate is not None else None
+        if guard is not None and link.mac != guard.lower():
+            raise errors.LinkNotFound(op.name, op.ns)  # another link of that name
         if link.kind == "loopback":
             raise errors.KernelError(f"delete {op.name}", 95, "lo cannot be deleted")
         self._delete_link(link)

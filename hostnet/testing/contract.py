@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import attrs
 import pytest
 
 from hostnet import errors
@@ -462,6 +463,17 @@ class BackendContract:
         )
         world.backend.apply(BindPort(ns=ns, protocol="tcp", address="10.44.0.2", port=8124))
         assert [s.address for s in world.backend.bound_sockets(ns, [8124])] == ["10.44.0.2"]
+
+    def test_a_link_given_a_mac_is_deleted_only_with_it(self, world: World) -> None:
+        ns = world.ns()
+        made = AddLink(ns=ns, name="br0", kind="bridge", mac="02:00:00:00:00:31")
+        world.backend.apply(made)
+        other = attrs.evolve(made, mac="02:00:00:00:00:32")
+        with pytest.raises(errors.NotFoundError):  # "that one is gone"
+            world.backend.apply(DelLink(ns=ns, name="br0", recreate=other))
+        assert world.backend.observe(ns).link("br0") is not None
+        world.backend.apply(made.inverse())
+        assert world.backend.observe(ns).link("br0") is None
 
     def test_a_bridges_mtu_is_its_smallest_ports(self, world: World) -> None:
         ns = world.ns()

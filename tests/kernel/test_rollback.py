@@ -490,3 +490,19 @@ def test_a_failed_forced_delete_of_an_adopted_namespace_spares_the_next_one(rig:
     report = rig.ctl.gc()
     assert [r["errors"] for r in report["recovered"]] == [[]]
     assert links_of(name) == {"lo", "eth0", "eth1"}
+
+
+def test_a_failed_network_delete_retried_after_the_bridge_name_was_taken(rig: Rig) -> None:
+    # the delete removed the bridge and failed after it; an admin then makes a bridge
+    # of that name: gc, retrying the delete, leaves that one alone (its MAC is not the
+    # one hostnet gave its bridge)
+    rig.ctl.create_network("web", subnet="10.91.0.0/24", bridge_name="lab0")
+    rig.faulty.fail_kinds = frozenset({"SetSysctl"})
+    with pytest.raises(errors.TeardownError):
+        rig.ctl.delete_network("web")
+    rig.faulty.fail_kinds = frozenset()
+    subprocess.run(["ip", "-n", rig.host, "link", "add", "lab0", "type", "bridge"], check=True)
+    report = rig.ctl.gc()
+    assert [r["errors"] for r in report["recovered"]] == [[]]
+    assert "lab0" in links_of(rig.host)
+    subprocess.run(["ip", "-n", rig.host, "link", "del", "lab0"], check=True)

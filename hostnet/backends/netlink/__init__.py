@@ -709,7 +709,25 @@ class NetlinkBackend:
         chan.request(msg, msg_type)
 
     def _apply_DelLink(self, op: DelLink) -> None:
-        self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
+        guard = op.recreate.mac if op.recreate is not None else None
+        if guard is None:
+            self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
+            return
+        # A link hostnet gave a MAC (a bridge, a shim, a macvlan endpoint) is deleted
+        # only if it still has it: one of that name with another MAC was made by
+        # someone else since (a teardown retried by gc runs long after it was planned).
+        chan = self._chan(op.ns)
+        ask = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, op.name), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
+        try:
+            found = rtnl.link(chan.get(ask, RTM_GETLINK))
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise errors.LinkNotFound(op.name, op.ns) from None
+            raise
+        if found["mac"] is not None and found["mac"].lower() != guard.lower():
+            raise errors.LinkNotFound(op.name, op.ns)  # the one meant is gone
+        self._forget_indexes(op.ns)
+        chan.request(rtnl.ifinfo(index=found["index"]), RTM_DELLINK)
 
     def _apply_DelLinkGroup(self, op: DelLinkGroup) -> None:
         if op.group == 0:
