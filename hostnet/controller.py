@@ -33,6 +33,7 @@ import psutil
 from hostnet import errors
 from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
+from hostnet.drivers import bridge_firewall as fw
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.drivers.bridge import bridge_mac
 from hostnet.executor import Executor, Recovered, process_started
@@ -1842,7 +1843,7 @@ class Controller:
                         "detail": "endpoints of this network can reach each other",
                     }
                 )
-            if net.driver == "macvlan":
+            if net.driver == "macvlan" and not net.spec.internal:  # (its own parent)
                 findings.append(
                     {
                         "severity": "low",
@@ -1863,10 +1864,13 @@ class Controller:
                     "(a missing parent?); fix the cause and run `hostnet gc`, or delete it",
                 }
             )
+        findings.extend(self._restarted())
         live = set(self.backend.namespaces())
         records = self.store.read(lambda tx: tx.namespaces())
         for rec in records:
-            if rec["name"] not in live:
+            # (one being made or deleted right now is no risk; one a dead process was
+            # making is reported as unfinished work)
+            if rec["state"] == "active" and rec["name"] not in live:
                 findings.append(
                     {
                         "severity": "medium",
@@ -1875,22 +1879,39 @@ class Controller:
                         "detail": "recorded namespace is gone; run `hostnet gc`",
                     }
                 )
+        findings.extend(self._stale_endpoints(live, {r["name"] for r in records}))
+        for lease in self.store.read(lambda tx: tx.leases()):
+            if lease["name"] in live and process_started(lease["pid"]) != lease["started"]:
+                findings.append(
+                    {
+                        "severity": "low",
+                        "kind": "abandoned",
+                        "subject": lease["name"],
+                        "detail": f"temporary namespace of pid {lease['pid']}, which has "
+                        "exited; `hostnet gc` deletes it once nothing runs inside",
+                    }
+                )
         workloads = {r["name"] for r in records} | {e.workload for e in self.endpoints()}
         for name in sorted((workloads & live) - {self.host_ns}):
             findings.extend(self._net_admins(name))
         for entry in self.store.read(lambda tx: tx.journals()):
             if not entry["failed"] and process_started(entry["pid"]) == entry["started"]:
                 continue  # being applied by a live process right now: not a risk
+            ops = len(entry["plan"])
+            done = f"{entry['done']}/{ops} ops done" if entry["kind"] == "setup" else f"{ops} ops"
+            what = "failed" if entry["failed"] else f"left by pid {entry['pid']}, which died"
             findings.append(
                 {
                     "severity": "medium",
                     "kind": "unfinished-work",
                     "subject": entry["id"][:12],
-                    "detail": f"{entry['kind']} journal of pid {entry['pid']} "
-                    f"({entry['done']}/{len(entry['plan'])} ops)",
+                    "detail": f"{entry['kind']} journal ({done}), {what}: `hostnet gc` "
+                    + ("rolls it back" if entry["kind"] == "setup" else "finishes it"),
                 }
             )
-        findings.extend(self._leaks())
+        host = self._observe(self.host_ns)
+        findings.extend(self._missing(host))
+        findings.extend(self._leaks(host))
         for admission in self.admissions():
             findings.append(
                 {
@@ -1929,11 +1950,124 @@ class Controller:
             )
         return out
 
-    def _leaks(self) -> list[dict[str, str]]:
+    def _restarted(self) -> list[dict[str, str]]:
+        """A host that is not the one the records describe (``_after_host_restart``
+        has not caught up: audit recovers nothing)."""
+        now = self._current_ident(self.host_ns)
+        before = self.store.read(partial(_ident_of, owner=f"host:{self.host_key}"))
+        if now is None or before is None or now == before:
+            return []
+        return [
+            {
+                "severity": "high",
+                "kind": "host-restarted",
+                "subject": self.host_ns or "root namespace",
+                "detail": "the host is not the one the records describe (a reboot, or its "
+                "namespace made again): the networks' bridges and firewall and every "
+                "endpoint are gone; `hostnet gc` makes the networks again and forgets "
+                "the endpoints",
+            }
+        ]
+
+    def _stale_endpoints(self, live: set[str], recorded: set[str]) -> list[dict[str, str]]:
+        """Endpoints whose namespace is gone, or is another of that name now (namespaces
+        hostnet records are reported as stale records instead)."""
+        out: list[dict[str, str]] = []
+        seen: dict[str, bool] = {}
+        for row in self.store.read(lambda tx: tx.endpoints()):
+            ns = row["ns"]
+            if ns is None or row["state"] != "active" or (ns in recorded and ns not in live):
+                continue
+            if ns not in seen:
+                ident, mount = row["data"].get("netns"), row["data"].get("netns_mount")
+                seen[ns] = ns in live and (ident is None or self._same_namespace(ns, ident, mount))
+                if not seen[ns]:
+                    gone = "is gone" if ns not in live else "was deleted and made again"
+                    out.append(
+                        {
+                            "severity": "medium",
+                            "kind": "stale-endpoint",
+                            "subject": ns,
+                            "detail": f"the namespace of its endpoint(s) {gone}; their "
+                            "addresses and ports stay taken until `hostnet gc`",
+                        }
+                    )
+        return out
+
+    def _missing(self, host: Snapshot) -> list[dict[str, str]]:
+        """hostnet's own objects that are gone from the host (deleted by hand, or a
+        firewall service that flushed the ruleset): what they did is not done."""
+        out: list[dict[str, str]] = []
+        pending = set(self.store.read(lambda tx: tx.to_revive(self.host_key)))
+        names = host.link_names()
+        bridges = []
+        for net in self.store.read(lambda tx: tx.networks(self.host_key)):
+            if net["state"] != "active" or net["id"] in pending:
+                continue
+            if net["driver"] == "bridge":
+                bridges.append(net)
+            for link in _host_links(net["data"]):
+                if link not in names:
+                    out.append(
+                        {
+                            "severity": "high",
+                            "kind": "missing-link",
+                            "subject": net["name"],
+                            "detail": f"its {link} is gone from the host (deleted by hand?): "
+                            "its endpoints are cut off; delete the network (force) and "
+                            "create it again",
+                        }
+                    )
+        by_network = {n["id"]: n["name"] for n in bridges}
+        for ep in self.store.read(lambda tx: tx.endpoints()):
+            if ep["network"] in by_network and ep["state"] == "active":
+                veth = f"veth{ep['id'][:7]}"
+                if veth not in names:
+                    out.append(
+                        {
+                            "severity": "high",
+                            "kind": "missing-link",
+                            "subject": ep["workload"],
+                            "detail": f"its endpoint on {by_network[ep['network']]!r} lost "
+                            f"its {veth}: disconnect and connect it again",
+                        }
+                    )
+        if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
+            return out
+        chains: set[str] = set()
+        for table in (f"inet {fw.TABLE}", f"bridge {fw.TABLE}"):
+            listing = self.backend.nft_list(self.host_ns, table)
+            if listing is None:
+                out.append(
+                    {
+                        "severity": "high",
+                        "kind": "missing-firewall",
+                        "subject": table,
+                        "detail": "hostnet's nftables table is gone (an `nft flush ruleset`, "
+                        "a firewall service restarted?): bridge networks have no isolation, "
+                        "NAT or published ports; delete and create them again",
+                    }
+                )
+            else:
+                chains.update(listing.get("chains", ()))
+        for net in bridges:
+            lost = [c for c in fw.chain_names(net["id"]) if chains and c not in chains]
+            if lost:
+                out.append(
+                    {
+                        "severity": "high",
+                        "kind": "missing-firewall",
+                        "subject": net["name"],
+                        "detail": f"its nftables chain(s) {', '.join(lost)} are gone: its "
+                        "isolation is not enforced; delete and create it again",
+                    }
+                )
+        return out
+
+    def _leaks(self, host: Snapshot) -> list[dict[str, str]]:
         """Objects in the host namespace that look like hostnet's but that the store
         does not know: left behind by a crash without journal, another state directory,
         or someone else."""
-        host = self._observe(self.host_ns)
         known: set[str] = set()
         for net in self.store.read(lambda tx: tx.networks(self.host_key)):
             known.update(_host_links(net["data"]))
@@ -1949,7 +2083,8 @@ class Controller:
                         "kind": "leaked-link",
                         "subject": link.name,
                         "detail": f"a {link.kind} in the host namespace that no hostnet "
-                        "network or endpoint of this state directory owns",
+                        "network or endpoint of this state directory owns (if it is no "
+                        f"other's: `ip{self._ip_n()} link del {link.name}`)",
                     }
                 )
         recorded = self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge"))
@@ -1961,12 +2096,17 @@ class Controller:
                         "kind": "leaked-table",
                         "subject": table,
                         "detail": "hostnet's nftables table exists but this state "
-                        "directory did not make it",
+                        "directory did not make it (if no other state directory did: "
+                        f"`{'ip netns exec ' + self.host_ns + ' ' if self.host_ns else ''}"
+                        f"nft delete table {table}`)",
                     }
                 )
         if recorded is not None:
             out.extend(self._foreign_drops(host.nft_tables))
         return out
+
+    def _ip_n(self) -> str:
+        return f" -n {self.host_ns}" if self.host_ns else ""
 
     def _foreign_drops(self, tables: Iterable[str]) -> list[dict[str, str]]:
         """Forward chains of other tables (iptables-nft, Docker) whose policy drops:
@@ -2129,7 +2269,14 @@ CAP_NET_ADMIN = 12
 
 
 def _has_net_admin(pid: int) -> bool:
-    """Whether process ``pid`` has CAP_NET_ADMIN in its effective set."""
+    """Whether process ``pid`` has CAP_NET_ADMIN in its effective set, in hostnet's own
+    user namespace: one it holds in a user namespace of its own (`unshare -U -r`) does
+    not reach network namespaces that namespace does not own."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user"):
+            return False
+    except OSError:
+        return False
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:

@@ -242,7 +242,8 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
     report = ctx.controller.gc()
     lines = []
     for r in report["recovered"]:
-        line = f"recovered {r['kind']} journal {r['journal'][:12]} ({r['ops']} ops)"
+        done = "rolled back" if r["kind"] == "setup" else "finished"
+        line = f"{done} {r['kind']} journal {r['journal'][:12]} ({r['ops']} ops)"
         if r.get("skipped"):
             line += f", skipped {r['skipped']} in namespaces made again since"
         if r["errors"]:

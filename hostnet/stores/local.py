@@ -282,18 +282,19 @@ class Tx:
         every record of what lived in it (endpoints, with their addresses and ports;
         the shared setup) and mark its networks to be made again; returns their ids,
         oldest first. The networks keep their ids, names, subnets and settings."""
-        networks = [
-            r[0]
-            for r in self.c.execute(
-                "SELECT id FROM networks WHERE host = ? AND state = 'active' ORDER BY at, id",
-                (host,),
-            )
-        ]
-        for network in networks:
+        rows = self.c.execute(
+            "SELECT id, driver FROM networks WHERE host = ? AND state = 'active' ORDER BY at, id",
+            (host,),
+        ).fetchall()
+        networks = []
+        for network, driver in rows:
             for (endpoint,) in self.c.execute(
                 "SELECT id FROM endpoints WHERE network = ?", (network,)
             ).fetchall():
                 self.forget(endpoint)
+            if driver in ("none", "host"):  # the built-in ones: nothing to make again
+                continue
+            networks.append(network)
             self.c.execute(
                 "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)", (network, host)
             )

@@ -182,15 +182,19 @@ def test_audit_names_processes_with_cap_net_admin(hostnet_host) -> None:
     ctl = hostnet_host.controller
     ns = ctl.create_namespace(hostnet_host.name("app"))
     plain = ["setpriv", "--bounding-set", "-net_admin", "--", "sleep", "60"]
-    with ns.popen(plain) as weak, ns.popen(["sleep", "60"]) as strong:
+    # root of a user namespace of its own: its capabilities do not reach this network
+    # namespace (owned by the machine's user namespace)
+    userns = ["unshare", "-U", "-r", "sleep", "60"]
+    with ns.popen(plain) as weak, ns.popen(["sleep", "60"]) as strong, ns.popen(userns) as own:
         try:
-            assert wait_until(lambda: len(ns.pids()) == 2)
+            assert wait_until(lambda: len(ns.pids()) == 3)
             found = [f for f in ctl.audit() if f["kind"] == "cap-net-admin"]
             assert [
                 (f["subject"], f"process {strong.pid} (sleep)" in f["detail"]) for f in found
             ] == [(ns.name, True)]
-            assert str(weak.pid) not in str(found)
+            assert str(weak.pid) not in str(found) and str(own.pid) not in str(found)
         finally:
             weak.kill()
             strong.kill()
+            own.kill()
     ns.delete()

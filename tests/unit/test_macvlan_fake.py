@@ -232,6 +232,7 @@ def test_gc_and_delete_forget_a_namespace_that_was_made_again(ctl: Controller) -
 
 def test_audit_says_macvlan_networks_are_not_isolated(ctl: Controller) -> None:
     lan(ctl)
+    lan(ctl, "inner", subnet="10.61.0.0/24", gateway="10.61.0.1", internal=True)  # own parent
     found = [(f["kind"], f["subject"]) for f in ctl.audit() if f["kind"] == "no-isolation"]
     assert found == [("no-isolation", "lan")]
 
