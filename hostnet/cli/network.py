@@ -90,7 +90,7 @@ def args_network_create(parser: argparse.ArgumentParser) -> None:
         "--internal",
         action="store_true",
         help="no traffic beyond the network (bridge: nothing out of the host; macvlan: a "
-        "parent link of its own instead of --parent's)",
+        "parent link of its own instead of -o parent's)",
     )
     parser.add_argument("--ipv6", action="store_true", help="give the network an IPv6 subnet")
     parser.add_argument(
@@ -101,7 +101,9 @@ def args_network_create(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a driver option: Docker's name (com.docker.network.bridge.name=br0) or a "
-        "short one (bridge_name, mtu, icc, masquerade, host_ip)",
+        "short one; bridge: bridge_name, mtu, icc, masquerade, host_ip, "
+        "multicast_snooping; macvlan: parent (required), macvlan_mode (mode), host_shim "
+        "(shim), mtu",
     )
     repeatable("--label", "labels", "KEY=VALUE", "a label kept with the network")
     parser.epilog = (
