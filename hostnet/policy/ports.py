@@ -226,7 +226,9 @@ class PortAllocator:
             if clashes(held_ip, host_ip):
                 if owner == self._owner:  # an earlier port of this very call
                     raise errors.InvalidPort(
-                        f"{host_ip}:{port}/{protocol}", "asked for twice in one call"
+                        f"{host_ip}:{port}/{protocol}",
+                        f"two of this call's port specifications publish host port {port}/"
+                        f"{protocol} (on {host_ip}); give each its own host port",
                     )
                 endpoint = owner.partition("/")[0]
                 raise errors.PortInUse(
