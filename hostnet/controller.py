@@ -46,6 +46,7 @@ from hostnet.ops import (
     Adopt,
     CreateNamespace,
     DeleteNamespace,
+    NftBatch,
     Op,
     Plan,
     UnbindPort,
@@ -2035,6 +2036,7 @@ class Controller:
         if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
             return out
         chains: set[str] = set()
+        before = len(out)
         for table in (f"inet {fw.TABLE}", f"bridge {fw.TABLE}"):
             listing = self.backend.nft_list(self.host_ns, table)
             if listing is None:
@@ -2045,13 +2047,16 @@ class Controller:
                         "subject": table,
                         "detail": "hostnet's nftables table is gone (an `nft flush ruleset`, "
                         "a firewall service restarted?): bridge networks have no isolation, "
-                        "NAT or published ports; delete and create them again",
+                        "NAT or published ports; `hostnet gc` puts both tables back when "
+                        "both are gone (else delete and create the networks again)",
                     }
                 )
             else:
                 chains.update(listing.get("chains", ()))
+        if len(out) > before:  # a table gone: its networks' chains with it
+            return out
         for net in bridges:
-            lost = [c for c in fw.chain_names(net["id"]) if chains and c not in chains]
+            lost = [c for c in fw.chain_names(net["id"]) if c not in chains]
             if lost:
                 out.append(
                     {
@@ -2138,6 +2143,7 @@ class Controller:
         recovered = self.executor.recover()
         remade = self._after_host_restart()  # one left open across a restart of its host
         self._repair_defaults()
+        restored = self._restore_firewall()
         # records first, then the kernel: a namespace made (and recorded) in between is
         # then listed as live, never taken for a stale one
         records = self.store.read(lambda tx: tx.namespaces())
@@ -2206,7 +2212,57 @@ class Controller:
             "abandoned": abandoned,
             "kept": kept,
             "remade": remade,
+            "restored": restored,
         }
+
+    def _restore_firewall(self) -> list[str]:
+        """Put hostnet's nftables tables back when both are gone from the host while the
+        store says bridge networks use them (an `nft flush ruleset`, a firewall service
+        restarted: isolation, NAT and published ports stopped working), as `podman
+        network reload` does: the shared setup, then each bridge network's and each of
+        its endpoints' firewall work, as recorded, in the order it was done, in one
+        nftables transaction. Returns the tables restored. Tables partly gone are only
+        reported (`audit`): replaying into them would double rules."""
+        tables = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
+
+        def absent() -> bool:
+            return all(self.backend.nft_list(self.host_ns, t) is None for t in tables)
+
+        if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
+            return []
+        if not absent():
+            return []
+
+        def prepare(tx: Tx) -> Plan:
+            shared = tx.shared(self.host_key, "nft:bridge")
+            if shared is None or not absent():  # another process was first
+                return ()
+            recorded = [shared["applied"]]
+            bridges = sorted(
+                (
+                    n
+                    for n in tx.networks(self.host_key)
+                    if n["driver"] == "bridge" and n["state"] == "active"
+                ),
+                key=lambda n: (n["at"], n["id"]),
+            )
+            recorded += [n["applied"] for n in bridges]
+            ids = {n["id"] for n in bridges}
+            recorded += [
+                e["applied"]
+                for e in tx.endpoints()
+                if e["network"] in ids and e["state"] == "active"
+            ]
+            ops = [
+                op
+                for plan in recorded
+                for op in plan_from_json(plan)
+                if isinstance(op, NftBatch) and op.ns == self.host_ns
+            ]
+            return merge_nft(tuple(ops))
+
+        done = self.executor.apply(prepare, owner=f"restore:{self.host_key}")
+        return tables if done else []
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
         """Delete the temporary namespaces (``create_namespace(temporary=True)``) of

@@ -250,6 +250,10 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
             line += f" with {len(r['errors'])} error(s): " + "; ".join(map(str, r["errors"]))
         lines.append(line)
     lines += [f"forgot stale {name}" for name in report["stale"]]
+    lines += [
+        f"restored firewall table {table} (it was gone: flushed?)"
+        for table in report.get("restored", ())
+    ]
     lines += [f"made network {name} again (its host restarted)" for name in report["remade"]]
     lines += [f"deleted abandoned namespace {name}" for name in report["abandoned"]]
     lines += [

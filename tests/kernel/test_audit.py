@@ -85,3 +85,33 @@ def test_a_host_made_again_is_reported_and_gc_makes_only_real_networks(hostnet_h
     assert ("host-restarted", box.host) in kinds(fresh)
     assert fresh.gc()["remade"] == ["web"]  # not the built-in none and host
     assert ("host-restarted", box.host) not in kinds(fresh)
+
+
+def test_gc_puts_a_flushed_firewall_back_as_it_was(hostnet_host) -> None:
+    from tests.kernel.netutil import ping, request, server
+    from tests.kernel.test_rollback import ruleset
+
+    box: Sandbox = hostnet_host
+    ctl = box.controller
+    web = ctl.create_network("web", subnet="10.91.0.0/24", icc=False)
+    db = ctl.create_network("db", subnet="10.92.0.0/24")
+    a, b, c = (ctl.create_namespace(box.name(n)) for n in "abc")
+    ea = web.connect(a, publish=["8080:80"])
+    eb = web.connect(b)
+    ec = db.connect(c, publish=["127.0.0.1:8081:81/udp"])
+    web.publish(a, ["8082:82"])
+    db.disconnect(c)
+    db.connect(c)
+    before = ruleset(box.host)
+    assert not ping(a, eb.ip) and not ping(c, ea.ip)  # icc off; another network
+    subprocess.run(["ip", "netns", "exec", box.host, "nft", "flush", "ruleset"], check=True)
+    assert ping(a, eb.ip)  # isolation is gone with the tables
+    report = ctl.gc()
+    assert report["restored"] == ["inet hostnet", "bridge hostnet"]
+    assert ruleset(box.host) == before
+    assert not ping(a, eb.ip) and not ping(c, ea.ip)
+    with server(a, 80):
+        assert request(ctl.namespace(box.host), "10.91.0.1", 8080)
+    assert [k for k, _ in kinds(ctl) if k.startswith("missing")] == []
+    assert ctl.gc()["restored"] == []
+    del ec

@@ -24,6 +24,7 @@ from hostnet.ops import (
     DeleteNamespace,
     DelLinkGroup,
     ForgetFlows,
+    NftBatch,
     SetSysctl,
     TrackFlows,
 )
@@ -1353,3 +1354,18 @@ def test_an_ipv6_gateway_may_be_the_last_address(ctl: Controller) -> None:
 def test_a_static_ipv4_address_may_be_written_ipv4_mapped(ctl: Controller) -> None:
     net = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     assert net.connect(ctl.create_namespace("a"), ip="::ffff:10.91.0.9").ip == "10.91.0.9"
+
+
+def test_gc_puts_back_firewall_tables_that_are_both_gone(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    web.connect(ctl.create_namespace("a"), publish=["8080:80"])
+    before = kernel_of(ctl).dump()
+    gone = [{"delete": {"table": {"family": f, "name": "hostnet"}}} for f in ("inet", "bridge")]
+    kernel_of(ctl).apply(NftBatch(ns=HOST, commands=json.dumps({"nftables": gone[:1]}), undo=""))
+    assert ctl.gc()["restored"] == []  # one is left: replaying would double its rules
+    assert [f["subject"] for f in ctl.audit() if f["kind"] == "missing-firewall"] == [
+        "inet hostnet"
+    ]
+    kernel_of(ctl).apply(NftBatch(ns=HOST, commands=json.dumps({"nftables": gone[1:]}), undo=""))
+    assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
+    assert kernel_of(ctl).dump() == before

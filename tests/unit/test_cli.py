@@ -25,7 +25,14 @@ from hostnet.cli.table import format_table
 from hostnet.controller import Controller
 from hostnet.ops import DeleteNamespace
 
-NOTHING_TO_GC = {"recovered": [], "stale": [], "abandoned": [], "kept": {}, "remade": []}
+NOTHING_TO_GC = {
+    "recovered": [],
+    "stale": [],
+    "abandoned": [],
+    "kept": {},
+    "remade": [],
+    "restored": [],
+}
 
 
 class Result:

@@ -366,7 +366,14 @@ def test_gc_on_a_clean_store_does_nothing(ctl: Controller) -> None:
     ctl.attach(ctl.create_namespace("app1"), driver="none")
     ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
     before = state(ctl)
-    assert ctl.gc() == {"recovered": [], "stale": [], "abandoned": [], "kept": {}, "remade": []}
+    assert ctl.gc() == {
+        "recovered": [],
+        "stale": [],
+        "abandoned": [],
+        "kept": {},
+        "remade": [],
+        "restored": [],
+    }
     assert state(ctl) == before
 
 
@@ -605,6 +612,7 @@ class ControllerMachine(RuleBasedStateMachine):
             "abandoned": [],
             "kept": {},
             "remade": [],
+            "restored": [],
         }
 
     @invariant()
@@ -689,7 +697,7 @@ def test_an_ipv4_mapped_host_address_is_the_ipv4_address(ctl: Controller) -> Non
 def test_a_port_asked_for_twice_in_one_call_is_invalid(ctl: Controller) -> None:
     ctl.policy = SecurityPolicy(allow_host_network=True)
     before = state(ctl)
-    with pytest.raises(errors.InvalidPort, match="two of this call.s port specifications"):
+    with pytest.raises(errors.InvalidPort, match="port specifications publish host port"):
         ctl.attach("a", driver="host", ports=["8080/udp", "127.0.0.1:8080/udp"])
     assert state(ctl) == before
     with pytest.raises(errors.PortInUse, match=r"\[::1\]:9000/tcp is reserved by"):

@@ -415,7 +415,7 @@ def test_several_requests_are_all_or_nothing(store: LocalStore) -> None:
         reserve(store, alloc, req(8080), req(8081, proto="udp"), req(9000), owner="web")
     assert rows(store) == [("tcp", "0.0.0.0", 9000, "db")]
     # the same port twice in one call clashes with itself: the call is wrong
-    with pytest.raises(InvalidPort, match="two of this call.s port specifications"):
+    with pytest.raises(InvalidPort, match="port specifications publish host port"):
         reserve(store, alloc, req(8080), req(8080, "127.0.0.1"), owner="web")
     assert rows(store) == [("tcp", "0.0.0.0", 9000, "db")]
 
