@@ -1396,6 +1396,11 @@ class Controller:
                     mac=mac,
                     ports=mappings,
                     held=tuple(flat_host) if hold else (),
+                    static=tuple(
+                        (key, value)
+                        for key, value in (("IPv4Address", ip), ("IPv6Address", ip6))
+                        if value
+                    ),
                 ),
                 ip=ip,
                 ip6=ip6,
@@ -2594,6 +2599,8 @@ def _endpoint_json(
         "reserved": [[r.protocol, r.host_ip, r.port] for r in reserved],
         "options": dict(endpoint.options),
     }
+    if endpoint.static:
+        data["static"] = dict(endpoint.static)
     # the default routes its plan adds in its namespace (the first network connected
     # keeps them), so a connect racing with this one does not add them again
     defaults = [
@@ -2644,6 +2651,7 @@ def _endpoint_from(row: dict[str, Any], network_name: str) -> Endpoint:
             Reservation(protocol=p, host_ip=h, port=port)
             for p, h, port in data.get("reserved", ())
         ),
+        static=tuple(sorted(data.get("static", {}).items())),
     )
 
 
@@ -2658,6 +2666,7 @@ def _endpoint_info(ep: Endpoint) -> EndpointInfo:
         gateways=ep.gateways,
         ports=ep.ports,
         held=ep.reserved,
+        static=ep.static,
     )
 
 

@@ -30,6 +30,8 @@ class Endpoint:
     gateways: tuple[str, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     reserved: tuple[Reservation, ...] = ()
+    #: the addresses asked for at connect (``ip``, ``ip6``), as Docker's IPAMConfig
+    static: tuple[tuple[str, str], ...] = ()
 
     @property
     def ip(self) -> str | None:

@@ -198,4 +198,6 @@ class EndpointInfo:
     gateways: tuple[str, ...] = ()
     ports: tuple[PortMapping, ...] = ()
     held: tuple[Reservation, ...] = ()
+    #: addresses asked for at connect: ("IPv4Address", ...), ("IPv6Address", ...)
+    static: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_freeze_options)

@@ -168,8 +168,9 @@ class Driver(ABC):
         gw = next((g for g in endpoint.gateways if ":" not in g), "")
         gw6 = next((g for g in endpoint.gateways if ":" in g), "")
         return {
-            # Docker's keys hostnet has no value for: no static-address record, no DNS
-            "IPAMConfig": None,
+            # the addresses asked for, as Docker keeps them (null: none was)
+            "IPAMConfig": dict(endpoint.static) or None,
+            # Docker's keys hostnet has no value for: no links, aliases or DNS
             "Links": None,
             "Aliases": None,
             "DriverOpts": None,

@@ -1369,3 +1369,13 @@ def test_gc_puts_back_firewall_tables_that_are_both_gone(ctl: Controller) -> Non
     kernel_of(ctl).apply(NftBatch(ns=HOST, commands=json.dumps({"nftables": gone[1:]}), undo=""))
     assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
     assert kernel_of(ctl).dump() == before
+
+
+def test_inspect_shows_the_addresses_asked_for_as_ipamconfig(ctl: Controller) -> None:
+    net = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    net.connect(a, ip="::ffff:10.91.0.9")
+    net.connect(b)
+    networks = {n: ctl.inspect(n)["NetworkSettings"]["Networks"]["web"] for n in ("a", "b")}
+    assert networks["a"]["IPAMConfig"] == {"IPv4Address": "10.91.0.9"}
+    assert networks["b"]["IPAMConfig"] is None
