@@ -132,7 +132,16 @@ def check_consistent(ctl: Controller, prefix: str, infra: dict[str, set[str]]) -
             ip = net.data["host_addresses"]["shim"].split("/")[0]
             assert host_snap.addresses_of(shim.name) == (f"{ip}/32",)
             routes = {r.dst for r in host_snap.routes if r.ifname == shim.name}
-            assert routes == {c.ip_range for c in net.spec.subnets if c.ip_range}
+            ranges = [c.ip_range for c in net.spec.subnets if c.ip_range]
+            # and a /32 for each endpoint address outside the ranges (a static one)
+            outside = {
+                f"{e.ip}/32"
+                for e in endpoints
+                if e.network == net.name
+                and e.ip is not None
+                and not any(ipaddress.ip_address(e.ip) in ipaddress.ip_network(r) for r in ranges)
+            }
+            assert routes == {*ranges, *outside}
             expected.add(shim.name)
     expected |= {veth_name(e.id) for e in bridged}
     assert {link.name for link in host_snap.links} == expected
