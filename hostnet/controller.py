@@ -1190,13 +1190,12 @@ class Controller:
     def _check_host_ips(self, specs: Sequence[PublishSpec]) -> None:
         """A port published on a host address must be on an address of the host, as in
         Docker (whose bind fails with "cannot assign requested address"), unless the
-        host lets sockets bind addresses it does not have (ip_nonlocal_bind). Costs an
-        observation of the host only when an address is given."""
+        host lets sockets bind addresses it does not have (ip_nonlocal_bind). One route
+        lookup per address given (none for the wildcards)."""
         wanted = {s.host.host_ip for s in specs} - {WILDCARD4, WILDCARD6}
-        if not wanted:
-            return
-        have = {a.address.split("/")[0] for a in self.backend.observe(self.host_ns).addresses}
-        for ip in sorted(wanted - have):
+        for ip in sorted(wanted):
+            if self.backend.is_local(self.host_ns, ip):
+                continue
             key = f"net/ipv{6 if ':' in ip else 4}/ip_nonlocal_bind"
             if self.backend.sysctl(self.host_ns, key) == "1":
                 continue
@@ -1503,13 +1502,17 @@ class Controller:
             layer = driver.link_layer(network.spec)
             nets = [(network.id, network.name)]
             if layer is not None:  # networks on the same LAN (a macvlan parent)
-                nets += [
-                    (n["id"], n["name"])
+                same = [
+                    n
                     for n in tx.networks(self.host_key)
                     if n["id"] != network.id
                     and n["driver"] == network.spec.driver
                     and driver.link_layer(NetworkSpec.from_json(n["spec"])) == layer
                 ]
+                nets += [(n["id"], n["name"]) for n in same]
+                for n in same:  # their shims are on that LAN too
+                    if n["data"].get("shim_mac") == endpoint.mac:
+                        raise errors.AddressInUse(endpoint.mac, interface=n["data"]["shim"])
             for net_id, net_name in nets:
                 for other in tx.endpoints(network=net_id, published=False):
                     if other["data"].get("mac") == endpoint.mac:
@@ -1870,7 +1873,8 @@ class Controller:
                     "(a missing parent?); fix the cause and run `hostnet gc`, or delete it",
                 }
             )
-        findings.extend(self._restarted())
+        restarted = self._restarted()
+        findings.extend(restarted)
         live = set(self.backend.namespaces())
         records = self.store.read(lambda tx: tx.namespaces())
         for rec in records:
@@ -1916,7 +1920,8 @@ class Controller:
                 }
             )
         host = self._observe(self.host_ns)
-        findings.extend(self._missing(host))
+        if not restarted:  # (else everything is missing, and gc makes it again)
+            findings.extend(self._missing(host, live))
         findings.extend(self._leaks(host))
         for admission in self.admissions():
             findings.append(
@@ -2000,7 +2005,7 @@ class Controller:
                     )
         return out
 
-    def _missing(self, host: Snapshot) -> list[dict[str, str]]:
+    def _missing(self, host: Snapshot, live: set[str]) -> list[dict[str, str]]:
         """hostnet's own objects that are gone from the host (deleted by hand, or a
         firewall service that flushed the ruleset): what they did is not done."""
         out: list[dict[str, str]] = []
@@ -2026,7 +2031,7 @@ class Controller:
                     )
         by_network = {n["id"]: n["name"] for n in bridges}
         for ep in self.store.read(lambda tx: tx.endpoints()):
-            if ep["network"] in by_network and ep["state"] == "active":
+            if ep["network"] in by_network and ep["state"] == "active" and ep["ns"] in live:
                 veth = f"veth{ep['id'][:7]}"
                 if veth not in names:
                     out.append(

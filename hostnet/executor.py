@@ -38,6 +38,7 @@ from hostnet.ops import (
     SAME_NS,
     CreateNamespace,
     DeleteNamespace,
+    DelLink,
     NftBatch,
     Op,
     Plan,
@@ -311,7 +312,11 @@ class Executor:
             if op.mount is None and op.ns in mounts:
                 return attrs.evolve(op, mount=mounts[op.ns])
             return op
-        return None if namespaces_of(op) & moved else op
+        if namespaces_of(op) & moved:
+            return None
+        # a link of that name may have been made by someone else since it was planned:
+        # deleted only if it has the MAC hostnet gave it
+        return attrs.evolve(op, same_mac=True) if isinstance(op, DelLink) else op
 
     # -- recovery ----------------------------------------------------------------------
 

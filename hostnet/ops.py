@@ -210,11 +210,14 @@ class AddLink(Op):
 
 @frozen(kw_only=True)
 class DelLink(Op):
-    """Delete a link. When ``recreate`` (the inverse) gives it a MAC, a link of that
-    name with another MAC is not the one meant: it counts as already gone."""
+    """Delete a link. ``same_mac`` (set by recovery, which runs ops planned long
+    before): when ``recreate`` (the inverse) gives it a MAC, a link of that name with
+    another MAC is not the one meant, and counts as already gone."""
 
     name: str
     recreate: AddLink | None = None
+    # a guard, not part of what the op does
+    same_mac: bool = attrs.field(default=False, eq=False)
     destructive: ClassVar[bool] = True
 
     def inverse(self) -> Op:

@@ -62,6 +62,11 @@ class Backend(Protocol):
     def sysctl(self, ns: str | None, key: str) -> str:
         """Read /proc/sys/<key> as seen from ``ns``."""
 
+    def is_local(self, ns: str | None, address: str) -> bool:
+        """Whether ``address`` is one of ``ns``'s own, as its local routing table says
+        (an interface's address; all of 127.0.0.0/8 with lo's): what a socket there may
+        bind without ip_nonlocal_bind."""
+
     def bound_sockets(
         self,
         ns: str | None,

@@ -394,7 +394,7 @@ class FakeKernel:
             index=next(self._index),
             kind=kind,
             mtu=mtu,
-            mac=mac or _random_mac(self._rng),
+            mac=(mac or _random_mac(self._rng)).lower(),
             ns=space,
         )
         space.links[name] = link
@@ -529,7 +529,7 @@ class FakeKernel:
     def _apply_DelLink(self, op: DelLink) -> None:
         space = self._ns(op.ns)
         link = self._link(space, op.name)
-        guard = op.recreate.mac if op.recreate is not None else None
+        guard = op.recreate.mac if op.same_mac and op.recreate is not None else None
         if guard is not None and link.mac != guard.lower():
             raise errors.LinkNotFound(op.name, op.ns)  # another link of that name
         if link.kind == "loopback":
@@ -837,17 +837,21 @@ class FakeKernel:
         )
         self._held.add((op.ns, op.protocol, op.address, op.port))
 
-    @staticmethod
-    def _local(space: _Namespace, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        """Whether a socket may bind ``ip`` in ``space``: a wildcard, an address of one
-        of its links (all of 127.0.0.0/8 with lo's), or any with ip_nonlocal_bind."""
-        if ip.is_unspecified or space.sysctls.get(f"net/ipv{ip.version}/ip_nonlocal_bind") == "1":
-            return True
-        for ifname, address in space.addresses:
-            iface = ipaddress.ip_interface(address)
+    def is_local(self, ns: str | None, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        space = self._ns(ns)
+        for ifname, addr in space.addresses:
+            iface = ipaddress.ip_interface(addr)
             if iface.ip == ip or (ifname == "lo" and ip.version == 4 and ip in iface.network):
                 return True
         return False
+
+    def _local(self, space: _Namespace, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether a socket may bind ``ip`` in ``space``: a wildcard, one of its own
+        addresses (``is_local``), or any with ip_nonlocal_bind."""
+        if ip.is_unspecified or space.sysctls.get(f"net/ipv{ip.version}/ip_nonlocal_bind") == "1":
+            return True
+        return self.is_local(space.name, str(ip))
 
     def _apply_UnbindPort(self, op: UnbindPort) -> None:
         key = (op.ns, op.protocol, op.address, op.port)

@@ -464,15 +464,18 @@ class BackendContract:
         world.backend.apply(BindPort(ns=ns, protocol="tcp", address="10.44.0.2", port=8124))
         assert [s.address for s in world.backend.bound_sockets(ns, [8124])] == ["10.44.0.2"]
 
-    def test_a_link_given_a_mac_is_deleted_only_with_it(self, world: World) -> None:
+    def test_a_link_is_deleted_by_mac_when_asked(self, world: World) -> None:
         ns = world.ns()
         made = AddLink(ns=ns, name="br0", kind="bridge", mac="02:00:00:00:00:31")
         world.backend.apply(made)
         other = attrs.evolve(made, mac="02:00:00:00:00:32")
         with pytest.raises(errors.NotFoundError):  # "that one is gone"
-            world.backend.apply(DelLink(ns=ns, name="br0", recreate=other))
+            world.backend.apply(DelLink(ns=ns, name="br0", recreate=other, same_mac=True))
         assert world.backend.observe(ns).link("br0") is not None
-        world.backend.apply(made.inverse())
+        world.backend.apply(DelLink(ns=ns, name="br0", recreate=made, same_mac=True))
+        assert world.backend.observe(ns).link("br0") is None
+        world.backend.apply(made)  # without the guard: by name, whatever its MAC
+        world.backend.apply(DelLink(ns=ns, name="br0", recreate=other))
         assert world.backend.observe(ns).link("br0") is None
 
     def test_a_bridges_mtu_is_its_smallest_ports(self, world: World) -> None:
@@ -516,6 +519,16 @@ class BackendContract:
         with pytest.raises(errors.HostnetError, match="v0"):
             world.backend.apply(AddLink(ns=ns, name="v2", kind="veth", peer="v3", master="v0"))
         assert world.backend.observe(ns).link_names() == {"lo", "v0", "v1"}
+
+    def test_local_addresses_are_the_namespaces_own(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1", up=True))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="10.44.0.1/24"))
+        world.backend.apply(AddAddress(ns=ns, ifname="v0", address="fd00:44::1/64"))
+        local = {a: world.backend.is_local(ns, a) for a in ("10.44.0.1", "127.0.0.9", "::1")}
+        assert local == {"10.44.0.1": True, "127.0.0.9": True, "::1": True}
+        for other in ("10.44.0.2", "fd00:44::2", "192.0.2.1", "fd00:99::1"):
+            assert not world.backend.is_local(ns, other), other
 
     def test_a_route_to_an_address_with_host_bits_is_invalid(self, world: World) -> None:
         ns = world.ns()

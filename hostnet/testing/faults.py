@@ -71,6 +71,9 @@ class FaultyBackend:
     def sysctl(self, ns: str | None, key: str) -> str:
         return self.inner.sysctl(ns, key)
 
+    def is_local(self, ns: str | None, address: str) -> bool:
+        return self.inner.is_local(ns, address)
+
     def bound_sockets(
         self,
         ns: str | None,

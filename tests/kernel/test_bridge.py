@@ -466,6 +466,10 @@ def test_a_port_published_on_one_host_address_answers_there(lab: Lab) -> None:
         assert request(lab.outside, UPLINK_HOST, 8080)
     with pytest.raises(errors.InvalidAddress, match="not an address of"):
         web.publish(app, ["10.9.9.9:8081:81"])
+    # all of 127.0.0.0/8 is the host's (one port on several loopback addresses)
+    web.publish(app, ["127.0.0.2:8080:80", "127.0.0.3:8080:81"])
+    with server(app, 80):
+        assert request(lab.host, "127.0.0.2", 8080)
     subprocess.run(
         ["ip", "netns", "exec", lab.host.name, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1"],
         check=True,

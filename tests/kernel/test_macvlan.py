@@ -310,3 +310,12 @@ def test_an_internal_network_has_a_parent_of_its_own(lan: Lan) -> None:
     net.delete(force=True)  # type: ignore[attr-defined]
     assert lan.host.snapshot().link(own) is None
     assert a.snapshot().link_names() == {"lo"}
+
+
+def test_an_endpoint_whose_mac_the_workload_changed_is_still_disconnected(lan: Lan) -> None:
+    net = lan.network()
+    app = lan.ns()
+    net.connect(app)  # type: ignore[attr-defined]
+    app.run(["ip", "link", "set", "eth0", "address", "02:00:00:00:00:77"], check=True)
+    net.disconnect(app)  # type: ignore[attr-defined]
+    assert app.snapshot().link_names() == {"lo"}

@@ -457,19 +457,41 @@ def test_a_macvlan_connect_cut_short_then_the_namespace_made_again(lan_rig: Rig)
     assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.endpoints())) == ([], [])
 
 
-def test_a_connect_cut_short_in_another_mount_namespace_is_rolled_back(rig: Rig) -> None:
+GC = r"""
+import json, sys
+from hostnet.controller import Controller
+with Controller(host=sys.argv[1], state_dir=sys.argv[2], recover=False) as ctl:
+    print(json.dumps(ctl.gc()))
+"""
+
+
+@pytest.mark.parametrize("gc_in", ["this one", "another one"])
+def test_a_connect_cut_short_in_another_mount_namespace_is_rolled_back(
+    rig: Rig, gc_in: str
+) -> None:
     # a bind mount has another id in each mount namespace (`ip netns exec`, a service
-    # with a private /tmp): recovery from another one cannot compare them, and rolls
+    # with a private /tmp; the namespaces' inode numbers are reused, their root mounts'
+    # unique ids are not): recovery from another one cannot compare them, and rolls
     # back by name, as before journals recorded where they acted
     net = web(rig)
     base = rig.state()
     state = str(rig.ctl.store.path.parent)
     argv = [sys.executable, "-c", KILLED_AT, rig.host, state, rig.a, "NftBatch", "web", "18080:80"]
-    child = subprocess.run(["unshare", "-m", "--propagation", "unchanged", *argv], check=False)
+    unshare = ["unshare", "-m", "--propagation", "unchanged"]
+    child = subprocess.run([*unshare, *argv], check=False)
     assert child.returncode == -signal.SIGKILL
     (journal,) = rig.ctl.store.read(lambda tx: tx.journals())
     assert journal["places"]["@view"] != rig.backend.mount_view()
-    report = rig.ctl.gc()
+    if gc_in == "this one":
+        report = rig.ctl.gc()
+    else:
+        out = subprocess.run(
+            [*unshare, sys.executable, "-c", GC, rig.host, state],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        report = json.loads(out)
     assert [(r["errors"], r["skipped"]) for r in report["recovered"]] == [([], 0)]
     assert rig.state() == base | {"cursors": rig.state()["cursors"]}
     net.connect(rig.a, publish=["18080:80"], ip="10.91.0.2")  # nothing of it is left

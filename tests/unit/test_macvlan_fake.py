@@ -285,3 +285,27 @@ def test_a_static_mac_of_the_parent_or_the_shim_is_refused_first(
         net.connect(app, mac=link.mac)
     assert kernel_of(ctl).dump() == before_kernel
     assert ctl.store.dump() == before_store
+
+
+def test_a_static_mac_of_another_networks_shim_on_the_parent_is_refused_first(
+    ctl: Controller,
+) -> None:
+    lan(ctl, ip_range="192.168.50.128/25", host_shim=True)
+    other = lan(ctl, "lan2", subnet="10.60.0.0/24", gateway="10.60.0.1")
+    shim = ctl.network("lan").data["shim"]
+    link = kernel_of(ctl).observe(HOST).link(shim)
+    assert link is not None
+    app = ctl.create_namespace("app")
+    before = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.AddressInUse, match=shim):
+        other.connect(app, mac=link.mac)
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
+
+
+def test_a_mac_given_in_capitals_is_the_same_mac(ctl: Controller) -> None:
+    net = lan(ctl)
+    app = ctl.create_namespace("app")
+    ep = net.connect(app, mac="02:AB:00:00:00:01")
+    assert ep.mac == "02:ab:00:00:00:01" == app.snapshot().link("eth0").mac  # type: ignore[union-attr]
+    net.disconnect(app)
+    assert app.snapshot().link_names() == {"lo"}

@@ -76,6 +76,7 @@ from hostnet.ops import (
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTN_LOCAL = 2  # a route's type: an address of this namespace
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 IFF_UP = 0x1
@@ -399,6 +400,18 @@ class NetlinkBackend:
         if handle is None or handle.sysctls.get(key) != fd:
             os.close(fd)
 
+    def is_local(self, ns: str | None, address: str) -> bool:
+        family, dst_len, raw = _route_dst(address + ("/128" if ":" in address else "/32"))
+        query = rtnl.rtmsg(family, rtnl.attr(rtnl.RTA_DST, raw), dst_len=dst_len)
+        with self._lock, _translate(f"look up {address} in {ns or 'root namespace'}", None):
+            try:
+                answer = self._chan(ns).get(query, RTM_GETROUTE)
+            except NetlinkError as exc:
+                if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL):
+                    return False  # no route at all: not local
+                raise
+        return bool(rtnl.route(answer)["type"] == RTN_LOCAL)
+
     def sysctl(self, ns: str | None, key: str) -> str:
         with self._lock, _translate(f"read sysctl {key} in {ns or 'root namespace'}", None):
             fd = self._sysctl_fd(ns, key)
@@ -709,7 +722,7 @@ class NetlinkBackend:
         chan.request(msg, msg_type)
 
     def _apply_DelLink(self, op: DelLink) -> None:
-        guard = op.recreate.mac if op.recreate is not None else None
+        guard = op.recreate.mac if op.same_mac and op.recreate is not None else None
         if guard is None:
             self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
             return

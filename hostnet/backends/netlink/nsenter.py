@@ -246,9 +246,11 @@ def mount_id(path: str) -> str | None:
 
 
 def mount_view() -> str | None:
-    """The calling thread's mount namespace, in this boot (None if it cannot tell)."""
+    """The calling thread's mount namespace: the unique id of its root mount (each mount
+    namespace has its own copy of every mount; the namespace's inode number is reused
+    by the next one made), None if the kernel cannot tell."""
     try:
-        return f"{boot_id()}/{os.readlink('/proc/thread-self/ns/mnt')}"
+        return mount_id("/")
     except OSError:
         return None
 
