@@ -2243,10 +2243,12 @@ class Controller:
         if not absent():
             return []
 
+        owner = f"restore:{self.host_key}"
+
         def prepare(tx: Tx) -> Plan:
             shared = tx.shared(self.host_key, "nft:bridge")
-            if shared is None or not absent():  # another process was first
-                return ()
+            if shared is None or owner in tx.journal_owners() or not absent():
+                return ()  # another process was first, or is at it now
             recorded = [shared["applied"]]
             bridges = sorted(
                 (
@@ -2271,7 +2273,7 @@ class Controller:
             ]
             return merge_nft(tuple(ops))
 
-        done = self.executor.apply(prepare, owner=f"restore:{self.host_key}")
+        done = self.executor.apply(prepare, owner=owner)
         return tables if done else []
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
