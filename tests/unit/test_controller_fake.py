@@ -18,6 +18,7 @@ from hostnet.controller import Controller
 from hostnet.namespace import Namespace
 from hostnet.ops import AddLink, CreateNamespace, SetLinkUp
 from hostnet.policy.security import SecurityPolicy
+from tests.unit.test_cli import NOTHING_TO_GC
 
 
 def state(ctl: Controller) -> tuple[object, object]:
@@ -366,14 +367,7 @@ def test_gc_on_a_clean_store_does_nothing(ctl: Controller) -> None:
     ctl.attach(ctl.create_namespace("app1"), driver="none")
     ctl.attach("web", driver="host", ports=["8080/tcp"], hold=True)
     before = state(ctl)
-    assert ctl.gc() == {
-        "recovered": [],
-        "stale": [],
-        "abandoned": [],
-        "kept": {},
-        "remade": [],
-        "restored": [],
-    }
+    assert ctl.gc() == NOTHING_TO_GC
     assert state(ctl) == before
 
 
@@ -606,14 +600,7 @@ class ControllerMachine(RuleBasedStateMachine):
 
     @rule()
     def gc(self) -> None:
-        assert self.ctl.gc() == {
-            "recovered": [],
-            "stale": [],
-            "abandoned": [],
-            "kept": {},
-            "remade": [],
-            "restored": [],
-        }
+        assert self.ctl.gc() == NOTHING_TO_GC
 
     @invariant()
     def store_and_kernel_agree(self) -> None:
