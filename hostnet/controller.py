@@ -2232,23 +2232,37 @@ class Controller:
         network reload` does: the shared setup, then each bridge network's and each of
         its endpoints' firewall work, as recorded, in the order it was done, in one
         nftables transaction. Returns the tables restored. Tables partly gone are only
-        reported (`audit`): replaying into them would double rules."""
+        reported (`audit`): replaying into them would double rules.
+
+        Not while any journal is open (anyone's work in flight, or left to gc): the
+        first network's create and the last one's delete have the record without the
+        tables for a moment, a connect's elements may be on their way, and a restarted
+        host's networks are being made again (nor then, or for networks still to be
+        made again)."""
         tables = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
 
         def absent() -> bool:
             return all(self.backend.nft_list(self.host_ns, t) is None for t in tables)
 
-        if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
-            return []
-        if not absent():
-            return []
+        def quiet(tx: Tx) -> bool:
+            shared = tx.shared(self.host_key, "nft:bridge")
+            return (
+                shared is not None
+                and not tx.journals()
+                and not tx.to_revive(self.host_key)
+                and tx.network_state(shared["owner"]) == "active"
+            )
 
-        owner = f"restore:{self.host_key}"
+        if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
+            return []  # the host itself is gone (a Controller left open)
+        if not self.store.read(quiet) or not absent():
+            return []
 
         def prepare(tx: Tx) -> Plan:
+            if not quiet(tx) or not absent():
+                return ()  # work began meanwhile, or another process restored them
             shared = tx.shared(self.host_key, "nft:bridge")
-            if shared is None or owner in tx.journal_owners() or not absent():
-                return ()  # another process was first, or is at it now
+            assert shared is not None
             recorded = [shared["applied"]]
             bridges = sorted(
                 (
@@ -2266,14 +2280,16 @@ class Controller:
                 if e["network"] in ids and e["state"] == "active"
             ]
             ops = [
-                op
+                # no undo: a restore cut short is not rolled back (the tables it made
+                # are the ones the store describes); the next gc finishes it
+                attrs.evolve(op, undo="")
                 for plan in recorded
                 for op in plan_from_json(plan)
                 if isinstance(op, NftBatch) and op.ns == self.host_ns
             ]
             return merge_nft(tuple(ops))
 
-        done = self.executor.apply(prepare, owner=owner)
+        done = self.executor.apply(prepare, owner=f"restore:{self.host_key}")
         return tables if done else []
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
