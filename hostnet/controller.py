@@ -2045,38 +2045,17 @@ class Controller:
                     )
         if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
             return out
-        chains: set[str] = set()
-        before = len(out)
-        for table in (f"inet {fw.TABLE}", f"bridge {fw.TABLE}"):
-            listing = self.backend.nft_list(self.host_ns, table)
-            if listing is None:
-                out.append(
-                    {
-                        "severity": "high",
-                        "kind": "missing-firewall",
-                        "subject": table,
-                        "detail": "hostnet's nftables table is gone (an `nft flush ruleset`, "
-                        "a firewall service restarted?): bridge networks have no isolation, "
-                        "NAT or published ports; `hostnet gc` puts both tables back when "
-                        "both are gone (else delete and create the networks again)",
-                    }
-                )
-            else:
-                chains.update(listing.get("chains", ()))
-        if len(out) > before:  # a table gone: its networks' chains with it
-            return out
-        for net in bridges:
-            lost = [c for c in fw.chain_names(net["id"]) if c not in chains]
-            if lost:
-                out.append(
-                    {
-                        "severity": "high",
-                        "kind": "missing-firewall",
-                        "subject": net["name"],
-                        "detail": f"its nftables chain(s) {', '.join(lost)} are gone: its "
-                        "isolation is not enforced; delete and create it again",
-                    }
-                )
+        for subject, what in self._firewall_damage(bridges)[1]:
+            out.append(
+                {
+                    "severity": "high",
+                    "kind": "missing-firewall",
+                    "subject": subject,
+                    "detail": f"hostnet's firewall is not as recorded: {what} (an `nft flush "
+                    "ruleset`, a firewall service restarted?); bridge networks may have no "
+                    "isolation, NAT or published ports: `hostnet gc` rebuilds it",
+                }
+            )
         return out
 
     def _leaks(self, host: Snapshot) -> list[dict[str, str]]:
@@ -2225,24 +2204,44 @@ class Controller:
             "restored": restored,
         }
 
+    def _firewall_damage(
+        self, bridges: Sequence[dict[str, Any]]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        """hostnet's nftables tables present in the host, and what is wrong with them
+        as (subject, what): a table gone, its base chains emptied (`nft flush table`),
+        the chains of one of ``bridges`` (network records) gone."""
+        tables = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
+        listings = {t: self.backend.nft_list(self.host_ns, t) for t in tables}
+        present = [t for t in tables if listings[t] is not None]
+        damage = [(t, "the table is gone") for t in tables if listings[t] is None]
+        chains: dict[str, Any] = {}
+        for table in present:
+            found = listings[table]
+            assert found is not None
+            chains.update(found["chains"])
+            emptied = [n for n, c in found["chains"].items() if c.get("hook") and not c["rules"]]
+            if emptied:  # every base chain of hostnet's has rules
+                damage.append((table, f"its chain(s) {', '.join(sorted(emptied))} are empty"))
+        if not damage:  # (a table gone takes its networks' chains with it)
+            for net in bridges:
+                lost = [c for c in fw.chain_names(net["id"]) if c not in chains]
+                if lost:
+                    damage.append((net["name"], f"its chain(s) {', '.join(lost)} are gone"))
+        return present, damage
+
     def _restore_firewall(self) -> list[str]:
-        """Put hostnet's nftables tables back when both are gone from the host while the
-        store says bridge networks use them (an `nft flush ruleset`, a firewall service
-        restarted: isolation, NAT and published ports stopped working), as `podman
-        network reload` does: the shared setup, then each bridge network's and each of
-        its endpoints' firewall work, as recorded, in the order it was done, in one
-        nftables transaction. Returns the tables restored. Tables partly gone are only
-        reported (`audit`): replaying into them would double rules.
+        """Rebuild hostnet's nftables tables when they are not as recorded (gone, flushed,
+        chains deleted: an `nft flush ruleset`, a firewall service restarted; isolation,
+        NAT and published ports stopped working), as `podman network reload` does: what
+        is left of them is deleted, then the shared setup, each bridge network's and
+        each of its endpoints' firewall work, as recorded, in the order it was done, all
+        in one nftables transaction. Returns the tables rebuilt.
 
         Not while any journal is open (anyone's work in flight, or left to gc): the
         first network's create and the last one's delete have the record without the
         tables for a moment, a connect's elements may be on their way, and a restarted
         host's networks are being made again (nor then, or for networks still to be
         made again)."""
-        tables = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
-
-        def absent() -> bool:
-            return all(self.backend.nft_list(self.host_ns, t) is None for t in tables)
 
         def quiet(tx: Tx) -> bool:
             shared = tx.shared(self.host_key, "nft:bridge")
@@ -2253,18 +2252,8 @@ class Controller:
                 and tx.network_state(shared["owner"]) == "active"
             )
 
-        if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
-            return []  # the host itself is gone (a Controller left open)
-        if not self.store.read(quiet) or not absent():
-            return []
-
-        def prepare(tx: Tx) -> Plan:
-            if not quiet(tx) or not absent():
-                return ()  # work began meanwhile, or another process restored them
-            shared = tx.shared(self.host_key, "nft:bridge")
-            assert shared is not None
-            recorded = [shared["applied"]]
-            bridges = sorted(
+        def bridges(tx: Tx) -> list[dict[str, Any]]:
+            return sorted(
                 (
                     n
                     for n in tx.networks(self.host_key)
@@ -2272,25 +2261,46 @@ class Controller:
                 ),
                 key=lambda n: (n["at"], n["id"]),
             )
-            recorded += [n["applied"] for n in bridges]
-            ids = {n["id"] for n in bridges}
+
+        if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
+            return []  # the host itself is gone (a Controller left open)
+        if not self.store.read(quiet) or not self._firewall_damage(self.store.read(bridges))[1]:
+            return []
+        rebuilt: list[str] = []
+
+        def prepare(tx: Tx) -> Plan:
+            nets = bridges(tx)
+            present, damage = self._firewall_damage(nets)
+            if not quiet(tx) or not damage:
+                return ()  # work began meanwhile, or another process rebuilt them
+            shared = tx.shared(self.host_key, "nft:bridge")
+            assert shared is not None
+            # what is left goes first; no undo: a rebuild cut short is not rolled back
+            # (what it made is what the store describes), the next gc finishes it
+            drop = [
+                {"delete": {"table": {"family": t.split()[0], "name": fw.TABLE}}} for t in present
+            ]
+            ops: list[Op] = [
+                NftBatch(ns=self.host_ns, commands=fw.batch(drop), undo="")
+            ] if drop else []  # fmt: skip
+            recorded = [shared["applied"], *(n["applied"] for n in nets)]
+            ids = {n["id"] for n in nets}
             recorded += [
                 e["applied"]
                 for e in tx.endpoints()
                 if e["network"] in ids and e["state"] == "active"
             ]
-            ops = [
-                # no undo: a restore cut short is not rolled back (the tables it made
-                # are the ones the store describes); the next gc finishes it
+            ops += [
                 attrs.evolve(op, undo="")
                 for plan in recorded
                 for op in plan_from_json(plan)
                 if isinstance(op, NftBatch) and op.ns == self.host_ns
             ]
+            rebuilt[:] = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
             return merge_nft(tuple(ops))
 
-        done = self.executor.apply(prepare, owner=f"restore:{self.host_key}")
-        return tables if done else []
+        self.executor.apply(prepare, owner=f"restore:{self.host_key}")
+        return rebuilt
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
         """Delete the temporary namespaces (``create_namespace(temporary=True)``) of

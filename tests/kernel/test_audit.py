@@ -117,3 +117,29 @@ def test_gc_puts_a_flushed_firewall_back_as_it_was(hostnet_host) -> None:
     assert [k for k, _ in kinds(ctl) if k.startswith("missing")] == []
     assert ctl.gc()["restored"] == []
     del ec
+
+
+def test_gc_rebuilds_a_firewall_flushed_in_part(hostnet_host) -> None:
+    # `nft flush table` keeps the chains and drops every rule: isolation is gone
+    from tests.kernel.netutil import ping
+    from tests.kernel.test_rollback import ruleset
+
+    box: Sandbox = hostnet_host
+    ctl = box.controller
+    web = ctl.create_network("web", subnet="10.91.0.0/24")
+    db = ctl.create_network("db", subnet="10.92.0.0/24")
+    a, c = ctl.create_namespace(box.name("a")), ctl.create_namespace(box.name("c"))
+    web.connect(a, publish=["8080:80"])
+    ec = db.connect(c)
+    before = ruleset(box.host)
+
+    def nft(*args: str) -> None:
+        subprocess.run(["ip", "netns", "exec", box.host, "nft", *args], check=True)
+
+    nft("flush", "table", "inet", "hostnet")
+    assert ping(a, ec.ip)  # the other network is reachable now
+    assert [s for k, s in kinds(ctl) if k == "missing-firewall"] == ["inet hostnet"]
+    assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
+    assert ruleset(box.host) == before
+    assert not ping(a, ec.ip)
+    assert [k for k, _ in kinds(ctl) if k.startswith("missing")] == []
