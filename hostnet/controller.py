@@ -2219,7 +2219,9 @@ class Controller:
             found = listings[table]
             assert found is not None
             chains.update(found["chains"])
-            emptied = [n for n, c in found["chains"].items() if c.get("hook") and not c["rules"]]
+            emptied = [
+                n for n in fw.BASE_CHAINS[table] if not found["chains"].get(n, {}).get("rules")
+            ]
             if emptied:  # every base chain of hostnet's has rules
                 damage.append((table, f"its chain(s) {', '.join(sorted(emptied))} are empty"))
         if not damage:  # (a table gone takes its networks' chains with it)

@@ -55,6 +55,22 @@ Command = dict[str, Any]
 PUBLISHED_MARK = 0x00100000
 
 
+# hostnet's base chains (name, hook, type, priority), each with rules from the start
+_INET_BASE_CHAINS = (
+    ("prerouting", "prerouting", "nat", -100),
+    ("mark", "prerouting", "filter", -99),  # right after DNAT
+    ("output", "output", "nat", -100),
+    ("postrouting", "postrouting", "nat", 100),
+    ("forward", "forward", "filter", 0),
+)
+#: The base chains of hostnet's two tables; each has rules while hostnet is set up, so
+#: one without is a table flushed behind its back (`nft flush table`)
+BASE_CHAINS = {
+    f"inet {TABLE}": tuple(c[0] for c in _INET_BASE_CHAINS),
+    f"bridge {TABLE}": ("forward",),
+}
+
+
 def batch(commands: Iterable[Command]) -> str:
     return json.dumps({"nftables": list(commands)}, separators=(",", ":"))
 
@@ -125,13 +141,7 @@ def base_setup() -> tuple[str, str]:
             maps.append((f"{prefix}_port", key, "inet_service"))
     for name, key, value in maps:
         cmds.append({"add": {"map": {**INET, "name": name, "type": key, "map": value}}})
-    for name, hook, kind, prio in (
-        ("prerouting", "prerouting", "nat", -100),
-        ("mark", "prerouting", "filter", -99),  # right after DNAT
-        ("output", "output", "nat", -100),
-        ("postrouting", "postrouting", "nat", 100),
-        ("forward", "forward", "filter", 0),
-    ):
+    for name, hook, kind, prio in _INET_BASE_CHAINS:
         cmds.append(
             {
                 "add": {
