@@ -1432,3 +1432,14 @@ def test_no_firewall_restore_while_work_is_open_or_networks_wait_to_be_made(
     assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
     kernel_of(ctl).apply(DeleteNamespace(ns=HOST))  # a Controller left open, its host gone
     assert ctl.gc()["restored"] == []
+
+
+def test_a_chain_added_by_hand_to_hostnets_table_is_no_damage(ctl: Controller) -> None:
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    chain = {"family": "inet", "table": "hostnet", "name": "mine", "type": "filter"}
+    chain |= {"hook": "input", "prio": 0, "policy": "accept"}
+    kernel_of(ctl).apply(
+        NftBatch(ns=HOST, commands=json.dumps({"nftables": [{"add": {"chain": chain}}]}), undo="")
+    )
+    assert [f for f in ctl.audit() if f["kind"] == "missing-firewall"] == []
+    assert ctl.gc()["restored"] == []
