@@ -251,7 +251,7 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
         lines.append(line)
     lines += [f"forgot stale {name}" for name in report["stale"]]
     lines += [
-        f"restored firewall table {table} (it was gone: flushed?)"
+        f"rebuilt firewall table {table} as recorded (it was gone or flushed)"
         for table in report.get("restored", ())
     ]
     lines += [f"made network {name} again (its host restarted)" for name in report["remade"]]
