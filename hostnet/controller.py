@@ -314,8 +314,11 @@ class Controller:
             self._tmp_state = None
 
     def __repr__(self) -> str:
-        host = self.host_ns or "<this namespace>"
-        return f"<Controller host={host} backend={self.backend.name} state={self.store.path}>"
+        # (also for one whose __init__ failed half-way, as tracebacks show it)
+        host = getattr(self, "host_ns", None) or "<this namespace>"
+        backend = getattr(getattr(self, "backend", None), "name", "?")
+        store = getattr(self, "store", None)
+        return f"<Controller host={host} backend={backend} state={getattr(store, 'path', '?')}>"
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -123,8 +123,17 @@ class Sandbox:
     """A throwaway host namespace made through hostnet, with a Controller for it on
     ``backend`` ("netlink": the real kernel, as root; "fake": an in-memory one). Both
     kinds behave alike: the host is a namespace hostnet created, so bridge networks may
-    turn IP forwarding on in it without being told. ``state_dir`` is the Controller's,
-    for code that opens its own Controller (or runs ``hostnet --state-dir``)."""
+    turn IP forwarding on in it without being told. ``kind`` is the backend's name.
+    ``state_dir`` is the Controller's, for code that opens a Controller of its own:
+    pass it ``backend=box.backend`` (a fake kernel lives in this process only, so
+    ``backend="fake"`` would be another, empty one; ``hostnet --state-dir`` works on
+    the real kernel only). A context manager: ``with Sandbox(path) as box:``."""
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __init__(self, state_dir: Path, backend: str = "netlink") -> None:
         from hostnet.backends import open_backend

@@ -64,3 +64,14 @@ def test_a_sandbox_deletes_what_its_controller_made_under_any_name(tmp_path) -> 
         assert not any(n.startswith(box.prefix) for n in listed)
     finally:
         subprocess.run(["ip", "netns", "del", f"{name}y"], check=False)
+
+
+def test_sandboxes_as_context_managers_and_a_second_controller(tmp_path) -> None:
+    with Sandbox(tmp_path / "a", backend="fake") as box:
+        box.controller.create_network("web", subnet="10.93.0.0/24")
+        with Controller(state_dir=box.state_dir, host=box.host, backend=box.backend) as again:
+            assert [n.name for n in again.networks()] == ["host", "none", "web"]
+    with pytest.raises(errors.NamespaceNotFound):  # another, empty fake kernel
+        Controller(state_dir=box.state_dir, host=box.host, backend="fake")
+    broken = Controller.__new__(Controller)
+    assert repr(broken) == "<Controller host=<this namespace> backend=? state=?>"
