@@ -75,6 +75,19 @@ from hostnet.ops import (
 KNOWN_KINDS = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan"})
 MACVLAN_MODES = frozenset({"bridge", "private", "vepa", "passthru", "source"})
 
+#: Per-interface settings a link has from its start (net/ipv{4,6}/conf/<link>/<key>)
+IF_SYSCTLS = {"route_localnet": "0", "accept_dad": "1", "disable_ipv6": "0", "forwarding": "0"}
+
+
+def _link_of_sysctl(key: str) -> str | None:
+    """The interface a key like net/ipv4/conf/<link>/<setting> is of (None for the
+    namespace's own, conf/all and conf/default included)."""
+    parts = key.split("/")
+    if len(parts) == 5 and parts[0] == "net" and parts[2] == "conf":
+        return None if parts[3] in ("all", "default") else parts[3]
+    return None
+
+
 DEFAULT_SYSCTLS = {
     "net/ipv4/ip_forward": "0",
     "net/ipv4/ip_local_port_range": "32768\t60999",
@@ -279,7 +292,11 @@ class FakeKernel:
         try:
             return space.sysctls[key]
         except KeyError:
-            raise errors.NotFoundError(f"no sysctl {key!r} in the fake kernel") from None
+            pass
+        link = _link_of_sysctl(key)
+        if link is not None and link in space.links and key.rsplit("/", 1)[1] in IF_SYSCTLS:
+            return IF_SYSCTLS[key.rsplit("/", 1)[1]]  # the default of a link's setting
+        raise errors.NotFoundError(f"no sysctl {key!r} in the fake kernel")
 
     def bound_sockets(
         self,
@@ -422,6 +439,8 @@ class FakeKernel:
             master = self._link(space, op.master)
             if master.kind != "bridge":
                 raise errors.KernelError(f"create {op.name}", 95, f"{op.master} is not a bridge")
+            if op.kind == "bridge":
+                raise errors.KernelError(f"create {op.name}", 40, "a bridge in a bridge")
         if op.kind == "veth":
             if not op.peer:
                 raise errors.InvalidOption("peer", op.peer, "a veth needs a peer name")
@@ -515,6 +534,8 @@ class FakeKernel:
             if space.links.get(dead.name) is not dead:
                 continue
             del space.links[dead.name]
+            for key in [k for k in space.sysctls if _link_of_sysctl(k) == dead.name]:
+                del space.sysctls[key]  # a link made again under the name starts afresh
             if dead.master is not None and dead.master not in doomed:
                 self._ports_changed(dead.master)
             space.addresses = [(i, a) for i, a in space.addresses if i != dead.name]
@@ -540,7 +561,10 @@ class FakeKernel:
         space = self._ns(op.ns)
         if op.group == 0:
             raise errors.InvalidOption("group", 0, "group 0 holds every link; refusing")
-        for link in [x for x in space.links.values() if x.group == op.group]:
+        members = [x for x in space.links.values() if x.group == op.group]
+        if not members:  # as the kernel: nothing to delete is ENODEV
+            raise errors.NotFoundError(f"no link in group {op.group} in {op.ns or 'root'}")
+        for link in members:
             if space.links.get(link.name) is link:
                 self._delete_link(link)
 
@@ -552,8 +576,8 @@ class FakeKernel:
         space = self._ns(op.ns)
         link = self._link(space, op.name)
         target = self._ns(op.to_ns)
-        if link.kind == "loopback":
-            raise errors.KernelError(f"move {op.name}", 22, "lo cannot leave its namespace")
+        if link.kind in ("loopback", "bridge"):  # (NETIF_F_NETNS_LOCAL)
+            raise errors.KernelError(f"move {op.name}", 22, f"a {link.kind} cannot move")
         if target is space:
             return
         if op.name in target.links:
@@ -628,6 +652,16 @@ class FakeKernel:
         master = self._link(space, op.master)
         if master.kind != "bridge" or master is link:
             raise errors.KernelError(f"enslave {op.name}", 95, f"{op.master} is not a bridge")
+        if link.kind == "bridge":
+            raise errors.KernelError(f"enslave {op.name}", 40, "a bridge in a bridge")
+        if link.kind == "loopback":
+            raise errors.KernelError(f"enslave {op.name}", 22, "lo cannot be a bridge port")
+        if any(
+            x.parent is link and x.kind in ("macvlan", "macvtap")
+            for s in self._namespaces.values()
+            for x in s.links.values()
+        ):  # its macvlan children have its frames
+            raise errors.KernelError(f"enslave {op.name}", 16, f"{op.name} is a macvlan parent")
         link.master = master
         master.had_ports = True
         self._ports_changed(master)
@@ -785,6 +819,9 @@ class FakeKernel:
         space = self._ns(op.ns)
         if op.key not in space.sysctls and not op.key.startswith("net/"):
             raise errors.NotFoundError(f"no sysctl {op.key!r}")
+        link = _link_of_sysctl(op.key)
+        if link is not None and link not in space.links:  # (its directory comes with it)
+            raise errors.NotFoundError(f"no sysctl {op.key!r}: no interface {link!r}")
         space.sysctls[op.key] = op.value
 
     def _apply_NftBatch(self, op: NftBatch) -> None:

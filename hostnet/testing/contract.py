@@ -513,6 +513,37 @@ class BackendContract:
         with pytest.raises(errors.HostnetError):
             world.backend.apply(AddRoute(ns=ns, dst="fd00:47::/64", ifname="v0"))
 
+    def test_what_cannot_be_a_bridge_port_or_move(self, world: World) -> None:
+        ns, other = world.ns(), world.ns()
+        world.backend.apply(AddLink(ns=ns, name="br0", kind="bridge"))
+        world.backend.apply(AddLink(ns=ns, name="br1", kind="bridge"))
+        world.backend.apply(AddLink(ns=ns, name="p0", kind="veth", peer="p1"))
+        world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="p0"))
+        for port in ("br1", "lo", "p0"):  # a bridge (ELOOP), lo, a macvlan parent (EBUSY)
+            with pytest.raises(errors.HostnetError):
+                world.backend.apply(SetMaster(ns=ns, name=port, master="br0"))
+        with pytest.raises(errors.HostnetError):
+            world.backend.apply(AddLink(ns=ns, name="br2", kind="bridge", master="br0"))
+        with pytest.raises(errors.HostnetError):  # a bridge stays in its namespace
+            world.backend.apply(MoveLink(ns=ns, name="br1", to_ns=other))
+        seen = world.backend.observe(ns)
+        assert seen.link_names() == {"lo", "br0", "br1", "p0", "p1", "m0"}
+        assert all(link.master is None for link in seen.links)
+
+    def test_a_link_group_with_no_links_and_settings_of_no_link(self, world: World) -> None:
+        ns = world.ns()
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(DelLinkGroup(ns=ns, group=0x5A5A))
+        key = "net/ipv4/conf/v0/route_localnet"
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(SetSysctl(ns=ns, key=key, value="1", previous="0"))
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
+        assert world.backend.sysctl(ns, key) == "0"
+        world.backend.apply(SetSysctl(ns=ns, key=key, value="1", previous="0"))
+        world.backend.apply(DelLink(ns=ns, name="v0"))
+        world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
+        assert world.backend.sysctl(ns, key) == "0"  # a new link starts afresh
+
     def test_a_port_of_a_link_that_is_no_bridge(self, world: World) -> None:
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
