@@ -790,6 +790,8 @@ class FakeKernel:
     def _apply_AddNeighbour(self, op: AddNeighbour) -> None:
         space = self._ns(op.ns)
         self._link(space, op.ifname)
+        if any(n[:2] == (op.ifname, op.address) for n in space.neighbours):  # (EEXIST)
+            raise errors.ConflictError(f"neighbour {op.address} on {op.ifname} exists")
         space.neighbours.add((op.ifname, op.address, op.mac))
 
     def _apply_DelNeighbour(self, op: DelNeighbour) -> None:
@@ -801,9 +803,9 @@ class FakeKernel:
 
     def _apply_AddFdb(self, op: AddFdb) -> None:
         space = self._ns(op.ns)
-        link = self._link(space, op.ifname)
-        if link.kind != "vxlan":
-            raise errors.KernelError(f"fdb add on {op.ifname}", 95, "not a vxlan device")
+        self._link(space, op.ifname)  # (any link takes entries; a vxlan's say where to)
+        if any(f[:2] == (op.ifname, op.mac) for f in space.fdb):  # (EEXIST)
+            raise errors.ConflictError(f"fdb entry {op.mac} on {op.ifname} exists")
         space.fdb.add((op.ifname, op.mac, op.dst))
 
     def _apply_DelFdb(self, op: DelFdb) -> None:

@@ -29,14 +29,18 @@ from hostnet import errors
 from hostnet.backends.base import Backend
 from hostnet.ops import (
     AddAddress,
+    AddFdb,
     AddLink,
+    AddNeighbour,
     AddRoute,
     BindPort,
     CreateNamespace,
     DelAddress,
     DeleteNamespace,
+    DelFdb,
     DelLink,
     DelLinkGroup,
+    DelNeighbour,
     DelRoute,
     ForgetFlows,
     MoveLink,
@@ -543,6 +547,28 @@ class BackendContract:
         world.backend.apply(DelLink(ns=ns, name="v0"))
         world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
         assert world.backend.sysctl(ns, key) == "0"  # a new link starts afresh
+
+    def test_neighbour_and_fdb_entries_are_added_once(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="vx0", kind="vxlan", vni=42, port=4789))
+        world.backend.apply(
+            AddNeighbour(ns=ns, ifname="vx0", address="10.47.0.2", mac="02:00:00:00:47:02")
+        )
+        world.backend.apply(AddFdb(ns=ns, ifname="vx0", mac="02:00:00:00:47:02", dst="192.0.2.10"))
+        for again in (
+            AddNeighbour(ns=ns, ifname="vx0", address="10.47.0.2", mac="02:00:00:00:47:03"),
+            AddFdb(ns=ns, ifname="vx0", mac="02:00:00:00:47:02", dst="192.0.2.10"),
+        ):
+            with pytest.raises(errors.ConflictError):
+                world.backend.apply(again)
+        world.backend.apply(
+            DelNeighbour(ns=ns, ifname="vx0", address="10.47.0.2", mac="02:00:00:00:47:02")
+        )
+        world.backend.apply(DelFdb(ns=ns, ifname="vx0", mac="02:00:00:00:47:02", dst="192.0.2.10"))
+        with pytest.raises(errors.NotFoundError):
+            world.backend.apply(
+                DelFdb(ns=ns, ifname="vx0", mac="02:00:00:00:47:02", dst="192.0.2.10")
+            )
 
     def test_a_port_of_a_link_that_is_no_bridge(self, world: World) -> None:
         ns = world.ns()
