@@ -124,6 +124,13 @@ class Executor:
             for index, op in enumerate(plan):
                 self.backend.apply(op)
                 done.append(op)
+                if self.store is not None and isinstance(op, CreateNamespace):
+                    # which namespace it made (Rule 5): a rollback after a crash must
+                    # not delete one someone else makes under that name meanwhile
+                    made = self._made_place(op.ns)
+                    if made:
+                        self.store.journal_place(journal, index + 1, made)
+                        continue
                 # Not after the last op: the closing transaction ends the journal, and
                 # recovery treats op #done as possibly applied anyway (Rule 4).
                 if self.store is not None and index + 1 < len(plan):
@@ -269,6 +276,16 @@ class Executor:
                 return {k: v for k, v in out.items() if k == ROOT}
             out[VIEW] = view
         return out
+
+    def _made_place(self, name: str) -> dict[str, str]:
+        """The place entries of namespace ``name``, just made (none if the kernel
+        cannot tell)."""
+        try:
+            mount = self.backend.namespace_mount(name)
+        except errors.NamespaceNotFound:
+            return {}
+        view = self.backend.mount_view()
+        return {} if mount is None or view is None else {name: mount, VIEW: view}
 
     def _where(self, name: str) -> str | None:
         if name == ROOT:

@@ -923,6 +923,15 @@ class LocalStore:
         except sqlite3.Error as exc:
             raise errors.StoreError(f"{self.path}: {exc}") from exc
 
+    def journal_place(self, id: str, done: int, places: Mapping[str, str]) -> None:
+        """Progress, and more of the places a journal acts in (a namespace its plan has
+        just made, with the mount that names it): one write."""
+        sql = "UPDATE journal SET done = ?, places = json_patch(places, ?) WHERE id = ?"
+        try:
+            self._conn().execute(sql, (done, _dumps(dict(places)), id))
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"{self.path}: {exc}") from exc
+
     def dump(self) -> dict[str, Any]:
         """Every table as rows, for tests comparing states before and after."""
         conn = self._conn()

@@ -531,3 +531,37 @@ def test_a_failed_network_delete_retried_after_the_bridge_name_was_taken(rig: Ri
     assert [r["errors"] for r in report["recovered"]] == [[]]
     assert "lab0" in links_of(rig.host)
     subprocess.run(["ip", "-n", rig.host, "link", "del", "lab0"], check=True)
+
+
+CREATE_KILLED = r"""
+import os, signal, sys
+from hostnet.backends.netlink import NetlinkBackend
+from hostnet.controller import Controller
+
+class Dies(NetlinkBackend):
+    def namespace_id(self, ns):  # asked when the new namespace is recorded
+        if ns == sys.argv[3]:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().namespace_id(ns)
+
+Controller(host=sys.argv[1], state_dir=sys.argv[2], backend=Dies()).create_namespace(sys.argv[3])
+"""
+
+
+def test_a_namespace_create_cut_short_spares_one_made_again_under_its_name(rig: Rig) -> None:
+    # killed after making the namespace, before recording it; someone then deletes it
+    # and makes another of that name: gc's rollback must not delete that one
+    state = str(rig.ctl.store.path.parent)
+    name = f"{rig.prefix}cr"
+    child = subprocess.run(
+        [sys.executable, "-c", CREATE_KILLED, rig.host, state, name], check=False
+    )
+    assert child.returncode == -signal.SIGKILL
+    (journal,) = rig.ctl.store.read(lambda tx: tx.journals())
+    assert name in journal["places"]
+    subprocess.run(["ip", "netns", "del", name], check=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    report = rig.ctl.gc()
+    assert [r["errors"] for r in report["recovered"]] == [[]]
+    assert name in rig.backend.namespaces()
+    assert rig.ctl.store.read(lambda tx: (tx.journals(), tx.namespace(name))) == ([], None)
