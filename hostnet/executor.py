@@ -16,9 +16,11 @@ Rule 4. A journal left behind by a dead process is finished by ``recover``: a se
         rolled back (including the op that may have been in flight), a teardown is run
         again. Ops are safe to repeat because "already gone" counts as success.
 Rule 5. A journal records which namespace each name it acts in stood for (its bind
-        mount). ``recover`` skips the ops in a namespace deleted or made again under its
-        name since: what they were for went with the old one, and the new one is not
-        hostnet's to change.
+        mount, and the mount namespace that was read in; a namespace the plan makes,
+        as soon as it is made; the root namespace's identity). ``recover`` skips the
+        ops in a namespace deleted or made again under its name since: what they were
+        for went with the old one, and the new one is not hostnet's to change. It
+        deletes a link hostnet gave a MAC only while the link has it.
 """
 
 from __future__ import annotations
