@@ -163,6 +163,8 @@ class Snapshot:
     links: tuple[Link, ...] = ()
     addresses: tuple[Address, ...] = ()
     routes: tuple[Route, ...] = ()
+    # destinations the main table keeps out of use (blackhole, unreachable, prohibit)
+    unroutable: tuple[str, ...] = ()
     nft_tables: tuple[str, ...] = ()  # "inet hostnet", "ip nat"...
     # which namespace this was (Backend.namespace_id), when the backend can tell:
     # a namespace deleted and made again under the same name is another one

@@ -41,13 +41,14 @@ def default_pools() -> Iterator[ipaddress.IPv4Network]:
 
 
 def host_networks(host: Snapshot | None) -> list[IPNetwork]:
-    """Networks the host already reaches: its routes (but not the default route) and
-    the networks of its addresses (loopback aside)."""
+    """Networks the host already reaches, or keeps out of use: its routes (but not the
+    default route; blackhole, unreachable and prohibit ones too, as libnetwork counts
+    every route) and the networks of its addresses (loopback aside)."""
     if host is None:
         return []
     out: list[IPNetwork] = []
-    for route in host.routes:
-        net = ipaddress.ip_network(route.dst)
+    for dst in (*(r.dst for r in host.routes), *host.unroutable):
+        net = ipaddress.ip_network(dst, strict=False)
         if net.prefixlen:
             out.append(net)
     for addr in host.addresses:

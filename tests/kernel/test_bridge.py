@@ -556,3 +556,12 @@ def test_ipv6_turned_off_in_the_namespace_is_said_so(lab: Lab) -> None:
         web.connect(app)
     assert app.snapshot().link_names() == {"lo"}
     assert web.endpoints() == []
+
+
+def test_a_default_pool_the_host_keeps_out_of_use_is_not_picked(lab: Lab) -> None:
+    # an admin's blackhole or unreachable route keeps a prefix out of use (libnetwork
+    # counts every route); a network there could not be reached from the host
+    for kind, dst in (("blackhole", "172.17.0.0/16"), ("unreachable", "172.18.0.0/16")):
+        subprocess.run(["ip", "-n", lab.host.name, "route", "add", kind, dst], check=True)
+    net = lab.ctl.create_network("auto", driver="bridge")
+    assert [c["Subnet"] for c in net.inspect()["IPAM"]["Config"]] == ["172.19.0.0/16"]

@@ -77,6 +77,8 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTN_LOCAL = 2  # a route's type: an address of this namespace
+# route types that keep a destination out of use: blackhole, unreachable, prohibit
+_KEPT_OUT = frozenset({6, 7, 8})
 RTM_NEWNEIGH, RTM_DELNEIGH = 28, 29
 NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
 IFF_UP = 0x1
@@ -342,14 +344,22 @@ class NetlinkBackend:
                     continue
                 found.append(Address(ifname=names.get(index, "?"), address=f"{addr}/{prefixlen}"))
             routes = []
+            unroutable = []
             # Both families in one dump, filtered by table in the kernel (strict check).
             # A family without a main table yet adds nothing (asked for by AF_INET
             # alone, IPv4 would answer ENOENT instead).
             query = rtnl.rtmsg(socket.AF_UNSPEC, table=RT_TABLE_MAIN)
             for m in chan.dump(query, RTM_GETROUTE):
-                route = _route_from(rtnl.route(m), names)
+                parsed = rtnl.route(m)
+                route = _route_from(parsed, names)
                 if route is not None:
                     routes.append(route)
+                elif (
+                    parsed["type"] in _KEPT_OUT
+                    and parsed["table"] == RT_TABLE_MAIN
+                    and parsed["dst"]  # (not a default one)
+                ):
+                    unroutable.append(f"{parsed['dst']}/{parsed['dst_len']}")
             tables: tuple[str, ...] = ()
             if firewall and nft_available():
                 listing = self._nft(ns).run("list tables", "nft list tables") or {}
@@ -366,6 +376,7 @@ class NetlinkBackend:
             links=links,
             addresses=tuple(found),
             routes=tuple(routes),
+            unroutable=tuple(unroutable),
             nft_tables=tables,
             ident=None if cookie is None else f"{nsenter.boot_id()}/{cookie}",
         )
