@@ -2032,6 +2032,19 @@ class Controller:
                             "create it again",
                         }
                     )
+            parent = net["data"].get("parent")
+            own = "private_parent" in net["data"]  # (one of its host links, seen above)
+            if net["driver"] == "macvlan" and parent and not own and parent not in names:
+                out.append(
+                    {
+                        "severity": "high",
+                        "kind": "missing-link",
+                        "subject": net["name"],
+                        "detail": f"its parent {parent} is gone from the host: its endpoints "
+                        "are cut off and no workload can connect; make the parent again "
+                        "(and reconnect), or delete the network",
+                    }
+                )
         by_network = {n["id"]: n["name"] for n in bridges}
         for ep in self.store.read(lambda tx: tx.endpoints()):
             if ep["network"] in by_network and ep["state"] == "active" and ep["ns"] in live:

@@ -309,3 +309,16 @@ def test_a_mac_given_in_capitals_is_the_same_mac(ctl: Controller) -> None:
     assert ep.mac == "02:ab:00:00:00:01" == app.snapshot().link("eth0").mac  # type: ignore[union-attr]
     net.disconnect(app)
     assert app.snapshot().link_names() == {"lo"}
+
+
+def test_audit_says_a_macvlan_parent_went_missing(ctl: Controller) -> None:
+    from hostnet.ops import DelLink
+
+    lan(ctl)
+    lan(ctl, "inner", subnet="10.61.0.0/24", gateway="10.61.0.1", internal=True)
+    assert [f for f in ctl.audit() if f["kind"] == "missing-link"] == []
+    kernel_of(ctl).apply(DelLink(ns=HOST, name="lan0"))
+    found = [
+        (f["subject"], "lan0" in f["detail"]) for f in ctl.audit() if f["kind"] == "missing-link"
+    ]
+    assert found == [("lan", True)]
