@@ -36,7 +36,7 @@ from hostnet.backends.base import Backend
 from hostnet.drivers import bridge_firewall as fw
 from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
 from hostnet.drivers.bridge import bridge_mac
-from hostnet.executor import Executor, Recovered, process_started
+from hostnet.executor import REBUILD_OWNER, Executor, Recovered, process_started
 from hostnet.model import WILDCARD4, WILDCARD6, Link, PortMapping, Reservation, Route, Snapshot
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
@@ -1196,8 +1196,15 @@ class Controller:
         host lets sockets bind addresses it does not have (ip_nonlocal_bind). One route
         lookup per address given (none for the wildcards)."""
         wanted = {s.host.host_ip for s in specs} - {WILDCARD4, WILDCARD6}
+        have: set[str] | None = None
         for ip in sorted(wanted):
             if self.backend.is_local(self.host_ns, ip):
+                continue
+            if have is None:  # (an IPv6 address still in DAD, or a link-local one, is
+                # the host's, though no local route says so yet)
+                snap = self.backend.observe(self.host_ns, firewall=False)
+                have = {a.address.split("/")[0] for a in snap.addresses}
+            if ip in have:
                 continue
             key = f"net/ipv{6 if ':' in ip else 4}/ip_nonlocal_bind"
             if self.backend.sysctl(self.host_ns, key) == "1":
@@ -2240,11 +2247,22 @@ class Controller:
             ]
             if emptied:  # every base chain of hostnet's has rules
                 damage.append((table, f"its chain(s) {', '.join(sorted(emptied))} are empty"))
+        mine = {c for net in bridges for c in fw.chain_names(net["id"])}
+        foreign = sorted(c for c in chains if c[:2] in ("n-", "i-") and c not in mine)
+        if foreign:  # another state directory's networks: not this one's tables to rebuild
+            what = (
+                f"it holds chains of networks this state directory does not know "
+                f"({', '.join(foreign[:4])}): another state directory manages this host's "
+                "firewall now; gc does not rebuild it"
+            )
+            return present, [(FOREIGN, what)]
         if not damage:  # (a table gone takes its networks' chains with it)
             for net in bridges:
-                lost = [c for c in fw.chain_names(net["id"]) if c not in chains]
+                lost = [c for c in fw.chain_names(net["id"]) if not chains.get(c, {}).get("rules")]
                 if lost:
-                    damage.append((net["name"], f"its chain(s) {', '.join(lost)} are gone"))
+                    damage.append(
+                        (net["name"], f"its chain(s) {', '.join(lost)} are gone or empty")
+                    )
         return present, damage
 
     def _restore_firewall(self) -> list[str]:
@@ -2262,10 +2280,16 @@ class Controller:
         made again)."""
 
         def quiet(tx: Tx) -> bool:
+            # (a journal that failed, or whose process died, changes nothing any more;
+            # the ones alive block the rebuild, which blocks new ones: Executor)
             shared = tx.shared(self.host_key, "nft:bridge")
             return (
                 shared is not None
-                and not tx.journals()
+                and not any(
+                    process_started(j["pid"]) == j["started"]
+                    and (not j["failed"] or j["retrying"])
+                    for j in tx.journals()
+                )
                 and not tx.to_revive(self.host_key)
                 and tx.network_state(shared["owner"]) == "active"
             )
@@ -2282,14 +2306,29 @@ class Controller:
 
         if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
             return []  # the host itself is gone (a Controller left open)
-        if not self.store.read(quiet) or not self._firewall_damage(self.store.read(bridges))[1]:
+        if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
+            return []  # no bridge network, no firewall of hostnet's
+        damage = self._firewall_damage(self.store.read(bridges))[1]
+        if not damage:
+            return []
+        if damage[0][0] == FOREIGN:
+            warnings.warn(damage[0][1], errors.HostnetWarning, stacklevel=3)
+            return []
+        if not self.store.read(quiet):
+            warnings.warn(
+                "hostnet's firewall is not as recorded, and other work is in progress "
+                "(or a restarted host's networks wait to be made again): not rebuilt; "
+                "run `hostnet gc` again in a moment",
+                errors.HostnetWarning,
+                stacklevel=3,
+            )
             return []
         rebuilt: list[str] = []
 
         def prepare(tx: Tx) -> Plan:
             nets = bridges(tx)
             present, damage = self._firewall_damage(nets)
-            if not quiet(tx) or not damage:
+            if not quiet(tx) or not damage or damage[0][0] == FOREIGN:
                 return ()  # work began meanwhile, or another process rebuilt them
             shared = tx.shared(self.host_key, "nft:bridge")
             assert shared is not None
@@ -2317,7 +2356,7 @@ class Controller:
             rebuilt[:] = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
             return merge_nft(tuple(ops))
 
-        self.executor.apply(prepare, owner=f"restore:{self.host_key}")
+        self.executor.apply(prepare, owner=f"{REBUILD_OWNER}{self.host_key}")
         return rebuilt
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
@@ -2378,6 +2417,10 @@ def _made_by_hostnet(link: Link, links: Mapping[str, Link]) -> bool:
 
 #: Bit of CAP_NET_ADMIN in /proc/<pid>/status's capability masks.
 CAP_NET_ADMIN = 12
+
+
+#: ``_firewall_damage``'s subject for tables that hold another state directory's networks
+FOREIGN = "hostnet's tables"
 
 
 def _has_net_admin(pid: int) -> bool:

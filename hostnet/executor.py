@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -84,6 +85,7 @@ class Executor:
     def __init__(self, backend: Backend, store: LocalStore | None) -> None:
         self.backend = backend
         self.store = store
+        self.rebuild_wait = 10.0  # seconds a change waits for a firewall rebuild
         self.pid = os.getpid()
         self.started = process_started(self.pid) or 0.0
 
@@ -109,18 +111,22 @@ class Executor:
         if self.store is None:
             plan = prepare if isinstance(prepare, tuple) else prepare(_NO_TX)
         else:
-            with self.store.transaction() as tx:
-                plan = prepare if isinstance(prepare, tuple) else prepare(tx)
-                moved = tx.moved
-                tx.journal_begin(
-                    id=journal,
-                    kind="setup",
-                    owner=json.dumps([owner]),
-                    pid=self.pid,
-                    started=self.started,
-                    plan=plan_to_json(plan),
-                    places=self._places(plan),
-                )
+            for _ in self._after_rebuilds():
+                with self.store.transaction() as tx:
+                    if self._rebuilding(tx):
+                        continue
+                    plan = prepare if isinstance(prepare, tuple) else prepare(tx)
+                    moved = tx.moved
+                    tx.journal_begin(
+                        id=journal,
+                        kind="setup",
+                        owner=json.dumps([owner]),
+                        pid=self.pid,
+                        started=self.started,
+                        plan=plan_to_json(plan),
+                        places=self._places(plan),
+                    )
+                    break
         done: list[Op] = []
         try:
             for index, op in enumerate(plan):
@@ -219,20 +225,24 @@ class Executor:
             else:
                 plan, owners = prepare(_NO_TX)
         else:
-            with self.store.transaction() as tx:
-                if isinstance(prepare, tuple):
-                    plan = prepare
-                else:
-                    plan, owners = prepare(tx)
-                tx.journal_begin(
-                    id=journal,
-                    kind="teardown",
-                    owner=json.dumps(list(owners)),
-                    pid=self.pid,
-                    started=self.started,
-                    plan=plan_to_json(plan),
-                    places=self._places(plan),
-                )
+            for _ in self._after_rebuilds():
+                with self.store.transaction() as tx:
+                    if self._rebuilding(tx):
+                        continue
+                    if isinstance(prepare, tuple):
+                        plan = prepare
+                    else:
+                        plan, owners = prepare(tx)
+                    tx.journal_begin(
+                        id=journal,
+                        kind="teardown",
+                        owner=json.dumps(list(owners)),
+                        pid=self.pid,
+                        started=self.started,
+                        plan=plan_to_json(plan),
+                        places=self._places(plan),
+                    )
+                    break
         # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
         problems = self._run_tolerant(plan)
         if self.store is not None:
@@ -258,6 +268,26 @@ class Executor:
             except Exception as exc:
                 problems.append(exc)
         return problems
+
+    # -- firewall rebuilds -------------------------------------------------------------
+
+    def _rebuilding(self, tx: Tx) -> bool:
+        """Whether a live process is rebuilding a host's firewall (``Controller.gc``):
+        its replay was planned from the records as they were, so a change journaled now
+        could be undone by it, or undo it."""
+        rows = tx.c.execute("SELECT pid, started FROM journal WHERE owner LIKE ?", (REBUILDS,))
+        return any(process_started(pid) == started for pid, started in rows.fetchall())
+
+    def _after_rebuilds(self) -> Iterator[None]:
+        """Attempts at a journaling transaction, a moment apart while a firewall
+        rebuild runs (it takes milliseconds); errors.Busy after ``rebuild_wait`` s."""
+        wait = self.rebuild_wait
+        deadline = time.monotonic() + wait
+        while True:
+            yield
+            if time.monotonic() > deadline:
+                raise errors.Busy("the host's firewall", "a rebuild by `hostnet gc`", wait)
+            time.sleep(0.005)
 
     # -- where ops act -----------------------------------------------------------------
 
@@ -410,6 +440,10 @@ class Executor:
         )
 
 
+#: The owner of a firewall rebuild's journal starts so (``Controller._restore_firewall``),
+#: as a LIKE pattern on the journal's JSON list of owners
+REBUILD_OWNER = "restore:"
+REBUILDS = f'%"{REBUILD_OWNER}%'
 #: ``namespaces_of``'s name for the root namespace (never a namespace's name)
 ROOT = ""
 #: In a journal's places: the mount namespace its mounts were read in

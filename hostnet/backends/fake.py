@@ -415,6 +415,11 @@ class FakeKernel:
             ns=space,
         )
         space.links[name] = link
+        for family in ("ipv4", "ipv6"):  # a new link takes conf/default's settings
+            for setting in IF_SYSCTLS:
+                default = space.sysctls.get(f"net/{family}/conf/default/{setting}")
+                if default is not None:
+                    space.sysctls[f"net/{family}/conf/{name}/{setting}"] = default
         return link
 
     def _link(self, space: _Namespace, name: str) -> _Link:
@@ -534,14 +539,11 @@ class FakeKernel:
             if space.links.get(dead.name) is not dead:
                 continue
             del space.links[dead.name]
-            for key in [k for k in space.sysctls if _link_of_sysctl(k) == dead.name]:
-                del space.sysctls[key]  # a link made again under the name starts afresh
+            self._forget_name(space, dead.name)
             if dead.master is not None and dead.master not in doomed:
                 self._ports_changed(dead.master)
             space.addresses = [(i, a) for i, a in space.addresses if i != dead.name]
             space.routes = [r for r in space.routes if r.ifname != dead.name]
-            space.neighbours = {n for n in space.neighbours if n[0] != dead.name}
-            space.fdb = {f for f in space.fdb if f[0] != dead.name}
             for other in space.links.values():
                 if other.master is dead:
                     other.master = None
@@ -587,6 +589,7 @@ class FakeKernel:
         del space.links[op.name]
         space.addresses = [(i, a) for i, a in space.addresses if i != op.name]
         space.routes = [r for r in space.routes if r.ifname != op.name]
+        self._forget_name(space, op.name)
         if link.master is not None:
             left, link.master = link.master, None
             self._ports_changed(left)
@@ -595,6 +598,15 @@ class FakeKernel:
                 other.master = None
         link.ns = target
         target.links[op.name] = link
+
+    @staticmethod
+    def _forget_name(space: _Namespace, name: str) -> None:
+        """What a namespace keeps by a link's name goes when the link leaves it: a link
+        made again (or moved in) under that name starts afresh."""
+        for key in [k for k in space.sysctls if _link_of_sysctl(k) == name]:
+            del space.sysctls[key]
+        space.neighbours = {n for n in space.neighbours if n[0] != name}
+        space.fdb = {f for f in space.fdb if f[0] != name}
 
     @staticmethod
     def _ports_changed(bridge: _Link) -> None:

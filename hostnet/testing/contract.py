@@ -547,6 +547,11 @@ class BackendContract:
         world.backend.apply(DelLink(ns=ns, name="v0"))
         world.backend.apply(AddLink(ns=ns, name="v0", kind="veth", peer="v1"))
         assert world.backend.sysctl(ns, key) == "0"  # a new link starts afresh
+        default = "net/ipv4/conf/default/route_localnet"
+        world.backend.apply(SetSysctl(ns=ns, key=default, value="1", previous="0"))
+        world.backend.apply(AddLink(ns=ns, name="w0", kind="veth", peer="w1"))
+        assert world.backend.sysctl(ns, "net/ipv4/conf/w0/route_localnet") == "1"
+        assert world.backend.sysctl(ns, key) == "0"  # (conf/default counts for new links)
 
     def test_neighbour_and_fdb_entries_are_added_once(self, world: World) -> None:
         ns = world.ns()

@@ -466,6 +466,12 @@ def test_a_port_published_on_one_host_address_answers_there(lab: Lab) -> None:
         assert request(lab.outside, UPLINK_HOST, 8080)
     with pytest.raises(errors.InvalidAddress, match="not an address of"):
         web.publish(app, ["10.9.9.9:8081:81"])
+    # a prohibit route answers the lookup with EACCES: still not the host's
+    subprocess.run(
+        ["ip", "-n", lab.host.name, "route", "add", "prohibit", "192.0.2.0/24"], check=True
+    )
+    with pytest.raises(errors.InvalidAddress, match="not an address of"):
+        web.publish(app, ["192.0.2.1:8081:81"])
     # all of 127.0.0.0/8 is the host's (one port on several loopback addresses)
     web.publish(app, ["127.0.0.2:8080:80", "127.0.0.3:8080:81"])
     with server(app, 80):

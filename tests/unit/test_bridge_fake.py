@@ -1401,12 +1401,17 @@ def test_no_firewall_restore_while_work_is_open_or_networks_wait_to_be_made(
             started=psutil.Process(os.getppid()).create_time(),
             plan=[],
         )
-    assert ctl.gc()["restored"] == []
+    with pytest.warns(errors.HostnetWarning, match="not rebuilt"):
+        assert ctl.gc()["restored"] == []
     with ctl.store.transaction() as tx:
         tx.journal_end("creating")
         tx.c.execute("INSERT INTO revive (network, host) VALUES (?, ?)", (web.id, HOST))
-    with pytest.warns(errors.HostnetWarning, match="could not be made again"):
+    with pytest.warns(errors.HostnetWarning) as caught:
         assert ctl.gc()["restored"] == []  # (its bridge is in the way: it stays marked)
+    assert {str(w.message)[:40] for w in caught} == {
+        "network 'web' could not be made again af",
+        "hostnet's firewall is not as recorded, a",
+    }
     with ctl.store.transaction() as tx:
         tx.revived(web.id)
     assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
@@ -1423,3 +1428,28 @@ def test_a_chain_added_by_hand_to_hostnets_table_is_no_damage(ctl: Controller) -
     )
     assert [f for f in ctl.audit() if f["kind"] == "missing-firewall"] == []
     assert ctl.gc()["restored"] == []
+
+
+def test_tables_of_another_state_directory_are_not_rebuilt(tmp_path) -> None:
+    # after a flush, another state directory made its networks on this host: its
+    # tables hold networks this one does not know, and gc leaves them be
+    kernel = FakeKernel(seed=3)
+    a = make(tmp_path / "a", kernel)
+    b = make(tmp_path / "b", kernel)
+    try:
+        a.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+        gone = [
+            {"delete": {"table": {"family": f, "name": "hostnet"}}} for f in ("inet", "bridge")
+        ]
+        kernel.apply(NftBatch(ns=HOST, commands=json.dumps({"nftables": gone}), undo=""))
+        b.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+        before = kernel.dump()
+        with pytest.warns(errors.HostnetWarning, match="another state directory"):
+            assert a.gc()["restored"] == []
+        assert kernel.dump() == before
+        assert [f["subject"] for f in a.audit() if f["kind"] == "missing-firewall"] == [
+            "hostnet's tables"
+        ]
+    finally:
+        a.close()
+        b.close()

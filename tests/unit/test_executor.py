@@ -623,3 +623,29 @@ def test_mounts_read_in_another_mount_namespace_are_not_judged(store: LocalStore
     (report,) = Executor(kernel, store).recover()
     assert (report.ops, report.skipped, report.errors) == (2, 0, ())
     assert "app" not in kernel.namespaces()
+
+
+def test_a_change_waits_for_a_firewall_rebuild_of_a_live_process(store: LocalStore) -> None:
+    # the rebuild replays the records as they were when it began: a change journaled
+    # meanwhile could be undone by it, or undo it
+    import psutil
+
+    kernel = FakeKernel()
+    with store.transaction() as tx:
+        tx.journal_begin(
+            id="rebuild",
+            kind="setup",
+            owner=json.dumps(["restore:host"]),
+            pid=os.getppid(),
+            started=psutil.Process(os.getppid()).create_time(),
+            plan=[],
+        )
+    executor = Executor(kernel, store)
+    executor.rebuild_wait = 0.05
+    with pytest.raises(errors.Busy, match="rebuild"):
+        executor.apply((CreateNamespace(ns="app"),), owner="ns:app")
+    assert kernel.namespaces() == ()
+    with store.transaction() as tx:
+        tx.journal_end("rebuild")
+    executor.apply((CreateNamespace(ns="app"),), owner="ns:app")
+    assert kernel.namespaces() == ("app",)

@@ -418,8 +418,8 @@ class NetlinkBackend:
             try:
                 answer = self._chan(ns).get(query, RTM_GETROUTE)
             except NetlinkError as exc:
-                if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL):
-                    return False  # no route at all: not local
+                if exc.code in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EINVAL, errno.EACCES):
+                    return False  # no route at all (or a prohibit one): not local
                 raise
         return bool(rtnl.route(answer)["type"] == RTN_LOCAL)
 
