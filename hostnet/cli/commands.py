@@ -228,6 +228,20 @@ def cmd_ports(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+SEVERITIES = ("high", "medium", "low", "info")
+
+
+def _args_audit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        default=None,
+        metavar="SEVERITY",
+        help="exit 1 if a finding is this severe or more (high, medium, low, info); "
+        "for scripts and CI",
+    )
+
+
 def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
     findings = ctx.controller.audit()
     table = format_table(
@@ -235,7 +249,10 @@ def cmd_audit(ctx: Context, args: argparse.Namespace) -> int:
         [[f["severity"], f["kind"], f["subject"], f["detail"]] for f in findings],
     )
     ctx.emit(findings, table)
-    return 0
+    if args.fail_on is None:
+        return 0
+    worst = SEVERITIES[: SEVERITIES.index(args.fail_on) + 1]
+    return 1 if any(f["severity"] in worst for f in findings) else 0
 
 
 def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
@@ -313,7 +330,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(name="gc", help="finish or roll back interrupted work, forget stale records",
             run=cmd_gc, recover=False),
     Command(name="audit", help="list the risks in the current state", run=cmd_audit,
-            recover=False),
+            arguments=_args_audit, recover=False),
     Command(name="demo", help="build two networks in throwaway namespaces, test them with "
             "real traffic, remove them", run=cmd_demo, arguments=args_demo, recover=False),
     Command(name="version", help="show version information", run=cmd_version),

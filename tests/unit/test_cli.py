@@ -560,3 +560,15 @@ def test_ctrl_c_while_the_command_line_is_imported_exits_130(monkeypatch, capsys
     monkeypatch.setitem(sys.modules, "hostnet.cli.main", Interrupting("hostnet.cli.main"))
     assert entry.main() == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_audit_fails_on_a_finding_as_severe_as_asked(cli: Cli) -> None:
+    assert cli("audit", "--fail-on", "info").code == 0  # nothing at all
+    cli("--allow-host-network", "attach", "web", "--driver", "host")  # high, and info
+    assert cli("audit").code == 0
+    assert cli("audit", "--fail-on", "high").code == 1
+    assert cli("audit", "--fail-on", "low").code == 1
+    cli("detach", "web")  # the admission (info) stays on record
+    assert cli("audit", "--fail-on", "low").code == 0
+    assert cli("audit", "--fail-on", "info").code == 1
+    assert cli("audit", "--fail-on", "severe").code == 2  # a usage error
