@@ -187,7 +187,15 @@ def test_audit_names_processes_with_cap_net_admin(hostnet_host) -> None:
     userns = ["unshare", "-U", "-r", "sleep", "60"]
     with ns.popen(plain) as weak, ns.popen(["sleep", "60"]) as strong, ns.popen(userns) as own:
         try:
-            assert wait_until(lambda: len(ns.pids()) == 3)
+
+            def started(pid: int) -> bool:  # past setpriv's and unshare's own work
+                try:
+                    with open(f"/proc/{pid}/comm") as f:
+                        return f.read().strip() == "sleep"
+                except OSError:
+                    return False
+
+            assert wait_until(lambda: all(started(p.pid) for p in (weak, strong, own)))
             found = [f for f in ctl.audit() if f["kind"] == "cap-net-admin"]
             assert [
                 (f["subject"], f"process {strong.pid} (sleep)" in f["detail"]) for f in found
