@@ -1387,20 +1387,12 @@ def test_no_firewall_restore_while_work_is_open_or_networks_wait_to_be_made(
     # between the first create's journal and its batch, the record is there without
     # the tables; so after a host restart, until its networks are made again; and
     # another process may be rebuilding them right now (its journal is open too)
-    import psutil
+    from tests.unit.test_executor import live_journal
 
     web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     gone = [{"delete": {"table": {"family": f, "name": "hostnet"}}} for f in ("inet", "bridge")]
     kernel_of(ctl).apply(NftBatch(ns=HOST, commands=json.dumps({"nftables": gone}), undo=""))
-    with ctl.store.transaction() as tx:
-        tx.journal_begin(
-            id="creating",
-            kind="setup",
-            owner=json.dumps(["some-network"]),
-            pid=os.getppid(),
-            started=psutil.Process(os.getppid()).create_time(),
-            plan=[],
-        )
+    live_journal(ctl.store, "creating", "some-network")
     with pytest.warns(errors.HostnetWarning, match="not rebuilt"):
         assert ctl.gc()["restored"] == []
     with ctl.store.transaction() as tx:

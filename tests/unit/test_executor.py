@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -625,21 +626,24 @@ def test_mounts_read_in_another_mount_namespace_are_not_judged(store: LocalStore
     assert "app" not in kernel.namespaces()
 
 
-def test_a_change_waits_for_a_firewall_rebuild_of_a_live_process(store: LocalStore) -> None:
-    # the rebuild replays the records as they were when it began: a change journaled
-    # meanwhile could be undone by it, or undo it
-    import psutil
-
-    kernel = FakeKernel()
+def live_journal(store: LocalStore, id: str, owner: str) -> None:
+    """An empty setup journal of ``owner`` that a live process (pytest's parent) holds."""
     with store.transaction() as tx:
         tx.journal_begin(
-            id="rebuild",
+            id=id,
             kind="setup",
-            owner=json.dumps(["restore:host"]),
+            owner=json.dumps([owner]),
             pid=os.getppid(),
             started=psutil.Process(os.getppid()).create_time(),
             plan=[],
         )
+
+
+def test_a_change_waits_for_a_firewall_rebuild_of_a_live_process(store: LocalStore) -> None:
+    # the rebuild replays the records as they were when it began: a change journaled
+    # meanwhile could be undone by it, or undo it
+    kernel = FakeKernel()
+    live_journal(store, "rebuild", "restore:host")
     executor = Executor(kernel, store)
     executor.rebuild_wait = 0.05
     with pytest.raises(errors.Busy, match="rebuild"):
