@@ -1226,13 +1226,7 @@ class Controller:
             if sock.blocks(exc.protocol, exc.host_ip, exc.port):
                 found = True
                 if sock.pid is not None:
-                    return errors.PortInUse(
-                        port=exc.port,
-                        protocol=exc.protocol,
-                        host_ip=exc.host_ip,
-                        owner_pid=sock.pid,
-                        owner_name=sock.process,
-                    )
+                    return sock.in_the_way(exc.protocol, exc.host_ip, exc.port)
         if not found:  # its process closed it (or exited) in the meantime
             exc.add_note("the socket is gone now: trying again may well work")
         return exc

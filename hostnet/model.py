@@ -127,6 +127,17 @@ class BoundSocket:
             and kernel_clashes(self.address, address, v6only=self.v6only)
         )
 
+    def in_the_way(self, protocol: str, address: str, port: int) -> errors.PortInUse:
+        """The error for a bind of ``protocol`` ``address``:``port`` that this socket
+        blocks, naming its process."""
+        return errors.PortInUse(
+            port=port,
+            protocol=protocol,
+            host_ip=address,
+            owner_pid=self.pid,
+            owner_name=self.process,
+        )
+
 
 @frozen(kw_only=True)
 class PortMapping:

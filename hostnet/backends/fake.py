@@ -856,13 +856,7 @@ class FakeKernel:
             if other.blocks(sock.protocol, sock.address, sock.port) or sock.blocks(
                 other.protocol, other.address, other.port
             ):
-                raise errors.PortInUse(
-                    port=sock.port,
-                    protocol=sock.protocol,
-                    host_ip=sock.address,
-                    owner_pid=other.pid,
-                    owner_name=other.process,
-                )
+                raise other.in_the_way(sock.protocol, sock.address, sock.port)
         space.sockets.append(sock)
 
     def _apply_BindPort(self, op: BindPort) -> None:
