@@ -247,13 +247,7 @@ class PortAllocator:
             if sock.address in reserved_ips and clashes(sock.address, host_ip):
                 continue
             if sock.blocks(protocol, host_ip, port):
-                raise errors.PortInUse(
-                    port=port,
-                    protocol=protocol,
-                    host_ip=host_ip,
-                    owner_pid=sock.pid,
-                    owner_name=sock.process,
-                )
+                raise sock.in_the_way(protocol, host_ip, port)
 
     def _free(self, tx: Tx, protocol: str, host_ip: str, port: int) -> bool:
         try:

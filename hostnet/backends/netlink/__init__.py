@@ -937,14 +937,10 @@ class NetlinkBackend:
                     for s in self.bound_sockets(op.ns, [op.port], idle=True)
                     if s.blocks(op.protocol, op.address, op.port)
                 ]
-                pid = holders[0].pid if holders else None
-                name = holders[0].process if holders else None
+                if holders:
+                    raise holders[0].in_the_way(op.protocol, op.address, op.port) from exc
                 raise errors.PortInUse(
-                    port=op.port,
-                    protocol=op.protocol,
-                    host_ip=op.address,
-                    owner_pid=pid,
-                    owner_name=name,
+                    port=op.port, protocol=op.protocol, host_ip=op.address
                 ) from exc
             raise
         self._held[key] = sock
