@@ -34,7 +34,16 @@ from hostnet import errors
 from hostnet.backends import open_backend
 from hostnet.backends.base import Backend
 from hostnet.drivers import bridge_firewall as fw
-from hostnet.drivers.base import ConnectContext, Driver, NetworkContext, driver_class, get_driver
+from hostnet.drivers.base import (
+    ConnectContext,
+    Driver,
+    NetworkContext,
+    checked_plan,
+    driver_call,
+    driver_class,
+    installed_driver,
+    recorded_driver,
+)
 from hostnet.drivers.bridge import bridge_mac
 from hostnet.executor import REBUILD_OWNER, Executor, Recovered, process_started
 from hostnet.model import WILDCARD4, WILDCARD6, Link, PortMapping, Reservation, Route, Snapshot
@@ -628,7 +637,7 @@ class Controller:
             raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
         if rows and (
             driver.exclusive
-            or any(driver_class(drivers[r["network"]]["driver"]).exclusive for r in rows)
+            or any(recorded_driver(drivers[r["network"]]["driver"]).exclusive for r in rows)
         ):
             modes = ", ".join(sorted(drivers[r["network"]]["name"] for r in rows))
             raise errors.ConflictError(
@@ -701,7 +710,8 @@ class Controller:
             labels=labels,
         )
         drv = cls()
-        spec = drv.validate(spec)
+        with driver_call(drv, "validate"):
+            spec = drv.validate(spec)
         network_id = new_id()
         host = self._observe(self.host_ns) if cls.observe_host else None
         sysctls = self._host_sysctls(cls.host_sysctls)
@@ -727,10 +737,11 @@ class Controller:
                 # (its records go only when its kernel work is done).
                 observe_again()
             spec = self._prepare_network(tx, drv, asked, host)
-            drv.check_siblings(
-                spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
-            )
-            data = drv.decide(spec, network_id, host)
+            with driver_call(drv, "decide"):
+                drv.check_siblings(
+                    spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
+                )
+                data = drv.decide(spec, network_id, host)
             for other in tx.networks(self.host_key):  # any state: recovery deletes by name
                 taken = set(_host_links(other["data"])) & set(_host_links(data))
                 if taken:
@@ -796,12 +807,19 @@ class Controller:
         )
         shared: list[Op] = []
         made: list[str] = []
-        for key, plan in drv.plan_shared(ctx).items():
+        where = (self.host_ns,)
+        with driver_call(drv, "plan_shared"):
+            by_key = drv.plan_shared(ctx)
+            items = list(by_key.items())
+        for key, returned in items:
+            plan = checked_plan(drv, "plan_shared", returned, where)
             if tx.shared(self.host_key, key) is None:
                 tx.add_shared(self.host_key, key, owner, plan_to_json(plan))
                 shared.extend(plan)
                 made.append(key)
-        return tuple(shared), made, list(drv.plan_create(ctx))
+        with driver_call(drv, "plan_create"):
+            created = drv.plan_create(ctx)
+        return tuple(shared), made, list(checked_plan(drv, "plan_create", created, where))
 
     @staticmethod
     def _warn_forwarding_off(driver: type[Driver], sysctls: dict[str, str], name: str) -> None:
@@ -913,7 +931,7 @@ class Controller:
 
     def delete_network(self, name: str, *, force: bool = False) -> None:
         record = self._network_record(name, applied=True)
-        if driver_class(record["driver"]).builtin:
+        if recorded_driver(record["driver"]).builtin:
             raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
 
         def prepare(tx: Tx) -> tuple[Plan, list[str]]:
@@ -925,26 +943,27 @@ class Controller:
             endpoints = self._endpoint_rows(tx, network=record["id"])
             if endpoints and not force:
                 raise errors.NetworkInUse(name, [e["workload"] for e in endpoints])
-            # Shared host setup goes with the last network of the driver; otherwise an
-            # active network of the same driver inherits it (one being deleted too
+            # Shared host setup goes with the last network that uses its key, of any
+            # driver; otherwise an active one inherits it (one being deleted too
             # cannot: its own deletion would then forget the setup without undoing it).
-            siblings = [
-                n
-                for n in tx.networks(self.host_key)
-                if n["driver"] == record["driver"] and n["id"] != record["id"]
-            ]
-            heirs = [n for n in siblings if n["state"] == "active"]
             owned = tx.shared_owned_by(record["id"])
+            others = [n for n in tx.networks(self.host_key) if n["id"] != record["id"]]
             failed = tx.journal_owners(failed=True)  # a create whose rollback failed is not coming
-            coming = [n for n in siblings if n["state"] == "pending" and n["id"] not in failed]
-            if owned and not heirs and coming:
-                # another process is creating a network on this setup right now: wait
-                # until it is active and can inherit the setup (or until it gave up)
-                raise errors.Busy(
-                    f"the host's shared setup {owned[0]['key']!r}",
-                    f"network {coming[0]['name']!r} is being created on it",
-                    0.0,
-                )
+            heirs: dict[str, dict[str, Any]] = {}
+            for shared in owned:
+                users = [n for n in others if shared["key"] in _shared_keys(n)]
+                active = [n for n in users if n["state"] == "active"]
+                coming = [n for n in users if n["state"] == "pending" and n["id"] not in failed]
+                if active:
+                    heirs[shared["key"]] = active[0]
+                elif coming:
+                    # another process is creating a network on this setup right now: wait
+                    # until it is active and can inherit the setup (or until it gave up)
+                    raise errors.Busy(
+                        f"the host's shared setup {shared['key']!r}",
+                        f"network {coming[0]['name']!r} is being created on it",
+                        0.0,
+                    )
             tx.mark_deleting("endpoints", "id", [e["id"] for e in endpoints])
             tx.mark_deleting("networks", "id", [record["id"]])
             released.extend(e["ns"] for e in endpoints)
@@ -954,8 +973,9 @@ class Controller:
                 *teardown_plan(plan_from_json(record["applied"])),
             ]
             for shared in owned:
-                if heirs:
-                    tx.transfer_shared(self.host_key, shared["key"], heirs[0]["id"])
+                heir = heirs.get(shared["key"])
+                if heir is not None:
+                    tx.transfer_shared(self.host_key, shared["key"], heir["id"])
                 else:
                     plan.extend(teardown_plan(plan_from_json(shared["applied"])))
             return merge_nft(tuple(plan)), [*(e["id"] for e in endpoints), record["id"]]
@@ -1083,7 +1103,7 @@ class Controller:
             "Id": record["id"],
             "Created": _rfc3339(record["at"]),
             "Driver": record["driver"],
-            "Scope": driver_class(record["driver"]).scope,
+            "Scope": recorded_driver(record["driver"]).scope,
             "EnableIPv4": not spec.subnets or any(s.network.version == 4 for s in spec.subnets),
             "EnableIPv6": spec.enable_ipv6,
             "IPAM": {
@@ -1281,7 +1301,7 @@ class Controller:
             # In the read that finds the network: the workload as its driver wants it,
             # then the network modes, which are checked again inside the connecting
             # transaction; this check fails early, before admissions are recorded.
-            drv = get_driver(record["driver"])
+            drv = installed_driver(record["driver"])
             name, ns = self._connect_target(drv, workload)
             self._check_modes(tx, drv, name, network.name)
             found.append((drv, name, ns))
@@ -1423,9 +1443,18 @@ class Controller:
                 # since it was observed: a second one would fail (EEXIST)
                 routes = (*target.routes, *(Route(dst=dst) for dst in claimed))
                 seen = attrs.evolve(target, routes=routes)
-            plan = drv.plan_connect(
-                ConnectContext(network=info, endpoint=endpoint, target=seen, host=host)
-            )
+            with driver_call(drv, "plan_connect"):
+                planned = drv.plan_connect(
+                    ConnectContext(network=info, endpoint=endpoint, target=seen, host=host)
+                )
+            plan = checked_plan(drv, "plan_connect", planned, {self.host_ns, ns or self.host_ns})
+            if mappings and type(drv).plan_publish is Driver.plan_publish:
+                # a driver that publishes no ports and did not refuse them itself
+                raise errors.InvalidOption(
+                    "publish",
+                    [m.as_spec() for m in mappings],
+                    f"the {drv.name} driver does not publish ports",
+                )
             row: dict[str, Any] = {
                 "id": endpoint_id,
                 "workload": name,
@@ -1543,7 +1572,7 @@ class Controller:
         name = _workload_name(workload)
         publish = _port_list("publish", publish)
         record = self._network_record(network.name)
-        drv = get_driver(record["driver"])
+        drv = installed_driver(record["driver"])
         if type(drv).plan_publish is Driver.plan_publish:  # before any admission
             raise errors.InvalidOption(
                 "publish", list(publish), f"the {drv.name} driver does not publish ports"
@@ -1582,7 +1611,10 @@ class Controller:
                 raise errors.EndpointNotFound(network.name, name)
             reserved = allocator.reserve(tx, requests, owner=owner, workload=name)
             added[:] = _mappings(specs, reserved)
-            return drv.plan_publish(info, endpoint, tuple(added))
+            with driver_call(drv, "plan_publish"):
+                planned = drv.plan_publish(info, endpoint, tuple(added))
+            where = {self.host_ns, row["ns"] or self.host_ns}
+            return checked_plan(drv, "plan_publish", planned, where)
 
         def commit(tx: Tx, plan: Plan) -> None:
             tx.add_published(
@@ -1793,9 +1825,10 @@ class Controller:
         mode = ""
         for ep in eps:
             record = self._network_record(ep.network)
-            drv = get_driver(record["driver"])
+            drv = recorded_driver(record["driver"])()
             info = self._network_info(record, self.host_ns)
-            networks[ep.network] = drv.describe_endpoint(info, _endpoint_info(ep))
+            with driver_call(drv, "describe_endpoint"):
+                networks[ep.network] = drv.describe_endpoint(info, _endpoint_info(ep))
             mode = mode or ep.network
             for m in ep.ports:
                 entry = {"HostIp": m.host_ip, "HostPort": str(m.host_port)}
@@ -2455,6 +2488,14 @@ def _ident_of(tx: Tx, *, owner: str) -> str | None:
     return tx.ident(owner)
 
 
+def _shared_keys(record: dict[str, Any]) -> tuple[str, ...]:
+    """The keys of host-wide setup network ``record`` uses (``Driver.shared_keys``): the
+    setup is shared by key, whatever the driver, and goes with the last user."""
+    drv = recorded_driver(record["driver"])()
+    with driver_call(drv, "shared_keys"):
+        return tuple(drv.shared_keys(NetworkSpec.from_json(record["spec"])))
+
+
 def _refuse_host_in_use(tx: Tx, name: str) -> None:
     """Namespace ``name`` may not go while it is the host of networks (of a
     ``Controller(host=name)`` on this state directory) or of host-network workloads:
@@ -2463,7 +2504,7 @@ def _refuse_host_in_use(tx: Tx, name: str) -> None:
     users = [
         r["name"]
         for r in tx.networks(host=name)
-        if not driver_class(r["driver"]).builtin or tx.endpoints(network=r["id"])
+        if not recorded_driver(r["driver"]).builtin or tx.endpoints(network=r["id"])
     ]
     if users:
         raise errors.ConflictError(

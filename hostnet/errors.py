@@ -31,6 +31,7 @@ backend, with ``raise ... from exc``; nothing above the backend sees a NetlinkEr
     ├── PolicyDenied                           the security policy refused (host networking...)
     ├── PermissionDenied                       missing CAP_NET_ADMIN or root
     ├── UnsupportedError                       the kernel or backend cannot do this
+    ├── DriverError                            a (third-party) driver misbehaved
     ├── KernelError                            any other kernel failure, with .errno
     ├── ApplyError                             a plan failed; rolled back; see .cause
     ├── TeardownError                          teardown finished with errors; see .errors
@@ -285,6 +286,20 @@ class PermissionDenied(HostnetError, PermissionError):
 
 class UnsupportedError(HostnetError):
     """The running kernel or the chosen backend cannot do what was asked."""
+
+
+class DriverError(HostnetError):
+    """A network driver misbehaved: it raised an unexpected exception, or returned a plan
+    hostnet refuses to apply (not a tuple of Ops, or ops outside the namespaces it may
+    act in). A bug in the driver, not in the caller's input; nothing was changed."""
+
+    def __init__(self, driver: str, method: str, problem: str) -> None:
+        self.driver = driver
+        self.method = method
+        super().__init__(
+            f"network driver {driver!r} ({method}): {problem}; this is a bug in the "
+            "driver, nothing was changed"
+        )
 
 
 class KernelError(HostnetError, OSError):

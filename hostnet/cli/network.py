@@ -28,7 +28,7 @@ from hostnet.cli.process import (
     wait_child,
 )
 from hostnet.cli.table import format_table
-from hostnet.drivers.base import driver_class
+from hostnet.drivers.base import recorded_driver
 from hostnet.model import PortMapping
 from hostnet.network import Endpoint
 from hostnet.policy.ports import parse_publish
@@ -64,10 +64,7 @@ def parse_pairs(values: Iterable[str], option: str, shape: str) -> dict[str, str
 
 
 def _scope(driver: str) -> str:
-    try:
-        return driver_class(driver).scope
-    except errors.NotFoundError:  # a third-party driver that is no longer installed
-        return "?"
+    return recorded_driver(driver).scope  # (a stand-in if no longer installed)
 
 
 # -- network create ------------------------------------------------------------------------

@@ -6,15 +6,20 @@ ports), admits (policy), journals and applies.
 
 Registry: built-in drivers are registered by import path and loaded on first use;
 third-party drivers register through the ``hostnet.drivers`` entry-point group (or
-``register_driver``). A name that is already taken is refused.
+``register_driver``). A name that is already taken is refused (an entry point that
+wants one is skipped, with a warning). docs/drivers.md is the guide for writing one.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import re
 import threading
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -24,7 +29,7 @@ from attrs import frozen
 
 from hostnet import errors
 from hostnet.model import PortMapping, Snapshot
-from hostnet.ops import AddRoute, Op, Plan
+from hostnet.ops import SAME_NS, AddRoute, CreateNamespace, Op, Plan
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
@@ -138,9 +143,12 @@ class Driver(ABC):
         return ()
 
     def plan_shared(self, ctx: NetworkContext) -> dict[str, Plan]:
-        """Host-wide setup shared by every network of this driver (firewall tables,
-        forwarding), by key. The Controller applies a key's plan with the first network
-        that needs it, records it, and undoes it with the last one."""
+        """Host-wide setup (firewall tables, forwarding), by key. A key is shared by
+        every network whose driver lists it in ``shared_keys``, whatever the driver: the
+        Controller applies a key's plan with the first network that needs it, records
+        it, hands it to another user when that network goes, and undoes it with the
+        last one. Two drivers that need the same host setting should use the same key
+        (bridge's: "sysctl:net/ipv4/ip_forward", "sysctl:net/ipv6/conf/all/forwarding")."""
         return {}
 
     def shared_keys(self, spec: NetworkSpec) -> tuple[str, ...]:
@@ -284,6 +292,10 @@ _lock = threading.Lock()
 registry: Mapping[str, type[Driver] | str] = MappingProxyType(_registry)
 
 
+#: what a driver may be registered as (no spaces or quotes: it appears in commands)
+_DRIVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}")
+
+
 def register_driver(name: str, driver: type[Driver] | str, *, replace: bool = False) -> None:
     """Register a driver class (or a lazy "package.module:Class" path) under ``name``.
 
@@ -293,6 +305,22 @@ def register_driver(name: str, driver: type[Driver] | str, *, replace: bool = Fa
     >>> register_driver("mine", Mine)
     >>> unregister_driver("mine")
     """
+    if not isinstance(name, str) or not _DRIVER_NAME.fullmatch(name):
+        raise errors.InvalidName(
+            "driver",
+            name,
+            "1 to 64 letters, digits and . _ : / -, starting with a letter or digit",
+        )
+    if isinstance(driver, str):
+        module_name, _, attr = driver.partition(":")
+        if not module_name or not attr:
+            raise errors.InvalidOption(
+                "driver", driver, 'a Driver subclass, or a "package.module:Class" path'
+            )
+    else:
+        problem = _not_a_driver(driver)
+        if problem is not None:
+            raise errors.InvalidOption("driver", driver, problem)
     with _lock:
         if name in _registry and not replace:
             raise errors.ConflictError(
@@ -315,18 +343,19 @@ def _load_entry_points() -> None:
         if _entry_points_loaded:
             return
         _entry_points_loaded = True
-        clashes = []
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             if ep.name in _registry:
                 if _registry[ep.name] != ep.value:
-                    clashes.append(
+                    # skipped, not raised: one bad plugin must not make every other
+                    # driver's first lookup in a process fail
+                    warnings.warn(
                         f"entry point {ep.value!r} wants driver name {ep.name!r}, which is "
-                        f"already taken by {_registry[ep.name]!r}"
+                        f"already taken by {_registry[ep.name]!r}; it is ignored",
+                        errors.HostnetWarning,
+                        stacklevel=4,
                     )
                 continue
             _registry[ep.name] = ep.value
-        if clashes:  # refused, after registering every entry point that does not clash
-            raise errors.ConflictError("; ".join(clashes))
 
 
 def driver_class(name: str) -> type[Driver]:
@@ -345,16 +374,130 @@ def driver_class(name: str) -> type[Driver]:
                 sorted(_registry),
                 f"{entry!r} could not be loaded ({exc}); is its package installed?",
             ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, Driver)):
+        except Exception as exc:  # the plugin's own module failed while importing
             raise errors.DriverNotFound(
-                name, sorted(_registry), f"{entry!r} is not a hostnet Driver"
-            )
+                name,
+                sorted(_registry),
+                f"importing {entry!r} raised {type(exc).__name__}: {exc}",
+            ) from exc
+        problem = _not_a_driver(cls)
+        if problem is not None:
+            raise errors.DriverNotFound(name, sorted(_registry), f"{entry!r} is {problem}")
+        loaded: type[Driver] = cls
         with _lock:
-            _registry[name] = cls
-        return cls
+            _registry[name] = loaded
+        return loaded
     return entry
 
 
 def get_driver(name: str) -> Driver:
     """An instance of the driver registered as ``name``."""
     return driver_class(name)()
+
+
+def _not_a_driver(obj: object) -> str | None:
+    """Why ``obj`` cannot be registered as a driver (None: it can)."""
+    if not (isinstance(obj, type) and issubclass(obj, Driver)):
+        return "not a hostnet Driver subclass"
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(getattr(obj, "__abstractmethods__", ())))
+        return f"an abstract Driver (it does not implement {missing})"
+    return None
+
+
+_UNINSTALLED = (
+    "the network was made with it, and its package is not installed (any more): its "
+    "networks can be listed, inspected, disconnected and deleted, not connected to"
+)
+
+
+class _Uninstalled(Driver):
+    """Stands in for the driver of a recorded network that is not installed (any more):
+    enough to list, inspect, disconnect and delete the network from its records, which
+    need no planning."""
+
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        raise errors.DriverNotFound(self.name, sorted(registry), _UNINSTALLED)
+
+
+def installed_driver(name: str) -> Driver:
+    """The driver a recorded network was made with, to plan more work on it."""
+    try:
+        return get_driver(name)
+    except errors.DriverNotFound as exc:
+        raise errors.DriverNotFound(name, exc.available, exc.hint or _UNINSTALLED) from exc
+
+
+def recorded_driver(name: str) -> type[Driver]:
+    """The class of the driver a network was recorded with; a stand-in (scope "local",
+    nothing built in or exclusive about it) when it is not installed."""
+    try:
+        return driver_class(name)
+    except errors.DriverNotFound:
+        stand_in: type[Driver] = type(f"Uninstalled_{name}", (_Uninstalled,), {"name": name})
+        return stand_in
+
+
+# -- calling drivers --------------------------------------------------------------------
+
+
+@contextmanager
+def driver_call(driver: Driver, method: str) -> Iterator[None]:
+    """Around a call of a driver's method: a hostnet error passes (refusing input is a
+    driver's job), any other exception is the driver's bug, said as DriverError."""
+    try:
+        yield
+    except errors.HostnetError:
+        raise
+    except Exception as exc:
+        raise errors.DriverError(
+            driver.name, method, f"raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def checked_plan(driver: Driver, method: str, plan: object, where: Collection[str | None]) -> Plan:
+    """``plan`` as returned by ``driver.<method>``, if it is a sequence of Ops acting
+    only in ``where`` (None: the root namespace) and in namespaces it creates itself;
+    DriverError otherwise, before anything is journaled or applied. The Controller
+    gives a driver its host namespace, and the workload's when it connects one: a plan
+    reaching elsewhere (``ns=None`` meant as "the host" is the usual slip) would
+    change a namespace the caller never named, the machine's own one included."""
+    if not isinstance(plan, (tuple, list)):
+        raise errors.DriverError(
+            driver.name, method, f"returned {type(plan).__name__}, not a tuple of Ops"
+        )
+    made = {op.ns for op in plan if isinstance(op, CreateNamespace)}
+    allowed = {*where, *made}
+    for op in plan:
+        if not isinstance(op, Op):
+            raise errors.DriverError(
+                driver.name, method, f"its plan holds {op!r}, which is not a hostnet.ops Op"
+            )
+        outside = _namespaces(op) - allowed
+        if outside:
+            shown = ", ".join(sorted(_shown(n) for n in outside))
+            mine = ", ".join(sorted(_shown(n) for n in allowed))
+            raise errors.DriverError(
+                driver.name,
+                method,
+                f"{op} acts in {shown}; it may act only in {mine}",
+            )
+    return tuple(plan)
+
+
+def _namespaces(op: Op) -> set[str | None]:
+    """Every namespace ``op`` names, those of the ops it carries (an inverse to
+    recreate) included."""
+    names: set[str | None] = {op.ns}
+    for field in attrs.fields(type(op)):
+        value = getattr(op, field.name)
+        if field.name in ("peer_ns", "parent_ns", "to_ns") and value != SAME_NS:
+            names.add(value)
+        for inner in value if isinstance(value, tuple) else (value,):
+            if isinstance(inner, Op):
+                names |= _namespaces(inner)
+    return names
+
+
+def _shown(ns: str | None) -> str:
+    return "the root namespace" if ns is None else repr(ns)
