@@ -294,7 +294,7 @@ class Controller:
                 tx, drv, info, host, sysctls, allow_forwarding=allow, owner=owner
             )
             if not allow:
-                self._warn_forwarding_off(cls, sysctls, record["name"])
+                self._warn_forwarding_off(cls, sysctls, record["name"], ipv6=spec.enable_ipv6)
             return merge_nft((*shared, *created))
 
         def commit(tx: Tx, plan: Plan) -> None:
@@ -778,7 +778,7 @@ class Controller:
             lambda: self.executor.apply(prepare, owner=network_id, commit=commit), observe_again
         )
         if not self.allow_forwarding:
-            self._warn_forwarding_off(cls, sysctls, name)
+            self._warn_forwarding_off(cls, sysctls, name, ipv6=spec.enable_ipv6)
         return self.network(name)
 
     def _plan_network(
@@ -822,11 +822,22 @@ class Controller:
         return tuple(shared), made, list(checked_plan(drv, "plan_create", created, where))
 
     @staticmethod
-    def _warn_forwarding_off(driver: type[Driver], sysctls: dict[str, str], name: str) -> None:
-        if driver.host_sysctls and sysctls.get("net/ipv4/ip_forward") == "0":
+    def _warn_forwarding_off(
+        driver: type[Driver], sysctls: dict[str, str], name: str, *, ipv6: bool
+    ) -> None:
+        off = [
+            family
+            for family, key, wanted in (
+                ("IPv4", "net/ipv4/ip_forward", True),
+                ("IPv6", "net/ipv6/conf/all/forwarding", ipv6),
+            )
+            if wanted and sysctls.get(key) == "0"
+        ]
+        if driver.host_sysctls and off:
             warnings.warn(
-                f"IP forwarding is off in the host namespace: endpoints of {name!r} cannot "
-                "reach beyond the host and ports published to other hosts do not work; "
+                f"{' and '.join(off)} forwarding is off in the host namespace: endpoints of "
+                f"{name!r} cannot reach beyond the host over {' or '.join(off)}, and ports "
+                "published to other hosts do not answer there; "
                 "pass Controller(forwarding=True) (CLI: --allow-forwarding) to let hostnet "
                 "turn it on (and restore it)",
                 errors.HostnetWarning,

@@ -176,6 +176,9 @@ class AddLink(Op):
     came in on, so an endpoint can reach its own published port through the host.
     ``ipv6_linklocal=False``: no IPv6 link-local address on the link (and its veth
     peer), so no IPv6 neighbour and router chatter on an IPv4-only network.
+    ``ipv6=False``: IPv6 off (``disable_ipv6``) on the workload's end (a veth's peer,
+    the link itself for other kinds) before it comes up, so an endpoint of an IPv4-only
+    network takes no address or route from a router advertisement (as Docker does).
     """
 
     name: str
@@ -187,6 +190,7 @@ class AddLink(Op):
     hairpin: bool = False
     group: int | None = None
     ipv6_linklocal: bool = True
+    ipv6: bool = True
     peer: str | None = None
     peer_ns: str | None = SAME_NS
     peer_mac: str | None = None

@@ -55,6 +55,8 @@ _UNUSABLE4 = (
 _UNUSABLE6 = (
     ("multicast", ipaddress.ip_network("ff00::/8")),
     ("loopback or unspecified", ipaddress.ip_network("::/127")),
+    # hostnet reads ::ffff:a.b.c.d as the IPv4 address it maps (static ip, -p)
+    ("IPv4-mapped (they stand for IPv4 ones)", ipaddress.ip_network("::ffff:0:0/96")),
 )
 
 

@@ -516,6 +516,11 @@ class FakeKernel:
             master.had_ports = True
             self._ports_changed(master)
         link.group = op.group or 0
+        if not op.ipv6:  # on the workload's end, if its namespace has IPv6 at all
+            end = link.peer if op.kind == "veth" and link.peer is not None else link
+            key = f"net/ipv6/conf/{end.name}/disable_ipv6"
+            if key in end.ns.sysctls:
+                end.ns.sysctls[key] = "1"
         if op.up:
             try:
                 self._set_up(link, True)

@@ -33,6 +33,10 @@ from hostnet.ops import SAME_NS, AddRoute, CreateNamespace, Op, Plan
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
+#: the option every driver takes an MTU as (Docker's name)
+OPT_MTU = "com.docker.network.driver.mtu"
+#: IPv6 needs links of at least this MTU (RFC 8200)
+IPV6_MIN_MTU = 1280
 
 
 @frozen(kw_only=True)
@@ -255,12 +259,19 @@ def option_mtu(key: str, value: str) -> str:
 
 def respec(spec: NetworkSpec, options: dict[str, str]) -> NetworkSpec:
     """``spec`` with normalised options (and IPv6 on when an IPv6 subnet is given)."""
+    ipv6 = spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets)
+    mtu = options.get(OPT_MTU)
+    if ipv6 and mtu is not None and int(mtu) < IPV6_MIN_MTU:
+        # the kernel takes the link, then refuses its IPv6 address (EINVAL)
+        raise errors.InvalidOption(
+            "mtu", mtu, f"a network with IPv6 needs an MTU of at least {IPV6_MIN_MTU}"
+        )
     return NetworkSpec(
         name=spec.name,
         driver=spec.driver,
         subnets=spec.subnets,
         internal=spec.internal,
-        enable_ipv6=spec.enable_ipv6 or any(":" in s.subnet for s in spec.subnets),
+        enable_ipv6=ipv6,
         options=options,
         labels=dict(spec.labels),
     )

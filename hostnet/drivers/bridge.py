@@ -22,6 +22,7 @@ from typing import ClassVar
 from hostnet import errors
 from hostnet.drivers import bridge_firewall as fw
 from hostnet.drivers.base import (
+    OPT_MTU,
     ConnectContext,
     Driver,
     NetworkContext,
@@ -49,7 +50,6 @@ OPT_NAME = "com.docker.network.bridge.name"
 OPT_ICC = "com.docker.network.bridge.enable_icc"
 OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
 OPT_HOST_IP = "com.docker.network.bridge.host_binding_ipv4"
-OPT_MTU = "com.docker.network.driver.mtu"
 #: IGMP/MLD snooping on the bridge: off unless asked for (docs/decisions.md)
 OPT_SNOOPING = "hostnet.bridge.multicast_snooping"
 
@@ -270,6 +270,7 @@ class BridgeDriver(Driver):
                 master=net.data["bridge"],
                 hairpin=True,
                 ipv6_linklocal=spec.enable_ipv6,
+                ipv6=any(":" in a for a in ep.addresses),
                 group=net.data.get("group"),
                 peer=ep.ifname,
                 peer_ns=ep.ns,

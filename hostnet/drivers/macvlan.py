@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from hostnet import errors
 from hostnet.drivers.base import (
+    OPT_MTU,
     ConnectContext,
     Driver,
     NetworkContext,
@@ -37,7 +38,6 @@ from hostnet.specs import NetworkInfo, NetworkSpec
 OPT_PARENT = "parent"
 OPT_MODE = "macvlan_mode"
 OPT_SHIM = "host_shim"
-OPT_MTU = "com.docker.network.driver.mtu"
 ALIASES = {"mode": OPT_MODE, "mtu": OPT_MTU, "shim": OPT_SHIM}
 MODES = ("bridge", "private", "vepa", "passthru")
 
@@ -264,6 +264,7 @@ class MacvlanDriver(Driver):
                 mtu=data["mtu"],
                 up=True,
                 mac=None if mode == "passthru" else ep.mac,
+                ipv6=any(":" in a for a in ep.addresses),
             )
         ]
         ops += [AddAddress(ns=ep.ns, ifname=ep.ifname, address=a) for a in ep.addresses]

@@ -120,3 +120,45 @@ def fresh_ip_forward() -> str:
             return "0"
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         return f.read().strip()
+
+
+ROUTER_ADVERT = r"""
+import socket, struct, sys
+ifname, source, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+index = socket.if_nametoindex(ifname)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)  # RFC 4861: 255 or dropped
+s.bind((source, 0, 0, index))
+# type 134, code 0, checksum (the kernel's), hop limit 64, no flags, router lifetime 1800 s
+advert = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
+# prefix information: a /64, on-link and autonomous (SLAAC), lifetimes in seconds
+advert += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0)
+advert += socket.inet_pton(socket.AF_INET6, prefix)
+for _ in range(3):
+    s.sendto(advert, ("ff02::1", 0, 0, index))
+"""
+
+
+def advertise_router(ns: Namespace, ifname: str, source: str, prefix: str) -> None:
+    """Send an IPv6 router advertisement out of ``ifname`` in ``ns`` from link-local
+    ``source`` (the namespace's own), offering ``prefix``/64 for SLAAC and itself as
+    the default router: what a rogue neighbour or a LAN's router sends."""
+    ns.run([sys.executable, "-c", ROUTER_ADVERT, ifname, source, prefix], check=True, timeout=20)
+
+
+def slaac_taken(ns: Namespace, ifname: str, prefix: str, wait: float) -> bool:
+    """Whether ``ifname`` in ``ns`` took an address in ``prefix``/64 or a default
+    route from an advertisement, within ``wait`` seconds."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        out = ns.run(
+            ["ip", "-6", "-o", "addr", "show", "dev", ifname], capture_output=True, text=True
+        ).stdout
+        routes = ns.run(["ip", "-6", "route", "show", "default"], capture_output=True, text=True)
+        if prefix.rstrip(":") in out or "proto ra" in routes.stdout:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)

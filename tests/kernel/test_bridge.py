@@ -17,7 +17,7 @@ from hostnet import errors
 from hostnet.controller import Controller
 from hostnet.namespace import Namespace
 from hostnet.testing.world import without_namespace
-from tests.kernel.netutil import ping, request, server
+from tests.kernel.netutil import advertise_router, ping, request, server, slaac_taken
 
 UPLINK_HOST = "10.250.0.1"
 UPLINK_OUT = "10.250.0.2"
@@ -301,6 +301,37 @@ def test_ipv6_between_endpoints(lab: Lab) -> None:
     assert [r.gateway for r in a.routes() if r.is_default and r.family == 6] == ["fd00:91::1"]
     with server(b, 7200):
         assert request(a, eb.ip6, 7200) == f"{b.name} {ea.ip6}"
+
+
+def test_ipv4_only_endpoints_take_nothing_from_a_rogue_router_advert(lab: Lab) -> None:
+    """An endpoint of an IPv4-only network has IPv6 off, as Docker does since 25.0.5
+    and 26.0.2: a neighbour that sends a router advertisement gets no address and no
+    default route into it (the CVE-2024-32473 class)."""
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    victim, rogue = lab.ns(), lab.ns()
+    web.connect(victim)
+    web.connect(rogue)
+    sysctl = "net/ipv6/conf/eth0/disable_ipv6"
+    assert lab.ctl.backend.sysctl(victim.name, sysctl) == "1"
+    assert [a for a in victim.addresses() if a.ifname == "eth0" and ":" in a.address] == []
+    # the rogue is root in its namespace: it turns IPv6 back on for itself
+    rogue.run(["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"], check=True)
+    rogue.run(["ip", "addr", "add", "fe80::bad/64", "dev", "eth0", "nodad"], check=True)
+    prefix = "fd66:1:2:3::"
+    advertise_router(rogue, "eth0", "fe80::bad", prefix)
+    assert not slaac_taken(victim, "eth0", prefix, wait=1.5)
+    # the same advertisement does work on an interface with IPv6 on
+    victim.run(["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"], check=True)
+    advertise_router(rogue, "eth0", "fe80::bad", prefix)
+    assert slaac_taken(victim, "eth0", prefix, wait=5)
+
+
+def test_dual_stack_endpoints_keep_ipv6_on(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = lab.ns()
+    ep = web.connect(app)
+    assert lab.ctl.backend.sysctl(app.name, "net/ipv6/conf/eth0/disable_ipv6") == "0"
+    assert ep.ip6 in {a.address.split("/")[0] for a in app.addresses()}
 
 
 def test_multicast_snooping_is_off_unless_asked_for(lab: Lab) -> None:

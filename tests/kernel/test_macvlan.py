@@ -15,7 +15,7 @@ from hostnet import errors
 from hostnet.controller import Controller
 from hostnet.namespace import Namespace
 from hostnet.testing.world import without_namespace
-from tests.kernel.netutil import ping, request, server
+from tests.kernel.netutil import advertise_router, ping, request, server, slaac_taken
 
 LAN_GW = "192.168.50.1"
 HOST_ON_LAN = "192.168.50.2"
@@ -319,3 +319,24 @@ def test_an_endpoint_whose_mac_the_workload_changed_is_still_disconnected(lan: L
     app.run(["ip", "link", "set", "eth0", "address", "02:00:00:00:00:77"], check=True)
     net.disconnect(app)  # type: ignore[attr-defined]
     assert app.snapshot().link_names() == {"lo"}
+
+
+def test_ipv4_only_endpoints_take_nothing_from_the_lans_router_advert(lan: Lan) -> None:
+    """The LAN's router (or anyone on it) advertising an IPv6 prefix does not give an
+    endpoint of an IPv4-only macvlan network an address or a default route: its IPv6 is
+    off, as Docker does; a dual-stack network's endpoint keeps IPv6."""
+    net = lan.network()
+    app = lan.ns()
+    net.connect(app)  # type: ignore[attr-defined]
+    assert lan.ctl.backend.sysctl(app.name, "net/ipv6/conf/eth0/disable_ipv6") == "1"
+    lan.lan.run(["ip", "addr", "add", "fe80::1/64", "dev", "eth0", "nodad"], check=True)
+    prefix = "fd50:1:2:3::"
+    advertise_router(lan.lan, "eth0", "fe80::1", prefix)
+    assert not slaac_taken(app, "eth0", prefix, wait=1.5)
+    app.run(["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"], check=True)
+    advertise_router(lan.lan, "eth0", "fe80::1", prefix)
+    assert slaac_taken(app, "eth0", prefix, wait=5)  # the advertisement itself works
+    dual = lan.network("dual", subnet=["192.168.60.0/24", "fd60::/64"], gateway=None)
+    other = lan.ns()
+    dual.connect(other)  # type: ignore[attr-defined]
+    assert lan.ctl.backend.sysctl(other.name, "net/ipv6/conf/eth0/disable_ipv6") == "0"

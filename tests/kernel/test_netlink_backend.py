@@ -6,6 +6,8 @@ import json
 import subprocess
 from typing import Any
 
+import pytest
+
 from hostnet.backends.netlink import NetlinkBackend
 from hostnet.ops import AddAddress, AddLink, SetMaster
 from hostnet.testing.world import World
@@ -120,3 +122,57 @@ def test_a_macvlan_made_for_an_observed_namespace_is_addressed_without_a_lookup(
     finally:
         assert world.cleanup() == []
         backend.close()
+
+
+def _disabled(backend: NetlinkBackend, ns: str, ifname: str) -> str:
+    return backend.sysctl(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["through-directory", "thread"])
+def test_ipv6_is_turned_off_on_the_workload_end_only(
+    direct: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``AddLink(ipv6=False)`` turns IPv6 off on the end inside the workload (a veth's
+    peer, a macvlan) before it comes up, whether the setting is written through the
+    namespace's sysctl directory or, where the kernel was not seen to allow that, from a
+    thread inside the namespace; the host's end and the caller's own links keep theirs."""
+    from hostnet.backends.netlink import nsenter
+
+    if not direct:
+        monkeypatch.setattr(nsenter, "_sysctl_dirs_checked", False)
+    backend = NetlinkBackend()
+    ours = {name: _disabled(backend, None, name) for name in ("lo", "all")}
+    world = World(backend, tag="h6")
+    try:
+        host, app, other = world.ns(), world.ns(), world.ns()
+        backend.observe(app, firewall=False, addresses=False)
+        backend.apply(
+            AddLink(ns=host, name="v0", kind="veth", peer="eth0", peer_ns=app, up=True,
+                    peer_up=True, ipv6=False)
+        )  # fmt: skip
+        assert (_disabled(backend, app, "eth0"), _disabled(backend, host, "v0")) == ("1", "0")
+        subprocess.run(["ip", "-n", host, "link", "add", "lan0", "type", "veth",
+                        "peer", "name", "lan1"], check=True)  # fmt: skip
+        subprocess.run(["ip", "-n", host, "link", "set", "lan0", "up"], check=True)
+        backend.apply(
+            AddLink(ns=other, name="eth0", kind="macvlan", parent="lan0", parent_ns=host,
+                    up=True, ipv6=False)
+        )  # fmt: skip
+        link = backend.observe(other).link("eth0")
+        assert link is not None and link.up
+        assert _disabled(backend, other, "eth0") == "1"
+        assert not [a for a in backend.observe(other).addresses if a.ifname == "eth0"]
+        assert {name: _disabled(backend, None, name) for name in ours} == ours
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
+def test_the_sysctl_directory_probe_writes_nothing_outside_its_namespace() -> None:
+    from hostnet.backends.netlink import nsenter
+
+    with open("/proc/sys/net/ipv6/conf/lo/hop_limit") as f:
+        before = f.read()
+    assert nsenter._probe_sysctl_dirs() is True  # what this kernel does
+    with open("/proc/sys/net/ipv6/conf/lo/hop_limit") as f:
+        assert f.read() == before

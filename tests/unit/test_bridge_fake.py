@@ -1445,3 +1445,39 @@ def test_tables_of_another_state_directory_are_not_rebuilt(tmp_path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_ipv6_forwarding_off_is_warned_about_for_a_network_with_ipv6(tmp_path) -> None:
+    """IPv4 forwarding on and IPv6's off: a dual-stack network's IPv6 traffic goes
+    nowhere beyond the host, silently, unless the warning says so."""
+    from hostnet.ops import SetSysctl
+
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel, forwarding=False)
+    kernel.apply(SetSysctl(ns=HOST, key="net/ipv4/ip_forward", value="1", previous="0"))
+    ctl.create_network("v4", driver="bridge", subnet="10.91.0.0/24")  # no warning
+    with pytest.warns(errors.HostnetWarning, match=r"^IPv6 forwarding is off") as caught:
+        ctl.create_network("dual", driver="bridge", subnet=["10.92.0.0/24", "fd00:92::/64"])
+    assert "over IPv6" in str(caught[0].message)
+    ctl.close()
+
+
+@pytest.mark.parametrize("driver", ["bridge", "macvlan"])
+def test_an_mtu_ipv6_cannot_have_is_refused_first(ctl: Controller, driver: str) -> None:
+    opts: dict[str, object] = {"parent": "eth0"} if driver == "macvlan" else {}
+    if driver == "macvlan":
+        kernel_of(ctl).add_device(HOST, "eth0")
+    before = kernel_of(ctl).dump(), ctl.store.dump()
+    with pytest.raises(errors.InvalidOption, match="MTU of at least 1280"):
+        ctl.create_network(
+            "n", driver=driver, subnet=["10.91.0.0/24", "fd00:91::/64"], mtu="1000", **opts
+        )
+    with pytest.raises(errors.InvalidOption, match="MTU of at least 1280"):
+        ctl.create_network("n", driver=driver, ipv6=True, mtu="1279", **opts)
+    assert (kernel_of(ctl).dump(), ctl.store.dump()) == before
+    ctl.create_network("n", driver=driver, subnet="10.91.0.0/24", mtu="1000", **opts)
+
+
+def test_an_ipv4_mapped_subnet_is_refused(ctl: Controller) -> None:
+    with pytest.raises(errors.InvalidAddress, match="IPv4-mapped"):
+        ctl.create_network("n", driver="bridge", subnet=["10.91.0.0/24", "::ffff:0:0/96"])

@@ -185,9 +185,11 @@ def test_an_entry_point_for_the_same_registration_is_not_a_clash(
 
 def test_a_clashing_entry_point_is_ignored_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_entry_points(monkeypatch, ("none", "evil_pkg:NoneDriver"))
-    with pytest.warns(errors.HostnetWarning, match="evil_pkg:NoneDriver") as caught:
-        with pytest.raises(errors.DriverNotFound):
-            driver_class("nosuch")  # its own error, not the clash
+    with (
+        pytest.warns(errors.HostnetWarning, match="evil_pkg:NoneDriver") as caught,
+        pytest.raises(errors.DriverNotFound),
+    ):
+        driver_class("nosuch")  # its own error, not the clash
     assert "ignored" in str(caught[0].message)
     assert driver_class("none") is NoneDriver
 

@@ -105,14 +105,47 @@ def _route_dst(dst: str) -> tuple[int, int, bytes]:
     return _family(dst), net.prefixlen, net.network_address.packed
 
 
+class _Opened:
+    """What a namespace's handle keeps, opened from inside it: a route socket, and the
+    namespace's /proc/sys/net/ipv6/conf directory (None without IPv6)."""
+
+    def __init__(self) -> None:
+        self.route = open_route_socket()
+        try:
+            flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+            self.ipv6conf: int | None = os.open("/proc/sys/net/ipv6/conf", flags)
+        except FileNotFoundError:
+            self.ipv6conf = None
+        except BaseException:
+            self.route.close()
+            raise
+
+    def close(self) -> None:  # (a thread interrupted while opening: nsenter)
+        self.route.close()
+        if self.ipv6conf is not None:
+            os.close(self.ipv6conf)
+
+
 class _Handle:
     """Everything kept open for one namespace: each was opened from a thread inside it
     and stays bound to it, so using it later needs no thread at all."""
 
-    __slots__ = ("chan", "conntrack", "diag", "ident", "indexes", "nft", "sysctls", "top_index")
+    __slots__ = (
+        "chan",
+        "conntrack",
+        "diag",
+        "ident",
+        "indexes",
+        "ipv6conf",
+        "nft",
+        "sysctls",
+        "top_index",
+    )
 
-    def __init__(self, route: socket.socket, ident: tuple[int, int] | None) -> None:
-        self.chan = Channel(route)
+    def __init__(self, opened: _Opened, ident: tuple[int, int] | None) -> None:
+        self.chan = Channel(opened.route)
+        # the namespace's /proc/sys/net/ipv6/conf (None: it has no IPv6), see _ipv6_off
+        self.ipv6conf = opened.ipv6conf
         self.diag: socket.socket | None = None  # opened on first use (bound_sockets)
         self.conntrack: Channel | None = None  # opened on first use (ForgetFlows)
         self.ident = ident
@@ -135,6 +168,9 @@ class _Handle:
         for fd in self.sysctls.values():
             os.close(fd)
         self.sysctls.clear()
+        if self.ipv6conf is not None:
+            os.close(self.ipv6conf)
+            self.ipv6conf = None
 
 
 #: refusals in a row after which a backend stops asking for interface indexes
@@ -225,12 +261,12 @@ class NetlinkBackend:
             del self._handles[ns]
         self._lock.checked.discard(ns)
         try:
-            route = self._in_ns(ns, open_route_socket)
+            opened = self._in_ns(ns, _Opened)
         except PermissionError as exc:
             raise errors.PermissionDenied(
                 f"open netlink socket in {ns or 'root namespace'}"
             ) from exc
-        handle = _Handle(route, ident)
+        handle = _Handle(opened, ident)
         self._handles[ns] = handle
         if self._lock.held:
             self._lock.checked.add(ns)
@@ -406,6 +442,26 @@ class NetlinkBackend:
                 handle.sysctls[key] = fd
         return fd
 
+    def _ipv6_off(self, ns: str | None, ifname: str) -> None:
+        """``disable_ipv6`` on link ``ifname`` of ``ns``; nothing to do in a namespace
+        without IPv6. Through the handle's directory of the namespace's
+        net/ipv6/conf where the kernel is known to look names up in it
+        (``nsenter.sysctl_dirs_stay_inside``): no thread. Otherwise from a thread
+        inside ``ns``, like any sysctl of a link."""
+        handle = self._handle(ns)
+        if handle.ipv6conf is None:
+            return  # the namespace has no IPv6 (its directory could not be opened)
+        if nsenter.sysctl_dirs_stay_inside():
+            fd = os.open(
+                f"{ifname}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC, dir_fd=handle.ipv6conf
+            )
+        else:
+            fd = self._sysctl_fd(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
+        try:
+            os.pwrite(fd, b"1", 0)
+        finally:
+            os.close(fd)
+
     def _sysctl_done(self, ns: str | None, key: str, fd: int) -> None:
         handle = self._handles.get(ns)
         if handle is None or handle.sysctls.get(key) != fd:
@@ -567,7 +623,9 @@ class NetlinkBackend:
                 settle.append(rtnl.hairpin())
             if not op.ipv6_linklocal:
                 settle.append(rtnl.no_linklocal())
-            up = IFF_UP if op.up and not settle else 0
+            # (with IPv6 to turn off first; a veth's workload end is its peer, which
+            # comes up in a request of its own anyway)
+            up = IFF_UP if op.up and not settle and (op.ipv6 or op.kind == "veth") else 0
             attrs = [rtnl.string(rtnl.IFLA_IFNAME, op.name)]
             if op.mtu is not None:
                 attrs.append(rtnl.u32(rtnl.IFLA_MTU, op.mtu))
@@ -649,6 +707,13 @@ class NetlinkBackend:
             # down: a veth has no carrier until both ends are up, so no IPv6 address is
             # generated before the settings (applied in the same request) take effect.
             try:
+                if not op.ipv6:  # before the workload's end comes up
+                    if op.kind == "veth":
+                        self._ipv6_off(op.peer_namespace, op.peer or "")
+                    else:
+                        self._ipv6_off(op.ns, op.name)
+                        if op.up and not settle:
+                            self._link_request(op.ns, op.name, [], up=True)
                 if op.kind == "veth" and op.peer_up:
                     peer_ns = op.peer_namespace
                     peer_attrs = [] if op.ipv6_linklocal else [rtnl.no_linklocal()]

@@ -112,6 +112,59 @@ def run_in(fd: int | None, fn: Callable[[], T]) -> T:
     return in_fresh_thread(inside)
 
 
+_sysctl_dirs_checked: bool | None = None
+
+
+def sysctl_dirs_stay_inside() -> bool:
+    """Whether a namespace's /proc/sys/net/ipv6/conf directory, opened from inside it,
+    looks names up in that namespace when a thread of another namespace opens files
+    through it (``openat``), as Linux does: below /proc/sys/net, a namespace's sysctl
+    directories belong to its own table set. Then a link's setting can be written
+    without a thread into the namespace (the netlink backend's ``_ipv6_off``).
+
+    Checked once per process in a throwaway namespace, never taken on trust: the
+    probe gives that namespace's lo a hop limit the caller's lo does not have, and
+    reads it back through the directory. Nothing outside the throwaway namespace is
+    written (the caller's own value is only read), and the namespace goes with the
+    thread and the directory."""
+    global _sysctl_dirs_checked
+    if _sysctl_dirs_checked is None:
+        _sysctl_dirs_checked = _probe_sysctl_dirs()
+    return _sysctl_dirs_checked
+
+
+def _probe_sysctl_dirs() -> bool:
+    key = "lo/hop_limit"
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{key}") as f:
+            ours = f.read().strip()
+    except OSError:
+        return False  # no IPv6 here: nothing to write through such a directory
+    mark = "17" if ours != "17" else "19"
+
+    def inside() -> int:
+        if _libc.unshare(CLONE_NEWNET) != 0:
+            raise _oserror("unshare(CLONE_NEWNET)")
+        with open(f"/proc/sys/net/ipv6/conf/{key}", "w") as f:
+            f.write(mark)
+        return os.open("/proc/sys/net/ipv6/conf", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    try:
+        conf = in_fresh_thread(inside)
+    except OSError:
+        return False
+    try:
+        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC, dir_fd=conf)
+        try:
+            return os.pread(fd, 16, 0).decode().strip() == mark
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    finally:
+        os.close(conf)
+
+
 def _prepare_run_dir() -> None:
     """Make /run/netns a shared mount point, like ``ip netns add`` does, so namespaces
     created here stay visible to processes in other mount namespaces."""
