@@ -570,6 +570,8 @@ class Controller:
                 "(CLI: `hostnet ns rm --force`, or `ip netns delete`) if you mean it"
             )
         del endpoints  # read again, inside the journaling transaction
+        if not force:
+            self._refuse_leased(name)
 
         def prepare(tx: Tx) -> tuple[Plan, list[str]]:
             _refuse_host_in_use(tx, name)
@@ -2396,6 +2398,23 @@ class Controller:
 
         self.executor.apply(prepare, owner=f"{REBUILD_OWNER}{self.host_key}")
         return rebuilt
+
+    def _refuse_leased(self, name: str) -> None:
+        """A temporary namespace (``create_namespace(temporary=True)``) is its process's
+        to delete while that process lives (another's `hostnet run`, whose command
+        would lose its network under it)."""
+        for lease in self.store.read(lambda tx: tx.leases()):
+            pid = lease["pid"]
+            if (
+                lease["name"] == name
+                and pid != self.executor.pid
+                and process_started(pid) == lease["started"]
+            ):
+                raise errors.ConflictError(
+                    f"namespace {name!r} is the temporary namespace of process {pid} (a "
+                    "`hostnet run`?), which is still running and deletes it when it is "
+                    "done; delete it now with force=True (CLI: --force) if you mean it"
+                )
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
         """Delete the temporary namespaces (``create_namespace(temporary=True)``) of

@@ -12,7 +12,6 @@ space (``"network create"``) makes a group (``network``) with a subcommand.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 from collections.abc import Callable
@@ -51,6 +50,9 @@ class Command:
     # False for commands that only look (and for gc, which recovers by itself): opening
     # the Controller then does not finish or roll back other processes' work.
     recover: bool = True
+    # The exit code of hostnet's own errors, for commands that exit with their child's
+    # code otherwise (125, as `docker run`: a script tells them from the command's).
+    own_errors: int | None = None
 
 
 # -- ns ------------------------------------------------------------------------------------
@@ -162,9 +164,7 @@ def _args_inspect(parser: argparse.ArgumentParser) -> None:
 def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
     # Docker-shaped JSON either way (there is no better human rendering of a tree): a
     # list, in the order asked, as `docker inspect` prints
-    data = [ctx.controller.inspect(name) for name in args.names]
-    print(json.dumps(data, indent=2), file=ctx.stdout)
-    return 0
+    return net.inspect_each(ctx, args.names, ctx.controller.inspect)
 
 
 def _args_attach(parser: argparse.ArgumentParser) -> None:
@@ -305,7 +305,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(name="ns rm", help="disconnect and delete a namespace", run=cmd_ns_rm,
             arguments=_args_ns_rm),
     Command(name="ns exec", help="run a command inside a namespace", run=cmd_ns_exec,
-            arguments=_args_ns_exec),
+            arguments=_args_ns_exec, own_errors=125),
     Command(name="network create", help="create a network; prints its id",
             run=net.cmd_network_create, arguments=net.args_network_create),
     Command(name="network ls", help="list networks", run=net.cmd_network_ls,
@@ -319,7 +319,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(name="disconnect", help="disconnect a namespace from a network",
             run=net.cmd_disconnect, arguments=net.args_disconnect),
     Command(name="run", help="run a command in a new namespace on a network, then remove it",
-            run=net.cmd_run, arguments=net.args_run),
+            run=net.cmd_run, arguments=net.args_run, own_errors=125),
     Command(name="inspect", help="show workloads' networking (JSON list)", run=cmd_inspect,
             arguments=_args_inspect, recover=False),
     Command(name="attach", help="attach a workload to the none or host network",

@@ -3,7 +3,8 @@
 Exit codes: 0 success; 1 a hostnet error (printed as ``hostnet: error: ...``, never a
 traceback); 2 a usage or validation error; 130 Ctrl-C, 128 + N signal N (SIGTERM,
 SIGHUP), after what was set up is taken down; ``ns exec`` and ``run`` exit with their
-command's code; ``demo`` exits 1 when a check failed.
+command's code (126 not executable, 127 not found, 128 + N killed by signal N) and with
+125 for hostnet's own errors, as ``docker run``; ``demo`` exits 1 when a check failed.
 
 Tests call :func:`main` with an argv list and may pass ``controller_factory`` to share one
 backend (a FakeKernel) between calls::
@@ -166,10 +167,10 @@ def main(
                     ctx.close()
         except errors.ValidationError as exc:
             ctx.error(str(exc))
-            return 2
+            return command.own_errors or 2
         except errors.HostnetError as exc:
             ctx.error(str(exc))
-            return 1
+            return command.own_errors or 1
         except KeyboardInterrupt:
             return 130
         except Interrupted as exc:

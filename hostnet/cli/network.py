@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -173,10 +173,23 @@ def args_network_inspect(parser: argparse.ArgumentParser) -> None:
 
 def cmd_network_inspect(ctx: Context, args: argparse.Namespace) -> int:
     # JSON either way, a list like `docker network inspect` prints, in the order asked.
-    ctl = ctx.controller
-    data = [ctl.inspect_network(name) for name in args.names]
+    return inspect_each(ctx, args.names, ctx.controller.inspect_network)
+
+
+def inspect_each(ctx: Context, names: Sequence[str], inspect: Callable[[str], Any]) -> int:
+    """Print what ``inspect`` finds of ``names`` as a JSON list; each one not found is
+    said on stderr and makes the exit code 1 (as `docker inspect`: the others are still
+    printed)."""
+    data: list[Any] = []
+    code = 0
+    for name in names:
+        try:
+            data.append(inspect(name))
+        except errors.NotFoundError as exc:
+            ctx.error(str(exc))
+            code = 1
     print(json.dumps(data, indent=2), file=ctx.stdout)
-    return 0
+    return code
 
 
 def args_network_rm(parser: argparse.ArgumentParser) -> None:
@@ -323,7 +336,31 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                 # namespace. It is our own child, ended by its pid.
                 proc.kill()
                 proc.wait()
-            ns.delete()  # disconnects from the network, then deletes the namespace
+            _remove_run_namespace(ctx, ns)
+
+
+def _remove_run_namespace(ctx: Context, ns: Any) -> None:
+    """Disconnect and delete the namespace of a finished ``run``; not while processes
+    the command left behind (a daemon it started) still run there: deleting it would
+    leave them cut off in a namespace nobody can name. It stays, temporary, and
+    `hostnet gc` deletes it once they are gone. One already deleted (``ns rm``) is
+    fine: the command's exit code is what matters."""
+    try:
+        left = ctx.controller.backend.processes(ns.name)
+    except errors.NotFoundError:
+        left = ()
+    if left:
+        shown = ", ".join(map(str, left[:5])) + (", ..." if len(left) > 5 else "")
+        ctx.warn(
+            f"the command left {len(left)} process(es) running in namespace {ns.name!r} "
+            f"(pid {shown}); it stays, with its network(s), until they end: `hostnet gc` "
+            "then deletes it"
+        )
+        return
+    try:
+        ns.delete()  # disconnects from the network, then deletes the namespace
+    except errors.NamespaceNotFound:
+        pass  # deleted under us (`hostnet ns rm`)
 
 
 __all__ = [
@@ -345,5 +382,6 @@ __all__ = [
     "cmd_run",
     "describe_endpoint",
     "format_port",
+    "inspect_each",
     "parse_pairs",
 ]

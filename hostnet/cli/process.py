@@ -8,10 +8,12 @@ rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rul
    executor's rollback) run instead of the process dying mid-plan. Long commands call
    :func:`check_interrupted` between steps, for a signal whose exception Python
    swallowed.
-2. While a command waits for a child it started (``ns exec``, ``run``), it passes SIGINT,
-   SIGTERM and SIGHUP sent to it on to the child and waits, like ``docker run``. Only the
-   terminal's own (Ctrl-C, hangup) are not passed on: the terminal sends them to its
-   whole foreground process group, the child included, so the child has them already.
+2. While a command waits for a child it started (``ns exec``, ``run``), it passes the
+   signals sent to it on to the child (:data:`FORWARDED`: SIGINT, SIGTERM, SIGHUP,
+   SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH) and waits, like ``docker run``. Only
+   the terminal's own (Ctrl-C, Ctrl-\\, hangup, a resize) are not passed on: the
+   terminal sends them to its whole foreground process group, the child included, so
+   the child has them already.
 3. While a command cleans up, signals are remembered instead of acted on; the first one
    is raised when the cleanup is done.
 
@@ -37,6 +39,19 @@ if TYPE_CHECKING:
 
 #: What ``kill`` and a closing terminal send; SIGINT is Python's KeyboardInterrupt.
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+#: Signals passed on to a child while waiting for it (rule 2): every one a user or a
+#: supervisor sends to a program, not those of job control (stop, continue) or of the
+#: child itself (SIGCHLD), and not SIGKILL or SIGSTOP, which cannot be caught.
+FORWARDED = (
+    signal.SIGINT,
+    *TERMINATING,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGALRM,
+    signal.SIGWINCH,
+)
 
 
 class Interrupted(BaseException):  # a sibling of KeyboardInterrupt
@@ -138,7 +153,7 @@ def wait_child(proc: subprocess.Popen[Any]) -> int:
     def forward(signum: int, _frame: object) -> None:  # one that reached another thread
         proc.send_signal(signum)
 
-    signums = (signal.SIGINT, *TERMINATING)
+    signums = FORWARDED
     with _handlers(dict.fromkeys(signums, forward)):
         # A SIGTERM or SIGHUP swallowed while the child was being started is its too.
         for signum in _received:
@@ -189,8 +204,9 @@ def start(ctx: Context, ns: Namespace, argv: Sequence[str]) -> subprocess.Popen[
     that cannot be started is reported and its exit code returned, like a shell does:
     127 not found, 126 not executable."""
     # The child writes to the same file descriptors: let our buffered output go first.
-    ctx.stdout.flush()
-    ctx.stderr.flush()
+    for stream in (ctx.stdout, ctx.stderr):
+        if stream is not None:  # (None: started with that descriptor closed)
+            stream.flush()
     try:
         with deferred_signals(reraise=False):  # wait_child passes them on
             return ns.popen(argv)

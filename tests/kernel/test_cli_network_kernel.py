@@ -152,7 +152,7 @@ def test_bad_input_changes_nothing_on_the_kernel(cli: Cli) -> None:
         (["network", "create", "web4", "--subnet", "10.94.0.0/24", "--gateway", "10.95.0.1"], 2),
         (["connect", "web", name, "-p", "80:80:80:80"], 2),
         (["connect", "web", name, "--ip", "10.99.0.5"], 2),
-        (["run", "--network", "web", "-p", "bad", "--", "true"], 2),
+        (["run", "--network", "web", "-p", "bad", "--", "true"], 125),
     ]:
         result = cli(*argv)
         assert result.returncode == code, result
@@ -286,3 +286,95 @@ def test_gc_deletes_what_a_killed_run_left_once_its_command_is_gone(cli: Cli) ->
     assert json.loads(cli.ok("network", "inspect", "web"))[0]["Containers"] == {}
     assert cli.ok("gc") == "nothing to recover or forget\n"
     assert cli.ok("network", "rm", "web") == "web\n"
+
+
+# A command that traps SIGUSR1, says so, and exits 3; it says "ready" once trapping.
+TRAPS = r"""
+import signal, sys, time
+def got(signum, frame):
+    print("got", signal.Signals(signum).name, flush=True)
+    sys.exit(3)
+signal.signal(signal.SIGUSR1, got)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_run_passes_other_signals_on_and_a_live_runs_namespace_is_not_removed(
+    cli: Cli,
+) -> None:
+    """Any signal a supervisor sends (here SIGUSR1) reaches the command, not only
+    SIGTERM/SIGINT/SIGHUP (hostnet used to die of it, leaving everything behind); and
+    `ns rm` of the namespace of a run still going is refused without --force."""
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("run")
+    proc = subprocess.Popen(
+        [*cli.base, "run", "--network", "web", "--name", name, "--",
+         sys.executable, "-c", TRAPS],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        refused = cli("ns", "rm", name)
+        assert refused.returncode == 1 and "still running" in refused.stderr, refused
+        assert name in ip_netns_list()
+        proc.send_signal(signal.SIGUSR1)  # to hostnet alone
+        out, err = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (3, "got SIGUSR1\n"), err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_until(lambda: name not in ip_netns_list())
+
+
+# Starts a detached child that keeps running in the namespace, prints its pid, exits 0.
+DAEMON = r"""
+import subprocess, sys
+quiet = subprocess.DEVNULL
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                         start_new_session=True, stdin=quiet, stdout=quiet, stderr=quiet)
+print(child.pid, flush=True)
+"""
+
+
+def test_run_keeps_the_namespace_of_processes_its_command_left_behind(cli: Cli) -> None:
+    """A command that starts a daemon and exits: the daemon is not cut off in a
+    namespace nobody can name (hostnet used to delete it under the daemon); the
+    namespace stays, said so, and gc deletes it once the daemon is gone."""
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("run")
+    result = cli("run", "--network", "web", "--name", name, "--", sys.executable, "-c", DAEMON)
+    pid = int(result.stdout.split()[0]) if result.stdout.strip() else 0
+    try:
+        assert result.returncode == 0, result
+        assert f"left 1 process(es) running in namespace {name!r} (pid {pid})" in result.stderr
+        assert name in ip_netns_list()
+        assert [e["Name"] for e in json.loads(cli.ok("network", "inspect", "web"))[0][
+            "Containers"].values()] == [name]  # fmt: skip
+        assert (
+            cli.ok("gc") == f"kept abandoned namespace {name}: processes {pid} still run there\n"
+        )
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)  # started by this test's command
+    assert wait_until(lambda: not cli.ns(name).pids())
+    assert cli.ok("gc") == f"deleted abandoned namespace {name}\n"
+    assert name not in ip_netns_list()
+    assert cli.ok("network", "rm", "web") == "web\n"
+
+
+def test_run_with_stdout_closed_gives_the_commands_code(cli: Cli) -> None:
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    name = cli.world.name("run")
+    result = subprocess.run(
+        [*cli.base, "run", "--network", "web", "--name", name, "--",
+         sys.executable, "-c", "import sys; sys.exit(4)"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True, timeout=60, check=False, close_fds=True,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
+    assert name not in ip_netns_list()
