@@ -602,6 +602,9 @@ class Controller:
     ) -> dict[str, Any]:
         """The active network ``name`` (with its applied plan if ``applied``);
         ``also(tx, record)`` runs in the same read."""
+        name = _network_name(name)  # (a Network passed where its name is expected)
+        if not isinstance(name, str):  # before the store sees it (it would say StoreError)
+            raise errors.InvalidName("network", name, "a network's name, a str")
 
         def read(tx: Tx) -> dict[str, Any]:
             record: dict[str, Any] | None = tx.network(self.host_key, name, applied=applied)
@@ -636,7 +639,7 @@ class Controller:
                     f"namespace {workload!r} was deleted and made again since it was "
                     f"connected to {network!r}; run `hostnet gc` to forget the old endpoint"
                 )
-            raise errors.ConflictError(f"{workload!r} is already connected to {network!r}")
+            raise errors.AlreadyConnected(workload, network)
         if rows and (
             driver.exclusive
             or any(recorded_driver(drivers[r["network"]]["driver"]).exclusive for r in rows)
@@ -656,8 +659,9 @@ class Controller:
             data=record["data"],
         )
 
-    def network(self, name: str) -> Network:
-        return Network(self, self._network_record(name))
+    def network(self, name: str | Network) -> Network:
+        """The network ``name`` (a Network passes for its name)."""
+        return Network(self, self._network_record(_network_name(name)))
 
     def networks(self) -> list[Network]:
         return [
@@ -1808,8 +1812,12 @@ class Controller:
                 except errors.NotFoundError:
                     pass
 
-    def endpoints(self, workload: str | None = None) -> list[Endpoint]:
-        """Endpoints on this host, of one workload or of all."""
+    def endpoints(self, workload: Namespace | str | None = None) -> list[Endpoint]:
+        """Endpoints on this host, of one workload (a name, or a Namespace) or of all."""
+        if workload is not None:
+            workload = _workload_name(workload)
+            if not isinstance(workload, str):
+                raise errors.InvalidName("workload", workload, "a Namespace or a name (str)")
         nets = {r["id"]: r["name"] for r in self.store.read(lambda tx: tx.networks(self.host_key))}
         rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
         return [
@@ -1973,13 +1981,25 @@ class Controller:
         if not restarted:  # (else everything is missing, and gc makes it again)
             findings.extend(self._missing(host, live))
         findings.extend(self._leaks(host))
+        # the same decision for the same workload, once (a service restarted 200 times
+        # on port 80 is one finding, with how often), in the order first made
+        repeats: dict[tuple[str, str, str, str], int] = {}
         for admission in self.admissions():
+            key = (
+                admission["decision"],
+                admission["workload"],
+                admission["what"],
+                admission["reason"],
+            )
+            repeats[key] = repeats.get(key, 0) + 1
+        for (decision, workload, what, reason), count in repeats.items():
+            times = f" ({count} times)" if count > 1 else ""
             findings.append(
                 {
                     "severity": "info",
-                    "kind": f"admission-{admission['decision']}",
-                    "subject": admission["workload"],
-                    "detail": f"{admission['what']}: {admission['reason']}",
+                    "kind": f"admission-{decision}",
+                    "subject": workload,
+                    "detail": f"{what}: {reason}{times}",
                 }
             )
         order = {"high": 0, "medium": 1, "low": 2, "info": 3}
@@ -2558,6 +2578,10 @@ def _port_list(key: str, given: object) -> tuple[str, ...]:
 
 def _workload_name(workload: Namespace | str) -> str:
     return workload.name if isinstance(workload, Namespace) else workload
+
+
+def _network_name(network: Network | str) -> str:
+    return network.name if isinstance(network, Network) else network
 
 
 def random_mac() -> str:

@@ -25,6 +25,7 @@ backend, with ``raise ... from exc``; nothing above the backend sees a NetlinkEr
     │   ├── SubnetOverlap                      names the other network or route
     │   ├── PortInUse                          names the pid and process holding the port
     │   ├── LinkDown                           a parent interface that is not up
+    │   ├── AlreadyConnected                   the workload is on that network already
     │   ├── NetworkInUse                       a network that still has endpoints
     │   └── Busy                               another process is changing what this needs
     ├── ExhaustedError                         no free subnet, address or port left
@@ -236,6 +237,16 @@ class LinkDown(ConflictError):
         super().__init__(
             f"{what} {name!r} in {where} is down; bring it up first (ip link set {name} up)"
         )
+
+
+class AlreadyConnected(ConflictError):
+    """The workload has an endpoint on that network already (an idempotent caller may
+    take this as done)."""
+
+    def __init__(self, workload: str, network: str) -> None:
+        self.workload = workload
+        self.network = network
+        super().__init__(f"{workload!r} is already connected to {network!r}")
 
 
 class NetworkInUse(ConflictError):

@@ -13,7 +13,7 @@ from hostnet.model import Address, Link, LinkStats, Route, Snapshot
 
 if TYPE_CHECKING:
     from hostnet.controller import Controller
-    from hostnet.network import Endpoint
+    from hostnet.network import Endpoint, Network
 
 
 class Namespace:
@@ -118,11 +118,12 @@ class Namespace:
 
     # -- networks ----------------------------------------------------------------------
 
-    def connect(self, network: str, **kwargs: Any) -> Endpoint:
-        """Connect to ``network`` (see :meth:`hostnet.network.Network.connect`)."""
+    def connect(self, network: str | Network, **kwargs: Any) -> Endpoint:
+        """Connect to ``network``, a name or a Network (see
+        :meth:`hostnet.network.Network.connect`)."""
         return self._ctl.network(network).connect(self, **kwargs)
 
-    def disconnect(self, network: str) -> None:
+    def disconnect(self, network: str | Network) -> None:
         self._ctl.network(network).disconnect(self)
 
     def endpoints(self) -> list[Endpoint]:

@@ -109,10 +109,16 @@ def pick_ula(
 
 
 def complete(config: SubnetConfig) -> SubnetConfig:
-    """Fill in the gateway (first host address) when the user did not give one. A
-    user's auxiliary address that is the gateway is refused: the gateway is in use
-    (libnetwork's reservation of it fails the same way)."""
-    gateway = config.gateway or str(config.network.network_address + 1)
+    """Fill in the gateway when the user did not give one: the first host address
+    that is not the host's own (``keep_host_addresses``: a second interface with the
+    host's address would take its traffic, and endpoints could not tell the two
+    apart). A user's auxiliary address that is the gateway is refused: the gateway is
+    in use (libnetwork's reservation of it fails the same way)."""
+    hosts = {ipaddress.ip_address(a) for n, a in config.aux if n.startswith("host:")}
+    first = config.network.network_address + 1
+    while first in hosts and first + 1 in config.network:
+        first += 1
+    gateway = config.gateway or str(first)
     gateway_ip = ipaddress.ip_address(gateway)
     for name, address in config.aux:
         if not name.startswith("host:") and ipaddress.ip_address(address) == gateway_ip:

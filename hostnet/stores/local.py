@@ -36,6 +36,8 @@ RETRYING = 2  # journal.failed: a failed journal some process is retrying right 
 #: A row of ``revive`` that is no network: hostnet had turned forwarding on in the host
 #: before it restarted (so it may again, whichever Controller makes the networks again)
 FORWARDING_ALLOWED = "allow-forwarding"
+#: how many policy decisions the store keeps (the oldest go first)
+KEEP_ADMISSIONS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -671,11 +673,18 @@ class Tx:
     def record_admission(
         self, host: str, workload: str, what: str, decision: str, reason: str
     ) -> None:
-        self.c.execute(
+        """Record a policy decision; only the last KEEP_ADMISSIONS are kept (a log,
+        read by ``hostnet audit``, that must not grow with every restart of a
+        service)."""
+        cur = self.c.execute(
             "INSERT INTO admissions (at, host, workload, what, decision, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (time.time(), host, workload, what, decision, reason),
         )
+        if cur.lastrowid is not None and cur.lastrowid > KEEP_ADMISSIONS:
+            self.c.execute(
+                "DELETE FROM admissions WHERE id <= ?", (cur.lastrowid - KEEP_ADMISSIONS,)
+            )
 
     def admissions(self) -> list[dict[str, Any]]:
         return [

@@ -1481,3 +1481,18 @@ def test_an_mtu_ipv6_cannot_have_is_refused_first(ctl: Controller, driver: str) 
 def test_an_ipv4_mapped_subnet_is_refused(ctl: Controller) -> None:
     with pytest.raises(errors.InvalidAddress, match="IPv4-mapped"):
         ctl.create_network("n", driver="bridge", subnet=["10.91.0.0/24", "::ffff:0:0/96"])
+
+
+def test_the_default_gateway_is_not_an_address_the_host_has(ctl: Controller) -> None:
+    """A subnet that takes in one of the host's own addresses (allowed when the user
+    names it): the bridge does not get that address too, and no endpoint gets it."""
+    from hostnet.ops import AddAddress
+
+    kernel = kernel_of(ctl)
+    kernel.add_device(HOST, "uplink0")
+    kernel.apply(AddAddress(ns=HOST, ifname="uplink0", address="10.77.0.1/24"))
+    net = ctl.create_network("n", driver="bridge", subnet="10.77.0.0/16")
+    (config,) = ctl.inspect_network("n")["IPAM"]["Config"]
+    assert config["Gateway"] == "10.77.0.2"
+    assert config["AuxiliaryAddresses"] == {"host:uplink0": "10.77.0.1"}
+    assert net.connect(ctl.create_namespace("app")).ip == "10.77.0.3"

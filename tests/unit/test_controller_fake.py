@@ -180,8 +180,10 @@ def test_none_twice_is_a_conflict(ctl: Controller) -> None:
     ns = ctl.create_namespace("app1")
     ctl.attach(ns, driver="none")
     before = state(ctl)
-    with pytest.raises(errors.ConflictError, match="already connected"):
+    with pytest.raises(errors.AlreadyConnected, match="already connected") as info:
         ctl.attach(ns, driver="none")
+    assert (info.value.workload, info.value.network) == ("app1", "none")
+    assert isinstance(info.value, errors.ConflictError)  # what callers caught before
     assert state(ctl) == before
 
 
@@ -702,3 +704,37 @@ def test_a_clash_whose_socket_is_gone_by_the_owner_lookup_says_so(ctl: Controlle
     ctl.backend.bind_external(None, "tcp", "0.0.0.0", 8443, pid=4242, process="nginx")
     named = ctl._with_owner(errors.PortInUse(port=8443, protocol="tcp", host_ip="0.0.0.0"))
     assert (named.owner_pid, named.owner_name) == (4242, "nginx")
+
+
+def test_objects_pass_where_names_are_expected_and_other_types_are_refused(tmp_path) -> None:
+    """A Namespace or a Network where the API takes a name works; anything else is a
+    ValidationError, not the store's "Error binding parameter" (a StoreError, which
+    says the state store is unusable)."""
+    with Controller(backend="fake", state_dir=tmp_path, forwarding=True) as ctl:
+        web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+        app = ctl.create_namespace("app")
+        ep = app.connect(web)
+        assert ctl.network(web).name == "web"
+        assert [e.id for e in ctl.endpoints(app)] == [ep.id]
+        assert ctl.inspect_network(web)["Name"] == "web"  # type: ignore[arg-type]
+        for call in (
+            lambda: ctl.network(3),  # type: ignore[arg-type]
+            lambda: ctl.endpoints(object()),  # type: ignore[arg-type]
+            lambda: app.connect(["web"]),  # type: ignore[arg-type]
+        ):
+            with pytest.raises(errors.ValidationError):
+                call()
+        app.disconnect(web)
+        assert ctl.endpoints(app) == []
+
+
+def test_audit_says_a_decision_made_again_and_again_once(tmp_path) -> None:
+    with Controller(backend="fake", state_dir=tmp_path, forwarding=True) as ctl:
+        web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+        app = ctl.create_namespace("app")
+        for _ in range(3):  # a service restarted three times, on port 80
+            web.connect(app, publish=["80:80"])
+            web.disconnect(app)
+        found = [f for f in ctl.audit() if f["kind"].startswith("admission-")]
+        assert len(found) == 1 and found[0]["detail"].endswith("(3 times)"), found
+        assert len(ctl.admissions()) == 3  # the log itself keeps each

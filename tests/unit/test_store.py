@@ -340,3 +340,16 @@ def test_a_teardown_ends_only_the_failed_teardowns_it_redid(store: LocalStore) -
         assert tx.teardown_done("j3", ["a", "c"]) == set()
         assert tx.teardown_done("j6", ["b", "d"]) == set()
     assert [p["owner"] for p in store.read(lambda tx: tx.ports())] == []
+
+
+def test_the_admissions_log_keeps_the_last_ones_only(tmp_path, monkeypatch) -> None:
+    from hostnet.stores import local
+
+    monkeypatch.setattr(local, "KEEP_ADMISSIONS", 5)
+    store = local.LocalStore(tmp_path)
+    for i in range(12):
+        with store.transaction() as tx:
+            tx.record_admission("", f"w{i}", "host port 80", "admitted", "allowed")
+    kept = store.read(lambda tx: tx.admissions())
+    assert [a["workload"] for a in kept] == [f"w{i}" for i in range(7, 12)]
+    store.close()
