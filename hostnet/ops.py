@@ -39,6 +39,16 @@ class Op:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # Journals and recorded plans name ops by class name: a second class of a name
+        # (a plugin's subclass of AddRoute, called AddRoute) would make every recorded
+        # AddRoute load as it. The backends apply only hostnet's own ops anyway.
+        taken = _REGISTRY.get(cls.__name__)
+        where = (cls.__module__, cls.__qualname__)
+        if taken is not None and (taken.__module__, taken.__qualname__) != where:
+            raise TypeError(
+                f"an Op named {cls.__name__} exists already ({taken.__module__}); "
+                "recorded plans name ops by class name: give this one another name"
+            )
         _REGISTRY[cls.__name__] = cls
 
     def inverse(self) -> Op:

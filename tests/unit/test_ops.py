@@ -276,3 +276,18 @@ def test_merge_nft_forgets_the_flows_of_a_namespace_once_and_last() -> None:
     assert ops.inverse_plan((track, ops.AddLink(ns="h", name="b", kind="bridge")))[-1] == (
         track.inverse()
     )
+
+
+def test_a_second_op_class_of_a_name_is_refused() -> None:
+    """Recorded plans name ops by class name: a plugin's ``class AddRoute(AddRoute)``
+    would have made every journaled AddRoute load as the plugin's class."""
+    from hostnet import ops
+
+    with pytest.raises(TypeError, match="an Op named AddRoute exists already"):
+
+        class AddRoute(ops.AddRoute):
+            pass
+
+    assert ops.Op.from_json({"op": "AddRoute", "ns": None, "dst": "0.0.0.0/0"}).__class__ is (
+        ops.AddRoute
+    )
