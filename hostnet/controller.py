@@ -734,7 +734,8 @@ class Controller:
             nonlocal spec
             if tx.network_named(self.host_key, name):  # before its subnet clashes, as Docker
                 raise errors.NetworkExists(name)
-            keys = drv.shared_keys(asked)
+            with driver_call(drv, "shared_keys"):
+                keys = drv.shared_keys(asked)
             self._check_shared_settled(tx, keys)
             if any(tx.shared(self.host_key, key) is None for key in keys):
                 # this network may make the shared setup: plan it on the host as it is
@@ -800,15 +801,15 @@ class Controller:
     ) -> tuple[Plan, list[str], list[Op]]:
         """The host's shared setup a network makes when it is the first to need it
         (recorded for ``owner``), the keys of that setup, and the network's own plan."""
+        with driver_call(drv, "shared_keys"):
+            listed = set(drv.shared_keys(info.spec))
         ctx = NetworkContext(
             network=info,
             host=host,
             sysctls=sysctls,
             allow_forwarding=allow_forwarding,
             known_shared=frozenset(
-                key
-                for key in drv.shared_keys(info.spec)
-                if tx.shared(self.host_key, key) is not None
+                key for key in listed if tx.shared(self.host_key, key) is not None
             ),
         )
         shared: list[Op] = []
@@ -818,6 +819,10 @@ class Controller:
             by_key = drv.plan_shared(ctx)
             items = list(by_key.items())
         for key, returned in items:
+            if key not in listed:  # its heirs are found by the keys listed (delete_network)
+                raise errors.DriverError(
+                    drv.name, "plan_shared", f"key {key!r} is not in its shared_keys()"
+                )
             plan = checked_plan(drv, "plan_shared", returned, where)
             if tx.shared(self.host_key, key) is None:
                 tx.add_shared(self.host_key, key, owner, plan_to_json(plan))

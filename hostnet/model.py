@@ -83,6 +83,9 @@ class Route:
 
 WILDCARD4 = "0.0.0.0"
 WILDCARD6 = "::"
+#: IPv6 needs links of at least this MTU (RFC 8200); the kernel gives a link with a
+#: smaller one no IPv6 at all (no addresses, no net/ipv6/conf/<link>)
+IPV6_MIN_MTU = 1280
 
 
 def family_of(address: str) -> int:

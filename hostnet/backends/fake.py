@@ -40,7 +40,16 @@ import attrs
 
 from hostnet import errors
 from hostnet.backends.fakenft import FakeNftables
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, route_destination
+from hostnet.model import (
+    IPV6_MIN_MTU,
+    Address,
+    BoundSocket,
+    Link,
+    LinkStats,
+    Route,
+    Snapshot,
+    route_destination,
+)
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -289,6 +298,7 @@ class FakeKernel:
 
     def sysctl(self, ns: str | None, key: str) -> str:
         space = self._ns(ns)
+        self._check_ipv6_conf(space, key)
         try:
             return space.sysctls[key]
         except KeyError:
@@ -516,11 +526,10 @@ class FakeKernel:
             master.had_ports = True
             self._ports_changed(master)
         link.group = op.group or 0
-        if not op.ipv6:  # on the workload's end, if its namespace has IPv6 at all
+        if not op.ipv6:  # on the workload's end, if it has IPv6 at all
             end = link.peer if op.kind == "veth" and link.peer is not None else link
-            key = f"net/ipv6/conf/{end.name}/disable_ipv6"
-            if key in end.ns.sysctls:
-                end.ns.sysctls[key] = "1"
+            if end.mtu >= IPV6_MIN_MTU:
+                end.ns.sysctls[f"net/ipv6/conf/{end.name}/disable_ipv6"] = "1"
         if op.up:
             try:
                 self._set_up(link, True)
@@ -841,7 +850,16 @@ class FakeKernel:
         link = _link_of_sysctl(op.key)
         if link is not None and link not in space.links:  # (its directory comes with it)
             raise errors.NotFoundError(f"no sysctl {op.key!r}: no interface {link!r}")
+        self._check_ipv6_conf(space, op.key)
         space.sysctls[op.key] = op.value
+
+    @staticmethod
+    def _check_ipv6_conf(space: _Namespace, key: str) -> None:
+        """A link under IPv6's minimum MTU has no IPv6, so no net/ipv6/conf/<link>."""
+        link = _link_of_sysctl(key)
+        found = space.links.get(link) if link is not None else None
+        if found is not None and key.startswith("net/ipv6/") and found.mtu < IPV6_MIN_MTU:
+            raise errors.NotFoundError(f"no sysctl {key!r}: {link} has no IPv6 (MTU {found.mtu})")
 
     def _apply_NftBatch(self, op: NftBatch) -> None:
         space = self._ns(op.ns)

@@ -361,6 +361,8 @@ def _remove_run_namespace(ctx: Context, ns: Any) -> None:
         ns.delete()  # disconnects from the network, then deletes the namespace
     except errors.NamespaceNotFound:
         pass  # deleted under us (`hostnet ns rm`)
+    except errors.HostnetError as exc:  # said, but the command's exit code stays
+        ctx.error(f"removing namespace {ns.name!r} failed: {exc}; `hostnet gc` retries")
 
 
 __all__ = [

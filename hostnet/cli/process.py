@@ -3,9 +3,10 @@
 Signals matter to commands that set things up and must take them down again. Three
 rules, so that Ctrl-C or ``kill`` never leaves a namespace, veth or firewall rule behind:
 
-1. While a command works, SIGTERM and SIGHUP raise :class:`Interrupted` in the main
-   thread, the way SIGINT raises KeyboardInterrupt, so ``finally`` blocks (and the
-   executor's rollback) run instead of the process dying mid-plan. Long commands call
+1. While a command works, SIGTERM, SIGHUP and the others of :data:`TERMINATING` raise
+   :class:`Interrupted` in the main thread, the way SIGINT raises KeyboardInterrupt,
+   so ``finally`` blocks (and the executor's rollback) run instead of the process
+   dying mid-plan. Long commands call
    :func:`check_interrupted` between steps, for a signal whose exception Python
    swallowed.
 2. While a command waits for a child it started (``ns exec``, ``run``), it passes the
@@ -37,21 +38,22 @@ if TYPE_CHECKING:
     from hostnet.cli.context import Context
     from hostnet.namespace import Namespace
 
-#: What ``kill`` and a closing terminal send; SIGINT is Python's KeyboardInterrupt.
-TERMINATING = (signal.SIGTERM, signal.SIGHUP)
-
-#: Signals passed on to a child while waiting for it (rule 2): every one a user or a
-#: supervisor sends to a program, not those of job control (stop, continue) or of the
-#: child itself (SIGCHLD), and not SIGKILL or SIGSTOP, which cannot be caught.
-FORWARDED = (
-    signal.SIGINT,
-    *TERMINATING,
+#: Signals that end a program by default and that a user or a supervisor sends: while
+#: a command works they raise Interrupted, so its cleanup runs (SIGINT is Python's
+#: KeyboardInterrupt). ``kill`` and a closing terminal send the first two.
+TERMINATING = (
+    signal.SIGTERM,
+    signal.SIGHUP,
     signal.SIGQUIT,
     signal.SIGUSR1,
     signal.SIGUSR2,
     signal.SIGALRM,
-    signal.SIGWINCH,
 )
+
+#: Signals passed on to a child while waiting for it (rule 2): every one a user or a
+#: supervisor sends to a program, not those of job control (stop, continue) or of the
+#: child itself (SIGCHLD), and not SIGKILL or SIGSTOP, which cannot be caught.
+FORWARDED = (signal.SIGINT, *TERMINATING, signal.SIGWINCH)
 
 
 class Interrupted(BaseException):  # a sibling of KeyboardInterrupt

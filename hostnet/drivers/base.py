@@ -28,15 +28,13 @@ import attrs
 from attrs import frozen
 
 from hostnet import errors
-from hostnet.model import PortMapping, Snapshot
-from hostnet.ops import SAME_NS, AddRoute, CreateNamespace, Op, Plan
+from hostnet.model import IPV6_MIN_MTU, PortMapping, Snapshot
+from hostnet.ops import SAME_NS, AddRoute, CreateNamespace, DeleteNamespace, Op, Plan
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec
 
 ENTRY_POINT_GROUP = "hostnet.drivers"
 #: the option every driver takes an MTU as (Docker's name)
 OPT_MTU = "com.docker.network.driver.mtu"
-#: IPv6 needs links of at least this MTU (RFC 8200)
-IPV6_MIN_MTU = 1280
 
 
 @frozen(kw_only=True)
@@ -477,12 +475,24 @@ def checked_plan(driver: Driver, method: str, plan: object, where: Collection[st
         raise errors.DriverError(
             driver.name, method, f"returned {type(plan).__name__}, not a tuple of Ops"
         )
-    made = {op.ns for op in plan if isinstance(op, CreateNamespace)}
-    allowed = {*where, *made}
+    allowed: set[str | None] = set(where)
+    made: set[str | None] = set()  # namespaces the plan created, from that op on
     for op in plan:
         if not isinstance(op, Op):
             raise errors.DriverError(
                 driver.name, method, f"its plan holds {op!r}, which is not a hostnet.ops Op"
+            )
+        if isinstance(op, CreateNamespace):
+            if op.ns is None or op.ns in allowed:
+                raise errors.DriverError(
+                    driver.name, method, f"{op} makes a namespace that exists already"
+                )
+            made.add(op.ns)
+            allowed.add(op.ns)
+            continue
+        if isinstance(op, DeleteNamespace) and op.ns not in made:
+            raise errors.DriverError(
+                driver.name, method, f"{op} deletes a namespace the plan did not make"
             )
         outside = _namespaces(op) - allowed
         if outside:
@@ -504,7 +514,7 @@ def _namespaces(op: Op) -> set[str | None]:
         value = getattr(op, field.name)
         if field.name in ("peer_ns", "parent_ns", "to_ns") and value != SAME_NS:
             names.add(value)
-        for inner in value if isinstance(value, tuple) else (value,):
+        for inner in value if isinstance(value, (tuple, list)) else (value,):
             if isinstance(inner, Op):
                 names |= _namespaces(inner)
     return names

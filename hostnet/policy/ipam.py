@@ -122,7 +122,11 @@ def complete(config: SubnetConfig) -> SubnetConfig:
     gateway_ip = ipaddress.ip_address(gateway)
     for name, address in config.aux:
         if not name.startswith("host:") and ipaddress.ip_address(address) == gateway_ip:
-            implied = "" if config.gateway else " (by default the first host address)"
+            implied = (
+                ""
+                if config.gateway
+                else " (by default the first host address that is not the host's own)"
+            )
             raise errors.InvalidAddress(
                 address, f"auxiliary address {name!r} is the gateway{implied}"
             )

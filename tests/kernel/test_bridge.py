@@ -326,6 +326,17 @@ def test_ipv4_only_endpoints_take_nothing_from_a_rogue_router_advert(lab: Lab) -
     assert slaac_taken(victim, "eth0", prefix, wait=5)
 
 
+def test_an_ipv4_only_network_under_ipv6s_mtu_connects(lab: Lab) -> None:
+    """Links under 1280 bytes have no IPv6 (the kernel refuses IPv6 settings on them):
+    an IPv4-only network may still have such an MTU, as in Docker."""
+    small = lab.ctl.create_network("small", driver="bridge", subnet="10.91.0.0/24", mtu="1200")
+    a, b = lab.ns(), lab.ns()
+    small.connect(a)
+    eb = small.connect(b)
+    assert a.snapshot().link("eth0").mtu == 1200  # type: ignore[union-attr]
+    assert ping(a, eb.ip) and ping(a, UPLINK_OUT)
+
+
 def test_dual_stack_endpoints_keep_ipv6_on(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
     app = lab.ns()

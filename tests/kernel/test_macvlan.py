@@ -340,3 +340,13 @@ def test_ipv4_only_endpoints_take_nothing_from_the_lans_router_advert(lan: Lan) 
     other = lan.ns()
     dual.connect(other)  # type: ignore[attr-defined]
     assert lan.ctl.backend.sysctl(other.name, "net/ipv6/conf/eth0/disable_ipv6") == "0"
+
+
+def test_an_ipv4_only_network_under_ipv6s_mtu_connects(lan: Lan) -> None:
+    """A link under 1280 bytes has no IPv6 at all (no net/ipv6/conf/<link>): nothing to
+    turn off, and connecting must not fail looking for it."""
+    net = lan.network(mtu="1000")
+    app = lan.ns()
+    net.connect(app)  # type: ignore[attr-defined]
+    assert app.snapshot().link("eth0").mtu == 1000  # type: ignore[union-attr]
+    assert ping(app, LAN_GW)

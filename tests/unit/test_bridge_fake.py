@@ -1496,3 +1496,20 @@ def test_the_default_gateway_is_not_an_address_the_host_has(ctl: Controller) -> 
     assert config["Gateway"] == "10.77.0.2"
     assert config["AuxiliaryAddresses"] == {"host:uplink0": "10.77.0.1"}
     assert net.connect(ctl.create_namespace("app")).ip == "10.77.0.3"
+
+
+def test_ipv4_only_endpoints_have_ipv6_off_and_small_mtu_ones_none(ctl: Controller) -> None:
+    """As the kernel (tests/kernel: ..._rogue_router_advert, ..._under_ipv6s_mtu): an
+    IPv4-only endpoint has IPv6 off; one under IPv6's minimum MTU has no IPv6 at all."""
+    kernel = kernel_of(ctl)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    small = ctl.create_network("small", driver="bridge", subnet="10.92.0.0/24", mtu="1000")
+    dual = ctl.create_network("dual", driver="bridge", subnet=["10.93.0.0/24", "fd00:93::/64"])
+    a, b, c = (ctl.create_namespace(n) for n in ("a", "b", "c"))
+    web.connect(a)
+    small.connect(b)
+    dual.connect(c)
+    key = "net/ipv6/conf/eth0/disable_ipv6"
+    assert (kernel.sysctl("a", key), kernel.sysctl("c", key)) == ("1", "0")
+    with pytest.raises(errors.NotFoundError, match="has no IPv6"):
+        kernel.sysctl("b", key)

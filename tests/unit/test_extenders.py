@@ -25,7 +25,16 @@ from hostnet.drivers.base import (
     register_driver,
     unregister_driver,
 )
-from hostnet.ops import AddAddress, CreateNamespace, DeleteNamespace, Plan, SetLinkUp, SetSysctl
+from hostnet.ops import (
+    AddAddress,
+    AddLink,
+    CreateNamespace,
+    DeleteNamespace,
+    Plan,
+    RecreateLinks,
+    SetLinkUp,
+    SetSysctl,
+)
 from hostnet.specs import NetworkSpec
 
 FORWARD = "net/ipv4/ip_forward"
@@ -269,3 +278,78 @@ def test_register_driver_refuses_what_cannot_work(
     with pytest.raises(error):
         register_driver(name, driver)
     assert name not in base.registry or name in ("",)
+
+
+class Recreates(LoDown):
+    """Deletes a namespace it did not make, then makes one of that name."""
+
+    name = "recreates"
+    ops: ClassVar[tuple[Any, ...]] = ()
+
+    def plan_connect(self, ctx: ConnectContext) -> Plan:
+        return self.ops
+
+
+@pytest.mark.parametrize(
+    ("ops", "words"),
+    [
+        ((DeleteNamespace(ns="other"), CreateNamespace(ns="other")), "did not make"),
+        ((CreateNamespace(ns=None),), "exists already"),
+        ((CreateNamespace(ns="h"),), "exists already"),
+        (
+            (
+                RecreateLinks(
+                    ns="h", group=7, links=[AddLink(ns="other", name="x", kind="bridge")]
+                ),
+            ),
+            "'other'",
+        ),
+        (
+            (CreateNamespace(ns="fresh"), SetLinkUp(ns="fresh", name="lo", up=True, was_up=True)),
+            None,
+        ),
+    ],
+    ids=["delete-then-make", "make-root", "make-host", "nested-in-a-list", "own-namespace"],
+)
+def test_namespaces_a_plan_makes_are_checked_in_order(
+    kernel: FakeKernel,
+    hosted: Controller,
+    monkeypatch: pytest.MonkeyPatch,
+    ops: tuple[Any, ...],
+    words: str | None,
+) -> None:
+    """Making a namespace lets a plan act in it from then on; it does not let it delete
+    one it did not make, make one that exists, or reach elsewhere through a list."""
+    register_driver("recreates", Recreates)
+    monkeypatch.setattr(Recreates, "ops", ops)
+    net = hosted.create_network("r", driver="recreates")
+    app = hosted.create_namespace("app")
+    before = _unchanged(kernel, hosted)
+    if words is None:
+        net.connect(app)
+        assert "fresh" in kernel.namespaces()
+        return
+    with pytest.raises(errors.DriverError, match=words):
+        net.connect(app)
+    assert _unchanged(kernel, hosted) == before
+
+
+class Unlisted(Forwarder):
+    """Returns shared setup under a key its shared_keys() does not list."""
+
+    name = "unlisted"
+
+    def shared_keys(self, spec: NetworkSpec) -> tuple[str, ...]:
+        return ()
+
+
+def test_shared_setup_under_a_key_not_listed_is_refused(
+    kernel: FakeKernel, hosted: Controller
+) -> None:
+    """Its heirs are found by the listed keys: an unlisted one would be undone with
+    its first network while the others still need it."""
+    register_driver("unlisted", Unlisted)
+    before = _unchanged(kernel, hosted)
+    with pytest.raises(errors.DriverError, match="not in its shared_keys"):
+        hosted.create_network("u", driver="unlisted")
+    assert _unchanged(kernel, hosted) == before

@@ -40,7 +40,16 @@ from hostnet.backends.netlink.sockets import (
     open_diag_socket,
 )
 from hostnet.backends.netlink_paths import ns_path
-from hostnet.model import Address, BoundSocket, Link, LinkStats, Route, Snapshot, route_destination
+from hostnet.model import (
+    IPV6_MIN_MTU,
+    Address,
+    BoundSocket,
+    Link,
+    LinkStats,
+    Route,
+    Snapshot,
+    route_destination,
+)
 from hostnet.names import check_ifname
 from hostnet.ops import (
     SAME_NS,
@@ -451,16 +460,26 @@ class NetlinkBackend:
         handle = self._handle(ns)
         if handle.ipv6conf is None:
             return  # the namespace has no IPv6 (its directory could not be opened)
-        if nsenter.sysctl_dirs_stay_inside():
-            fd = os.open(
-                f"{ifname}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC, dir_fd=handle.ipv6conf
-            )
-        else:
-            fd = self._sysctl_fd(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
+        try:
+            if nsenter.sysctl_dirs_stay_inside():
+                fd = os.open(
+                    f"{ifname}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC, dir_fd=handle.ipv6conf
+                )
+            else:
+                fd = self._sysctl_fd(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
+        except (FileNotFoundError, errors.NotFoundError):
+            # a link under IPv6's minimum MTU (its parent's, say) has no IPv6 at all
+            if self._link_mtu(ns, ifname) < IPV6_MIN_MTU:
+                return
+            raise
         try:
             os.pwrite(fd, b"1", 0)
         finally:
             os.close(fd)
+
+    def _link_mtu(self, ns: str | None, ifname: str) -> int:
+        ask = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, ifname), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
+        return int(rtnl.link(self._chan(ns).get(ask, RTM_GETLINK))["mtu"])
 
     def _sysctl_done(self, ns: str | None, key: str, fd: int) -> None:
         handle = self._handles.get(ns)
@@ -621,7 +640,10 @@ class NetlinkBackend:
             settle: list[bytes] = []
             if op.hairpin and op.master is not None:
                 settle.append(rtnl.hairpin())
-            if not op.ipv6_linklocal:
+            # (a link under IPv6's minimum MTU has no IPv6 to configure: the kernel
+            # refuses the setting, EAFNOSUPPORT)
+            has_ipv6 = op.mtu is None or op.mtu >= IPV6_MIN_MTU
+            if not op.ipv6_linklocal and has_ipv6:
                 settle.append(rtnl.no_linklocal())
             # (with IPv6 to turn off first; a veth's workload end is its peer, which
             # comes up in a request of its own anyway)
@@ -716,7 +738,7 @@ class NetlinkBackend:
                             self._link_request(op.ns, op.name, [], up=True)
                 if op.kind == "veth" and op.peer_up:
                     peer_ns = op.peer_namespace
-                    peer_attrs = [] if op.ipv6_linklocal else [rtnl.no_linklocal()]
+                    peer_attrs = [] if op.ipv6_linklocal or not has_ipv6 else [rtnl.no_linklocal()]
                     self._link_request(peer_ns, op.peer or "", peer_attrs, up=True)
                 if settle and op.up and not op.ipv6_linklocal and op.kind == "veth":
                     # the peer is up now: this end gets its carrier the moment it comes

@@ -142,19 +142,24 @@ def _probe_sysctl_dirs() -> bool:
         return False  # no IPv6 here: nothing to write through such a directory
     mark = "17" if ours != "17" else "19"
 
-    def inside() -> int:
+    def inside() -> _Fds:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare(CLONE_NEWNET)")
         with open(f"/proc/sys/net/ipv6/conf/{key}", "w") as f:
             f.write(mark)
-        return os.open("/proc/sys/net/ipv6/conf", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        opened = _Fds()
+        # the namespace itself, held: the directory alone does not keep it alive once
+        # the thread is gone, and a namespace being torn down has no files any more
+        opened.add("/proc/thread-self/ns/net", os.O_RDONLY)
+        opened.add("/proc/sys/net/ipv6/conf", os.O_PATH | os.O_DIRECTORY)
+        return opened
 
     try:
-        conf = in_fresh_thread(inside)
+        held = in_fresh_thread(inside)
     except OSError:
         return False
     try:
-        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC, dir_fd=conf)
+        fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC, dir_fd=held.fds[1])
         try:
             return os.pread(fd, 16, 0).decode().strip() == mark
         finally:
@@ -162,7 +167,27 @@ def _probe_sysctl_dirs() -> bool:
     except OSError:
         return False
     finally:
-        os.close(conf)
+        held.close()
+
+
+class _Fds:
+    """File descriptors opened together, closed together (also by in_fresh_thread when
+    the caller is interrupted while waiting)."""
+
+    def __init__(self) -> None:
+        self.fds: list[int] = []
+
+    def add(self, path: str, flags: int) -> None:
+        try:
+            self.fds.append(os.open(path, flags | os.O_CLOEXEC))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
 
 
 def _prepare_run_dir() -> None:
