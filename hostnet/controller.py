@@ -1260,8 +1260,19 @@ class Controller:
             )
 
     def _with_owner(self, exc: errors.PortInUse) -> errors.PortInUse:
-        """``exc`` naming the process that holds the port, when the kernel can tell."""
-        if exc.holder is not None or exc.owner_pid is not None:
+        """``exc`` naming the process that holds the port, when the kernel can tell; or
+        saying that the hostnet workload holding it is gone, for ``gc`` to free."""
+        if exc.holder is not None:
+            if self._abandoned(exc.holder):
+                return errors.PortInUse(
+                    port=exc.port,
+                    protocol=exc.protocol,
+                    host_ip=exc.host_ip,
+                    holder=exc.holder,
+                    abandoned=True,
+                )
+            return exc
+        if exc.owner_pid is not None:
             return exc
         found = False
         for sock in self.backend.bound_sockets(self.host_ns, [exc.port], idle=True):
@@ -1272,6 +1283,17 @@ class Controller:
         if not found:  # its process closed it (or exited) in the meantime
             exc.add_note("the socket is gone now: trying again may well work")
         return exc
+
+    def _abandoned(self, workload: str) -> bool:
+        """Whether ``workload``'s namespace is gone, or is a temporary one whose process
+        died (what ``gc`` cleans up)."""
+        rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
+        if any(r["ns"] is not None and not self.backend.has_namespace(r["ns"]) for r in rows):
+            return True
+        return any(
+            lease["name"] == workload and process_started(lease["pid"]) != lease["started"]
+            for lease in self.store.read(lambda tx: tx.leases())
+        )
 
     def _admit_ports(self, workload: str, requests: Sequence[PortRequest]) -> list[PortRequest]:
         """``requests`` as the policy admits them (or PolicyDenied): a request for any

@@ -192,7 +192,9 @@ class PortInUse(ConflictError):
 
     ``owner_pid`` and ``owner_name`` name the process holding the port when the kernel
     says who it is; ``holder`` names the hostnet workload when it is a reservation, and
-    ``held_for_gc`` says that workload is gone but a failed teardown still names it.
+    ``held_for_gc`` says that workload is gone but a failed teardown still names it;
+    ``abandoned``, that its namespace is gone or its temporary namespace's process died
+    (``gc`` frees the port).
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class PortInUse(ConflictError):
         owner_name: str | None = None,
         holder: str | None = None,
         held_for_gc: bool = False,
+        abandoned: bool = False,
     ) -> None:
         self.port = port
         self.protocol = protocol
@@ -216,6 +219,11 @@ class PortInUse(ConflictError):
             who = (
                 f"still reserved for hostnet workload {holder!r}: a teardown that failed "
                 "names it, and `hostnet gc` frees the port when it finishes that teardown"
+            )
+        elif holder is not None and abandoned:
+            who = (
+                f"reserved for hostnet workload {holder!r}, whose namespace is gone or whose "
+                "process (a `hostnet run`) died: `hostnet gc` frees the port"
             )
         elif holder is not None:
             who = f"reserved by hostnet workload {holder!r}"

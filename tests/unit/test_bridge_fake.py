@@ -1513,3 +1513,16 @@ def test_ipv4_only_endpoints_have_ipv6_off_and_small_mtu_ones_none(ctl: Controll
     assert (kernel.sysctl("a", key), kernel.sysctl("c", key)) == ("1", "0")
     with pytest.raises(errors.NotFoundError, match="has no IPv6"):
         kernel.sysctl("b", key)
+
+
+def test_a_port_held_by_a_workload_that_is_gone_says_gc_frees_it(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    web.connect(a, publish=["8080:80"])
+    with pytest.raises(errors.PortInUse, match="reserved by hostnet workload 'a'; free it"):
+        web.connect(b, publish=["8080:80"])
+    kernel_of(ctl).apply(DeleteNamespace(ns="a"))  # behind hostnet's back
+    with pytest.raises(errors.PortInUse, match="namespace is gone.*`hostnet gc` frees"):
+        web.connect(b, publish=["8080:80"])
+    ctl.gc()
+    assert web.connect(b, publish=["8080:80"]).ports[0].host_port == 8080
