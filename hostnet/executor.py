@@ -128,10 +128,16 @@ class Executor:
                     )
                     break
         done: list[Op] = []
+        # the op being applied: an interrupt (Ctrl-C, SIGTERM) can land just after the
+        # kernel did it and before it is counted, so the rollback undoes it too
+        # (tolerating "gone"), as recovery does for op #done (Rule 4)
+        current: list[Op] = []
         try:
             for index, op in enumerate(plan):
+                current[:] = [op]
                 self.backend.apply(op)
                 done.append(op)
+                current.clear()
                 if self.store is not None and isinstance(op, CreateNamespace):
                     # which namespace it made (Rule 5): a rollback after a crash must
                     # not delete one someone else makes under that name meanwhile
@@ -152,7 +158,17 @@ class Executor:
                 commit(_NO_TX, plan)
         except BaseException as exc:
             failed = plan[min(len(done), len(plan) - 1)] if plan else None
-            self._roll_back(journal, owner, done, exc, failed, moved)
+            # (an op that failed with an error of its own changed nothing: backends undo
+            # what a failing op did; one interrupted may have been done)
+            # (not a namespace: one of that name could be another's by now)
+            unsure = [
+                op
+                for op in current
+                if not isinstance(exc, Exception)
+                and not isinstance(op, CreateNamespace)
+                and not (done and done[-1] is op)
+            ]
+            self._roll_back(journal, owner, [*done, *unsure], exc, failed, moved)
             raise  # _roll_back raises ApplyError itself when the rollback failed
         return plan
 

@@ -1522,7 +1522,7 @@ def test_a_port_held_by_a_workload_that_is_gone_says_gc_frees_it(ctl: Controller
     with pytest.raises(errors.PortInUse, match="reserved by hostnet workload 'a'; free it"):
         web.connect(b, publish=["8080:80"])
     kernel_of(ctl).apply(DeleteNamespace(ns="a"))  # behind hostnet's back
-    with pytest.raises(errors.PortInUse, match="namespace is gone.*`hostnet gc` frees"):
+    with pytest.raises(errors.PortInUse, match=r"namespace is gone.*`hostnet gc` frees"):
         web.connect(b, publish=["8080:80"])
     ctl.gc()
     assert web.connect(b, publish=["8080:80"]).ports[0].host_port == 8080

@@ -143,6 +143,42 @@ def test_failure_at_any_op_leaves_kernel_and_store_as_before(
     assert committed == []
 
 
+class _InterruptedAfter:
+    """A backend that applies op ``index`` and is then interrupted (Ctrl-C, a SIGTERM
+    turned into an exception) before the executor could count the op as done."""
+
+    def __init__(self, kernel: FakeKernel, index: int) -> None:
+        self.kernel, self.index, self.seen = kernel, index, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.kernel, name)
+
+    def apply(self, op: object) -> None:
+        self.kernel.apply(op)  # type: ignore[arg-type]
+        self.seen += 1
+        if self.seen == self.index + 1:
+            raise KeyboardInterrupt
+
+
+# (op 0 makes a namespace: one interrupted right after it is left, see Executor.apply)
+@pytest.mark.parametrize("index", range(1, len(PLAN)))
+def test_an_interrupt_just_after_an_op_rolls_that_op_back_too(
+    store: LocalStore, index: int
+) -> None:
+    """A DNAT added by the kernel and not yet counted when the interrupt came stayed
+    behind and sent a later workload's traffic elsewhere (found on the kernel)."""
+    kernel = FakeKernel(seed=1)
+    kernel.apply(CreateNamespace(ns="app"))  # so that op 0 is not the one that counts
+    plan = PLAN[1:]
+    kernel_before, store_before = kernel.dump(), store.dump()
+    with pytest.raises(KeyboardInterrupt):
+        Executor(_InterruptedAfter(kernel, index - 1), store).apply(  # type: ignore[arg-type]
+            plan, owner="o1"
+        )
+    assert kernel.dump() == kernel_before
+    assert store.dump() == store_before
+
+
 def test_failure_in_prepare_changes_nothing(store: LocalStore) -> None:
     kernel = FakeKernel()
     before = kernel.dump(), store.dump()

@@ -71,6 +71,7 @@ def in_fresh_thread(fn: Callable[[], T]) -> T:
     join handshakes cost a third more, and this runs once per namespace hostnet opens."""
     box: list[T] = []
     fail: list[BaseException] = []
+    finished: list[bool] = []
     done = _thread.allocate_lock()
     done.acquire()
 
@@ -80,6 +81,7 @@ def in_fresh_thread(fn: Callable[[], T]) -> T:
         except BaseException as exc:  # handed back to the caller below
             fail.append(exc)
         finally:
+            finished.append(True)
             done.release()
 
     _thread.start_new_thread(body, ())
@@ -87,8 +89,10 @@ def in_fresh_thread(fn: Callable[[], T]) -> T:
         done.acquire()
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): wait for the thread anyway, so the caller's
-        # clean-up never races it, and close what it opened for a caller now gone.
-        while not done.acquire(timeout=0.1):
+        # clean-up never races it, and close what it opened for a caller now gone. The
+        # signal's handler may run just after the acquire succeeded (a signal the
+        # kernel gave the thread): the lock is ours then, and the thread done.
+        while not finished and not done.acquire(timeout=0.1):
             pass
         close = getattr(box[0], "close", None) if box else None
         if callable(close):
