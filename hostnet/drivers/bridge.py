@@ -32,7 +32,7 @@ from hostnet.drivers.base import (
     option_mtu,
     respec,
 )
-from hostnet.model import PortMapping, Snapshot
+from hostnet.model import IPV6_MIN_MTU, PortMapping, Snapshot
 from hostnet.names import check_ifname
 from hostnet.ops import (
     AddAddress,
@@ -182,6 +182,16 @@ class BridgeDriver(Driver):
                 ns=host, key=f"net/ipv4/conf/{bridge}/route_localnet", value="1", previous="0"
             )
         )
+        if FORWARD6 in ctx.sysctls and self.mtu(spec) >= IPV6_MIN_MTU:
+            # No router advertisements taken from the network: any endpoint with raw
+            # sockets could otherwise give the host an address and a default route
+            # through itself (Docker sets this too, CVE-2020-13401). (Only where the host
+            # has IPv6, and the bridge can: under 1280 bytes a link has none.)
+            ops.append(
+                SetSysctl(
+                    ns=host, key=f"net/ipv6/conf/{bridge}/accept_ra", value="0", previous="1"
+                )
+            )
         if spec.enable_ipv6:
             # The bridge's link-local address usable at once: the kernel makes it when
             # the bridge gets carrier (a bridge with its own MAC has none before its first

@@ -337,6 +337,26 @@ def test_an_ipv4_only_network_under_ipv6s_mtu_connects(lab: Lab) -> None:
     assert ping(a, eb.ip) and ping(a, UPLINK_OUT)
 
 
+def test_the_host_takes_no_router_advert_from_an_endpoint(lab: Lab) -> None:
+    """An endpoint with raw sockets (its IPv6 on again) advertising itself as a router
+    does not give the host an address or an IPv6 default route through it: the bridge
+    does not accept advertisements (as Docker's, CVE-2020-13401)."""
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    rogue = lab.ns()
+    web.connect(rogue)
+    bridge = next(link.name for link in lab.host.snapshot().links if link.kind == "bridge")
+    assert lab.ctl.backend.sysctl(lab.host.name, f"net/ipv6/conf/{bridge}/accept_ra") == "0"
+    rogue.run(["sysctl", "-qw", "net.ipv6.conf.eth0.disable_ipv6=0"], check=True)
+    rogue.run(["ip", "addr", "add", "fe80::bad/64", "dev", "eth0", "nodad"], check=True)
+    prefix = "fd99:8:7:6::"
+    advertise_router(rogue, "eth0", "fe80::bad", prefix)
+    assert not slaac_taken(lab.host, bridge, prefix, wait=1.5)
+    # the advertisement itself works: a bridge taking them (2: even when forwarding)
+    lab.host.run(["sysctl", "-qw", f"net.ipv6.conf.{bridge}.accept_ra=2"], check=True)
+    advertise_router(rogue, "eth0", "fe80::bad", prefix)
+    assert slaac_taken(lab.host, bridge, prefix, wait=5)
+
+
 def test_dual_stack_endpoints_keep_ipv6_on(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
     app = lab.ns()
