@@ -2452,15 +2452,20 @@ class Controller:
         would lose its network under it)."""
         for lease in self.store.read(lambda tx: tx.leases()):
             pid = lease["pid"]
-            if (
-                lease["name"] == name
-                and pid != self.executor.pid
-                and process_started(pid) == lease["started"]
-            ):
+            if lease["name"] != name or pid == self.executor.pid:
+                continue
+            if process_started(pid) == lease["started"]:
                 raise errors.ConflictError(
                     f"namespace {name!r} is the temporary namespace of process {pid} (a "
                     "`hostnet run`?), which is still running and deletes it when it is "
                     "done; delete it now with force=True (CLI: --force) if you mean it"
+                )
+            left = self.backend.processes(name) if self.backend.has_namespace(name) else ()
+            if left:  # what its command left behind: kept for them, as gc keeps it
+                raise errors.ConflictError(
+                    f"namespace {name!r} was process {pid}'s (a `hostnet run`?), and "
+                    f"processes it left run there still (pid {', '.join(map(str, left))}); "
+                    "`hostnet gc` deletes it once they end, force=True (CLI: --force) now"
                 )
 
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:

@@ -60,7 +60,11 @@ def process_started(pid: int) -> float | None:
     """When process ``pid`` started (None if there is none): with the pid, what tells a
     live process from a later one given the same pid."""
     try:
-        return psutil.Process(pid).create_time()
+        process = psutil.Process(pid)
+        with process.oneshot():
+            if process.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped
+                return None
+            return process.create_time()
     except psutil.Error:
         return None
 

@@ -97,10 +97,16 @@ class Context:
             print(text, file=self.stdout)
 
     def warn(self, message: str) -> None:
-        print(f"hostnet: warning: {message}", file=self.stderr)
+        self._say(f"hostnet: warning: {message}")
 
     def error(self, message: str) -> None:
-        print(f"hostnet: error: {message}", file=self.stderr)
+        self._say(f"hostnet: error: {message}")
+
+    def _say(self, line: str) -> None:
+        try:
+            print(line, file=self.stderr)
+        except OSError:  # stderr closed (`2>&-`) or gone: the exit code still tells
+            pass
 
 
 __all__ = ["Context", "ControllerFactory", "ControllerOptions", "open_controller"]

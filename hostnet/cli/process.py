@@ -157,10 +157,11 @@ def wait_child(proc: subprocess.Popen[Any]) -> int:
 
     signums = FORWARDED
     with _handlers(dict.fromkeys(signums, forward)):
-        # A SIGTERM or SIGHUP swallowed while the child was being started is its too.
+        # A signal that came while the child was being started is its too (a Ctrl-C
+        # then may reach it twice: once from the terminal, once from us; lost, the
+        # command would run to its end).
         for signum in _received:
-            if signum != signal.SIGINT:
-                proc.send_signal(signum)
+            proc.send_signal(signum)
         _received.clear()
         if _main_thread():
             _wait_forwarding(proc, signums)

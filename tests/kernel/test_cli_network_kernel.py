@@ -352,6 +352,8 @@ def test_run_keeps_the_namespace_of_processes_its_command_left_behind(cli: Cli) 
         assert result.returncode == 0, result
         assert f"left 1 process(es) running in namespace {name!r} (pid {pid})" in result.stderr
         assert name in ip_netns_list()
+        refused = cli("ns", "rm", name)  # not without --force while they run
+        assert refused.returncode == 1 and "processes it left" in refused.stderr, refused
         assert [e["Name"] for e in json.loads(cli.ok("network", "inspect", "web"))[0][
             "Containers"].values()] == [name]  # fmt: skip
         assert (
@@ -378,3 +380,12 @@ def test_run_with_stdout_closed_gives_the_commands_code(cli: Cli) -> None:
     )  # fmt: skip
     assert result.returncode == 4 and "Traceback" not in result.stderr, result.stderr
     assert name not in ip_netns_list()
+
+
+def test_run_with_stderr_closed_still_exits_125_for_its_own_errors(cli: Cli) -> None:
+    result = subprocess.run(
+        [*cli.base, "run", "--network", "nope", "--", "true"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, timeout=60, check=False, preexec_fn=lambda: os.close(2),
+    )  # fmt: skip
+    assert result.returncode == 125, result

@@ -168,6 +168,31 @@ def test_pids_and_test_cleanup_ends_what_a_test_left_running(hostnet_host) -> No
         ns.pids()
 
 
+# Its main thread exits (pthread_exit), a thread of it runs on: a daemon's shape that
+# /proc/PID/ns no longer shows (the main thread's), found through its threads'.
+LEADER_EXITS = r"""
+import ctypes, sys, threading, time
+threading.Thread(target=time.sleep, args=(60,)).start()
+print("ready", flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_pids_finds_a_process_whose_main_thread_has_exited(hostnet_host) -> None:
+    import subprocess
+    import sys
+
+    ns = hostnet_host.controller.create_namespace(hostnet_host.name("app"))
+    with ns.popen([sys.executable, "-c", LEADER_EXITS], stdout=subprocess.PIPE, text=True) as p:
+        try:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+            assert wait_until(lambda: not os.path.exists(f"/proc/{p.pid}/ns/net"))
+            assert ns.pids() == (p.pid,)
+        finally:
+            p.kill()
+    assert wait_until(lambda: ns.pids() == ())
+
+
 def test_popen_misuse_is_a_validation_error(hostnet_host) -> None:
     ns = hostnet_host.controller.create_namespace(hostnet_host.name("app"))
     with pytest.raises(errors.ValidationError, match="empty"):

@@ -576,3 +576,17 @@ def test_audit_fails_on_a_finding_as_severe_as_asked(cli: Cli) -> None:
     assert cli("audit", "--fail-on", "low").code == 0
     assert cli("audit", "--fail-on", "info").code == 1
     assert cli("audit", "--fail-on", "severe").code == 2  # a usage error
+
+
+def test_a_closed_stderr_does_not_turn_an_error_into_a_traceback() -> None:
+    import io
+
+    from hostnet.cli.context import Context
+
+    class Closed(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(9, "Bad file descriptor")
+
+    ctx = Context(ControllerOptions(), json_output=False, stderr=Closed())
+    ctx.error("said to nobody")  # no OSError: the exit code still tells
+    ctx.warn("said to nobody")

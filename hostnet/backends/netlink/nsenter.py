@@ -366,13 +366,31 @@ def processes_in(name: str) -> tuple[int, ...]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            mine = os.stat(f"/proc/{entry.name}/ns/net")
-        except OSError:  # gone meanwhile, or a kernel thread
-            continue
-        if mine.st_ino == st.st_ino and mine.st_dev == st.st_dev:
+        if any(
+            mine.st_ino == st.st_ino and mine.st_dev == st.st_dev
+            for mine in _net_namespaces_of(entry.name)
+        ):
             found.append(int(entry.name))
     return tuple(sorted(found))
+
+
+def _net_namespaces_of(pid: str) -> list[os.stat_result]:
+    """The network namespace of process ``pid``: its main thread's; or, when that thread
+    has exited while others run on (its /proc/PID/ns is gone then), its threads'."""
+    try:
+        return [os.stat(f"/proc/{pid}/ns/net")]
+    except OSError:
+        pass
+    out = []
+    try:
+        for task in os.scandir(f"/proc/{pid}/task"):
+            try:
+                out.append(os.stat(f"/proc/{pid}/task/{task.name}/ns/net"))
+            except OSError:
+                continue
+    except OSError:  # gone meanwhile
+        pass
+    return out
 
 
 def is_namespace(path: str) -> bool:
