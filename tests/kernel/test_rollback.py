@@ -231,18 +231,18 @@ def web(rig: Rig) -> Any:
     return rig.ctl.create_network("web", subnet=DUAL, ipv6=True)
 
 
-@pytest.mark.parametrize("fail_at", range(8))
+@pytest.mark.parametrize("fail_at", range(9))
 def test_first_bridge_network(rig: Rig, fail_at: int) -> None:
     # also makes the host's firewall tables and turns forwarding on
-    fails_cleanly(rig, lambda: web(rig), fail_at, ops=8)
+    fails_cleanly(rig, lambda: web(rig), fail_at, ops=9)
     assert rig.backend.sysctl(rig.host, FORWARDING[0]) == "1"
 
 
-@pytest.mark.parametrize("fail_at", range(4))
+@pytest.mark.parametrize("fail_at", range(5))
 def test_second_bridge_network(rig: Rig, fail_at: int) -> None:
     web(rig)
     fails_cleanly(
-        rig, lambda: rig.ctl.create_network("web2", subnet="10.92.0.0/24"), fail_at, ops=4
+        rig, lambda: rig.ctl.create_network("web2", subnet="10.92.0.0/24"), fail_at, ops=5
     )
 
 
