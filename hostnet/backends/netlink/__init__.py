@@ -478,8 +478,17 @@ class NetlinkBackend:
             os.close(fd)
 
     def _link_mtu(self, ns: str | None, ifname: str) -> int:
-        ask = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, ifname), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
-        return int(rtnl.link(self._chan(ns).get(ask, RTM_GETLINK))["mtu"])
+        return int(self._get_link(ns, ifname)["mtu"])
+
+    def _get_link(self, ns: str | None, name: str) -> dict[str, Any]:
+        """Link ``name`` of ``ns`` as the kernel describes it now (LinkNotFound)."""
+        ask = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, name), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
+        try:
+            return rtnl.link(self._chan(ns).get(ask, RTM_GETLINK))
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:
+                raise errors.LinkNotFound(name, ns) from None
+            raise
 
     def _sysctl_done(self, ns: str | None, key: str, fd: int) -> None:
         handle = self._handles.get(ns)
@@ -827,18 +836,11 @@ class NetlinkBackend:
         # A link hostnet gave a MAC (a bridge, a shim, a macvlan endpoint) is deleted
         # only if it still has it: one of that name with another MAC was made by
         # someone else since (a teardown retried by gc runs long after it was planned).
-        chan = self._chan(op.ns)
-        ask = rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, op.name), rtnl.u32(rtnl.IFLA_EXT_MASK, 0))
-        try:
-            found = rtnl.link(chan.get(ask, RTM_GETLINK))
-        except NetlinkError as exc:
-            if exc.code == errno.ENODEV:
-                raise errors.LinkNotFound(op.name, op.ns) from None
-            raise
+        found = self._get_link(op.ns, op.name)
         if found["mac"] is not None and found["mac"].lower() != guard.lower():
             raise errors.LinkNotFound(op.name, op.ns)  # the one meant is gone
         self._forget_indexes(op.ns)
-        chan.request(rtnl.ifinfo(index=found["index"]), RTM_DELLINK)
+        self._chan(op.ns).request(rtnl.ifinfo(index=found["index"]), RTM_DELLINK)
 
     def _apply_DelLinkGroup(self, op: DelLinkGroup) -> None:
         if op.group == 0:
