@@ -191,6 +191,7 @@ class Controller:
         if now is None:
             return []  # the kernel cannot tell
         owner = f"host:{self.host_key}"
+        forgotten: list[str] = []
 
         def check(tx: Tx) -> None:
             before = tx.ident(owner)
@@ -199,11 +200,21 @@ class Controller:
             self._refuse_other_root(before, now)
             tx.set_ident(owner, now)
             if before is not None:
-                tx.host_restarted(self.host_key)
+                forgotten[:] = tx.host_restarted(self.host_key)
 
         if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
             with self.store.transaction() as tx:
                 check(tx)  # again: another process may have done it meanwhile
+        if forgotten:  # (said once: by the process that saw the restart first)
+            shown = ", ".join(map(repr, forgotten[:5])) + (", ..." if len(forgotten) > 5 else "")
+            warnings.warn(
+                f"the host namespace was restarted (a reboot, or made again): its endpoints "
+                f"went with it, and hostnet forgot those of {len(forgotten)} workload(s) "
+                f"({shown}) with their addresses and ports; its networks are made again: "
+                "connect the workloads again",
+                errors.HostnetWarning,
+                stacklevel=3,
+            )
         pending, marked = self.store.read(
             lambda tx: (tx.to_revive(self.host_key), tx.forwarding_allowed(self.host_key))
         )

@@ -282,18 +282,21 @@ class Tx:
     def host_restarted(self, host: str) -> list[str]:
         """The host's kernel state is gone (a reboot, or its namespace made again): forget
         every record of what lived in it (endpoints, with their addresses and ports;
-        the shared setup) and mark its networks to be made again; returns their ids,
-        oldest first. The networks keep their ids, names, subnets and settings."""
+        the shared setup) and mark its networks to be made again; returns the workloads
+        whose endpoints were forgotten, sorted. The networks keep their ids, names,
+        subnets and settings."""
         rows = self.c.execute(
             "SELECT id, driver FROM networks WHERE host = ? AND state = 'active' ORDER BY at, id",
             (host,),
         ).fetchall()
         networks = []
+        workloads: set[str] = set()
         for network, driver in rows:
-            for (endpoint,) in self.c.execute(
-                "SELECT id FROM endpoints WHERE network = ?", (network,)
+            for endpoint, workload in self.c.execute(
+                "SELECT id, workload FROM endpoints WHERE network = ?", (network,)
             ).fetchall():
                 self.forget(endpoint)
+                workloads.add(workload)
             if driver in ("none", "host"):  # the built-in ones: nothing to make again
                 continue
             networks.append(network)
@@ -309,7 +312,7 @@ class Tx:
                 "INSERT INTO revive (network, host) VALUES (?, ?)", (FORWARDING_ALLOWED, host)
             )
         self.c.execute("DELETE FROM shared WHERE host = ?", (host,))
-        return networks
+        return sorted(workloads)
 
     def forwarding_allowed(self, host: str) -> bool:
         """Whether hostnet turned forwarding on in ``host`` before it restarted."""

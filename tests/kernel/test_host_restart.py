@@ -6,6 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+from hostnet import errors
 from hostnet.controller import Controller
 from tests.kernel.netutil import request, server
 
@@ -28,9 +31,10 @@ def test_networks_come_back_after_their_host_restarts(hostnet_host) -> None:
     ip("-n", host, "link", "set", "lo", "up")
     # the restarted host's admin turns forwarding on at boot
     ip("netns", "exec", host, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-    ctl = hostnet_host.controller = Controller(
-        state_dir=state, host=host, backend=hostnet_host.backend
-    )
+    with pytest.warns(errors.HostnetWarning, match=r"forgot those of 1 workload\(s\)"):
+        ctl = hostnet_host.controller = Controller(
+            state_dir=state, host=host, backend=hostnet_host.backend
+        )
     bridge = f"br-{web.id[:12]}"
     out = subprocess.run(
         ["ip", "-n", host, "-br", "addr", "show", "dev", bridge],

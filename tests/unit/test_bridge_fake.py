@@ -1079,7 +1079,10 @@ def test_networks_are_made_again_when_their_host_restarts(tmp_path) -> None:
     kernel.apply(DeleteNamespace(ns=HOST))
     kernel.apply(CreateNamespace(ns=HOST))
     kernel.apply(SetSysctl(ns=HOST, key="net/ipv4/ip_forward", value="1", previous="0"))
-    ctl = make(tmp_path, kernel)
+    with pytest.warns(
+        errors.HostnetWarning, match=r"forgot those of 2 workload\(s\) \('app', 'svc'\)"
+    ):
+        ctl = make(tmp_path, kernel)
     again = kernel.observe(HOST)
     assert again.link_names() == made.link_names() - {veth_name(first.id)}  # not app's veth
     bridge = f"br-{web.id[:12]}"
