@@ -152,8 +152,10 @@ def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
         }
         for n in networks
     ]
-    if args.quiet:
+    if args.quiet:  # ids only, with --json too (a list of full ids)
         human = "\n".join(d["id"][:12] for d in data)
+        ctx.emit([d["id"] for d in data], human)
+        return 0
     else:
         human = format_table(
             ["network id", "name", "driver", "scope"],

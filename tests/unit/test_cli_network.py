@@ -97,6 +97,7 @@ def test_create_prints_the_id_and_ls_lists_it(cli: HostCli) -> None:
     quiet = cli("network", "ls", "-q").out.split()
     assert quiet == [row[0] for row in rows]
     data = cli("--json", "network", "ls").json()
+    assert cli("--json", "network", "ls", "-q").json() == [d["id"] for d in data]
     assert {d["name"]: d["id"] for d in data}["web"] == network_id
     assert {d["name"]: d["subnets"] for d in data}["web"] == ["10.90.0.0/24"]
     assert f"br-{network_id[:12]}" in host_links(cli)
