@@ -1253,8 +1253,9 @@ class Controller:
         for ip in sorted(wanted):
             if self.backend.is_local(self.host_ns, ip):
                 continue
-            if have is None:  # (an IPv6 address still in DAD, or a link-local one, is
-                # the host's, though no local route says so yet)
+            if have is None:  # (an IPv6 address still in DAD is the host's, though no
+                # local route says so yet; a link-local one is not in the snapshot, and
+                # is taken once its DAD is over)
                 snap = self.backend.observe(self.host_ns, firewall=False)
                 have = {a.address.split("/")[0] for a in snap.addresses}
             if ip in have:
