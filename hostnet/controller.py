@@ -1275,7 +1275,7 @@ class Controller:
         """``exc`` naming the process that holds the port, when the kernel can tell; or
         saying that the hostnet workload holding it is gone, for ``gc`` to free."""
         if exc.holder is not None:
-            if self._abandoned(exc.holder):
+            if not exc.held_for_gc and self._abandoned(exc.holder):
                 return errors.PortInUse(
                     port=exc.port,
                     protocol=exc.protocol,
@@ -1302,8 +1302,11 @@ class Controller:
         rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
         if any(r["ns"] is not None and not self.backend.has_namespace(r["ns"]) for r in rows):
             return True
+        # (as _gc_abandoned: not while processes it left run there, which gc keeps)
         return any(
-            lease["name"] == workload and process_started(lease["pid"]) != lease["started"]
+            lease["name"] == workload
+            and process_started(lease["pid"]) != lease["started"]
+            and not self.backend.processes(workload)
             for lease in self.store.read(lambda tx: tx.leases())
         )
 

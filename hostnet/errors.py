@@ -215,6 +215,7 @@ class PortInUse(ConflictError):
         self.owner_pid = owner_pid
         self.owner_name = owner_name
         self.holder = holder
+        self.held_for_gc = held_for_gc
         if holder is not None and held_for_gc:
             who = (
                 f"still reserved for hostnet workload {holder!r}: a teardown that failed "

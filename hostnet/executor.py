@@ -62,7 +62,9 @@ def process_started(pid: int) -> float | None:
     try:
         process = psutil.Process(pid)
         with process.oneshot():
-            if process.status() == psutil.STATUS_ZOMBIE:  # dead, not yet reaped
+            # dead, not yet reaped (but a process whose main thread exited while others
+            # run on shows as a zombie too: it lives)
+            if process.status() == psutil.STATUS_ZOMBIE and process.num_threads() <= 1:
                 return None
             return process.create_time()
     except psutil.Error:
@@ -172,7 +174,7 @@ class Executor:
                 and not isinstance(op, CreateNamespace)
                 and not (done and done[-1] is op)
             ]
-            self._roll_back(journal, owner, [*done, *unsure], exc, failed, moved)
+            self._roll_back(journal, owner, done, exc, failed, moved, unsure=unsure)
             raise  # _roll_back raises ApplyError itself when the rollback failed
         return plan
 
@@ -184,14 +186,20 @@ class Executor:
         exc: BaseException,
         failed: Op | None,
         moved: Mapping[str, tuple[str | None, str]],
+        *,
+        unsure: Sequence[Op] = (),
     ) -> None:
-        """Undo ``done``. A clean rollback forgets the owner's records and puts back the
-        allocation cursors its plan moved (``moved``), so nothing shows it was tried; a
-        rollback with errors keeps them and turns the journal into a failed teardown of
-        exactly the inverses that failed, which ``recover`` (``hostnet gc``) retries.
-        Forgetting them instead would let a later retry remove objects someone created
-        since."""
-        left = self.undo(done)
+        """Undo ``done``, and first ``unsure`` (an op an interrupt came during, done or
+        not: undone as recovery would, a link only if it has the MAC hostnet gave it,
+        since one of that name may be another's). A clean rollback forgets the owner's
+        records and puts back the allocation cursors its plan moved (``moved``), so
+        nothing shows it was tried; a rollback with errors keeps them and turns the
+        journal into a failed teardown of exactly the inverses that failed, which
+        ``recover`` (``hostnet gc``) retries. Forgetting them instead would let a later
+        retry remove objects someone created since."""
+        left = self._undo_inverses(
+            [*(_guard(op.inverse()) for op in unsure), *(op.inverse() for op in reversed(done))]
+        )
         if self.store is not None:
             with self.store.transaction() as tx:
                 if left:
@@ -468,6 +476,12 @@ REBUILDS = f'%"{REBUILD_OWNER}%'
 ROOT = ""
 #: In a journal's places: the mount namespace its mounts were read in
 VIEW = "@view"
+
+
+def _guard(inverse: Op) -> Op:
+    """``inverse`` of an op that may not have been applied: a link is deleted only if it
+    has the MAC hostnet would have given it (recovery's guard)."""
+    return attrs.evolve(inverse, same_mac=True) if isinstance(inverse, DelLink) else inverse
 
 
 def namespaces_of(op: Op) -> set[str]:

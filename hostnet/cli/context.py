@@ -103,6 +103,8 @@ class Context:
         self._say(f"hostnet: error: {message}")
 
     def _say(self, line: str) -> None:
+        if self.stderr is None:  # (started with it closed: print would use stdout)
+            return
         try:
             print(line, file=self.stderr)
         except OSError:  # stderr closed (`2>&-`) or gone: the exit code still tells

@@ -689,3 +689,26 @@ def test_a_change_waits_for_a_firewall_rebuild_of_a_live_process(store: LocalSto
         tx.journal_end("rebuild")
     executor.apply((CreateNamespace(ns="app"),), owner="ns:app")
     assert kernel.namespaces() == ("app",)
+
+
+def test_an_interrupt_before_a_link_is_made_spares_one_of_that_name(store: LocalStore) -> None:
+    """Interrupted before the kernel made the link (or not, the executor cannot tell),
+    the rollback deletes a link of that name only if it has the MAC hostnet gave it: a
+    bridge made since under the planned name is someone else's."""
+
+    class Interrupted(_InterruptedAfter):
+        def apply(self, op: object) -> None:
+            self.seen += 1
+            if self.seen == 1:
+                raise KeyboardInterrupt  # before anything reaches the kernel
+            self.kernel.apply(op)  # type: ignore[arg-type]  # the rollback's
+
+    kernel = FakeKernel(seed=1)
+    kernel.apply(AddLink(ns=None, name="br-taken", kind="bridge", mac="02:00:00:00:00:07"))
+    before = kernel.dump()
+    ours = AddLink(ns=None, name="br-taken", kind="bridge", mac="02:00:00:00:00:08")
+    backend = Interrupted(kernel, 0)
+    with pytest.raises(KeyboardInterrupt):
+        Executor(backend, store).apply((ours,), owner="o1")  # type: ignore[arg-type]
+    assert backend.seen == 2  # the rollback ran
+    assert kernel.dump() == before

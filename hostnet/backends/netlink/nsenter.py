@@ -158,11 +158,9 @@ def _probe_sysctl_dirs() -> bool:
         opened.add("/proc/sys/net/ipv6/conf", os.O_PATH | os.O_DIRECTORY)
         return opened
 
+    held: _Fds | None = None
     try:
         held = in_fresh_thread(inside)
-    except OSError:
-        return False
-    try:
         fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC, dir_fd=held.fds[1])
         try:
             return os.pread(fd, 16, 0).decode().strip() == mark
@@ -171,7 +169,8 @@ def _probe_sysctl_dirs() -> bool:
     except OSError:
         return False
     finally:
-        held.close()
+        if held is not None:
+            held.close()
 
 
 class _Fds:
