@@ -432,17 +432,19 @@ class NetlinkBackend:
         keys are not kept: the interface (and its file) can go away."""
         path = _sysctl_path(key)
 
-        def opener() -> int:
+        def opener() -> nsenter.Fds:
+            opened = nsenter.Fds()  # (closed by nsenter if the caller is interrupted)
             try:
-                return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                opened.add(path, os.O_RDWR)
             except PermissionError:
-                return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                opened.add(path, os.O_RDONLY)
+            return opened
 
         handle = self._handle(ns)
         fd = handle.sysctls.get(key)
         if fd is None:
             try:
-                fd = self._in_ns(ns, opener)
+                fd = self._in_ns(ns, opener).fds[0]
             except FileNotFoundError:
                 raise errors.NotFoundError(
                     f"no sysctl {key!r} in {ns or 'the root namespace'}"

@@ -146,19 +146,19 @@ def _probe_sysctl_dirs() -> bool:
         return False  # no IPv6 here: nothing to write through such a directory
     mark = "17" if ours != "17" else "19"
 
-    def inside() -> _Fds:
+    def inside() -> Fds:
         if _libc.unshare(CLONE_NEWNET) != 0:
             raise _oserror("unshare(CLONE_NEWNET)")
         with open(f"/proc/sys/net/ipv6/conf/{key}", "w") as f:
             f.write(mark)
-        opened = _Fds()
+        opened = Fds()
         # the namespace itself, held: the directory alone does not keep it alive once
         # the thread is gone, and a namespace being torn down has no files any more
         opened.add("/proc/thread-self/ns/net", os.O_RDONLY)
         opened.add("/proc/sys/net/ipv6/conf", os.O_PATH | os.O_DIRECTORY)
         return opened
 
-    held: _Fds | None = None
+    held: Fds | None = None
     try:
         held = in_fresh_thread(inside)
         fd = os.open(key, os.O_RDONLY | os.O_CLOEXEC, dir_fd=held.fds[1])
@@ -173,7 +173,7 @@ def _probe_sysctl_dirs() -> bool:
             held.close()
 
 
-class _Fds:
+class Fds:
     """File descriptors opened together, closed together (also by in_fresh_thread when
     the caller is interrupted while waiting)."""
 
