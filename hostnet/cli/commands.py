@@ -119,7 +119,11 @@ def _args_ns_exec(parser: argparse.ArgumentParser) -> None:
         metavar="-- CMD [ARG...]",
         help="the command to run inside the namespace (no shell is involved)",
     )
-    parser.epilog = "example: hostnet ns exec app1 -- ip -o link"
+    parser.epilog = (
+        "Signals sent to hostnet reach the command; exit code: the command's, 126/127 if "
+        "it cannot be run or found, 125 for hostnet's own errors. "
+        "example: hostnet ns exec app1 -- ip -o link"
+    )
 
 
 def _find_namespace(ctl: Controller, name: str) -> Namespace:

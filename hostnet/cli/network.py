@@ -304,9 +304,12 @@ def args_run(parser: argparse.ArgumentParser) -> None:
         help="the command to run inside the namespace (no shell is involved)",
     )
     parser.epilog = (
-        "The namespace lives as long as the command: when it exits (or on Ctrl-C or "
-        "SIGTERM, which reach the command) the namespace is disconnected and deleted, and "
-        "hostnet exits with the command's exit code. "
+        "The namespace lives as long as the command: when it exits (or on Ctrl-C, "
+        "SIGTERM or another signal, which reach the command) the namespace is "
+        "disconnected and deleted, unless processes the command left behind still run "
+        "there (then `hostnet gc` deletes it once they end). Exit code: the command's; "
+        "126/127 if it cannot be run or found; 128+N if signal N ended it; 125 for "
+        "hostnet's own errors. "
         "example: hostnet run --network web -p 8080:80 -- python3 -m http.server 80"
     )
 
