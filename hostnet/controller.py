@@ -2319,6 +2319,7 @@ class Controller:
                     "ops": r.ops,
                     "errors": list(r.errors),
                     "skipped": r.skipped,
+                    "names": list(r.names),
                 }
                 for r in recovered
             ],

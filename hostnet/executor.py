@@ -82,6 +82,8 @@ class Recovered:
     errors: tuple[str, ...] = ()
     #: ops not applied because their namespace is not the one journaled (Rule 5)
     skipped: int = 0
+    #: what the owners stood for ("app on web", "network web", "namespace app")
+    names: tuple[str, ...] = ()
 
 
 class Executor:
@@ -433,6 +435,7 @@ class Executor:
         assert self.store is not None
         plan = plan_from_json(entry["plan"])
         owners = tuple(json.loads(entry["owner"]))
+        names = tuple(self.store.read(lambda tx: tx.owner_names(owners)))  # (before forgotten)
         places = entry.get("places") or {}
         moved, mounts = self._judge(places)
         if entry["kind"] == "setup":
@@ -465,6 +468,7 @@ class Executor:
             ops=ops,
             errors=tuple(map(str, problems)),
             skipped=skipped,
+            names=names,
         )
 
 

@@ -265,6 +265,8 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
     for r in report["recovered"]:
         done = "rolled back" if r["kind"] == "setup" else "finished"
         line = f"{done} {r['kind']} journal {r['journal'][:12]} ({r['ops']} ops)"
+        if r.get("names"):
+            line += f" of {', '.join(r['names'])}"
         if r.get("skipped"):
             line += f", skipped {r['skipped']} in namespaces made again since"
         if r["errors"]:

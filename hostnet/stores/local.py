@@ -762,6 +762,32 @@ class Tx:
                 self.forget(owner)
         return kept
 
+    def owner_names(self, owners: Collection[str]) -> list[str]:
+        """What ``owners`` (of a journal) stand for, while their records last: "WORKLOAD
+        on NETWORK" for an endpoint (and its published ports), "network NAME",
+        "namespace NAME"."""
+        out = []
+        for owner in owners:
+            base = owner.split("/")[0]
+            row = self.c.execute(
+                "SELECT e.workload, n.name FROM endpoints e JOIN networks n "
+                "ON n.id = e.network WHERE e.id = ?",
+                (base,),
+            ).fetchone()
+            if row is not None:
+                out.append(f"{row[0]} on {row[1]}")
+                continue
+            row = self.c.execute("SELECT name FROM networks WHERE id = ?", (base,)).fetchone()
+            if row is not None:
+                out.append(f"network {row[0]}")
+                continue
+            row = self.c.execute(
+                "SELECT name FROM namespaces WHERE owner = ?", (owner,)
+            ).fetchone()
+            if row is not None:
+                out.append(f"namespace {row[0]}")
+        return out
+
     def journal_fail(self, id: str) -> None:
         self.c.execute("UPDATE journal SET failed = 1 WHERE id = ?", (id,))
 

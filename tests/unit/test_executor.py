@@ -357,6 +357,7 @@ def test_recover_rolls_back_the_setup_of_a_dead_process(
                     kind="setup",
                     owners=("o1",),
                     ops=min(done + 1, len(PLAN)),
+                    names=("namespace app",),  # what o1 stood for, said before forgotten
                 )
             ]
             assert kernel.dump() == kernel_before
@@ -712,3 +713,19 @@ def test_an_interrupt_before_a_link_is_made_spares_one_of_that_name(store: Local
         Executor(backend, store).apply((ours,), owner="o1")  # type: ignore[arg-type]
     assert backend.seen == 2  # the rollback ran
     assert kernel.dump() == before
+
+
+def test_gc_says_whose_work_it_finished(tmp_path: Path) -> None:
+    """`ctl.recovered` and `gc` name the workload and network of a journal they finish
+    or roll back (the owners alone are ids of records that are gone by then)."""
+    kernel = FakeKernel(seed=1)
+    ctl, backend = _faulty_controller(str(tmp_path), kernel, forwarding=True)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    web.connect(ctl.create_namespace("app"))
+    backend.fail_at = backend.calls  # the disconnect's first op fails: left to gc
+    with pytest.raises(errors.TeardownError):
+        web.disconnect("app")
+    backend.fail_at = None
+    (done,) = ctl.gc()["recovered"]
+    assert (done["kind"], done["errors"], done["names"]) == ("teardown", [], ["app on web"])
+    ctl.close()
