@@ -23,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from hostnet import errors
 from hostnet.cli.commands import COMMANDS, GROUPS, Command
@@ -88,9 +88,31 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage errors exit with ``usage_exit``: 2, or a command's
+    code for hostnet's own errors (125 for `run` and `ns exec`, as `docker run`)."""
+
+    usage_exit = 2
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_exit, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        command = getattr(parsed, "_command", None)
+        if extras and command is not None and command.own_errors:
+            # (unrecognized arguments are the top parser's to say, after the command's
+            # parser is done: said with the command's code)
+            self.usage_exit = command.own_errors
+        return parsed, extras
+
+
 def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentParser:
     """The argparse tree for ``commands`` (each leaf parser has ``_command`` set)."""
-    root = argparse.ArgumentParser(
+    root = _Parser(
         prog="hostnet",
         description="Docker's network drivers without a daemon: namespaces, networks, "
         "ports and policy over netlink and nftables.",
@@ -113,7 +135,11 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
             parent = path[:-1]
             if parent not in subparsers:
                 subparsers[parent] = parsers[parent].add_subparsers(
-                    title="commands", metavar="COMMAND", dest=f"_word{depth}", required=True
+                    title="commands",
+                    metavar="COMMAND",
+                    dest=f"_word{depth}",
+                    required=True,
+                    parser_class=_Parser,
                 )
             text = command.help if leaf else GROUPS.get(path[-1], "")
             parser = subparsers[parent].add_parser(
@@ -122,6 +148,8 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
             if leaf:
                 command.arguments(parser)
                 parser.set_defaults(_command=command)
+                if command.own_errors is not None:
+                    parser.usage_exit = command.own_errors  # type: ignore[attr-defined]
             else:
                 groups.add(path)
             parsers[path] = parser

@@ -590,3 +590,24 @@ def test_a_closed_stderr_does_not_turn_an_error_into_a_traceback() -> None:
     ctx = Context(ControllerOptions(), json_output=False, stderr=Closed())
     ctx.error("said to nobody")  # no OSError: the exit code still tells
     ctx.warn("said to nobody")
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["run", "--bogus", "--network", "web", "--", "true"], 125),
+        (["run"], 125),
+        (["ns", "exec"], 125),
+        (["ns", "exec", "--bogus", "x", "--", "true"], 125),
+        (["network", "ls", "--bogus"], 2),
+        (["network", "create"], 2),
+    ],
+)
+def test_usage_errors_of_run_and_exec_exit_125_like_their_other_errors(
+    argv: list[str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As `docker run`: 125 is hostnet's, whatever the error, so that a script tells it
+    from the command's own exit codes; other commands keep argparse's 2."""
+    assert main(["--backend", "fake", *argv]) == code
+    err = capsys.readouterr().err
+    assert "usage:" in err and "error:" in err
