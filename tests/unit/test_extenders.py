@@ -36,17 +36,13 @@ from hostnet.ops import (
     SetSysctl,
 )
 from hostnet.specs import NetworkSpec
+from tests.unit.test_registry import LoDownDriver
 
 FORWARD = "net/ipv4/ip_forward"
 
 
-class LoDown(Driver):
-    """Connecting takes the namespace's lo down (a well-behaved toy)."""
-
-    name = "lodown"
-
-    def plan_connect(self, ctx: ConnectContext) -> Plan:
-        return (SetLinkUp(ns=ctx.endpoint.ns, name="lo", up=False, was_up=True),)
+# connecting takes the namespace's lo down: the registry tests' well-behaved toy
+LoDown = LoDownDriver
 
 
 class Stray(LoDown):
