@@ -76,7 +76,7 @@ from hostnet.policy.ports import (
 )
 from hostnet.policy.security import Admission, SecurityPolicy
 from hostnet.specs import EndpointInfo, NetworkInfo, NetworkSpec, SubnetConfig
-from hostnet.stores.local import LocalStore, Tx
+from hostnet.stores.local import LocalStore, Tx, as_asked
 
 T = TypeVar("T")
 
@@ -1520,6 +1520,7 @@ class Controller:
                 "ns": ns,
                 "data": _endpoint_json(endpoint, flat_host, plan),
             }
+            row["data"]["asked"] = [list(b) for spec in publish_specs for b in spec.bindings()]
             if target is not None and target.ident is not None:
                 row["data"]["netns"] = target.ident  # which namespace of that name
                 if mount is not None:
@@ -1681,6 +1682,7 @@ class Controller:
                 owner=owner,
                 ports=[[m.protocol, m.host_ip, m.host_port, m.container_port] for m in added],
                 applied=plan_to_json(plan),
+                asked=[list(b) for spec in specs for b in spec.bindings()],
             )
 
         try:
@@ -1896,7 +1898,8 @@ class Controller:
             for m in ep.ports:
                 entry = {"HostIp": m.host_ip, "HostPort": str(m.host_port)}
                 ports.setdefault(m.docker_key(), []).append(entry)
-                bindings.setdefault(m.docker_key(), []).append(entry)
+            for key, host_ip, host_port in ep.asked:  # as asked, "" where not given
+                bindings.setdefault(key, []).append({"HostIp": host_ip, "HostPort": host_port})
             for r in ep.reserved:
                 ports.setdefault(f"{r.port}/{r.protocol}", None)
         sandbox = "" if (mode == "host" or not is_ns) else Namespace(self, name, managed=True).path
@@ -2883,6 +2886,10 @@ def _endpoint_from(row: dict[str, Any], network_name: str) -> Endpoint:
             for p, h, port in data.get("reserved", ())
         ),
         static=tuple(sorted(data.get("static", {}).items())),
+        asked=tuple(
+            (key, host_ip, host_port)
+            for key, host_ip, host_port in data.get("asked", as_asked(data.get("ports", ())))
+        ),
     )
 
 

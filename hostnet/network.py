@@ -32,6 +32,9 @@ class Endpoint:
     reserved: tuple[Reservation, ...] = ()
     #: the addresses asked for at connect (``ip``, ``ip6``), as Docker's IPAMConfig
     static: tuple[tuple[str, str], ...] = ()
+    #: the published ports as asked, as Docker's HostConfig.PortBindings: (container
+    #: port/protocol, host address, host port or range), "" where the spec gave none
+    asked: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def ip(self) -> str | None:

@@ -102,10 +102,31 @@ class PublishSpec:
     host: PortRequest
     container_start: int
     container_end: int
+    #: the host address as written ("" when the spec names none)
+    asked_ip: str = ""
 
     @property
     def protocol(self) -> str:
         return self.host.protocol
+
+    def bindings(self) -> list[tuple[str, str, str]]:
+        """The spec as Docker's ``HostConfig.PortBindings`` shows it: (container port
+        and protocol, host address as written or "", host port as written or "").
+
+        >>> parse_publish("127.0.0.1::53/udp").bindings()
+        [('53/udp', '127.0.0.1', '')]
+        >>> parse_publish("8000-8010:80").bindings()
+        [('80/tcp', '', '8000-8010')]
+        """
+        request, proto = self.host, self.protocol
+        if request.pick_one:
+            port = f"{request.start}-{request.end}"
+            return [(f"{self.container_start}/{proto}", self.asked_ip, port)]
+        out = []
+        for offset in range(self.container_end - self.container_start + 1):
+            port = "" if request.start is None else str(request.start + offset)
+            out.append((f"{self.container_start + offset}/{proto}", self.asked_ip, port))
+        return out
 
 
 def _split_ip(
@@ -156,7 +177,8 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
         raise errors.InvalidPort(spec, "expected a string like '8080:80/tcp'")
     body, _, proto = spec.partition("/")
     protocol = _protocol(proto, spec)
-    host_ip, parts = _split_ip(body, spec, 3, default_ip)
+    asked_ip, parts = _split_ip(body, spec, 3, "")
+    host_ip = asked_ip or default_ip
     if len(parts) == 1:
         host_text, container_text = "", parts[0]
     elif len(parts) == 2:
@@ -167,7 +189,9 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
     n_cont = c_end - c_start + 1
     if not host_text:  # ephemeral: one host port per container port
         request = PortRequest(protocol=protocol, host_ip=host_ip, ephemeral=n_cont)
-        return PublishSpec(host=request, container_start=c_start, container_end=c_end)
+        return PublishSpec(
+            host=request, container_start=c_start, container_end=c_end, asked_ip=asked_ip
+        )
     h_start, h_end = _range(host_text, spec)
     n_host = h_end - h_start + 1
     if n_cont == 1 and n_host > 1:
@@ -180,7 +204,9 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
         )
     else:
         request = PortRequest(protocol=protocol, host_ip=host_ip, start=h_start, end=h_end)
-    return PublishSpec(host=request, container_start=c_start, container_end=c_end)
+    return PublishSpec(
+        host=request, container_start=c_start, container_end=c_end, asked_ip=asked_ip
+    )
 
 
 def parse_reserved(text: str) -> set[int]:

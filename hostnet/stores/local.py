@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS published (  -- ports published on an endpoint after 
     endpoint TEXT NOT NULL,
     ports TEXT NOT NULL,               -- JSON: [protocol, host_ip, host_port, container_port]...
     applied TEXT NOT NULL,             -- JSON: the plan that published them
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    asked TEXT NOT NULL DEFAULT '[]'   -- JSON: the -p specs as asked (see _ASKED)
 );
 CREATE INDEX IF NOT EXISTS published_by_endpoint ON published (endpoint, at);
 CREATE TABLE IF NOT EXISTS addresses (
@@ -153,6 +154,22 @@ CREATE TABLE IF NOT EXISTS journal (
 
 def default_state_dir() -> Path:
     return Path(os.environ.get("HOSTNET_STATE_DIR") or "/var/lib/hostnet")
+
+
+def as_asked(ports: Any) -> list[list[Any]]:
+    """Published ports ([protocol, host IP, host port, container port] each) written as
+    the ``-p`` specs that would ask for exactly them: what a record made before hostnet
+    kept the specs as asked stands for them."""
+    return [[f"{cp}/{p}", h, str(hp)] for p, h, hp, cp in ports]
+
+
+def _merge_asked(data: dict[str, Any], ports: list[Any], asked: list[Any]) -> None:
+    """Add ports published after connect, and the specs as asked for them, to an
+    endpoint's ``data``."""
+    if "asked" not in data:  # (before its own ports are extended)
+        data["asked"] = as_asked(data.get("ports", ()))
+    data["asked"].extend(asked or as_asked(ports))
+    data.setdefault("ports", []).extend(ports)
 
 
 def _loads(text: str) -> Any:
@@ -511,17 +528,28 @@ class Tx:
                 f"{workload!r} is already connected to this network"
             ) from None
 
-    def add_published(self, id: str, *, owner: str, ports: list[Any], applied: list[Any]) -> None:
-        """Record ports published on an existing endpoint and the ops that did it, in a
-        row of their own: the cost does not grow with the ports published before."""
+    def add_published(
+        self,
+        id: str,
+        *,
+        owner: str,
+        ports: list[Any],
+        applied: list[Any],
+        asked: list[Any] | None = None,
+    ) -> None:
+        """Record ports published on an existing endpoint and the ops that did it (and
+        the ``-p`` specs as asked: [container port/protocol, host IP, host port] each,
+        "" where the spec gave none), in a row of their own: the cost does not grow
+        with the ports published before."""
         row = self.c.execute(
             "SELECT 1 FROM endpoints WHERE id = ? AND state = 'active'", (id,)
         ).fetchone()
         if row is None:
             raise errors.ConflictError(f"endpoint {id[:12]} was disconnected meanwhile")
         self.c.execute(
-            "INSERT INTO published (owner, endpoint, ports, applied, at) VALUES (?, ?, ?, ?, ?)",
-            (owner, id, _dumps(ports), _dumps(applied), time.time()),
+            "INSERT INTO published (owner, endpoint, ports, applied, at, asked) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (owner, id, _dumps(ports), _dumps(applied), time.time(), _dumps(asked or [])),
         )
 
     def endpoint_workload(self, endpoint_id: str) -> str:
@@ -564,11 +592,11 @@ class Tx:
         rows = [self._endpoint_row(r) for r in self.c.execute(own, args)]
         if published and rows:
             by_id = {r["id"]: r for r in rows}
-            later = "SELECT p.endpoint, p.ports, p.applied FROM published p "
+            later = "SELECT p.endpoint, p.ports, p.applied, p.asked FROM published p "
             later += "JOIN endpoints e ON e.id = p.endpoint" + cond + " ORDER BY p.at, p.owner"
-            for endpoint, ports, applied in self.c.execute(later, args):
+            for endpoint, ports, applied, asked in self.c.execute(later, args):
                 row = by_id[endpoint]
-                row["data"].setdefault("ports", []).extend(_loads(ports))
+                _merge_asked(row["data"], _loads(ports), _loads(asked))
                 ops = _loads(applied)
                 row["applied"].extend(ops)
                 # default routes it took over from an endpoint that left (no ports)
@@ -898,6 +926,11 @@ class LocalStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            # A column older stores lack, added without a new schema number: older
+            # hostnets name their columns, so they read and write such a store as before
+            # (their published rows get "[]": not recorded, see as_asked).
+            if "asked" not in {r[1] for r in conn.execute("PRAGMA table_info(published)")}:
+                conn.execute("ALTER TABLE published ADD COLUMN asked TEXT NOT NULL DEFAULT '[]'")
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

@@ -566,6 +566,59 @@ def test_host_binding_address_is_the_default_for_published_ports(ctl: Controller
     ]
 
 
+def test_port_bindings_show_what_was_asked_and_ports_what_was_given(ctl: Controller) -> None:
+    # as docker run -p: HostConfig.PortBindings keeps the specs ("" where a spec names
+    # no address or port), NetworkSettings.Ports the ports the workload got
+    web = ctl.create_network(
+        "web", driver="bridge", subnet="10.91.0.0/24", host_binding_ipv4="127.0.0.1"
+    )
+    a = ctl.create_namespace("a")
+    ep = web.connect(
+        a, publish=["8080:80", "90", "0.0.0.0::53/udp", "9000-9001:9000-9001", "7000-7010:70"]
+    )
+    web.publish(a, ["[::ffff:127.0.0.1]:6000:60", "61"])
+    info = ctl.inspect(a)
+    assert info["HostConfig"]["PortBindings"] == {
+        "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+        "90/tcp": [{"HostIp": "", "HostPort": ""}],
+        "53/udp": [{"HostIp": "0.0.0.0", "HostPort": ""}],
+        "9000/tcp": [{"HostIp": "", "HostPort": "9000"}],
+        "9001/tcp": [{"HostIp": "", "HostPort": "9001"}],
+        "70/tcp": [{"HostIp": "", "HostPort": "7000-7010"}],
+        "60/tcp": [{"HostIp": "127.0.0.1", "HostPort": "6000"}],  # as Go reads it
+        "61/tcp": [{"HostIp": "", "HostPort": ""}],
+    }
+    given = {m.docker_key(): m for m in (*ep.ports, *web.endpoints()[0].ports)}
+    ports = info["NetworkSettings"]["Ports"]
+    assert set(ports) == set(info["HostConfig"]["PortBindings"])
+    assert ports["90/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(given["90/tcp"].host_port)}]
+    assert ports["70/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "7000"}]
+    assert ports["61/tcp"][0]["HostPort"] != ""
+    # the same through the API's Endpoint
+    (ep,) = web.endpoints()
+    assert ep.asked[:2] == (("80/tcp", "", "8080"), ("90/tcp", "", ""))
+
+
+def test_records_from_before_asked_specs_show_the_ports_given(ctl: Controller) -> None:
+    # stores written before hostnet kept the -p specs as asked: PortBindings shows the
+    # ports given, as hostnet did then (not an empty or broken entry)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a = ctl.create_namespace("a")
+    web.connect(a, publish=["80"])
+    web.publish(a, ["8081:81"])
+    with ctl.store.transaction() as tx:
+        (data,) = [json.loads(r[0]) for r in tx.c.execute("SELECT data FROM endpoints")]
+        del data["asked"]
+        tx.c.execute("UPDATE endpoints SET data = ?", (json.dumps(data),))
+        tx.c.execute("UPDATE published SET asked = '[]'")
+    (ep,) = web.endpoints()
+    bindings = ctl.inspect(a)["HostConfig"]["PortBindings"]
+    assert bindings == {
+        m.docker_key(): [{"HostIp": m.host_ip, "HostPort": str(m.host_port)}] for m in ep.ports
+    }
+    assert len(bindings) == 2
+
+
 def _set_network_state(ctl: Controller, network_id: str, state: str) -> None:
     """What another process's unfinished create (pending) or delete (deleting) of a
     network looks like in the shared store."""

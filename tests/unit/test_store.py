@@ -109,6 +109,45 @@ def test_a_store_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
     assert int(value) == SCHEMA_VERSION == 3
 
 
+def test_a_store_without_asked_port_specs_gets_the_column_and_stays_schema_3(
+    tmp_path: Path,
+) -> None:
+    # published rows of hostnet before session 9 had no -p specs as asked; the column
+    # is added without a new schema number, so that those versions still open the store
+    LocalStore(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    with conn:
+        conn.execute("ALTER TABLE published DROP COLUMN asked")
+        conn.execute(
+            "INSERT INTO endpoints (id, network, workload, ns, data, applied, state, at) "
+            """VALUES ('e', 'n', 'w', 'w', '{"ports": [["tcp", "0.0.0.0", 8080, 80]]}', """
+            "'[]', 'active', 1.0)"
+        )
+        conn.execute(  # as an older hostnet writes it, naming its columns
+            "INSERT INTO published (owner, endpoint, ports, applied, at) "
+            """VALUES ('e/1', 'e', '[["udp", "127.0.0.1", 5353, 53]]', '[]', 2.0)"""
+        )
+    conn.close()
+    store = LocalStore(tmp_path)
+    try:
+        (row,) = store.read(lambda tx: tx.endpoints())
+        assert row["data"]["asked"] == [
+            ["80/tcp", "0.0.0.0", "8080"],
+            ["53/udp", "127.0.0.1", "5353"],
+        ]
+        with store.transaction() as tx:  # an older hostnet's insert still works
+            tx.c.execute(
+                "INSERT INTO published (owner, endpoint, ports, applied, at) "
+                "VALUES ('e/2', 'e', '[]', '[]', 3.0)"
+            )
+    finally:
+        store.close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    conn.close()
+    assert value == "3"
+
+
 def test_journals_of_a_schema_2_store_are_read_after_the_upgrade(tmp_path: Path) -> None:
     # schema 2 journals did not record the namespaces their plan acts in
     LocalStore(tmp_path).close()
