@@ -22,6 +22,12 @@ and so do the floor and ip (checked too); CNI and netavark keep theirs (recorded
             the maps of hostnet's tables (made beforehand with bridge_firewall.base_setup
             and network_setup). Its socket in the target namespace is opened by switching
             the calling thread there and back, which hostnet may not do.
+- floor-rules: the floor, plus the least DESIGN.md's rules ask beside the kernel work
+            (baselines/rules.py): the target's socket from a short-lived thread, the
+            target observed (a link and a route dump), the plan journaled in SQLite
+            before acting (with the address and the pending endpoint), progress per op,
+            the result recorded after. Not a target: it tells the rules' price from
+            hostnet's own.
 - hostnet:  Controller(host=<throwaway namespace>, state_dir=<tempdir>), create_network(
             "bench", driver="bridge", subnet=<a /16>) once, then Network.connect(ns,
             publish=["PORT:80"]) per endpoint: validation, policy, port and address
@@ -80,6 +86,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from baselines import kernel, tools
+from baselines import rules as rules_floor
 from baselines.kernel import (
     IFLA_LINK,
     NLM_F_CREATE,
@@ -109,6 +116,7 @@ from common import (
     summarize,
     sweep_namespaces,
     unique_prefix,
+    versus,
     write_results,
 )
 
@@ -118,6 +126,7 @@ CONTAINER_PORT = 80
 FIRST_HOST_PORT = 20000
 SUBNETS = {
     "floor": "10.202.0.0/16",
+    "floor-rules": "10.206.0.0/16",
     "hostnet": "10.201.0.0/16",
     "ip": "10.203.0.0/16",
     "cni": "10.204.0.0/16",
@@ -222,13 +231,27 @@ class Floor(Method):
         self.prefixlen = net.prefixlen
         self.no_ll, self.hairpin = kernel.no_linklocal(), kernel.hairpin()
 
+    def _target_socket(self, fd: int) -> Any:
+        with self.switch.inside(fd):
+            return kernel.route_socket()
+
+    # what the rules floor adds (FloorRules); nothing here
+    def _begin(self, ep: Ep, ip: str, target: Any) -> None:
+        pass
+
+    def _progress(self, done: int) -> None:
+        pass
+
+    def _end(self, ep: Ep) -> None:
+        pass
+
     def connect(self, ep: Ep) -> None:
         ip = self.addresses.take()
         fd = kernel.open_ns(ep.ns)
         try:
-            with self.switch.inside(fd):
-                target = Wire(kernel.route_socket())
+            target = Wire(self._target_socket(fd))
             try:
+                self._begin(ep, ip, target.sock)
                 echo = self.wire.request(
                     kernel.veth_msg(
                         name=ep.veth,
@@ -254,17 +277,21 @@ class Floor(Method):
                     kernel.setlink_msg(index, [self.hairpin, self.no_ll]), RTM_NEWLINK
                 )
                 self.wire.request(kernel.setlink_msg(index, [], up=True), RTM_NEWLINK)
+                self._progress(1)
                 target.request(
                     kernel.addr_msg(peer, ip, self.prefixlen, self.addresses.broadcast),
                     RTM_NEWADDR,
                     NLM_F_CREATE | NLM_F_EXCL,
                 )
+                self._progress(2)
                 target.request(
                     kernel.default_route_msg(peer, self.addresses.gateway),
                     RTM_NEWROUTE,
                     NLM_F_CREATE | NLM_F_EXCL,
                 )
+                self._progress(3)
                 self.nft.run(kernel.port_batch("add", [(ep.port, ip, CONTAINER_PORT)]))
+                self._end(ep)
             finally:
                 target.close()
         finally:
@@ -285,6 +312,62 @@ class Floor(Method):
         self.wire.close()
         self.nft.close()
         self.switch.close()
+
+
+class FloorRules(Floor):
+    """The floor plus the least that DESIGN.md's rules ask beside the kernel work
+    (baselines/rules.py): the target's socket from a short-lived thread, the target
+    observed, the plan journaled before acting, progress per op, the result recorded.
+    Not a target of the issue: it tells the price of the rules from hostnet's own."""
+
+    key = "floor-rules"
+    label = "floor + thread + journal (rules)"
+
+    def __init__(self, host: str) -> None:
+        super().__init__(host)
+        self.state_dir = tempfile.mkdtemp(prefix="hnbb-rules-")
+        self.journal = rules_floor.Journal(self.state_dir)
+        self.job = ""
+
+    def _target_socket(self, fd: int) -> Any:
+        from hostnet.backends.netlink.channel import open_route_socket
+        from hostnet.backends.netlink.nsenter import run_in
+
+        return run_in(fd, open_route_socket)
+
+    def _plan(self, ep: Ep, ip: str) -> list[dict[str, object]]:
+        return [
+            {"op": "AddLink", "ns": self.host, "kind": "veth", "name": ep.veth, "peer_ns": ep.ns},
+            {"op": "AddAddress", "ns": ep.ns, "ifname": "eth0", "address": ip},
+            {"op": "AddRoute", "ns": ep.ns, "dst": "0.0.0.0/0", "gateway": self.addresses.gateway},
+            {"op": "NftBatch", "ns": self.host, "add": [[ep.port, ip, CONTAINER_PORT]]},
+        ]
+
+    def _begin(self, ep: Ep, ip: str, target: Any) -> None:
+        rules_floor.observe(target)
+        self.job = self.journal.begin(ep.ns, ip, self._plan(ep, ip))
+
+    def _progress(self, done: int) -> None:
+        self.journal.progress(self.job, done)
+
+    def _end(self, ep: Ep) -> None:
+        self.journal.finish(self.job, ep.ns)
+
+    def disconnect(self, ep: Ep) -> None:
+        plan = [{"op": "DelLink", "ns": self.host, "ifname": ep.veth}]
+        job = self.journal.begin_teardown(ep.ns, plan)
+        super().disconnect(ep)
+        self.journal.forget(job, ep.ns)
+
+    def disconnect_all(self, eps: Sequence[Ep]) -> None:
+        job = self.journal.begin_teardown("all", [{"op": "DelLinkGroup", "group": GROUP}])
+        super().disconnect_all(eps)
+        self.journal.forget_all(job)
+
+    def close(self) -> None:
+        super().close()
+        self.journal.close()
+        shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class Hostnet(Method):
@@ -506,12 +589,13 @@ class Netavark(Method):
 
 CLASSES: dict[str, type[Method]] = {
     "floor": Floor,
+    "floor-rules": FloorRules,
     "hostnet": Hostnet,
     "ip": IpNft,
     "cni": Cni,
     "netavark": Netavark,
 }
-CODES = {"floor": "f", "hostnet": "h", "ip": "i", "cni": "c", "netavark": "v"}
+CODES = {"floor": "f", "floor-rules": "r", "hostnet": "h", "ip": "i", "cni": "c", "netavark": "v"}
 
 
 # -- checking what a method left behind (never timed) ----------------------------------
@@ -807,6 +891,7 @@ class Size:
 METRICS = ("setup", "teardown")
 BULK_HOW = {
     "floor": "one RTM_DELLINK of the link group + one nft transaction",
+    "floor-rules": "the floor's, journaled",
     "hostnet": "Network.disconnect_all()",
     "ip": "`ip link del group` + one `nft -f -`",
 }
@@ -855,6 +940,13 @@ def analyse(size: Size) -> dict[str, Any]:
             m: data[m]["median"] - base[m] if base[m] else math.nan for m in METRICS
         }
         out[key] = data
+    rules = size.samples.get("floor-rules")
+    if "hostnet" in out and "floor-rules" in out and rules is not None:
+        # how far hostnet is from the least that DESIGN.md's rules allow (informational)
+        mine = size.samples["hostnet"]
+        out["hostnet"]["versus_floor_rules"] = {
+            m: versus(getattr(mine, m), getattr(rules, m), size.args.batch) for m in METRICS
+        }
     return out
 
 
@@ -932,6 +1024,13 @@ def print_size(size: Size, stats: dict[str, Any], markdown: bool) -> None:
         print(
             f"  {data['label']:<36} setup {paired['setup']:.2f}x ({extra['setup']:+.2f} ms)"
             f"   teardown {paired['teardown']:.2f}x ({extra['teardown']:+.2f} ms)"
+        )
+    rules = stats.get("hostnet", {}).get("versus_floor_rules")
+    if rules is not None:
+        c = rules["setup"]
+        print(
+            "\nhostnet against the rules floor (thread, observation, journal; not a target):"
+            f" setup {c['ratio']:.2f}x (paired {c['paired']:.2f}x, {c['overhead']:+.2f} ms)"
         )
     print("\nsetup growth, median of the first 10% -> the last 10% of the endpoints:")
     for data in stats.values():

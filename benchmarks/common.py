@@ -145,6 +145,18 @@ def paired_ratio(samples: Sequence[float], baseline: Sequence[float], chunk: int
     return statistics.median(ratios) if ratios else math.nan
 
 
+def versus(samples: Sequence[float], baseline: Sequence[float], chunk: int) -> dict[str, float]:
+    """``samples`` against a second baseline of the same run: the ratio of medians, the
+    paired ratio (``paired_ratio``) and the difference of medians (the overhead, in the
+    samples' unit)."""
+    mine, base = statistics.median(samples), statistics.median(baseline)
+    return {
+        "ratio": mine / base,
+        "paired": paired_ratio(samples, baseline, chunk),
+        "overhead": mine - base,
+    }
+
+
 def rotation(items: Sequence[T], round_index: int) -> list[T]:
     """``items`` rotated by ``round_index``: over len(items) rounds every item runs in
     every position once, so no method always runs first (or right after a noisy one)."""

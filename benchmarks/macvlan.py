@@ -25,6 +25,12 @@ method's children share a parent with another's.
                 (hostnet.backends.netlink.nsenter.run_in), which is how hostnet does it:
                 its calling thread never changes namespace. The difference between the
                 two floors is the price of that rule.
+- floor-rules:  floor-thread, plus what DESIGN.md's rules ask beside the kernel work
+                (benchmarks/baselines/rules.py): the target observed (a link and a
+                route dump) before acting, the plan journaled in SQLite first (with the
+                address and the pending endpoint), each op's progress recorded, the
+                result recorded after. The issues' targets stay against the floor; this
+                one tells the rules' price from hostnet's own.
 - hostnet:      Controller(host=HOST, state_dir=tmp, backend="netlink"), one
                 create_network("bench", driver="macvlan", parent="lan0", subnet, gateway)
                 (untimed), targets made with create_namespace (untimed), then
@@ -68,6 +74,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from baselines import kernel
+from baselines import rules as rules_floor
 from baselines.kernel import (
     CLONE_NEWNET,
     IFF_UP,
@@ -100,6 +107,7 @@ from common import (
     summarize,
     sweep_namespaces,
     unique_prefix,
+    versus,
     write_results,
 )
 
@@ -235,14 +243,22 @@ class Floor:
     key = "floor"
     label = "raw netlink (floor)"
 
-    def __init__(self, host: str, home: Home, *, thread: bool = False) -> None:
+    def __init__(
+        self, host: str, home: Home, *, thread: bool = False, rules: bool = False
+    ) -> None:
         from hostnet.backends.netlink.channel import Channel
 
         self.host = host
         self.home = home
-        self.thread = thread
+        self.thread = thread or rules
+        self.journal: rules_floor.Journal | None = None
+        self.state_dir: str | None = None
         if thread:
             self.key, self.label = "floor-thread", "floor, socket via thread"
+        if rules:
+            self.key, self.label = "floor-rules", "floor, thread + journal"
+            self.state_dir = tempfile.mkdtemp(prefix="hnbmv-rules-")
+            self.journal = rules_floor.Journal(self.state_dir)
         self.targets: list[str] = []
         self.macs: list[str] = []
         self.addresses: list[str] = []
@@ -274,23 +290,42 @@ class Floor:
     def _socket(self, fd: int) -> socket.socket:
         return socket_via_thread(fd) if self.thread else self.home.socket_in(fd)
 
+    def _plan(self, i: int) -> list[dict[str, object]]:
+        """The ops as a journal would hold them (floor-rules)."""
+        ns, address = self.targets[i], self.addresses[i]
+        return [
+            {"op": "AddLink", "ns": self.host, "kind": "macvlan", "peer_ns": ns},
+            {"op": "AddAddress", "ns": ns, "ifname": IFNAME, "address": address},
+            {"op": "AddRoute", "ns": ns, "dst": "0.0.0.0/0", "gateway": GATEWAY},
+        ]
+
     def connect(self, i: int) -> None:
         fd = open_ns(self.targets[i])
         try:
             sock = self._socket(fd)
             try:
+                journal, job = self.journal, ""
+                if journal is not None:
+                    rules_floor.observe(sock)
+                    job = journal.begin(self.targets[i], self.addresses[i], self._plan(i))
                 self.wire.request(
                     macvlan_msg(parent=self.parent, ns_fd=fd, mac=self.macs[i], mtu=self.mtu),
                     RTM_NEWLINK,
                     NLM_F_CREATE | NLM_F_EXCL,
                 )
+                if journal is not None:
+                    journal.progress(job, 1)
                 inside = Wire(sock)
                 inside.request(addr_msg(self.addresses[i]), RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL)
+                if journal is not None:
+                    journal.progress(job, 2)
                 inside.request(
                     kernel.default_route_msg(TARGET_INDEX, GATEWAY),
                     RTM_NEWROUTE,
                     NLM_F_CREATE | NLM_F_EXCL,
                 )
+                if journal is not None:  # (no progress after the last op: the end says it)
+                    journal.finish(job, self.targets[i])
             finally:
                 sock.close()
         finally:
@@ -303,7 +338,13 @@ class Floor:
         finally:
             os.close(fd)
         try:
+            journal, job = self.journal, ""
+            if journal is not None:
+                plan = [{"op": "DelLink", "ns": self.targets[i], "ifname": IFNAME}]
+                job = journal.begin_teardown(self.targets[i], plan)
             Wire(sock).request(dellink_msg(), RTM_DELLINK)
+            if journal is not None:
+                journal.forget(job, self.targets[i])
         finally:
             sock.close()
 
@@ -312,6 +353,10 @@ class Floor:
 
     def close(self) -> None:
         self.wire.close()
+        if self.journal is not None:
+            self.journal.close()
+        if self.state_dir is not None:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
 class Hostnet:
@@ -418,7 +463,7 @@ class IpCommand:
         pass
 
 
-METHODS = ("floor", "floor-thread", "hostnet", "ip")
+METHODS = ("floor", "floor-thread", "floor-rules", "hostnet", "ip")
 
 
 # -- checks ----------------------------------------------------------------------------
@@ -578,6 +623,12 @@ def analyse(run: Run, batch: int) -> dict[str, Any]:
         data["overhead_over_floor_ms"] = {
             m: data[m]["median"] - out[floor][m]["median"] for m in METRICS
         }
+    if "hostnet" in out and "floor-rules" in out:
+        # how far hostnet is from the least that DESIGN.md's rules allow (informational)
+        out["hostnet"]["versus_floor_rules"] = {
+            m: versus(getattr(run, m)["hostnet"], getattr(run, m)["floor-rules"], batch)
+            for m in METRICS
+        }
     return out
 
 
@@ -622,6 +673,13 @@ def print_results(stats: dict[str, Any], markdown: bool) -> None:
             f"  {data['label']:<26} connect {paired['connect']:.2f}x "
             f"({extra['connect']:+.3f} ms)   disconnect {paired['disconnect']:.2f}x "
             f"({extra['disconnect']:+.3f} ms)"
+        )
+    rules = stats.get("hostnet", {}).get("versus_floor_rules")
+    if rules is not None:
+        c = rules["connect"]
+        print(
+            f"\nhostnet against the rules floor (thread, observation, journal; not a target):"
+            f" connect {c['ratio']:.2f}x (paired {c['paired']:.2f}x, {c['overhead']:+.3f} ms)"
         )
     print("\ngrowth, median of the first 10% -> the last 10% of the samples:")
     for data in stats.values():
@@ -674,6 +732,8 @@ def measure(
                     method = Floor(host, home)
                 elif key == "floor-thread":
                     method = Floor(host, home, thread=True)
+                elif key == "floor-rules":
+                    method = Floor(host, home, rules=True)
                 elif key == "hostnet":
                     method = Hostnet(host)
                 else:
