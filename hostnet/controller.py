@@ -44,13 +44,23 @@ from hostnet.drivers.base import (
     installed_driver,
     recorded_driver,
 )
-from hostnet.drivers.bridge import bridge_mac
+from hostnet.drivers.bridge import base_firewall, bridge_mac, network_firewall
 from hostnet.executor import REBUILD_OWNER, Executor, Recovered, process_started
-from hostnet.model import WILDCARD4, WILDCARD6, Link, PortMapping, Reservation, Route, Snapshot
+from hostnet.model import (
+    IPV6_MIN_MTU,
+    WILDCARD4,
+    WILDCARD6,
+    Link,
+    PortMapping,
+    Reservation,
+    Route,
+    Snapshot,
+)
 from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
 from hostnet.ops import (
+    AddLink,
     AddRoute,
     Adopt,
     CreateNamespace,
@@ -1955,6 +1965,21 @@ class Controller:
                         "detail": "endpoints of this network can reach each other",
                     }
                 )
+            if (
+                net.driver == "macvlan"
+                and net.spec.internal
+                and "private_parent" not in net.data
+            ):
+                findings.append(
+                    {
+                        "severity": "high",
+                        "kind": "no-isolation",
+                        "subject": net.name,
+                        "detail": "an internal macvlan network an older hostnet made: its "
+                        "endpoints sit on the parent's LAN, not on a private parent; "
+                        "delete it and create it again",
+                    }
+                )
             if net.driver == "macvlan" and not net.spec.internal:  # (its own parent)
                 findings.append(
                     {
@@ -1965,6 +1990,7 @@ class Controller:
                         "of hostnet's isolates them from it or from other hosts there",
                     }
                 )
+        findings.extend(self._ipv6_left_on())
         for network_id in self.store.read(lambda tx: tx.to_revive(self.host_key)):
             lost = self.store.read(partial(_network_of, host=self.host_key, id=network_id))
             findings.append(
@@ -2173,7 +2199,25 @@ class Controller:
                     )
         if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
             return out
+        base, nets = self.store.read(self._outdated_firewall)
+        names_of = {n["id"]: n["name"] for n in bridges}
+        for subject in (["hostnet's tables"] if base is not None else []) + [
+            names_of.get(i, i[:12]) for i in nets
+        ]:
+            out.append(
+                {
+                    "severity": "high",
+                    "kind": "outdated-firewall",
+                    "subject": subject,
+                    "detail": "its firewall rules were made by an older hostnet and lack "
+                    "rules this one makes (such as the guard against forged packets to "
+                    "ports published on 127.0.0.1, CVE-2020-8558): `hostnet gc` rebuilds "
+                    "them as this version makes them",
+                }
+            )
         for subject, what in self._firewall_damage(bridges)[1]:
+            if base is not None and subject.endswith(f" {fw.TABLE}") and "chain" in what:
+                continue  # (a base chain an older hostnet did not make: said above)
             out.append(
                 {
                     "severity": "high",
@@ -2184,6 +2228,41 @@ class Controller:
                     "isolation, NAT or published ports: `hostnet gc` rebuilds it",
                 }
             )
+        return out
+
+    def _ipv6_left_on(self) -> list[dict[str, str]]:
+        """Endpoints of IPv4-only networks that an older hostnet made with IPv6 on (as
+        their recorded plan says): they take addresses and routes from any router
+        advertisement (CVE-2024-32473), which endpoints made since do not."""
+        nets = {
+            n["id"]: n
+            for n in self.store.read(lambda tx: tx.networks(self.host_key))
+            if n["state"] == "active"
+            and n["driver"] in ("bridge", "macvlan")
+            and not NetworkSpec.from_json(n["spec"]).enable_ipv6
+        }
+        out = []
+        for ep in self.store.read(lambda tx: tx.endpoints()):
+            if ep["network"] not in nets or ep["state"] != "active" or ep["ns"] is None:
+                continue
+            if any(
+                isinstance(op, AddLink)
+                and op.kind in ("veth", "macvlan")
+                and op.ipv6
+                and (op.mtu is None or op.mtu >= IPV6_MIN_MTU)
+                for op in plan_from_json(ep["applied"])
+            ):
+                out.append(
+                    {
+                        "severity": "medium",
+                        "kind": "ipv6-on",
+                        "subject": ep["workload"],
+                        "detail": f"its endpoint on {nets[ep['network']]['name']!r} was made "
+                        "by an older hostnet with IPv6 on, on an IPv4-only network: it takes "
+                        "addresses and routes from router advertisements (CVE-2024-32473); "
+                        "disconnect and connect it again",
+                    }
+                )
         return out
 
     def _leaks(self, host: Snapshot) -> list[dict[str, str]]:
@@ -2371,6 +2450,25 @@ class Controller:
                     )
         return present, damage
 
+    def _outdated_firewall(self, tx: Tx) -> tuple[NftBatch | None, dict[str, NftBatch]]:
+        """What of hostnet's firewall an older hostnet made, and differs from what this
+        one would make (rules added since: CVE-2020-8558's guard, the mark chain,
+        published ports of other networks...): the shared tables' batch as this version
+        makes it (None: current), and each active bridge network's, by id."""
+        shared = tx.shared(self.host_key, "nft:bridge")
+        if shared is None:
+            return None, {}
+        now = base_firewall(self.host_ns)
+        base = None if _nft_ops(shared["applied"], self.host_ns) == [now] else now
+        nets: dict[str, NftBatch] = {}
+        for net in tx.networks(self.host_key):
+            if net["driver"] != "bridge" or net["state"] != "active":
+                continue
+            now = network_firewall(self._network_info(net, self.host_ns))
+            if _nft_ops(net["applied"], self.host_ns) != [now]:
+                nets[net["id"]] = now
+        return base, nets
+
     def _restore_firewall(self) -> list[str]:
         """Rebuild hostnet's nftables tables when they are not as recorded (gone, flushed,
         chains deleted: an `nft flush ruleset`, a firewall service restarted; isolation,
@@ -2415,9 +2513,10 @@ class Controller:
         if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
             return []  # no bridge network, no firewall of hostnet's
         damage = self._firewall_damage(self.store.read(bridges))[1]
-        if not damage:
+        base, nets = self.store.read(self._outdated_firewall)
+        if not damage and base is None and not nets:
             return []
-        if damage[0][0] == FOREIGN:
+        if damage and damage[0][0] == FOREIGN:
             warnings.warn(damage[0][1], errors.HostnetWarning, stacklevel=3)
             return []
         if not self.store.read(quiet):
@@ -2430,12 +2529,19 @@ class Controller:
             )
             return []
         rebuilt: list[str] = []
+        upgraded: list[tuple[NftBatch | None, dict[str, NftBatch]]] = []
 
         def prepare(tx: Tx) -> Plan:
             nets = bridges(tx)
             present, damage = self._firewall_damage(nets)
-            if not quiet(tx) or not damage or damage[0][0] == FOREIGN:
+            base, newer = self._outdated_firewall(tx)
+            if (
+                not quiet(tx)
+                or not (damage or base is not None or newer)
+                or (damage and damage[0][0] == FOREIGN)
+            ):
                 return ()  # work began meanwhile, or another process rebuilt them
+            upgraded[:] = [(base, newer)]
             shared = tx.shared(self.host_key, "nft:bridge")
             assert shared is not None
             # what is left goes first; no undo: a rebuild cut short is not rolled back
@@ -2446,23 +2552,37 @@ class Controller:
             ops: list[Op] = [
                 NftBatch(ns=self.host_ns, commands=fw.batch(drop), undo="")
             ] if drop else []  # fmt: skip
-            recorded = [shared["applied"], *(n["applied"] for n in nets)]
+            # what an older hostnet made is made as this one makes it (an upgrade), the
+            # rest as recorded
+            made = [[base] if base is not None else _nft_ops(shared["applied"], self.host_ns)]
+            made += [
+                [newer[n["id"]]] if n["id"] in newer else _nft_ops(n["applied"], self.host_ns)
+                for n in nets
+            ]
             ids = {n["id"] for n in nets}
-            recorded += [
-                e["applied"]
+            made += [
+                _nft_ops(e["applied"], self.host_ns)
                 for e in tx.endpoints()
                 if e["network"] in ids and e["state"] == "active"
             ]
-            ops += [
-                attrs.evolve(op, undo="")
-                for plan in recorded
-                for op in plan_from_json(plan)
-                if isinstance(op, NftBatch) and op.ns == self.host_ns
-            ]
+            ops += [attrs.evolve(op, undo="") for batch in made for op in batch]
             rebuilt[:] = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
             return merge_nft(tuple(ops))
 
-        self.executor.apply(prepare, owner=f"{REBUILD_OWNER}{self.host_key}")
+        def commit(tx: Tx, plan: Plan) -> None:
+            # the upgraded batches are the records from now on: what gc rebuilds, and
+            # what deleting the last network (or this one) undoes
+            if not plan or not upgraded:
+                return
+            base, newer = upgraded[0]
+            if base is not None:
+                tx.set_shared_applied(self.host_key, "nft:bridge", plan_to_json((base,)))
+            for net in bridges(tx):
+                if net["id"] in newer:
+                    applied = _with_nft(net["applied"], newer[net["id"]], self.host_ns)
+                    tx.set_network_applied(net["id"], plan_to_json(applied))
+
+        self.executor.apply(prepare, owner=f"{REBUILD_OWNER}{self.host_key}", commit=commit)
         return rebuilt
 
     def _refuse_leased(self, name: str) -> None:
@@ -2549,6 +2669,24 @@ CAP_NET_ADMIN = 12
 
 #: ``_firewall_damage``'s subject for tables that hold another state directory's networks
 FOREIGN = "hostnet's tables"
+
+
+def _nft_ops(applied: Any, ns: str | None) -> list[NftBatch]:
+    """The nftables batches of a recorded plan that act in namespace ``ns``."""
+    return [op for op in plan_from_json(applied) if isinstance(op, NftBatch) and op.ns == ns]
+
+
+def _with_nft(applied: Any, batch: NftBatch, ns: str | None) -> Plan:
+    """A recorded plan with its nftables batches in ``ns`` replaced by ``batch``, where
+    the first of them was (so that undoing it keeps its order)."""
+    out: list[Op] = []
+    for op in plan_from_json(applied):
+        if isinstance(op, NftBatch) and op.ns == ns:
+            if batch not in out:
+                out.append(batch)
+        else:
+            out.append(op)
+    return tuple(out)
 
 
 def _has_net_admin(pid: int) -> bool:

@@ -85,6 +85,25 @@ def _bool(value: str | None, default: bool) -> bool:
     return value == "true"
 
 
+def base_firewall(host: str | None) -> NftBatch:
+    """hostnet's nftables tables in ``host``, shared by every bridge network."""
+    commands, undo = fw.base_setup()
+    return NftBatch(ns=host, commands=commands, undo=undo)
+
+
+def network_firewall(network: NetworkInfo) -> NftBatch:
+    """A bridge network's chains and set elements in its host's tables."""
+    spec = network.spec
+    commands, undo = fw.network_setup(
+        network_id=network.id,
+        bridge=network.data["bridge"],
+        subnets=[s.subnet for s in spec.subnets],
+        internal=spec.internal,
+        masquerade=_bool(spec.option(OPT_MASQ), True),
+    )
+    return NftBatch(ns=network.host_ns, commands=commands, undo=undo)
+
+
 class BridgeDriver(Driver):
     name = "bridge"
     allocates_addresses: ClassVar[bool] = True
@@ -147,10 +166,7 @@ class BridgeDriver(Driver):
                 "host (use the same --state-dir / HOSTNET_STATE_DIR), or it was left behind "
                 f"(remove it with `nft delete table inet {fw.TABLE}`)"
             )
-        commands, undo = fw.base_setup()
-        shared: dict[str, Plan] = {
-            "nft:bridge": (NftBatch(ns=host, commands=commands, undo=undo),)
-        }
+        shared: dict[str, Plan] = {"nft:bridge": (base_firewall(host),)}
         if ctx.allow_forwarding:
             for key, wanted in ((FORWARD4, True), (FORWARD6, ctx.network.spec.enable_ipv6)):
                 current = ctx.sysctls.get(key, "0")
@@ -206,14 +222,7 @@ class BridgeDriver(Driver):
                     ns=host, key=f"net/ipv6/conf/{bridge}/accept_dad", value="0", previous="1"
                 )
             )
-        commands, undo = fw.network_setup(
-            network_id=ctx.network.id,
-            bridge=bridge,
-            subnets=[s.subnet for s in spec.subnets],
-            internal=spec.internal,
-            masquerade=_bool(spec.option(OPT_MASQ), True),
-        )
-        ops.append(NftBatch(ns=host, commands=commands, undo=undo))
+        ops.append(network_firewall(ctx.network))
         return tuple(ops)
 
     def default_host_ip(self, spec: NetworkSpec) -> str:

@@ -507,6 +507,18 @@ class Tx:
             (host, key, owner, _dumps(applied)),
         )
 
+    def set_shared_applied(self, host: str, key: str, applied: Any) -> None:
+        """Replace the recorded plan of shared setup (gc's upgrade of what an older
+        hostnet made)."""
+        self.c.execute(
+            "UPDATE shared SET applied = ? WHERE host = ? AND key = ?",
+            (_dumps(applied), host, key),
+        )
+
+    def set_network_applied(self, id: str, applied: Any) -> None:
+        """Replace a network's recorded plan (gc's upgrade of its firewall)."""
+        self.c.execute("UPDATE networks SET applied = ? WHERE id = ?", (_dumps(applied), id))
+
     def transfer_shared(self, host: str, key: str, owner: str) -> None:
         self.c.execute(
             "UPDATE shared SET owner = ? WHERE host = ? AND key = ?", (owner, host, key)

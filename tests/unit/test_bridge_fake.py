@@ -1427,6 +1427,38 @@ def test_gc_rebuilds_firewall_tables_gone_in_part_or_whole(ctl: Controller) -> N
         assert ctl.gc()["restored"] == []
 
 
+def test_gc_upgrades_a_firewall_an_older_hostnet_made(ctl: Controller) -> None:
+    # tables and chains an older hostnet made lack rules added since (here the guard
+    # against forged packets to 127.0.0.1 and a network's pass for DNATed traffic):
+    # audit says so, gc rebuilds them as this version makes them and records that
+    from tests.aging import age_firewall
+
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24", icc=False)
+    db = ctl.create_network("db", driver="bridge", subnet="10.92.0.0/24")
+    web.connect(ctl.create_namespace("a"), publish=["127.0.0.1:5353:53/udp"])
+
+    def records() -> list[object]:
+        shared = ctl.store.read(lambda tx: tx.shared(HOST, "nft:bridge"))
+        assert shared is not None
+        nets = ctl.store.read(lambda tx: tx.networks(HOST))
+        return [shared["applied"], *(n["applied"] for n in nets)]
+
+    before, recorded = kernel_of(ctl).dump(), records()
+    age_firewall(ctl, base_drop="127.0.0.0", network="db", drop='"status"')
+    assert kernel_of(ctl).dump() != before and records() != recorded
+    found = [(f["kind"], f["subject"]) for f in ctl.audit() if "firewall" in f["kind"]]
+    assert found == [("outdated-firewall", "hostnet's tables"), ("outdated-firewall", "db")]
+    assert ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
+    assert kernel_of(ctl).dump() == before
+    assert records() == recorded
+    assert ctl.gc()["restored"] == []
+    assert [f for f in ctl.audit() if "firewall" in f["kind"]] == []
+    web.disconnect("a")
+    web.delete()
+    db.delete()  # (undoes the batch gc recorded)
+    assert kernel_of(ctl).nft_list(HOST, "inet hostnet") is None
+
+
 def test_inspect_shows_the_addresses_asked_for_as_ipamconfig(ctl: Controller) -> None:
     net = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     a, b = ctl.create_namespace("a"), ctl.create_namespace("b")

@@ -9,7 +9,7 @@ import pytest
 from hostnet import errors
 from hostnet.backends.fake import FakeKernel
 from hostnet.controller import Controller
-from hostnet.ops import AddAddress, AddLink, CreateNamespace, DeleteNamespace
+from hostnet.ops import AddAddress, AddLink, CreateNamespace, DeleteNamespace, DelLink
 from hostnet.testing.world import without_namespace
 
 HOST = "host"
@@ -235,6 +235,36 @@ def test_audit_says_macvlan_networks_are_not_isolated(ctl: Controller) -> None:
     lan(ctl, "inner", subnet="10.61.0.0/24", gateway="10.61.0.1", internal=True)  # own parent
     found = [(f["kind"], f["subject"]) for f in ctl.audit() if f["kind"] == "no-isolation"]
     assert found == [("no-isolation", "lan")]
+
+
+def test_audit_names_what_an_older_hostnet_left_less_safe(ctl: Controller) -> None:
+    # an internal network on the named parent's LAN (before internal networks got a
+    # parent of their own), an endpoint of an IPv4-only network with IPv6 on (before
+    # IPv6 was turned off there): both read from what the store recorded
+    import json
+
+    inner = lan(ctl, "inner", internal=True)
+    outer = lan(ctl, "outer", subnet="192.168.60.0/24", gateway="192.168.60.1")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    outer.connect(a)
+    outer.connect(b)
+    assert {(f["kind"], f["severity"]) for f in ctl.audit()} == {("no-isolation", "low")}
+    kernel_of(ctl).apply(DelLink(ns=HOST, name=inner.data["private_parent"]))  # and its peer
+    with ctl.store.transaction() as tx:
+        data = dict(inner.data, parent="lan0")
+        del data["private_parent"]
+        tx.c.execute("UPDATE networks SET data = ? WHERE id = ?", (json.dumps(data), inner.id))
+        (row,) = tx.endpoints(workload="a")
+        plan = [dict(op, ipv6=True) if op["op"] == "AddLink" else op for op in row["applied"]]
+        tx.c.execute(
+            "UPDATE endpoints SET applied = ? WHERE id = ?", (json.dumps(plan), row["id"])
+        )
+    found = {(f["kind"], f["severity"], f["subject"]) for f in ctl.audit()}
+    assert found == {
+        ("no-isolation", "low", "outer"),
+        ("no-isolation", "high", "inner"),
+        ("ipv6-on", "medium", "a"),
+    }
 
 
 def test_a_static_mac_is_unique_on_the_parents_lan(ctl: Controller) -> None:
