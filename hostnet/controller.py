@@ -65,6 +65,7 @@ from hostnet.ops import (
     Adopt,
     CreateNamespace,
     DeleteNamespace,
+    ForgetFlows,
     NftBatch,
     Op,
     Plan,
@@ -1965,11 +1966,7 @@ class Controller:
                         "detail": "endpoints of this network can reach each other",
                     }
                 )
-            if (
-                net.driver == "macvlan"
-                and net.spec.internal
-                and "private_parent" not in net.data
-            ):
+            if net.driver == "macvlan" and net.spec.internal and "private_parent" not in net.data:
                 findings.append(
                     {
                         "severity": "high",
@@ -2567,7 +2564,22 @@ class Controller:
             ]
             ops += [attrs.evolve(op, undo="") for batch in made for op in batch]
             rebuilt[:] = [f"inet {fw.TABLE}", f"bridge {fw.TABLE}"]
-            return merge_nft(tuple(ops))
+            forget: tuple[Op, ...] = ()
+            if base is not None:
+                # Flows to ports published on loopback that the older rules let in from
+                # outside (CVE-2020-8558) keep their NAT while their sender keeps them
+                # alive; UDP and SCTP ones are forgotten (a local client's next packet
+                # is NATed again). TCP connections are left to end (see decisions.md).
+                looped = {
+                    f"{proto}/{port}"
+                    for e in tx.endpoints()
+                    if e["network"] in ids and e["state"] == "active"
+                    for proto, host_ip, port, _ in e["data"].get("ports", ())
+                    if proto in ("udp", "sctp") and host_ip.startswith("127.")
+                }
+                if looped:
+                    forget = (ForgetFlows(ns=self.host_ns, ports=tuple(sorted(looped))),)
+            return (*merge_nft(tuple(ops)), *forget)
 
         def commit(tx: Tx, plan: Plan) -> None:
             # the upgraded batches are the records from now on: what gc rebuilds, and

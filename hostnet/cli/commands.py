@@ -274,7 +274,7 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
         lines.append(line)
     lines += [f"forgot stale {name}" for name in report["stale"]]
     lines += [
-        f"rebuilt firewall table {table} as recorded (it was gone or flushed)"
+        f"rebuilt firewall table {table} (it was gone, flushed, or made by an older hostnet)"
         for table in report.get("restored", ())
     ]
     lines += [f"made network {name} again (its host restarted)" for name in report["remade"]]
