@@ -203,6 +203,7 @@ class Controller:
             return []  # the kernel cannot tell
         owner = f"host:{self.host_key}"
         forgotten: list[str] = []
+        legacy_lost = False
 
         def check(tx: Tx) -> None:
             before = tx.ident(owner)
@@ -210,10 +211,13 @@ class Controller:
                 return
             self._refuse_other_root(before, now)
             tx.set_ident(owner, now)
-            if before is not None:
+            if before is not None or legacy_lost:
                 forgotten[:] = tx.host_restarted(self.host_key)
 
-        if self.store.read(partial(_ident_of, owner=owner)) != now:  # else: no write
+        before = self.store.read(partial(_ident_of, owner=owner))
+        if before != now:  # else: no write
+            if before is None:
+                legacy_lost = self._links_all_gone()
             with self.store.transaction() as tx:
                 check(tx)  # again: another process may have done it meanwhile
         if forgotten:  # (said once: by the process that saw the restart first)
@@ -252,6 +256,21 @@ class Controller:
             with self.store.transaction() as tx:
                 tx.forget_forwarding_allowed(self.host_key)
         return made
+
+    def _links_all_gone(self) -> bool:
+        """For a store that never recorded its host's identity (hostnet before session
+        6): whether the host holds none of the links its networks made (bridges, shims),
+        as after a restart; some of them gone is damage, which audit reports."""
+        made = {
+            link
+            for net in self.store.read(lambda tx: tx.networks(self.host_key))
+            if net["state"] == "active"
+            for link in _host_links(net["data"])
+        }
+        if not made:
+            return False
+        host = self.backend.observe(self.host_ns, firewall=False, addresses=False)
+        return not made & {link.name for link in host.links}
 
     def _refuse_other_root(self, before: str | None, now: str | None) -> None:
         """The default host (the root namespace) recorded as ``before`` and found as

@@ -29,6 +29,7 @@ from hostnet.ops import (
     TrackFlows,
 )
 from hostnet.policy.security import SecurityPolicy
+from hostnet.stores.local import LocalStore
 from hostnet.testing import FaultyBackend
 
 HOST = "host"
@@ -1153,6 +1154,34 @@ def test_networks_are_made_again_when_their_host_restarts(tmp_path) -> None:
     # forwarding as the restarted host had it, not as before the restart
     assert kernel.sysctl(HOST, "net/ipv4/ip_forward") == "1"
     assert ctl.store.dump()["revive"] == [] and ctl.store.dump()["shared"] == []
+    ctl.close()
+
+
+@pytest.mark.parametrize("restarted", [True, False])
+def test_a_store_that_never_recorded_its_host_tells_a_restart_by_its_links(
+    tmp_path, restarted: bool
+) -> None:
+    # stores of hostnet before session 6 have no identity of their host: the first
+    # Controller since cannot compare, so it looks whether the networks' links are there
+    kernel = FakeKernel(seed=3)
+    ctl = make(tmp_path, kernel)
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    web.connect(ctl.create_namespace("app"))
+    ctl.close()
+    with LocalStore(tmp_path / "state").transaction() as tx:
+        tx.c.execute("DELETE FROM idents WHERE owner LIKE 'host:%'")
+    if restarted:
+        restart_host(kernel)
+        with pytest.warns(errors.HostnetWarning, match=r"forgot those of 1 workload\(s\)"):
+            ctl = make(tmp_path, kernel)
+        assert ctl.endpoints() == []
+    else:
+        ctl = make(tmp_path, kernel)
+        assert [e.workload for e in ctl.endpoints()] == ["app"]
+    assert kernel.observe(HOST).link(f"br-{web.id[:12]}") is not None
+    assert ctl.store.read(lambda tx: tx.ident(f"host:{HOST}")) is not None
+    assert [f for f in ctl.audit() if f["severity"] == "high"] == []
+    ctl.network("web").delete(force=True)
     ctl.close()
 
 
