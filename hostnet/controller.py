@@ -2356,6 +2356,8 @@ class Controller:
         remade = self._after_host_restart()  # one left open across a restart of its host
         self._repair_defaults()
         restored = self._restore_firewall()
+        with self.store.transaction() as tx:
+            tx.forget_orphan_cursors()  # (what an older hostnet left)
         # records first, then the kernel: a namespace made (and recorded) in between is
         # then listed as live, never taken for a stale one
         records = self.store.read(lambda tx: tx.namespaces())

@@ -256,6 +256,19 @@ class Tx:
         )
         self.moved[name] = (before, str(value))
 
+    def forget_orphan_cursors(self) -> int:
+        """Delete the address cursors of networks the store no longer has (hostnet before
+        session 5 left them when it deleted a network); returns how many."""
+        networks = {r[0] for r in self.c.execute("SELECT id FROM networks")}
+        names = [
+            name
+            for (name,) in self.c.execute("SELECT name FROM cursors WHERE name LIKE 'ip:%'")
+            if name[3:].split("/")[0] not in networks
+        ]
+        for name in names:
+            self.c.execute("DELETE FROM cursors WHERE name = ?", (name,))
+        return len(names)
+
     def restore_cursors(self, moved: Mapping[str, tuple[str | None, str]]) -> None:
         """Put back the cursors (``Tx.moved``) of a transaction whose work was rolled
         back, unless another allocation has moved them since."""

@@ -148,6 +148,22 @@ def test_a_store_without_asked_port_specs_gets_the_column_and_stays_schema_3(
     assert value == "3"
 
 
+def test_cursors_of_networks_gone_are_forgotten(tmp_path: Path) -> None:
+    # hostnet before session 5 kept a deleted network's address cursors for good
+    store = LocalStore(tmp_path)
+    try:
+        with store.transaction() as tx:
+            tx.add_network(id="a" * 64, name="web", driver="bridge", host="", spec={}, data={})
+            for name in (f"ip:{'a' * 64}/10.0.0.0/8", f"ip:{'b' * 64}/10.0.0.0/8", "port::tcp"):
+                tx.c.execute("INSERT INTO cursors (name, value) VALUES (?, '7')", (name,))
+        with store.transaction() as tx:
+            assert tx.forget_orphan_cursors() == 1
+            names = {name for (name,) in tx.c.execute("SELECT name FROM cursors")}
+        assert names == {f"ip:{'a' * 64}/10.0.0.0/8", "port::tcp"}
+    finally:
+        store.close()
+
+
 def test_journals_of_a_schema_2_store_are_read_after_the_upgrade(tmp_path: Path) -> None:
     # schema 2 journals did not record the namespaces their plan acts in
     LocalStore(tmp_path).close()
