@@ -149,6 +149,8 @@ def versus(samples: Sequence[float], baseline: Sequence[float], chunk: int) -> d
     """``samples`` against a second baseline of the same run: the ratio of medians, the
     paired ratio (``paired_ratio``) and the difference of medians (the overhead, in the
     samples' unit)."""
+    if not samples or not baseline:  # (a method that failed at this size)
+        return {"ratio": math.nan, "paired": math.nan, "overhead": math.nan}
     mine, base = statistics.median(samples), statistics.median(baseline)
     return {
         "ratio": mine / base,

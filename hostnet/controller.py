@@ -2258,6 +2258,16 @@ class Controller:
             and not NetworkSpec.from_json(n["spec"]).enable_ipv6
         }
         out = []
+        parents: dict[str, int] = {}  # a macvlan's MTU when it follows its parent's
+
+        def mtu(op: AddLink) -> int:
+            if op.mtu is not None or op.parent is None:
+                return op.mtu or IPV6_MIN_MTU
+            if not parents:
+                host = self.backend.observe(self.host_ns, firewall=False, addresses=False)
+                parents.update({link.name: link.mtu or 0 for link in host.links})
+            return parents.get(op.parent, IPV6_MIN_MTU)
+
         for ep in self.store.read(lambda tx: tx.endpoints()):
             if ep["network"] not in nets or ep["state"] != "active" or ep["ns"] is None:
                 continue
@@ -2265,7 +2275,7 @@ class Controller:
                 isinstance(op, AddLink)
                 and op.kind in ("veth", "macvlan")
                 and op.ipv6
-                and (op.mtu is None or op.mtu >= IPV6_MIN_MTU)
+                and mtu(op) >= IPV6_MIN_MTU
                 for op in plan_from_json(ep["applied"])
             ):
                 out.append(
@@ -2539,7 +2549,8 @@ class Controller:
             return []
         if not self.store.read(quiet):
             warnings.warn(
-                "hostnet's firewall is not as recorded, and other work is in progress "
+                "hostnet's firewall is not as recorded (or an older hostnet made it), and "
+                "other work is in progress "
                 "(or a restarted host's networks wait to be made again): not rebuilt; "
                 "run `hostnet gc` again in a moment",
                 errors.HostnetWarning,

@@ -102,7 +102,7 @@ class PublishSpec:
     host: PortRequest
     container_start: int
     container_end: int
-    #: the host address as written ("" when the spec names none)
+    #: the host address as written, without brackets ("" when the spec names none)
     asked_ip: str = ""
 
     @property
@@ -177,8 +177,11 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
         raise errors.InvalidPort(spec, "expected a string like '8080:80/tcp'")
     body, _, proto = spec.partition("/")
     protocol = _protocol(proto, spec)
-    asked_ip, parts = _split_ip(body, spec, 3, "")
-    host_ip = asked_ip or default_ip
+    given, parts = _split_ip(body, spec, 3, "")
+    host_ip = given or default_ip
+    # as typed (without brackets), as Docker's HostConfig shows it
+    asked_ip = body[1 : body.find("]")] if body.startswith("[") else body.split(":")[0]
+    asked_ip = asked_ip if given else ""
     if len(parts) == 1:
         host_text, container_text = "", parts[0]
     elif len(parts) == 2:

@@ -586,7 +586,7 @@ def test_port_bindings_show_what_was_asked_and_ports_what_was_given(ctl: Control
         "9000/tcp": [{"HostIp": "", "HostPort": "9000"}],
         "9001/tcp": [{"HostIp": "", "HostPort": "9001"}],
         "70/tcp": [{"HostIp": "", "HostPort": "7000-7010"}],
-        "60/tcp": [{"HostIp": "127.0.0.1", "HostPort": "6000"}],  # as Go reads it
+        "60/tcp": [{"HostIp": "::ffff:127.0.0.1", "HostPort": "6000"}],  # as typed
         "61/tcp": [{"HostIp": "", "HostPort": ""}],
     }
     given = {m.docker_key(): m for m in (*ep.ports, *web.endpoints()[0].ports)}

@@ -265,6 +265,20 @@ def test_audit_names_what_an_older_hostnet_left_less_safe(ctl: Controller) -> No
         ("no-isolation", "high", "inner"),
         ("ipv6-on", "medium", "a"),
     }
+    # a link under 1280 bytes has no IPv6 at all: nothing was left on (its MTU followed
+    # a small parent's, which the record does not say)
+    kernel_of(ctl).add_device(HOST, "small0", mtu=1200)
+    small = lan(ctl, "small", parent="small0", subnet="192.168.70.0/24", gateway="192.168.70.1")
+    small.connect(ctl.create_namespace("c"))
+    with ctl.store.transaction() as tx:
+        (row,) = tx.endpoints(workload="c")
+        plan = [
+            dict(op, ipv6=True, mtu=None) if op["op"] == "AddLink" else op for op in row["applied"]
+        ]
+        tx.c.execute(
+            "UPDATE endpoints SET applied = ? WHERE id = ?", (json.dumps(plan), row["id"])
+        )
+    assert "c" not in {f["subject"] for f in ctl.audit() if f["kind"] == "ipv6-on"}
 
 
 def test_a_static_mac_is_unique_on_the_parents_lan(ctl: Controller) -> None:
