@@ -1519,7 +1519,7 @@ def test_no_firewall_restore_while_work_is_open_or_networks_wait_to_be_made(
         assert ctl.gc()["restored"] == []  # (its bridge is in the way: it stays marked)
     assert {str(w.message)[:40] for w in caught} == {
         "network 'web' could not be made again af",
-        "hostnet's firewall is not as recorded, a",
+        "hostnet's firewall is not as recorded (o",
     }
     with ctl.store.transaction() as tx:
         tx.revived(web.id)
