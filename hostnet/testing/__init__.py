@@ -17,6 +17,14 @@ from __future__ import annotations
 
 from hostnet.backends.fake import FakeKernel
 from hostnet.testing.faults import FaultyBackend, InjectedFault
-from hostnet.testing.world import Sandbox, World, unique_prefix
+from hostnet.testing.world import Sandbox, World, sweep_sandboxes, unique_prefix
 
-__all__ = ["FakeKernel", "FaultyBackend", "InjectedFault", "Sandbox", "World", "unique_prefix"]
+__all__ = [
+    "FakeKernel",
+    "FaultyBackend",
+    "InjectedFault",
+    "Sandbox",
+    "World",
+    "sweep_sandboxes",
+    "unique_prefix",
+]

@@ -9,8 +9,10 @@
   (as root; skipped without): one test body for both backends.
 
 A Sandbox deletes afterwards, even when the test failed, every namespace whose name
-starts with ``.prefix`` (use ``.name()``) and every other namespace its Controller
-created, after killing the processes still running in them.
+starts with ``.prefix`` (use ``.name()``) and every other namespace made for its host,
+after killing the processes still running in them. When a session starts (as root),
+what Sandboxes of test processes killed outright left is swept (``sweep_sandboxes``).
+Parallel use (pytest-xdist) is covered in docs/testing.md.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ def hostnet_fake(tmp_path: Path) -> Iterator[object]:
     )
     yield ctl
     ctl.close()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove what Sandboxes of test processes that were killed outright left (an
+    xdist worker that crashed or timed out, a cancelled CI job): their namespaces and
+    the servers still running there. Live sessions' Sandboxes are left alone."""
+    if os.geteuid() != 0:
+        return
+    from hostnet.testing.world import sweep_sandboxes
+
+    swept = sweep_sandboxes()
+    if swept:
+        print(f"hostnet: removed what {len(swept)} sandbox(es) of dead test processes left")
 
 
 def _needs_root() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import signal
 import time
@@ -18,6 +20,67 @@ from hostnet.ops import CreateNamespace, DeleteNamespace
 def unique_prefix(tag: str = "hn") -> str:
     """A short prefix unlikely to clash with anything else on the machine."""
     return f"{tag}{os.getpid() % 1000:03d}{secrets.token_hex(2)}"
+
+
+#: Where a Sandbox on the real kernel notes its prefix and the process that owns it, so
+#: that what a test process killed outright left behind (an xdist worker that crashed
+#: or timed out, a cancelled CI job) can be told from a live one's: ``sweep_sandboxes``.
+SANDBOXES = Path("/run/hostnet/sandboxes")
+_SANDBOX_PREFIX = re.compile(r"hp[0-9]{3}[0-9a-f]{4}")
+
+
+def free_prefix(backend: Backend, tag: str = "hn") -> str:
+    """A ``unique_prefix`` that no namespace of ``backend`` (and no noted Sandbox)
+    starts with yet: 65,536 prefixes per process id are few enough to repeat."""
+    names = backend.namespaces()
+    while True:
+        prefix = unique_prefix(tag)
+        if not any(n.startswith(prefix) for n in names) and not (SANDBOXES / prefix).exists():
+            return prefix
+
+
+def _note_owner(prefix: str) -> Path:
+    from hostnet.executor import process_started
+
+    SANDBOXES.mkdir(parents=True, exist_ok=True)
+    note = SANDBOXES / prefix
+    note.write_text(json.dumps({"pid": os.getpid(), "started": process_started(os.getpid())}))
+    return note
+
+
+def sweep_sandboxes(backend: Backend | None = None) -> list[str]:
+    """Delete the namespaces (and end the processes in them) of Sandboxes whose process
+    died without closing them, as noted in ``SANDBOXES``; return their prefixes. Live
+    processes' Sandboxes are left alone. The pytest plugin does this when a session
+    starts, as root."""
+    from hostnet.executor import process_started
+
+    if not SANDBOXES.is_dir():
+        return []
+    own = backend is None
+    if backend is None:
+        from hostnet.backends import open_backend
+
+        backend = open_backend("netlink")
+    swept = []
+    try:
+        for note in sorted(SANDBOXES.iterdir()):
+            if not _SANDBOX_PREFIX.fullmatch(note.name):
+                continue  # not a Sandbox's: never a prefix that could match others
+            try:
+                owner = json.loads(note.read_text())
+                alive = process_started(int(owner["pid"])) == owner["started"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # being written, or gone meanwhile
+            if alive:
+                continue
+            if not remove_prefixed(backend, note.name):
+                note.unlink(missing_ok=True)
+            swept.append(note.name)
+    finally:
+        if own:
+            backend.close()
+    return swept
 
 
 def end_processes(backend: Backend, name: str) -> None:
@@ -140,16 +203,24 @@ class Sandbox:
         from hostnet.controller import Controller
 
         self.kind = backend
-        self.prefix = unique_prefix("hp")
         self.backend = open_backend(backend)
+        self.prefix = free_prefix(self.backend, "hp")
         self.host = f"{self.prefix}host"
         self.state_dir = state_dir
+        self._note: Path | None = None
+        made = False
         try:
+            if backend == "netlink":
+                self._note = _note_owner(self.prefix)
             with Controller(state_dir=state_dir, backend=self.backend) as maker:
                 maker.create_namespace(self.host)
+            made = True
             self.controller = Controller(state_dir=state_dir, host=self.host, backend=self.backend)
         except BaseException:
-            remove_prefixed(self.backend, self.prefix)
+            if made:  # (not when the name was taken: then the namespaces are another's)
+                remove_prefixed(self.backend, self.prefix)
+            if self._note is not None:
+                self._note.unlink(missing_ok=True)
             self.backend.close()
             raise
         self._n = 0
@@ -163,10 +234,11 @@ class Sandbox:
         return f"<Sandbox {self.kind} host={self.host!r}>"
 
     def close(self) -> None:
+        # (a state directory may be shared: only namespaces made for this host)
         made = [
             r["name"]
             for r in self.controller.store.read(lambda tx: tx.namespaces())
-            if r["created"] and not r["name"].startswith(self.prefix)
+            if r["created"] and r["host"] == self.host and not r["name"].startswith(self.prefix)
         ]
         problems: list[BaseException] = []
         for name in made:  # named otherwise than with name(): still this test's
@@ -180,5 +252,7 @@ class Sandbox:
         self.controller.close()
         problems += remove_prefixed(self.backend, self.prefix)
         self.backend.close()
+        if self._note is not None and not problems:
+            self._note.unlink(missing_ok=True)
         if problems:
             raise problems[0]

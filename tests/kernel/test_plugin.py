@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import warnings
 
@@ -75,3 +76,68 @@ def test_sandboxes_as_context_managers_and_a_second_controller(tmp_path) -> None
         Controller(state_dir=box.state_dir, host=box.host, backend="fake")
     broken = Controller.__new__(Controller)
     assert repr(broken) == "<Controller host=<this namespace> backend=? state=?>"
+
+
+def _listed() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+KILLED_WORKER = r"""
+import os, sys, time
+from pathlib import Path
+from hostnet.testing import Sandbox
+box = Sandbox(Path(sys.argv[1]))
+ns = box.controller.create_namespace(box.name("app"))
+server = ns.popen(["sleep", "300"])
+print(box.prefix, server.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_what_a_killed_test_process_left_is_swept_and_live_sandboxes_are_not(
+    tmp_path, hostnet_host: Sandbox
+) -> None:
+    # an xdist worker killed outright (a crash, a timeout, a cancelled CI job) never
+    # closes its Sandbox: its namespaces and the servers in them stay, and its state
+    # directory goes with pytest's temporary ones; the next session sweeps them
+    import signal
+    import sys
+
+    from hostnet.testing import sweep_sandboxes
+    from hostnet.testing.world import wait_until
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WORKER, str(tmp_path / "worker")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None
+    prefix, server = worker.stdout.readline().split()
+    try:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        assert {n for n in _listed() if n.startswith(prefix)} == {
+            f"{prefix}host",
+            f"{prefix}app1",
+        }
+        assert prefix in sweep_sandboxes()
+        assert not any(n.startswith(prefix) for n in _listed())
+        assert wait_until(lambda: not os.path.exists(f"/proc/{server}"), timeout=5)
+        assert hostnet_host.host in _listed()  # this process is alive: its box stays
+        assert hostnet_host.prefix not in sweep_sandboxes()
+    finally:
+        worker.stdout.close()
+        for name in _listed():  # (if the sweep failed)
+            if name.startswith(prefix):
+                subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_sandboxes_sharing_a_state_directory_delete_only_their_own(tmp_path) -> None:
+    with Sandbox(tmp_path / "shared") as first:
+        with Sandbox(tmp_path / "shared") as second:
+            kept = second.controller.create_namespace(f"{second.prefix[::-1]}z")
+            first.controller.create_namespace(f"{first.prefix[::-1]}z")
+        listed = _listed()
+        assert second.host not in listed and kept.name not in listed
+        assert first.host in listed and f"{first.prefix[::-1]}z" in listed
