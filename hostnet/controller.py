@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -153,6 +154,8 @@ class Controller:
         self._tmp_state: str | None = None
         if state_dir is None and self.backend.name == "fake":
             state_dir = self._tmp_state = tempfile.mkdtemp(prefix="hostnet-fake-")
+            # (gone with the Controller even if it is never closed, or at exit)
+            weakref.finalize(self, shutil.rmtree, state_dir, True)
         try:
             self.store = LocalStore(state_dir)
         except BaseException:

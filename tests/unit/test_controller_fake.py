@@ -738,3 +738,15 @@ def test_audit_says_a_decision_made_again_and_again_once(tmp_path) -> None:
         found = [f for f in ctl.audit() if f["kind"].startswith("admission-")]
         assert len(found) == 1 and found[0]["detail"].endswith("(3 times)"), found
         assert len(ctl.admissions()) == 3  # the log itself keeps each
+
+
+def test_a_fake_controller_never_closed_leaves_no_state_directory() -> None:
+    import gc
+
+    ctl = Controller(backend="fake")
+    state = ctl.store.state_dir
+    assert state.is_dir()
+    ctl.store.close()
+    del ctl
+    gc.collect()
+    assert not state.exists()
