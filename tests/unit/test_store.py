@@ -91,22 +91,34 @@ def test_the_current_schema_opens(tmp_path: Path) -> None:
     LocalStore(tmp_path).close()
 
 
-def test_a_store_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
-    LocalStore(tmp_path).close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    with conn:  # what hostnet 0.1 of schema 1 left: no table for later-published ports
-        conn.execute("DROP TABLE published")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema'")
+def _as_older_hostnet_left_it(path: Path, *statements: str) -> None:
+    """Make a store in ``path`` and change it with ``statements`` into what an older
+    hostnet left (the tables and rows it had)."""
+    LocalStore(path).close()
+    conn = sqlite3.connect(path / "state.db")
+    with conn:
+        for statement in statements:
+            conn.execute(statement)
     conn.close()
+
+
+def _schema(path: Path) -> str:
+    conn = sqlite3.connect(path / "state.db")
+    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    conn.close()
+    return str(value)
+
+
+def test_a_store_from_schema_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    _as_older_hostnet_left_it(  # schema 1: no table for later-published ports
+        tmp_path, "DROP TABLE published", "UPDATE meta SET value = '1' WHERE key = 'schema'"
+    )
     store = LocalStore(tmp_path)
     try:
         assert store.dump()["published"] == []
     finally:
         store.close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    conn.close()
-    assert int(value) == SCHEMA_VERSION == 3
+    assert int(_schema(tmp_path)) == SCHEMA_VERSION == 3
 
 
 def test_a_store_without_asked_port_specs_gets_the_column_and_stays_schema_3(
@@ -114,20 +126,16 @@ def test_a_store_without_asked_port_specs_gets_the_column_and_stays_schema_3(
 ) -> None:
     # published rows of hostnet before session 9 had no -p specs as asked; the column
     # is added without a new schema number, so that those versions still open the store
-    LocalStore(tmp_path).close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    with conn:
-        conn.execute("ALTER TABLE published DROP COLUMN asked")
-        conn.execute(
-            "INSERT INTO endpoints (id, network, workload, ns, data, applied, state, at) "
-            """VALUES ('e', 'n', 'w', 'w', '{"ports": [["tcp", "0.0.0.0", 8080, 80]]}', """
-            "'[]', 'active', 1.0)"
-        )
-        conn.execute(  # as an older hostnet writes it, naming its columns
-            "INSERT INTO published (owner, endpoint, ports, applied, at) "
-            """VALUES ('e/1', 'e', '[["udp", "127.0.0.1", 5353, 53]]', '[]', 2.0)"""
-        )
-    conn.close()
+    _as_older_hostnet_left_it(
+        tmp_path,
+        "ALTER TABLE published DROP COLUMN asked",
+        "INSERT INTO endpoints (id, network, workload, ns, data, applied, state, at) "
+        """VALUES ('e', 'n', 'w', 'w', '{"ports": [["tcp", "0.0.0.0", 8080, 80]]}', """
+        "'[]', 'active', 1.0)",
+        # as an older hostnet writes it, naming its columns
+        "INSERT INTO published (owner, endpoint, ports, applied, at) "
+        """VALUES ('e/1', 'e', '[["udp", "127.0.0.1", 5353, 53]]', '[]', 2.0)""",
+    )
     store = LocalStore(tmp_path)
     try:
         (row,) = store.read(lambda tx: tx.endpoints())
@@ -142,10 +150,7 @@ def test_a_store_without_asked_port_specs_gets_the_column_and_stays_schema_3(
             )
     finally:
         store.close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    (value,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-    conn.close()
-    assert value == "3"
+    assert _schema(tmp_path) == "3"
 
 
 def test_cursors_of_networks_gone_are_forgotten(tmp_path: Path) -> None:
@@ -166,16 +171,13 @@ def test_cursors_of_networks_gone_are_forgotten(tmp_path: Path) -> None:
 
 def test_journals_of_a_schema_2_store_are_read_after_the_upgrade(tmp_path: Path) -> None:
     # schema 2 journals did not record the namespaces their plan acts in
-    LocalStore(tmp_path).close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    with conn:
-        conn.execute("ALTER TABLE journal DROP COLUMN places")
-        conn.execute(
-            "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
-            "VALUES ('j', 'teardown', '[]', 1, 1.0, '[]', 0, 1.0)"
-        )
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
-    conn.close()
+    _as_older_hostnet_left_it(
+        tmp_path,
+        "ALTER TABLE journal DROP COLUMN places",
+        "INSERT INTO journal (id, kind, owner, pid, started, plan, done, at) "
+        "VALUES ('j', 'teardown', '[]', 1, 1.0, '[]', 0, 1.0)",
+        "UPDATE meta SET value = '2' WHERE key = 'schema'",
+    )
     store = LocalStore(tmp_path)
     try:
         (entry,) = store.read(lambda tx: tx.journals())
