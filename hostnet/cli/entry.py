@@ -10,7 +10,10 @@ import sys
 def main() -> int:
     try:
         from hostnet.cli.main import main as run
+        from hostnet.cli.process import die_as_command
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
-    return run()
+    code = run()
+    die_as_command(code)  # (`run`/`ns exec` whose command a signal killed: not back)
+    return code

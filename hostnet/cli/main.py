@@ -3,8 +3,10 @@
 Exit codes: 0 success; 1 a hostnet error (printed as ``hostnet: error: ...``, never a
 traceback); 2 a usage or validation error; 130 Ctrl-C, 128 + N signal N (SIGTERM,
 SIGHUP), after what was set up is taken down; ``ns exec`` and ``run`` exit with their
-command's code (126 not executable, 127 not found, 128 + N killed by signal N) and with
-125 for hostnet's own errors, as ``docker run``; ``demo`` exits 1 when a check failed.
+command's code (126 not executable, 127 not found) and with 125 for hostnet's own
+errors, as ``docker run``; when a signal N killed the command, hostnet dies of N too
+once everything is taken down (as the command would have been seen without it: $? is
+128 + N; ``main`` returns 128 + N); ``demo`` exits 1 when a check failed.
 
 Tests call :func:`main` with an argv list and may pass ``controller_factory`` to share one
 backend (a FakeKernel) between calls::
@@ -241,4 +243,8 @@ def _show_hostnet_warnings(ctx: Context) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hostnet.cli.process import die_as_command
+
+    exit_code = main()
+    die_as_command(exit_code)
+    sys.exit(exit_code)

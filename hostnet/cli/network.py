@@ -308,8 +308,8 @@ def args_run(parser: argparse.ArgumentParser) -> None:
         "SIGTERM or another signal, which reach the command) the namespace is "
         "disconnected and deleted, unless processes the command left behind still run "
         "there (then `hostnet gc` deletes it once they end). Exit code: the command's; "
-        "126/127 if it cannot be run or found; 128+N if signal N ended it; 125 for "
-        "hostnet's own errors. "
+        "126/127 if it cannot be run or found; 125 for hostnet's own errors; if signal N "
+        "killed it, hostnet dies of N too, once it has cleaned up. "
         "example: hostnet run --network web -p 8080:80 -- python3 -m http.server 80"
     )
 

@@ -24,9 +24,13 @@ Signal handlers can only be installed from the main thread; elsewhere (a test ca
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import resource
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -148,6 +152,36 @@ def deferred_signals(*, reraise: bool = True) -> Iterator[None]:
         _raise_for(pending[0])
 
 
+#: The signal that killed the last command ``wait_child`` waited for (die_as_command).
+_killed_by: list[int] = []
+
+
+def die_as_command(code: int) -> None:
+    """When ``code`` (the exit code hostnet is about to exit with) says the command that
+    ``run`` or ``ns exec`` waited for was killed by signal N (128 + N), die of N too,
+    everything being cleaned up by now; else return. The caller then sees what it
+    would have seen running the command itself, as with `ip netns exec` (which execs
+    it): a shell puts back the terminal modes it saved (a command killed in raw mode
+    left no echo, no Ctrl-C), and stops a loop or script on Ctrl-C (bash goes on after
+    a child that exited 130, taking it for one that handled the signal). $? is 128 + N
+    either way. Only from the main thread, at the very end."""
+    if not _killed_by or code != 128 + _killed_by[0]:
+        return
+    signum = _killed_by[0]
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # (SIGQUIT, SIGSEGV...: no core)
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    os.kill(os.getpid(), signum)
+    # (a signal whose default is to be ignored: it cannot have killed the command)
+
+
 def wait_child(proc: subprocess.Popen[Any]) -> int:
     """Wait for the child, passing signals on to it (rule 2). The exit code is the
     child's, or 128 + signal if a signal killed it."""
@@ -166,6 +200,7 @@ def wait_child(proc: subprocess.Popen[Any]) -> int:
         if _main_thread():
             _wait_forwarding(proc, signums)
         code = proc.wait()
+    _killed_by[:] = [-code] if code < 0 else []
     return 128 - code if code < 0 else code
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -236,15 +237,17 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
         host = cli.ns(cli.host)
         assert request(host, "127.0.0.1", 18080) == f"served {GATEWAY}"
         assert name in ip_netns_list()
+        # (the command dies of the signal, and hostnet of the same one once it has
+        # cleaned up: what its caller would see of the command itself)
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)  # to hostnet alone: passed on to the command
-            expected = 128 + signal.SIGTERM
+            expected = -signal.SIGTERM
         elif how == "SIGINT":
             proc.send_signal(signal.SIGINT)  # `kill -INT` of hostnet alone: passed on too
-            expected = 128 + signal.SIGINT
+            expected = -signal.SIGINT
         else:
             os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
-            expected = 128 + signal.SIGINT  # the server dies of it, hostnet waits
+            expected = -signal.SIGINT  # the server dies of it, hostnet waits
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == expected, err
         assert "hostnet: error" not in err
@@ -255,6 +258,37 @@ def test_run_serves_a_published_port_and_cleans_up_when_stopped(cli: Cli, how: s
     assert wait_until(lambda: name not in ip_netns_list())
     assert request(cli.ns(cli.host), "127.0.0.1", 18080, timeout=1).startswith("FAIL")
     assert cli.ok("ports").splitlines()[1:] == []
+
+
+def test_ctrl_c_stops_a_shell_loop_around_run_as_it_stops_one_around_the_command(
+    cli: Cli,
+) -> None:
+    # bash goes on with a loop after a child that exited 130 (it takes it for one that
+    # handled Ctrl-C itself); one that died of SIGINT stops the loop. `run` whose
+    # command died of Ctrl-C dies of it too, so the loop stops, as with `ip netns exec`
+    cli.ok("network", "create", "web", "--subnet", SUBNET)
+    run = " ".join(shlex.quote(a) for a in [*cli.base, "run", "--network", "web", "--"])
+    loop = f"for i in 1 2 3; do {run} sh -c 'echo ready; sleep 30'; echo next $?; done"
+    proc = subprocess.Popen(
+        ["bash", "-c", loop],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: "Ctrl-C" reaches only it
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "next" not in out and "ready" not in out, (out, err)
+    assert proc.returncode == -signal.SIGINT, err
+    assert cli.ok("ports").splitlines()[1:] == []
+    assert json.loads(cli.ok("network", "inspect", "web"))[0]["Containers"] == {}
 
 
 def test_gc_deletes_what_a_killed_run_left_once_its_command_is_gone(cli: Cli) -> None:

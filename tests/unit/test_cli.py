@@ -611,3 +611,33 @@ def test_usage_errors_of_run_and_exec_exit_125_like_their_other_errors(
     assert main(["--backend", "fake", *argv]) == code
     err = capsys.readouterr().err
     assert "usage:" in err and "error:" in err
+
+
+def test_hostnet_dies_of_the_signal_that_killed_its_command_and_only_then() -> None:
+    # what `run`/`ns exec` do at the very end (the console script and `python -m`)
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from hostnet.cli import process\n"
+        "process._killed_by[:] = [int(sys.argv[1])]\n"
+        "process.die_as_command(int(sys.argv[2]))\n"
+        "print('alive', flush=True)\n"
+    )
+    for killed, code, expected in (
+        (signal.SIGTERM, 128 + signal.SIGTERM, -signal.SIGTERM),
+        (signal.SIGINT, 128 + signal.SIGINT, -signal.SIGINT),  # (not KeyboardInterrupt)
+        (signal.SIGQUIT, 128 + signal.SIGQUIT, -signal.SIGQUIT),  # (no core file)
+        (signal.SIGTERM, 125, 0),  # hostnet's own error after all: it exits
+    ):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(int(killed)), str(code)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == expected, done
+        assert done.stdout == ("alive\n" if expected == 0 else ""), done
+        assert "Traceback" not in done.stderr
