@@ -10,10 +10,10 @@ import sys
 def main() -> int:
     try:
         from hostnet.cli.main import main as run
-        from hostnet.cli.process import die_as_command
+        from hostnet.cli.process import die_of_the_signal
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
     code = run()
-    die_as_command(code)  # (`run`/`ns exec` whose command a signal killed: not back)
+    die_of_the_signal(code)  # (`run`/`ns exec` whose command a signal killed: not back)
     return code

@@ -1,12 +1,12 @@
 """``hostnet``: the command line. Parse, call the Controller, print.
 
 Exit codes: 0 success; 1 a hostnet error (printed as ``hostnet: error: ...``, never a
-traceback); 2 a usage or validation error; 130 Ctrl-C, 128 + N signal N (SIGTERM,
-SIGHUP), after what was set up is taken down; ``ns exec`` and ``run`` exit with their
+traceback); 2 a usage or validation error; ``ns exec`` and ``run`` exit with their
 command's code (126 not executable, 127 not found) and with 125 for hostnet's own
-errors, as ``docker run``; when a signal N killed the command, hostnet dies of N too
-once everything is taken down (as the command would have been seen without it: $? is
-128 + N; ``main`` returns 128 + N); ``demo`` exits 1 when a check failed.
+errors, as ``docker run``; ``demo`` exits 1 when a check failed. A signal N that ends
+hostnet (Ctrl-C, SIGTERM, SIGHUP) or the command of ``run``/``ns exec``: hostnet takes
+down what it set up, then dies of N itself (a shell's $? is 128 + N; ``main`` returns
+128 + N, and the console script and ``python -m`` die of it).
 
 Tests call :func:`main` with an argv list and may pass ``controller_factory`` to share one
 backend (a FakeKernel) between calls::
@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from hostnet import errors
 from hostnet.cli.commands import COMMANDS, GROUPS, Command
 from hostnet.cli.context import Context, ControllerFactory, ControllerOptions, open_controller
-from hostnet.cli.process import Interrupted, deferred_signals, signals_as_exceptions
+from hostnet.cli.process import (
+    Interrupted,
+    deferred_signals,
+    note_signal,
+    signals_as_exceptions,
+)
 from hostnet.policy.security import SecurityPolicy
 
 if TYPE_CHECKING:  # generic only in typeshed, not at runtime
@@ -202,8 +207,10 @@ def main(
             ctx.error(str(exc))
             return command.own_errors or 1
         except KeyboardInterrupt:
+            note_signal(signal.SIGINT)
             return 130
         except Interrupted as exc:
+            note_signal(exc.signum)
             return exc.exit_code
         except BrokenPipeError:  # `hostnet network inspect web | head`
             _silence_stdout(ctx.stdout)
@@ -243,8 +250,8 @@ def _show_hostnet_warnings(ctx: Context) -> None:
 
 
 if __name__ == "__main__":
-    from hostnet.cli.process import die_as_command
+    from hostnet.cli.process import die_of_the_signal
 
     exit_code = main()
-    die_as_command(exit_code)
+    die_of_the_signal(exit_code)
     sys.exit(exit_code)

@@ -152,22 +152,29 @@ def deferred_signals(*, reraise: bool = True) -> Iterator[None]:
         _raise_for(pending[0])
 
 
-#: The signal that killed the last command ``wait_child`` waited for (die_as_command).
-_killed_by: list[int] = []
+#: The signal that ended the command ``wait_child`` waited for last, or hostnet itself
+#: (``note_signal``): what ``die_of_the_signal`` dies of.
+_ended_by: list[int] = []
 
 
-def die_as_command(code: int) -> None:
-    """When ``code`` (the exit code hostnet is about to exit with) says the command that
-    ``run`` or ``ns exec`` waited for was killed by signal N (128 + N), die of N too,
-    everything being cleaned up by now; else return. The caller then sees what it
-    would have seen running the command itself, as with `ip netns exec` (which execs
-    it): a shell puts back the terminal modes it saved (a command killed in raw mode
-    left no echo, no Ctrl-C), and stops a loop or script on Ctrl-C (bash goes on after
-    a child that exited 130, taking it for one that handled the signal). $? is 128 + N
-    either way. Only from the main thread, at the very end."""
-    if not _killed_by or code != 128 + _killed_by[0]:
+def note_signal(signum: int) -> None:
+    """hostnet is ending because of signal ``signum`` (Ctrl-C, SIGTERM), once it has
+    taken down what it set up: ``die_of_the_signal`` dies of it."""
+    _ended_by[:] = [signum]
+
+
+def die_of_the_signal(code: int) -> None:
+    """When ``code`` (the exit code hostnet is about to exit with) is 128 + N for the
+    signal N that ended the command ``run`` or ``ns exec`` waited for, or hostnet itself,
+    die of N, everything being taken down by now; else return. The caller then sees
+    what it sees of any program a signal ends, as with `ip netns exec` (which execs the
+    command): a shell puts back the terminal modes it saved (a command killed in raw
+    mode left no echo, no Ctrl-C), and stops a loop or script on Ctrl-C (bash goes on
+    after a child that exited 130, taking it for one that handled the signal). $? is
+    128 + N either way. Only from the main thread, at the very end."""
+    if not _ended_by or code != 128 + _ended_by[0]:
         return
-    signum = _killed_by[0]
+    signum = _ended_by[0]
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -179,7 +186,7 @@ def die_as_command(code: int) -> None:
         signal.signal(signum, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
     os.kill(os.getpid(), signum)
-    # (a signal whose default is to be ignored: it cannot have killed the command)
+    # (a signal whose default is to be ignored: it cannot have ended anything)
 
 
 def wait_child(proc: subprocess.Popen[Any]) -> int:
@@ -200,7 +207,7 @@ def wait_child(proc: subprocess.Popen[Any]) -> int:
         if _main_thread():
             _wait_forwarding(proc, signums)
         code = proc.wait()
-    _killed_by[:] = [-code] if code < 0 else []
+    _ended_by[:] = [-code] if code < 0 else []
     return 128 - code if code < 0 else code
 
 

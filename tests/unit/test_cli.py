@@ -621,8 +621,8 @@ def test_hostnet_dies_of_the_signal_that_killed_its_command_and_only_then() -> N
     script = (
         "import sys\n"
         "from hostnet.cli import process\n"
-        "process._killed_by[:] = [int(sys.argv[1])]\n"
-        "process.die_as_command(int(sys.argv[2]))\n"
+        "process._ended_by[:] = [int(sys.argv[1])]\n"
+        "process.die_of_the_signal(int(sys.argv[2]))\n"
         "print('alive', flush=True)\n"
     )
     for killed, code, expected in (
