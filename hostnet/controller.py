@@ -303,7 +303,9 @@ class Controller:
     def _host_unchanged(self) -> None:
         """Before a change: a Controller kept open while its host namespace was deleted
         and made again (what a reboot does to a host) catches up, as a new one would
-        (one ``statx``; the root namespace does not change under a running process)."""
+        (one ``statx``; the root namespace does not change under a running process);
+        and work of this process a store error left open is finished first."""
+        self.executor.retry_stranded()
         if self.host_ns is None or self._host_mount is None:
             return
         if self._mount_of_host() != self._host_mount:

@@ -25,6 +25,7 @@ Rule 5. A journal records which namespace each name it acts in stood for (its bi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -96,6 +97,11 @@ class Executor:
         self.rebuild_wait = 10.0  # seconds a change waits for a firewall rebuild
         self.pid = os.getpid()
         self.started = process_started(self.pid) or 0.0
+        # Journals of this process that a store error left open (a full disk, a lock
+        # held too long) after the kernel side was rolled back or finished: no other
+        # process recovers them while this one lives, so this one does, at its next
+        # apply or teardown, or in recover (gc).
+        self._stranded: set[str] = set()
 
     # -- setup -------------------------------------------------------------------------
 
@@ -116,6 +122,7 @@ class Executor:
         """
         journal = uuid.uuid4().hex
         moved: dict[str, tuple[str | None, str]] = {}
+        self.retry_stranded()
         if self.store is None:
             plan = prepare if isinstance(prepare, tuple) else prepare(_NO_TX)
         else:
@@ -135,6 +142,20 @@ class Executor:
                         places=self._places(plan),
                     )
                     break
+        try:
+            return self._apply_journaled(journal, owner, plan, commit, moved)
+        except errors.StoreError:
+            self._stranded.add(journal)  # (if it was closed after all: nothing to do)
+            raise
+
+    def _apply_journaled(
+        self,
+        journal: str,
+        owner: str,
+        plan: Plan,
+        commit: Commit | None,
+        moved: Mapping[str, tuple[str | None, str]],
+    ) -> Plan:
         done: list[Op] = []
         # the op being applied: an interrupt (Ctrl-C, SIGTERM) can land just after the
         # kernel did it and before it is counted, so the rollback undoes it too
@@ -249,6 +270,7 @@ class Executor:
         owners)``: it reads the records to undo and marks them as being deleted, so no
         other call plans with them meanwhile."""
         journal = uuid.uuid4().hex
+        self.retry_stranded()
         if self.store is None:
             if isinstance(prepare, tuple):
                 plan = prepare
@@ -276,11 +298,15 @@ class Executor:
         # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
         problems = self._run_tolerant(plan)
         if self.store is not None:
-            with self.store.transaction() as tx:
-                if problems:
-                    tx.journal_fail(journal)
-                else:
-                    tx.teardown_done(journal, owners)
+            try:
+                with self.store.transaction() as tx:
+                    if problems:
+                        tx.journal_fail(journal)
+                    else:
+                        tx.teardown_done(journal, owners)
+            except errors.StoreError:
+                self._stranded.add(journal)
+                raise
         if problems:
             raise errors.TeardownError(what, problems)
 
@@ -399,14 +425,29 @@ class Executor:
 
     # -- recovery ----------------------------------------------------------------------
 
-    def recover(self, *, failed: bool = True) -> list[Recovered]:
-        """Finish or roll back journals whose process died and, with ``failed``, retry
-        those that ended with errors (failed teardowns and rollbacks)."""
+    def retry_stranded(self) -> None:
+        """Recover this process's journals that a store error left open, now that the
+        store may work again (if it does not yet, the next call tries again)."""
+        if self._stranded and self.store is not None:
+            with contextlib.suppress(errors.StoreError):
+                self.recover(failed=False, only=frozenset(self._stranded))
+
+    def recover(
+        self, *, failed: bool = True, only: frozenset[str] | None = None
+    ) -> list[Recovered]:
+        """Finish or roll back journals whose process died (or that a store error left
+        open in this one) and, with ``failed``, retry those that ended with errors
+        (failed teardowns and rollbacks); ``only``: just the journals of these ids."""
         if self.store is None:
             return []
         report = []
         for entry in self.store.read(lambda tx: tx.journals()):
-            alive = process_started(entry["pid"]) == entry["started"]
+            if only is not None and entry["id"] not in only:
+                continue
+            alive = (
+                process_started(entry["pid"]) == entry["started"]
+                and entry["id"] not in self._stranded
+            )
             if alive and (not entry["failed"] or entry["retrying"]):
                 continue  # a live process is applying or retrying it right now
             if not failed and alive:
@@ -417,6 +458,7 @@ class Executor:
                 continue
             try:
                 report.append(self._recover_one(entry))
+                self._stranded.discard(entry["id"])
             except (ValueError, KeyError, TypeError) as exc:  # a journal we cannot read
                 with self.store.transaction() as tx:
                     tx.journal_fail(entry["id"])

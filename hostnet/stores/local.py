@@ -898,6 +898,30 @@ class Tx:
         return cur.rowcount == 1
 
 
+def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
+    """SQLite's error, with what stands in the way and what to do (errors' contract)."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return (
+            f"{path}: {text}: another process has held the store's write lock for over "
+            f"{timeout:g} s (a hostnet call that is stuck, or an sqlite3 session left "
+            f"in a transaction: `fuser -v {path}` names it); try again once it is done"
+        )
+    if "full" in text:
+        return (
+            f"{path}: {text}: the state directory's filesystem is full; free space, then "
+            "run `hostnet gc`, which finishes what this call could not record"
+        )
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: {text}: the state directory is read-only; hostnet needs to write it"
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"{path}: {text}: the store is damaged; move it away to start afresh (hostnet "
+            "then forgets what it made: `hostnet audit` lists what is left in the kernel)"
+        )
+    return f"{path}: {text}"
+
+
 class LocalStore:
     """The embedded store.
 
@@ -925,7 +949,11 @@ class LocalStore:
         self._timeout = timeout
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # (the connection opened for it)
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -938,13 +966,23 @@ class LocalStore:
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             except sqlite3.Error as exc:
-                raise errors.StoreError(f"cannot open {self.path}: {exc}") from exc
+                if conn is not None:
+                    conn.close()
+                raise errors.StoreError(
+                    "cannot open " + _advice(self.path, exc, self._timeout)
+                ) from exc
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
         return conn
 
     def _migrate(self) -> None:
+        try:
+            self._migrate_schema()
+        except sqlite3.Error as exc:
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
+
+    def _migrate_schema(self) -> None:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -987,14 +1025,14 @@ class LocalStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            raise errors.StoreError(f"{self.path} is busy or unwritable: {exc}") from exc
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
         try:
             yield Tx(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            raise errors.StoreError(f"{self.path}: {exc}") from exc
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
         except BaseException:
             if conn.in_transaction:  # an interrupt can land after COMMIT ran
                 conn.execute("ROLLBACK")
@@ -1011,13 +1049,13 @@ class LocalStore:
                 if conn.in_transaction:
                     conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise errors.StoreError(f"{self.path}: {exc}") from exc
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
     def journal_progress(self, id: str, done: int) -> None:
         try:
             self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
         except sqlite3.Error as exc:
-            raise errors.StoreError(f"{self.path}: {exc}") from exc
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
     def journal_place(self, id: str, done: int, places: Mapping[str, str]) -> None:
         """Progress, and more of the places a journal acts in (a namespace its plan has
@@ -1026,7 +1064,7 @@ class LocalStore:
         try:
             self._conn().execute(sql, (done, _dumps(dict(places)), id))
         except sqlite3.Error as exc:
-            raise errors.StoreError(f"{self.path}: {exc}") from exc
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
     def dump(self) -> dict[str, Any]:
         """Every table as rows, for tests comparing states before and after."""

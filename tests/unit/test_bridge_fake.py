@@ -1488,6 +1488,51 @@ def test_gc_upgrades_a_firewall_an_older_hostnet_made(ctl: Controller) -> None:
     assert kernel_of(ctl).nft_list(HOST, "inet hostnet") is None
 
 
+@pytest.mark.parametrize("step", ["progress", "closing"])
+def test_work_a_store_error_left_open_is_finished_by_the_same_process(
+    ctl: Controller, step: str
+) -> None:
+    # The disk fills up (or a lock is held too long) in the middle of a connect: the
+    # kernel side is rolled back, but the store cannot say so, and the journal stays
+    # open under a process that is alive: no other process may recover it. This one
+    # does, at its next call or in gc, once the store works again.
+    from contextlib import contextmanager
+
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a = ctl.create_namespace("a")
+    before_kernel = kernel_of(ctl).dump()
+    store = ctl.store
+    real_progress, real_transaction = store.journal_progress, store.transaction
+    full = [False]
+
+    def progress(*args: object) -> None:
+        full[0] = True  # the disk is full from here on
+        raise errors.StoreError("state.db: database or disk is full")
+
+    @contextmanager
+    def transaction():  # type: ignore[no-untyped-def]
+        if full[0]:
+            raise errors.StoreError("state.db: database or disk is full")
+        with real_transaction() as tx:
+            yield tx
+        if step == "closing" and tx.c.execute("SELECT 1 FROM journal").fetchone():
+            full[0] = True  # after the journaling transaction: the closing one fails
+
+    store.journal_progress = progress if step == "progress" else real_progress  # type: ignore[method-assign]
+    store.transaction = transaction  # type: ignore[method-assign]
+    with pytest.raises(errors.StoreError):
+        web.connect(a, publish=["8080:80"])
+    assert kernel_of(ctl).dump() == before_kernel  # rolled back
+    assert ctl.store.dump()["journal"]  # but the store could not say so
+    full[0] = False  # space again
+    store.journal_progress, store.transaction = real_progress, real_transaction  # type: ignore[method-assign]
+    if step == "progress":
+        assert [r["kind"] for r in ctl.gc()["recovered"]] == ["setup"]
+    ep = web.connect(a, publish=["8080:80"])  # (the next call recovers it first)
+    assert ep.ports[0].host_port == 8080 and ctl.store.dump()["journal"] == []
+    assert [e.workload for e in ctl.endpoints()] == ["a"]
+
+
 def test_inspect_shows_the_addresses_asked_for_as_ipamconfig(ctl: Controller) -> None:
     net = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     a, b = ctl.create_namespace("a"), ctl.create_namespace("b")

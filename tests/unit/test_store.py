@@ -410,3 +410,20 @@ def test_the_admissions_log_keeps_the_last_ones_only(tmp_path, monkeypatch) -> N
     kept = store.read(lambda tx: tx.admissions())
     assert [a["workload"] for a in kept] == [f"w{i}" for i in range(7, 12)]
     store.close()
+
+
+def test_a_locked_or_damaged_store_says_what_stands_in_the_way(tmp_path: Path) -> None:
+    LocalStore(tmp_path).close()
+    holder = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # (an sqlite3 session left in a transaction)
+    try:
+        with pytest.raises(StoreError, match=r"write lock .*fuser"):
+            LocalStore(tmp_path, timeout=0.2)  # (opening takes the write lock too)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "state.db").write_bytes(b"not sqlite at all " * 500)
+    with pytest.raises(StoreError, match="damaged; move it away"):
+        LocalStore(damaged)
