@@ -945,6 +945,14 @@ class LocalStore:
                 "pass state_dir= or set HOSTNET_STATE_DIR to a writable directory"
             ) from exc
         self.path = self.state_dir / "state.db"
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            # (SQLite would take it for a new, empty store, and hostnet would forget
+            # everything it made: a store it made is never empty)
+            raise errors.StoreError(
+                f"{self.path} is empty (truncated?): the store is damaged; move it away to "
+                "start afresh (hostnet then forgets what it made: `hostnet audit` lists "
+                "what is left in the kernel)"
+            )
         self._local = threading.local()
         self._timeout = timeout
         self._all: list[sqlite3.Connection] = []
@@ -1022,6 +1030,12 @@ class LocalStore:
         """A write transaction: committed on success, rolled back on any exception.
         SQLite's own errors come out as StoreError."""
         conn = self._conn()
+        if not self.path.exists():  # (writes would go to a deleted file, and be lost)
+            raise errors.StoreError(
+                f"{self.path} is gone: the state directory was deleted while this "
+                "Controller had it open; what it recorded is lost (`hostnet audit` lists "
+                "what is left in the kernel)"
+            )
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

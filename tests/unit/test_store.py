@@ -427,3 +427,19 @@ def test_a_locked_or_damaged_store_says_what_stands_in_the_way(tmp_path: Path) -
     (damaged / "state.db").write_bytes(b"not sqlite at all " * 500)
     with pytest.raises(StoreError, match="damaged; move it away"):
         LocalStore(damaged)
+
+
+def test_a_store_deleted_under_an_open_one_or_emptied_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    store = LocalStore(tmp_path / "a")
+    try:
+        shutil.rmtree(tmp_path / "a")
+        with pytest.raises(StoreError, match="deleted while"), store.transaction():
+            pass
+    finally:
+        store.close()
+    LocalStore(tmp_path / "b").close()
+    (tmp_path / "b" / "state.db").write_bytes(b"")
+    with pytest.raises(StoreError, match="is empty"):
+        LocalStore(tmp_path / "b")
