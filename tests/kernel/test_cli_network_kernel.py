@@ -267,8 +267,12 @@ def test_ctrl_c_stops_a_shell_loop_around_run_as_it_stops_one_around_the_command
     # handled Ctrl-C itself); one that died of SIGINT stops the loop. `run` whose
     # command died of Ctrl-C dies of it too, so the loop stops, as with `ip netns exec`
     cli.ok("network", "create", "web", "--subnet", SUBNET)
-    run = " ".join(shlex.quote(a) for a in [*cli.base, "run", "--network", "web", "--"])
-    loop = f"for i in 1 2 3; do {run} sh -c 'echo ready; sleep 30'; echo next $?; done"
+    name = cli.world.name("loop")  # (+ the iteration: the fixture removes them if left)
+    run = " ".join(shlex.quote(a) for a in [*cli.base, "run", "--network", "web"])
+    loop = (
+        f"for i in 1 2 3; do {run} --name {name}x$i -- sh -c 'echo ready; sleep 30'; "
+        "echo next $?; done"
+    )
     proc = subprocess.Popen(
         ["bash", "-c", loop],
         stdin=subprocess.DEVNULL,
