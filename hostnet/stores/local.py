@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS published (  -- ports published on an endpoint after 
     ports TEXT NOT NULL,               -- JSON: [protocol, host_ip, host_port, container_port]...
     applied TEXT NOT NULL,             -- JSON: the plan that published them
     at REAL NOT NULL,
-    asked TEXT NOT NULL DEFAULT '[]'   -- JSON: the -p specs as asked (see _ASKED)
+    asked TEXT NOT NULL DEFAULT '[]'   -- JSON: the -p specs as asked (as_asked)
 );
 CREATE INDEX IF NOT EXISTS published_by_endpoint ON published (endpoint, at);
 CREATE TABLE IF NOT EXISTS addresses (
@@ -898,6 +898,13 @@ class Tx:
         return cur.rowcount == 1
 
 
+#: what to do about a damaged store
+DAMAGED = (
+    "the store is damaged; move it away to start afresh (hostnet then forgets what it "
+    "made: `hostnet audit` lists what is left in the kernel)"
+)
+
+
 def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
     """SQLite's error, with what stands in the way and what to do (errors' contract)."""
     text = str(exc)
@@ -915,10 +922,7 @@ def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
     if "readonly" in text or "read-only" in text:
         return f"{path}: {text}: the state directory is read-only; hostnet needs to write it"
     if "not a database" in text or "malformed" in text:
-        return (
-            f"{path}: {text}: the store is damaged; move it away to start afresh (hostnet "
-            "then forgets what it made: `hostnet audit` lists what is left in the kernel)"
-        )
+        return f"{path}: {text}: {DAMAGED}"
     return f"{path}: {text}"
 
 
@@ -948,11 +952,7 @@ class LocalStore:
         if self.path.is_file() and self.path.stat().st_size == 0:
             # (SQLite would take it for a new, empty store, and hostnet would forget
             # everything it made: a store it made is never empty)
-            raise errors.StoreError(
-                f"{self.path} is empty (truncated?): the store is damaged; move it away to "
-                "start afresh (hostnet then forgets what it made: `hostnet audit` lists "
-                "what is left in the kernel)"
-            )
+            raise errors.StoreError(f"{self.path} is empty (truncated?): {DAMAGED}")
         self._local = threading.local()
         self._timeout = timeout
         self._all: list[sqlite3.Connection] = []
