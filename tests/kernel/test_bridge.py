@@ -7,6 +7,7 @@ machine's own network is never touched.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -523,9 +524,12 @@ def test_bad_input_changes_nothing(lab: Lab) -> None:
         lambda: ctl.network("web").connect(app, ip="10.91.0.1"),
         lambda: ctl.delete_network("nope"),
     ]
+    open_fds = len(os.listdir("/proc/self/fd"))
     for call in bad_calls:
         with pytest.raises(errors.HostnetError):
             call()
+        # nothing kept open either: a socket into the namespace would keep it alive
+        assert len(os.listdir("/proc/self/fd")) == open_fds
     app_snap = app.snapshot()
     assert app_snap.link_names() == {"lo"}
     assert lab.host.snapshot().links == host_before.links
