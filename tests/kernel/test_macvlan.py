@@ -88,6 +88,36 @@ def test_bridge_mode_reaches_the_lan_and_each_other(lan: Lan) -> None:
     assert info["Options"]["parent"] == "lan0" and info["Options"]["macvlan_mode"] == "bridge"
 
 
+def test_a_parent_renamed_and_its_name_given_to_another_link(lan: Lan) -> None:
+    # the admin renames the parent and gives its name to a link on another LAN: the
+    # network is on "lan0", whichever link that is now (as Docker looks it up on join)
+    net = lan.network()
+    first = lan.ns()
+    net.connect(first)  # type: ignore[attr-defined]
+    other = lan.ns("lan2")
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", "-n", lan.host.name, *args], check=True)
+
+    ip("link", "set", "lan0", "down")
+    ip("link", "set", "lan0", "name", "lanold")
+    ip("link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", other.name)
+    ip("link", "set", "lan0", "up")
+    subprocess.run(["ip", "-n", other.name, "addr", "add", f"{LAN_GW}/24", "dev", "eth0"])
+    subprocess.run(["ip", "-n", other.name, "link", "set", "eth0", "up"], check=True)
+    second = lan.ns()
+    net.connect(second)  # type: ignore[attr-defined]
+    assert ping(second, LAN_GW)  # (the new LAN's address of the same number)
+    parent = lan.host.snapshot().link("lan0")
+    out = subprocess.run(
+        ["ip", "-n", second.name, "-o", "link", "show", "eth0"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert parent is not None and f"eth0@if{parent.index}:" in out
+
+
 def test_private_mode_keeps_endpoints_apart(lan: Lan) -> None:
     net = lan.network(mode="private")
     a, b = lan.ns(), lan.ns()

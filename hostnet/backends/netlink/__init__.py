@@ -729,7 +729,11 @@ class NetlinkBackend:
             elif op.kind in ("macvlan", "macvtap"):
                 if op.parent is None:
                     raise errors.InvalidOption("parent", None, "a macvlan needs a parent")
-                attrs.append(rtnl.u32(rtnl.IFLA_LINK, self._index(chan, op.parent, where)))
+                # Looked up every time: a parent is the admin's link, which may have been
+                # renamed since, its name given to another (the cached index would still
+                # work, and put the endpoint on the wrong LAN).
+                parent = self._lookup_index(chan, op.parent, where)
+                attrs.append(rtnl.u32(rtnl.IFLA_LINK, parent))
                 mode = op.mode or "bridge"
                 if mode not in MACVLAN_MODES:
                     raise errors.InvalidOption("mode", mode, f"one of {sorted(MACVLAN_MODES)}")
