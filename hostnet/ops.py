@@ -224,9 +224,10 @@ class AddLink(Op):
 
 @frozen(kw_only=True)
 class DelLink(Op):
-    """Delete a link. ``same_mac`` (set by recovery, which runs ops planned long
-    before): when ``recreate`` (the inverse) gives it a MAC, a link of that name with
-    another MAC is not the one meant, and counts as already gone."""
+    """Delete a link. With ``recreate`` (the inverse), a link of that name and another
+    kind is not the one meant, and counts as already gone; so is one with another MAC
+    than ``recreate`` gives it, with ``same_mac`` (set by recovery, which runs ops
+    planned long before)."""
 
     name: str
     recreate: AddLink | None = None

@@ -482,6 +482,14 @@ class BackendContract:
         world.backend.apply(DelLink(ns=ns, name="br0", recreate=other))
         assert world.backend.observe(ns).link("br0") is None
 
+    def test_a_link_of_another_kind_is_not_the_one_meant(self, world: World) -> None:
+        ns = world.ns()
+        world.backend.apply(AddLink(ns=ns, name="eth0", kind="veth", peer="p1"))
+        made = AddLink(ns=ns, name="eth0", kind="bridge")  # (what the record says)
+        with pytest.raises(errors.NotFoundError):  # "that one is gone"
+            world.backend.apply(DelLink(ns=ns, name="eth0", recreate=made))
+        assert world.backend.observe(ns).link("eth0") is not None
+
     def test_a_bridges_mtu_is_its_smallest_ports(self, world: World) -> None:
         ns = world.ns()
 

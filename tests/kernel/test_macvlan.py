@@ -118,6 +118,21 @@ def test_a_parent_renamed_and_its_name_given_to_another_link(lan: Lan) -> None:
     assert parent is not None and f"eth0@if{parent.index}:" in out
 
 
+def test_disconnect_leaves_an_eth0_the_workload_made_after_its_endpoint_died(lan: Lan) -> None:
+    net = lan.network()
+    app = lan.ns()
+    net.connect(app)  # type: ignore[attr-defined]
+    # the parent goes (its children with it), and the workload makes an eth0 of its own
+    subprocess.run(["ip", "-n", lan.host.name, "link", "del", "lan0"], check=True)
+    subprocess.run(
+        ["ip", "-n", app.name, "link", "add", "eth0", "type", "veth", "peer", "name", "own1"],
+        check=True,
+    )
+    net.disconnect(app)  # type: ignore[attr-defined]
+    assert app.snapshot().link_names() == {"lo", "eth0", "own1"}
+    assert lan.ctl.store.dump()["endpoints"] == []
+
+
 def test_private_mode_keeps_endpoints_apart(lan: Lan) -> None:
     net = lan.network(mode="private")
     a, b = lan.ns(), lan.ns()

@@ -873,15 +873,18 @@ class NetlinkBackend:
         chan.request(msg, msg_type)
 
     def _apply_DelLink(self, op: DelLink) -> None:
-        guard = op.recreate.mac if op.same_mac and op.recreate is not None else None
-        if guard is None:
+        if op.recreate is None:
             self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
             return
-        # A link hostnet gave a MAC (a bridge, a shim, a macvlan endpoint) is deleted
-        # only if it still has it: one of that name with another MAC was made by
-        # someone else since (a teardown retried by gc runs long after it was planned).
+        # Only a link of the kind hostnet made (a workload may have made an eth0 of its
+        # own after a macvlan endpoint died with its parent). A link hostnet gave a MAC
+        # (a bridge, a shim, a macvlan endpoint) is deleted only if it still has it,
+        # when asked: one of that name with another MAC was made by someone else since
+        # (a teardown retried by gc runs long after it was planned).
         found = self._get_link(op.ns, op.name)
-        if found["mac"] is not None and found["mac"].lower() != guard.lower():
+        guard = op.recreate.mac.lower() if op.same_mac and op.recreate.mac else None
+        mac = found["mac"].lower() if found["mac"] is not None else None
+        if found["kind"] != op.recreate.kind or (guard and mac and mac != guard):
             raise errors.LinkNotFound(op.name, op.ns)  # the one meant is gone
         self._forget_indexes(op.ns)
         self._chan(op.ns).request(rtnl.ifinfo(index=found["index"]), RTM_DELLINK)
