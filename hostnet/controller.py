@@ -1284,21 +1284,28 @@ class Controller:
         host lets sockets bind addresses it does not have (ip_nonlocal_bind). One route
         lookup per address given (none for the wildcards)."""
         wanted = {s.host.host_ip for s in specs} - {WILDCARD4, WILDCARD6}
-        have: set[str] | None = None
+        snap: Snapshot | None = None
         for ip in sorted(wanted):
             if self.backend.is_local(self.host_ns, ip):
                 continue
-            if have is None:  # (an IPv6 address still in DAD is the host's, though no
+            if snap is None:  # (an IPv6 address still in DAD is the host's, though no
                 # local route says so yet; a link-local one is not in the snapshot, and
                 # is taken once its DAD is over)
                 snap = self.backend.observe(self.host_ns, firewall=False)
-                have = {a.address.split("/")[0] for a in snap.addresses}
-            if ip in have:
+            if ip in {a.address.split("/")[0] for a in snap.addresses}:
                 continue
             key = f"net/ipv{6 if ':' in ip else 4}/ip_nonlocal_bind"
             if self.backend.sysctl(self.host_ns, key) == "1":
                 continue
             where = f"namespace {self.host_ns!r}" if self.host_ns else "this host"
+            lo = snap.link("lo")
+            if ipaddress.ip_address(ip).is_loopback and lo is not None and not lo.up:
+                command = f"ip -n {self.host_ns} link" if self.host_ns else "ip link"
+                raise errors.InvalidAddress(
+                    ip,
+                    f"the loopback interface of {where} is down (as in a namespace `ip "
+                    f"netns add` made): bring it up first ({command} set lo up)",
+                )
             raise errors.InvalidAddress(
                 ip,
                 f"not an address of {where}: nothing would receive the published port "

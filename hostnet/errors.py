@@ -133,12 +133,15 @@ class ConflictError(HostnetError):
 
 
 class NamespaceExists(ConflictError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, advice: str | None = None) -> None:
         self.name = name
         super().__init__(
-            f"network namespace {name!r} already exists; open it with "
-            "Controller.namespace(name) (CLI: name it where a namespace is asked for) or "
-            "choose another name"
+            f"network namespace {name!r} already exists; "
+            + (
+                advice
+                or "open it with Controller.namespace(name) (CLI: name it where a namespace "
+                "is asked for) or choose another name"
+            )
         )
 
 

@@ -324,7 +324,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
     # temporary: should hostnet be killed outright, `hostnet gc` deletes the namespace
     # once the command has exited too
-    ns = ctl.create_namespace(name, temporary=True)
+    try:
+        ns = ctl.create_namespace(name, temporary=True)
+    except errors.NamespaceExists as exc:
+        raise errors.NamespaceExists(
+            name, advice="run makes its namespace itself: choose another --name"
+        ) from exc
     proc = None
     try:
         for i, network in enumerate(networks):

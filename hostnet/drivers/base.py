@@ -70,6 +70,9 @@ class Driver(ABC):
     - ``host_sysctls``: sysctls of the host namespace ``plan_shared`` needs to read.
     - ``link_group``: the network gets a link group of its own (``data["group"]``) for
       its endpoints' host-side links, so they can all be deleted in one kernel call.
+    - ``options``: the option keys the default ``validate`` accepts (others are
+      ``InvalidOption``).
+    - ``scope``: Docker's ``Scope`` of the driver's networks, as ``inspect`` shows it.
     """
 
     name: ClassVar[str]

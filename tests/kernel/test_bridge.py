@@ -537,6 +537,18 @@ def test_bad_input_changes_nothing(lab: Lab) -> None:
     assert after == without_namespace(store_before, app.name)
 
 
+def test_publishing_on_localhost_of_a_host_whose_lo_is_down_says_so(lab: Lab) -> None:
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    # as `ip netns add` leaves it: down, without 127.0.0.1
+    subprocess.run(["ip", "-n", lab.host.name, "link", "set", "lo", "down"], check=True)
+    subprocess.run(["ip", "-n", lab.host.name, "addr", "flush", "dev", "lo"], check=True)
+    with pytest.raises(errors.InvalidAddress, match=r"loopback interface .* is down"):
+        web.connect(app, publish=["127.0.0.1:8080:80"])
+    subprocess.run(["ip", "-n", lab.host.name, "link", "set", "lo", "up"], check=True)
+    web.connect(app, publish=["127.0.0.1:8080:80"])
+
+
 def test_input_the_kernel_would_refuse_fails_before_the_first_op(lab: Lab) -> None:
     # found out before anything is applied, not by the kernel halfway (and rolled back)
     ctl = lab.ctl

@@ -141,3 +141,31 @@ def test_sandboxes_sharing_a_state_directory_delete_only_their_own(tmp_path) -> 
         listed = _listed()
         assert second.host not in listed and kept.name not in listed
         assert first.host in listed and f"{first.prefix[::-1]}z" in listed
+
+
+def test_the_driver_guides_example_runs_and_passes_traffic(hostnet_sandbox: Sandbox) -> None:
+    # docs/drivers.md's worked example, as printed there: it must stay true
+    from pathlib import Path
+
+    from hostnet.drivers import register_driver, unregister_driver
+
+    guide = (Path(__file__).parents[2] / "docs" / "drivers.md").read_text()
+    code = guide.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(code, "docs/drivers.md", "exec"), scope)
+    register_driver("ptp-doc", scope["PointToPoint"])  # type: ignore[arg-type]
+    try:
+        ctl = hostnet_sandbox.controller
+        net = ctl.create_network("p", driver="ptp-doc", subnet="10.97.0.0/24")
+        app = ctl.create_namespace(hostnet_sandbox.name("app"))
+        ep = net.connect(app)
+        assert ep.ip == "10.97.0.2"
+        if hostnet_sandbox.kind == "netlink":
+            from tests.kernel.netutil import ping
+
+            assert ping(app, "10.97.0.1")  # the gateway: the host's end
+            assert ping(ctl.namespace(ctl.host_ns), ep.ip)  # type: ignore[arg-type]
+        net.disconnect(app)
+        net.delete()
+    finally:
+        unregister_driver("ptp-doc")

@@ -454,7 +454,7 @@ def test_run_joins_every_network_given(cli: HostCli) -> None:
         (["--network", "nope", "--", "true"], 125, "network 'nope' does not exist"),
         (["--network", "web", "-p", "80:80:80:80", "--", "true"], 125, "invalid port"),
         (["--network", "web", "-p", "8080:80", "--", "true"], 125, "reserved by hostnet"),
-        (["--network", "web", "--name", "app0", "--", "true"], 125, "already exists"),
+        (["--network", "web", "--name", "app0", "--", "true"], 125, "choose another --name"),
         (["--network", "web", "--name", "a/b", "--", "true"], 125, "invalid namespace name"),
     ],
 )
