@@ -84,12 +84,22 @@ class Driver(ABC):
     observe_host: ClassVar[bool] = False
     observe_host_on_connect: ClassVar[bool] = False
     options: ClassVar[frozenset[str]] = frozenset()
+    #: options Docker's driver of that name takes and this one does not: what to do
+    not_supported: ClassVar[Mapping[str, str]] = {}
     host_sysctls: ClassVar[tuple[str, ...]] = ()
     link_group: ClassVar[bool] = False
 
     def validate(self, spec: NetworkSpec) -> NetworkSpec:
         """Check options before anything happens; return the spec, normalised."""
         unknown = sorted(k for k, _ in spec.options if k not in self.options)
+        docker = [k for k in unknown if k in self.not_supported]
+        if docker:
+            raise errors.InvalidOption(
+                docker[0],
+                spec.option(docker[0]),
+                f"Docker's {self.name} driver takes this option, hostnet's does not "
+                f"({self.not_supported[docker[0]]})",
+            )
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
             raise errors.InvalidOption(
@@ -218,7 +228,8 @@ def default_routes(ep: EndpointInfo, target: Snapshot, *, internal: bool) -> lis
 
 # -- option values shared by drivers ----------------------------------------------------
 
-_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+# Docker's (Go's strconv.ParseBool: 1, t, true in any case), and yes/on, no/off
+_TRUE, _FALSE = ("true", "t", "1", "yes", "on"), ("false", "f", "0", "no", "off")
 
 
 def option_bool(key: str, value: str) -> str:

@@ -16,7 +16,7 @@ has one or the network is internal), and published ports as map elements.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 from hostnet import errors
@@ -109,6 +109,15 @@ class BridgeDriver(Driver):
     allocates_addresses: ClassVar[bool] = True
     observe_host: ClassVar[bool] = True
     options: ClassVar[frozenset[str]] = frozenset({*ALIASES, *ALIASES.values()})
+    not_supported: ClassVar[Mapping[str, str]] = {
+        "com.docker.network.enable_ipv6": "pass ipv6=True (CLI: --ipv6)",
+        "com.docker.network.container_iface_prefix": "endpoints are eth0, eth1...",
+        "com.docker.network.bridge.inhibit_ipv4": "the bridge always has the gateway",
+        "com.docker.network.bridge.gateway_mode_ipv4": "hostnet's is Docker's 'nat' mode",
+        "com.docker.network.bridge.gateway_mode_ipv6": "hostnet's is Docker's 'nat' mode",
+        "com.docker.network.bridge.trusted_host_interfaces": "not in hostnet",
+        "com.docker.network.bridge.default_bridge": "hostnet has no default network",
+    }
     host_sysctls: ClassVar[tuple[str, ...]] = (FORWARD4, FORWARD6)
     link_group: ClassVar[bool] = True
 

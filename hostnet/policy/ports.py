@@ -130,20 +130,27 @@ class PublishSpec:
 
 
 def _split_ip(
-    body: str, spec: str, max_parts: int, default: str = WILDCARD4
-) -> tuple[str, list[str]]:
-    """Split an optional leading host IP ("1.2.3.4:" or "[::1]:") off ``body``."""
+    body: str, spec: str, max_parts: int, *, as_docker: bool = False
+) -> tuple[str, str, list[str]]:
+    """Split an optional leading host IP ("1.2.3.4:" or "[::1]:") off ``body``: the
+    address as typed ("" for none), the address, and the rest. ``as_docker``: also as
+    Docker's ``-p`` takes them, an empty address (none) and an IPv6 one without
+    brackets, every ':' beyond the ports' being the address's."""
     if body.startswith("["):
         close = body.find("]")
         if close < 0 or body[close + 1 : close + 2] != ":":
             raise errors.InvalidPort(spec, "an IPv6 host address must look like [::1]:PORT")
-        return _host_ip(body[1:close], spec), body[close + 2 :].split(":")
+        typed = body[1:close]
+        return typed, _host_ip(typed, spec), body[close + 2 :].split(":")
     parts = body.split(":")
-    if len(parts) == max_parts:
-        return _host_ip(parts[0], spec), parts[1:]
-    if len(parts) > max_parts:
+    if len(parts) < max_parts:
+        return "", "", parts
+    typed = ":".join(parts[: len(parts) - max_parts + 1])
+    if len(parts) > max_parts and (not as_docker or typed.count(":") < 2):  # (not IPv6)
         raise errors.InvalidPort(spec, "too many ':'")
-    return default, parts
+    if not typed and not as_docker:
+        raise errors.InvalidPort(spec, "'' is not an IP address")
+    return typed, _host_ip(typed, spec) if typed else "", parts[len(parts) - max_parts + 1 :]
 
 
 def parse_host_port(spec: str) -> PortRequest:
@@ -157,7 +164,8 @@ def parse_host_port(spec: str) -> PortRequest:
         raise errors.InvalidPort(spec, "expected a string like '8080/tcp'")
     body, _, proto = spec.partition("/")
     protocol = _protocol(proto, spec)
-    host_ip, parts = _split_ip(body, spec, 2)
+    _, given, parts = _split_ip(body, spec, 2)
+    host_ip = given or WILDCARD4
     if len(parts) != 1:
         raise errors.InvalidPort(spec, "expected [IP:]PORT[-END][/PROTO]")
     start, end = _range(parts[0], spec)
@@ -177,11 +185,9 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
         raise errors.InvalidPort(spec, "expected a string like '8080:80/tcp'")
     body, _, proto = spec.partition("/")
     protocol = _protocol(proto, spec)
-    given, parts = _split_ip(body, spec, 3, "")
+    # (the address as typed, without brackets, is what Docker's HostConfig shows)
+    asked_ip, given, parts = _split_ip(body, spec, 3, as_docker=True)
     host_ip = given or default_ip
-    # as typed (without brackets), as Docker's HostConfig shows it
-    asked_ip = body[1 : body.find("]")] if body.startswith("[") else body.split(":")[0]
-    asked_ip = asked_ip if given else ""
     if len(parts) == 1:
         host_text, container_text = "", parts[0]
     elif len(parts) == 2:

@@ -278,6 +278,13 @@ def test_an_option_given_twice_with_one_meaning_is_taken(ctl: Controller) -> Non
     assert net.inspect()["Options"]["com.docker.network.bridge.enable_icc"] == "false"
 
 
+@pytest.mark.parametrize(("value", "icc"), [("t", "true"), ("F", "false"), ("TRUE", "true")])
+def test_booleans_as_docker_spells_them(ctl: Controller, value: str, icc: str) -> None:
+    options = {"com.docker.network.bridge.enable_icc": value}
+    net = ctl.create_network("web", driver="bridge", options=options)
+    assert net.inspect()["Options"]["com.docker.network.bridge.enable_icc"] == icc
+
+
 def test_explicit_bridge_name_that_exists_is_refused(ctl: Controller) -> None:
     kernel_of(ctl).add_device(HOST, "taken0")
     with pytest.raises(errors.LinkExists):

@@ -257,6 +257,11 @@ def test_connect_json_and_an_ephemeral_port(cli: HostCli) -> None:
         (["-o", "=1400"], 2, "expected KEY=VALUE"),
         (["-o", "mtu=1400", "-o", "mtu=1500"], 2, "given twice"),
         (["-o", "colour=blue"], 2, "unknown option for the bridge driver"),
+        (
+            ["-o", "com.docker.network.bridge.gateway_mode_ipv4=routed"],
+            2,
+            "Docker's bridge driver takes this option, hostnet's does not",
+        ),
         (["-o", "mtu=huge"], 2, "MTU"),
         (["-o", "icc=maybe"], 2, "true or false"),
         (["-o", "bridge_name=" + "x" * 16], 2, "invalid interface name"),

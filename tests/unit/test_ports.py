@@ -48,6 +48,11 @@ def _host(spec: PublishSpec) -> tuple[object, ...]:
         ("8000-8010:80", ("tcp", "0.0.0.0", 8000, 8010, True, 1), (80, 80)),
         ("80/UDP", ("udp", "0.0.0.0", None, None, False, 1), (80, 80)),
         ("1:65535", ("tcp", "0.0.0.0", 1, 1, False, 1), (65535, 65535)),
+        # as Docker takes them: an empty address is none; without brackets, every ':'
+        # but the ports' is the address's
+        (":8080:80", ("tcp", "0.0.0.0", 8080, 8080, False, 1), (80, 80)),
+        ("::1:8080:80", ("tcp", "::1", 8080, 8080, False, 1), (80, 80)),
+        ("2001:db8::1::80/udp", ("udp", "2001:db8::1", None, None, False, 1), (80, 80)),
     ],
 )
 def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int, int]) -> None:
@@ -86,7 +91,8 @@ def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int
         "1.2.3.4:80:80:80",
         "999.1.1.1:80:80",
         "localhost:80:80",
-        "::1:8080:80",  # IPv6 needs brackets
+        "::1:80",  # (the address would be ":")
+        "1:2:3:4",
         "[::1:8080:80",
         "[::1]8080:80",
         "[nonsense]:80:80",
