@@ -145,6 +145,19 @@ class NamespaceExists(ConflictError):
         )
 
 
+class MtuAboveParent(ConflictError):
+    """A macvlan link asked for a larger MTU than its parent has (now)."""
+
+    def __init__(self, name: str, mtu: int, parent: str, parent_mtu: int | None) -> None:
+        self.name, self.mtu, self.parent, self.parent_mtu = name, mtu, parent, parent_mtu
+        now = f" ({parent_mtu})" if parent_mtu is not None else ""
+        super().__init__(
+            f"cannot make {name!r} with MTU {mtu}: larger than the MTU of its parent "
+            f"{parent!r}{now}; raise the parent's MTU, or make the network again with a "
+            "smaller mtu option (or none: then endpoints take the parent's)"
+        )
+
+
 class LinkExists(ConflictError):
     def __init__(self, name: str, namespace: str | None) -> None:
         self.name = name

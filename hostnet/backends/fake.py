@@ -506,7 +506,7 @@ class FakeKernel:
             link = self._add(space, op.name, op.kind, mtu=op.mtu or parent.mtu, mac=given)
             if op.mtu is not None and op.mtu > parent.mtu:
                 del space.links[op.name]
-                raise errors.KernelError(f"create {op.name}", 22, "mtu above the parent's")
+                raise errors.MtuAboveParent(op.name, op.mtu, op.parent or "", parent.mtu)
             link.parent, link.mode = parent, mode
         elif op.kind == "vxlan":
             if op.vni is None or not 0 <= op.vni < 2**24:

@@ -389,6 +389,19 @@ class BackendContract:
             world.backend.apply(AddLink(ns=ns, name="m0", kind="macvlan", parent="ghost"))
         assert world.backend.observe(ns).link_names() == {"lo"}
 
+    def test_a_macvlan_above_its_parents_mtu_is_refused_in_words(self, world: World) -> None:
+        host, guest = world.ns(), world.ns()
+        world.backend.apply(
+            AddLink(ns=host, name="lan0", kind="veth", peer="lan1", up=True, mtu=1300)
+        )
+        with pytest.raises(errors.MtuAboveParent, match=r"parent 'lan0' \(1300\)"):
+            world.backend.apply(
+                AddLink(
+                    ns=guest, name="eth0", kind="macvlan", parent="lan0", parent_ns=host, mtu=1400
+                )
+            )
+        assert world.backend.observe(guest).link_names() == {"lo"}
+
     def test_macvlan_refuses_a_bridge_port_as_parent(self, world: World) -> None:
         host, guest = world.ns(), world.ns()
         world.backend.apply(AddLink(ns=host, name="br0", kind="bridge", up=True))

@@ -133,6 +133,17 @@ def test_disconnect_leaves_an_eth0_the_workload_made_after_its_endpoint_died(lan
     assert lan.ctl.store.dump()["endpoints"] == []
 
 
+def test_a_parent_whose_mtu_was_lowered_under_the_networks_says_so(lan: Lan) -> None:
+    net = lan.network(mtu=1400)
+    subprocess.run(["ip", "-n", lan.host.name, "link", "set", "lan0", "mtu", "1300"], check=True)
+    app = lan.ns()
+    before = lan.ctl.store.dump()
+    with pytest.raises(errors.MtuAboveParent, match="raise the parent's MTU"):
+        net.connect(app)  # type: ignore[attr-defined]
+    assert app.snapshot().link_names() == {"lo"}
+    assert lan.ctl.store.dump() == before
+
+
 def test_private_mode_keeps_endpoints_apart(lan: Lan) -> None:
     net = lan.network(mode="private")
     a, b = lan.ns(), lan.ns()

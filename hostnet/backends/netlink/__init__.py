@@ -769,6 +769,12 @@ class NetlinkBackend:
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST and op.kind == "veth" and op.peer:
                     raise self._which_exists(op) from exc
+                if exc.code == errno.EINVAL and op.kind in ("macvlan", "macvtap") and op.mtu:
+                    parent_mtu = self._get_link(where, op.parent or "")["mtu"]
+                    if parent_mtu is not None and op.mtu > parent_mtu:
+                        raise errors.MtuAboveParent(
+                            op.name, op.mtu, op.parent or "", parent_mtu
+                        ) from exc
                 if exc.code == errno.EOPNOTSUPP:
                     # the same errno for a master that takes no ports (not a bridge)
                     master = (
