@@ -61,11 +61,13 @@ from hostnet.names import check_namespace_name, check_network_name
 from hostnet.namespace import Namespace
 from hostnet.network import Endpoint, HostWorkload, Network
 from hostnet.ops import (
+    AddAddress,
     AddLink,
     AddRoute,
     Adopt,
     CreateNamespace,
     DeleteNamespace,
+    DelLink,
     ForgetFlows,
     NftBatch,
     Op,
@@ -2197,13 +2199,56 @@ class Controller:
         pending = set(self.store.read(lambda tx: tx.to_revive(self.host_key)))
         names = host.link_names()
         bridges = []
+        macvlans: dict[str, str] = {}
+        endpoints = self.store.read(lambda tx: tx.endpoints())
         for net in self.store.read(lambda tx: tx.networks(self.host_key)):
             if net["state"] != "active" or net["id"] in pending:
                 continue
             if net["driver"] == "bridge":
                 bridges.append(net)
+            parent = net["data"].get("parent")
+            own = "private_parent" in net["data"]  # (one of its host links, seen below)
+            if net["driver"] == "macvlan":
+                macvlans[net["id"]] = net["name"]
+                if parent and not own and parent not in names:
+                    shim = net["data"].get("shim")
+                    out.append(
+                        {
+                            "severity": "high",
+                            "kind": "missing-link",
+                            "subject": net["name"],
+                            "detail": f"its parent {parent} is gone from the host, and its "
+                            f"endpoints' links{' and its host shim' if shim else ''} with "
+                            "it; no workload can connect: make the parent again (then "
+                            "`hostnet gc`, and reconnect the endpoints), or delete the "
+                            "network",
+                        }
+                    )
+                    continue
+                found = host.link(parent) if parent and not own else None
+                if found is not None and not found.up:
+                    out.append(
+                        {
+                            "severity": "medium",
+                            "kind": "parent-down",
+                            "subject": net["name"],
+                            "detail": f"its parent {parent} is down: its endpoints are cut "
+                            "off until it is up again",
+                        }
+                    )
+                damage = _shim_damage(net, host, endpoints)
+                if damage is not None:
+                    out.append(
+                        {
+                            "severity": "high",
+                            "kind": "missing-link",
+                            "subject": net["name"],
+                            "detail": f"{damage}: the host cannot reach the network's "
+                            "endpoints; `hostnet gc` makes it again",
+                        }
+                    )
             for link in _host_links(net["data"]):
-                if link not in names:
+                if link not in names and link != net["data"].get("shim"):
                     out.append(
                         {
                             "severity": "high",
@@ -2214,22 +2259,11 @@ class Controller:
                             "create it again",
                         }
                     )
-            parent = net["data"].get("parent")
-            own = "private_parent" in net["data"]  # (one of its host links, seen above)
-            if net["driver"] == "macvlan" and parent and not own and parent not in names:
-                out.append(
-                    {
-                        "severity": "high",
-                        "kind": "missing-link",
-                        "subject": net["name"],
-                        "detail": f"its parent {parent} is gone from the host: its endpoints "
-                        "are cut off and no workload can connect; make the parent again "
-                        "(and reconnect), or delete the network",
-                    }
-                )
         by_network = {n["id"]: n["name"] for n in bridges}
-        for ep in self.store.read(lambda tx: tx.endpoints()):
-            if ep["network"] in by_network and ep["state"] == "active" and ep["ns"] in live:
+        for ep in endpoints:
+            if ep["state"] != "active" or ep["ns"] not in live:
+                continue
+            if ep["network"] in by_network:
                 veth = f"veth{ep['id'][:7]}"
                 if veth not in names:
                     out.append(
@@ -2241,6 +2275,17 @@ class Controller:
                             f"its {veth}: disconnect and connect it again",
                         }
                     )
+            elif ep["network"] in macvlans and not self._macvlan_alive(ep):
+                out.append(
+                    {
+                        "severity": "high",
+                        "kind": "missing-link",
+                        "subject": ep["workload"],
+                        "detail": f"its endpoint on {macvlans[ep['network']]!r} lost its "
+                        f"{ep['data']['ifname']} (its parent deleted or made again?): "
+                        "disconnect and connect it again",
+                    }
+                )
         if self.store.read(lambda tx: tx.shared(self.host_key, "nft:bridge")) is None:
             return out
         base, nets = self.store.read(self._outdated_firewall)
@@ -2394,6 +2439,7 @@ class Controller:
         remade = self._after_host_restart()  # one left open across a restart of its host
         self._repair_defaults()
         restored = self._restore_firewall()
+        repaired = self._repair_shims()
         with self.store.transaction() as tx:
             tx.forget_orphan_cursors()  # (what an older hostnet left)
         # records first, then the kernel: a namespace made (and recorded) in between is
@@ -2466,7 +2512,84 @@ class Controller:
             "kept": kept,
             "remade": remade,
             "restored": restored,
+            "shims": repaired,
         }
+
+    def _macvlan_alive(self, ep: dict[str, Any]) -> bool:
+        """Whether a macvlan endpoint's link is still in its namespace (it dies with its
+        parent, while the namespace lives on)."""
+        try:
+            snap = self.backend.observe(ep["ns"], firewall=False, addresses=False)
+        except errors.NamespaceNotFound:
+            return True  # (gone since: a stale record, reported as such)
+        finally:
+            self._release(ep["ns"])
+        link = snap.link(ep["data"]["ifname"])
+        return link is not None and link.kind in ("macvlan", "macvtap")
+
+    def _repair_shims(self) -> list[str]:
+        """Make the host shims of macvlan networks again where one is gone, down, or
+        lost its address or a route (the parent was deleted and made again, an admin or
+        a network manager set it down or flushed it), as recorded: the shim's ops in the
+        network's plan and the routes in its endpoints'. Not while other work is in
+        flight (a connect may be adding a route through the shim). Returns the networks
+        whose shim was made again."""
+        if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
+            return []  # the host itself is gone (a Controller left open)
+
+        def damaged(tx: Tx) -> list[dict[str, Any]]:
+            nets = [
+                n
+                for n in tx.networks(self.host_key)
+                if n["driver"] == "macvlan" and n["state"] == "active" and n["data"].get("shim")
+            ]
+            if not nets or tx.to_revive(self.host_key):
+                return []
+            host = self._observe(self.host_ns)
+            endpoints = tx.endpoints()
+            return [n for n in nets if _shim_damage(n, host, endpoints) is not None]
+
+        if not self.store.read(damaged):
+            return []
+        if not self.store.read(self._quiet):
+            warnings.warn(
+                "a macvlan network's host shim is not as recorded, and other work is in "
+                "progress: not made again; run `hostnet gc` again in a moment",
+                errors.HostnetWarning,
+                stacklevel=3,
+            )
+            return []
+        repaired: list[str] = []
+        for net in self.store.read(damaged):
+
+            def prepare(tx: Tx, id: str = net["id"]) -> Plan:
+                now = [n for n in damaged(tx) if n["id"] == id]
+                if not now or not self._quiet(tx):
+                    return ()  # work began meanwhile, or another process repaired it
+                shim = now[0]["data"]["shim"]
+                ops = _shim_ops(now[0], tx.endpoints())
+                made = [op for op in ops if isinstance(op, AddLink)]
+                if not made:
+                    return ()
+                repaired.append(now[0]["name"])
+                # (a shim left in place, down or without its routes, goes first)
+                there = self.backend.observe(self.host_ns, firewall=False).link(shim)
+                gone = (
+                    ()
+                    if there is None
+                    else (DelLink(ns=self.host_ns, name=shim, recreate=made[0], same_mac=True),)
+                )
+                return (*gone, *ops)
+
+            self.executor.apply(prepare, owner=f"{REBUILD_OWNER}shim:{net['id']}")
+        return repaired
+
+    def _quiet(self, tx: Tx) -> bool:
+        """No journal open of a live process (no work in flight, or one that failed)."""
+        return not any(
+            process_started(j["pid"]) == j["started"] and (not j["failed"] or j["retrying"])
+            for j in tx.journals()
+        )
 
     def _firewall_damage(
         self, bridges: Sequence[dict[str, Any]]
@@ -2545,11 +2668,7 @@ class Controller:
             shared = tx.shared(self.host_key, "nft:bridge")
             return (
                 shared is not None
-                and not any(
-                    process_started(j["pid"]) == j["started"]
-                    and (not j["failed"] or j["retrying"])
-                    for j in tx.journals()
-                )
+                and self._quiet(tx)
                 and not tx.to_revive(self.host_key)
                 and tx.network_state(shared["owner"]) == "active"
             )
@@ -2746,6 +2865,45 @@ FOREIGN = "hostnet's tables"
 def _nft_ops(applied: Any, ns: str | None) -> list[NftBatch]:
     """The nftables batches of a recorded plan that act in namespace ``ns``."""
     return [op for op in plan_from_json(applied) if isinstance(op, NftBatch) and op.ns == ns]
+
+
+def _shim_ops(net: dict[str, Any], endpoints: Sequence[dict[str, Any]]) -> list[Op]:
+    """What made a macvlan network's host shim, as recorded: the shim, its address and
+    its routes in the network's plan, and the routes its endpoints' plans added."""
+    shim = net["data"].get("shim")
+    plans = [net["applied"]] + [
+        e["applied"] for e in endpoints if e["network"] == net["id"] and e["state"] == "active"
+    ]
+    return [
+        op
+        for plan in plans
+        for op in plan_from_json(plan)
+        if (isinstance(op, AddLink) and op.name == shim)
+        or (isinstance(op, (AddAddress, AddRoute)) and op.ifname == shim)
+    ]
+
+
+def _shim_damage(
+    net: dict[str, Any], host: Snapshot, endpoints: Sequence[dict[str, Any]]
+) -> str | None:
+    """What is wrong with a macvlan network's host shim in ``host`` (None: nothing, no
+    shim, or no parent to make one on)."""
+    shim, parent = net["data"].get("shim"), net["data"].get("parent")
+    if not shim or not parent or host.link(parent) is None:
+        return None
+    link = host.link(shim)
+    if link is None:
+        return f"its host shim {shim} is gone"
+    if not link.up:
+        return f"its host shim {shim} is down"
+    addresses = set(host.addresses_of(shim))
+    routes = {r.dst for r in host.routes if r.ifname == shim}
+    for op in _shim_ops(net, endpoints):
+        if isinstance(op, AddAddress) and op.address not in addresses:
+            return f"its host shim {shim} lost its address {op.address}"
+        if isinstance(op, AddRoute) and op.dst not in routes:
+            return f"its host shim {shim} lost its route to {op.dst}"
+    return None
 
 
 def _with_nft(applied: Any, batch: NftBatch, ns: str | None) -> Plan:

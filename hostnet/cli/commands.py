@@ -277,6 +277,11 @@ def cmd_gc(ctx: Context, args: argparse.Namespace) -> int:
         f"rebuilt firewall table {table} (it was gone, flushed, or made by an older hostnet)"
         for table in report.get("restored", ())
     ]
+    lines += [
+        f"made the host shim of network {name} again (it was gone, down, or lost its address "
+        "or a route)"
+        for name in report.get("shims", ())
+    ]
     lines += [f"made network {name} again (its host restarted)" for name in report["remade"]]
     lines += [f"deleted abandoned namespace {name}" for name in report["abandoned"]]
     lines += [

@@ -406,3 +406,70 @@ def test_an_ipv4_only_network_under_ipv6s_mtu_connects(lan: Lan) -> None:
     net.connect(app)  # type: ignore[attr-defined]
     assert app.snapshot().link("eth0").mtu == 1000  # type: ignore[union-attr]
     assert ping(app, LAN_GW)
+
+
+def _kinds(lan: Lan) -> list[tuple[str, str, str]]:
+    return [
+        (f["kind"], f["subject"], f["detail"])
+        for f in lan.ctl.audit()
+        if f["kind"] in ("missing-link", "parent-down")
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ["link", "del", "{shim}"],
+        ["link", "set", "{shim}", "down"],
+        ["addr", "flush", "dev", "{shim}"],
+        ["route", "del", "{ip}/32"],
+    ],
+)
+def test_gc_makes_a_damaged_host_shim_again(lan: Lan, damage: list[str]) -> None:
+    # without an ip range: the endpoint's own /32 route goes through the shim
+    net = lan.network(host_shim=True)
+    app = lan.ns()
+    ep = net.connect(app)  # type: ignore[attr-defined]
+    shim = net.data["shim"]  # type: ignore[attr-defined]
+    argv = [part.format(shim=shim, ip=ep.ip) for part in damage]
+    subprocess.run(["ip", "-n", lan.host.name, *argv], check=True)
+    assert not ping(lan.host, ep.ip)
+    [(kind, subject, detail)] = _kinds(lan)
+    assert (kind, subject) == ("missing-link", "lan") and "`hostnet gc` makes it again" in detail
+    assert lan.ctl.gc()["shims"] == ["lan"]
+    assert ping(lan.host, ep.ip)
+    assert _kinds(lan) == []
+    assert lan.ctl.gc()["shims"] == []  # (nothing more to do)
+    net.disconnect(app)  # type: ignore[attr-defined]
+    net.delete()  # type: ignore[attr-defined]
+    assert lan.host.snapshot().link(shim) is None
+
+
+def test_a_parent_made_again_after_its_endpoints_died(lan: Lan) -> None:
+    net = lan.network(ip_range="192.168.50.128/25", host_shim=True)
+    app = lan.ns()
+    ep = net.connect(app)  # type: ignore[attr-defined]
+
+    def ip(*args: str) -> None:
+        subprocess.run(["ip", "-n", lan.host.name, *args], check=True)
+
+    ip("link", "del", "lan0")  # its children (the endpoint, the shim) go with it
+    found = {(k, s): d for k, s, d in _kinds(lan)}
+    assert found.keys() == {("missing-link", "lan"), ("missing-link", app.name)}
+    assert "parent lan0 is gone" in found["missing-link", "lan"]
+    assert "host shim" in found["missing-link", "lan"]
+    assert lan.ctl.gc()["shims"] == []  # (no parent to make it on)
+    ip("link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.lan.name)
+    subprocess.run(["ip", "-n", lan.lan.name, "addr", "add", f"{LAN_GW}/24", "dev", "eth0"])
+    subprocess.run(["ip", "-n", lan.lan.name, "link", "set", "eth0", "up"], check=True)
+    ip("link", "set", "lan0", "down")
+    found = {(k, s) for k, s, _ in _kinds(lan)}
+    assert found == {("parent-down", "lan"), ("missing-link", "lan"), ("missing-link", app.name)}
+    ip("link", "set", "lan0", "up")
+    assert lan.ctl.gc()["shims"] == ["lan"]
+    [(kind, subject, detail)] = _kinds(lan)  # the endpoint is the workload's to reconnect
+    assert (kind, subject) == ("missing-link", app.name) and "disconnect and connect" in detail
+    net.disconnect(app)  # type: ignore[attr-defined]
+    ep = net.connect(app)  # type: ignore[attr-defined]
+    assert ping(app, LAN_GW) and ping(lan.host, ep.ip)
+    assert _kinds(lan) == []

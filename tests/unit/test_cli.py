@@ -32,6 +32,7 @@ NOTHING_TO_GC = {
     "kept": {},
     "remade": [],
     "restored": [],
+    "shims": [],
 }
 
 
