@@ -2211,17 +2211,17 @@ class Controller:
             if net["driver"] == "macvlan":
                 macvlans[net["id"]] = net["name"]
                 if parent and not own and parent not in names:
-                    shim = net["data"].get("shim")
+                    shim = " and its host shim" if net["data"].get("shim") else ""
                     out.append(
                         {
                             "severity": "high",
                             "kind": "missing-link",
                             "subject": net["name"],
-                            "detail": f"its parent {parent} is gone from the host, and its "
-                            f"endpoints' links{' and its host shim' if shim else ''} with "
-                            "it; no workload can connect: make the parent again (then "
-                            "`hostnet gc`, and reconnect the endpoints), or delete the "
-                            "network",
+                            "detail": f"its parent {parent} is gone from the host "
+                            "(deleted, renamed or moved?): no workload can connect, and a "
+                            f"parent deleted took its endpoints' links{shim} with it; make "
+                            "the parent again (then `hostnet gc`, and reconnect the "
+                            "endpoints reported below), or delete the network",
                         }
                     )
                     continue

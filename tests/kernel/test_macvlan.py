@@ -456,7 +456,7 @@ def test_a_parent_made_again_after_its_endpoints_died(lan: Lan) -> None:
     ip("link", "del", "lan0")  # its children (the endpoint, the shim) go with it
     found = {(k, s): d for k, s, d in _kinds(lan)}
     assert found.keys() == {("missing-link", "lan"), ("missing-link", app.name)}
-    assert "parent lan0 is gone" in found["missing-link", "lan"]
+    assert "parent lan0 is gone from the host (deleted, renamed" in found["missing-link", "lan"]
     assert "host shim" in found["missing-link", "lan"]
     assert lan.ctl.gc()["shims"] == []  # (no parent to make it on)
     ip("link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", lan.lan.name)
