@@ -1326,6 +1326,7 @@ class Controller:
                     host_ip=exc.host_ip,
                     holder=exc.holder,
                     abandoned=True,
+                    held_on=exc.held_on,
                 )
             return exc
         if exc.owner_pid is not None:

@@ -224,8 +224,10 @@ class PortInUse(ConflictError):
         holder: str | None = None,
         held_for_gc: bool = False,
         abandoned: bool = False,
+        held_on: str | None = None,
     ) -> None:
         self.port = port
+        self.held_on = held_on  # the address the holder has, when not the one asked
         self.protocol = protocol
         self.host_ip = host_ip
         self.owner_pid = owner_pid
@@ -248,6 +250,8 @@ class PortInUse(ConflictError):
             who = f"bound by process {owner_pid} ({owner_name or 'unknown'})"
         else:
             who = "bound by a socket whose owner is not visible"
+        if held_on is not None and held_on != host_ip:
+            who += f" on {held_on}" if ":" not in held_on else f" on [{held_on}]"
         shown = f"[{host_ip}]" if ":" in host_ip else host_ip
         super().__init__(
             f"host port {shown}:{port}/{protocol} is {who}; free it or choose another port"

@@ -139,6 +139,7 @@ class BoundSocket:
             host_ip=address,
             owner_pid=self.pid,
             owner_name=self.process,
+            held_on=self.address,
         )
 
 

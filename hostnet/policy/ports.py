@@ -272,6 +272,7 @@ class PortAllocator:
                     host_ip=host_ip,
                     holder=workload,
                     held_for_gc=endpoint in tx.journal_owners(failed=True),
+                    held_on=held_ip,
                 )
         # A socket on an address hostnet has reserved is hostnet's own hold (bound
         # IPv6-only) or its workload's: the reservation above already answered for it,

@@ -607,6 +607,11 @@ def test_port_conflicts_name_the_holder(lab: Lab) -> None:
         with pytest.raises(errors.PortInUse) as info:
             web.connect(b, publish=["8090:80"])
         assert info.value.owner_pid == proc.pid
+    with server(lab.host, 8091, host="127.0.0.1") as proc:
+        with pytest.raises(errors.PortInUse) as info:
+            web.connect(b, publish=["8091:80"])  # (on every address: 127.0.0.1's too)
+        assert f"process {proc.pid} " in str(info.value)
+        assert " on 127.0.0.1;" in str(info.value)
 
 
 def test_deleting_a_network_with_endpoints(lab: Lab) -> None:

@@ -1695,3 +1695,13 @@ def test_a_port_held_by_a_workload_that_is_gone_says_gc_frees_it(ctl: Controller
         web.connect(b, publish=["8080:80"])
     ctl.gc()
     assert web.connect(b, publish=["8080:80"]).ports[0].host_port == 8080
+
+
+def test_a_port_in_use_names_the_address_it_is_held_on(ctl: Controller) -> None:
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    a, b = ctl.create_namespace("a"), ctl.create_namespace("b")
+    web.connect(a, publish=["127.0.0.1:8080:80"])
+    with pytest.raises(errors.PortInUse, match=r"workload 'a' on 127\.0\.0\.1; free it"):
+        web.connect(b, publish=["8080:80"])
+    with pytest.raises(errors.PortInUse, match="workload 'a'; free it"):  # (the one asked)
+        web.connect(b, publish=["127.0.0.1:8080:80"])
