@@ -126,26 +126,40 @@ class Executor:
         if self.store is None:
             plan = prepare if isinstance(prepare, tuple) else prepare(_NO_TX)
         else:
-            for _ in self._after_rebuilds():
-                with self.store.transaction() as tx:
-                    if self._rebuilding(tx):
-                        continue
-                    plan = prepare if isinstance(prepare, tuple) else prepare(tx)
-                    moved = tx.moved
-                    tx.journal_begin(
-                        id=journal,
-                        kind="setup",
-                        owner=json.dumps([owner]),
-                        pid=self.pid,
-                        started=self.started,
-                        plan=plan_to_json(plan),
-                        places=self._places(plan),
-                    )
-                    break
+            try:
+                for _ in self._after_rebuilds():
+                    with self.store.transaction() as tx:
+                        if self._rebuilding(tx):
+                            continue
+                        plan = prepare if isinstance(prepare, tuple) else prepare(tx)
+                        moved = tx.moved
+                        tx.journal_begin(
+                            id=journal,
+                            kind="setup",
+                            owner=json.dumps([owner]),
+                            pid=self.pid,
+                            started=self.started,
+                            plan=plan_to_json(plan),
+                            places=self._places(plan),
+                        )
+                        break
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    # an interrupt (Ctrl-C, SIGTERM) can land just as the journaling
+                    # transaction commits: nothing is applied yet, so forget what it
+                    # recorded now; left, it would hold its records (and block shared
+                    # setup for everyone) for as long as this process lives
+                    self._abandon(journal, owner, moved)
+                raise
+        entered: list[bool] = []
         try:
-            return self._apply_journaled(journal, owner, plan, commit, moved)
+            return self._apply_journaled(journal, owner, plan, commit, moved, entered)
         except errors.StoreError:
             self._stranded.add(journal)  # (if it was closed after all: nothing to do)
+            raise
+        except BaseException:
+            if not entered and self.store is not None:  # (before its rollback could)
+                self._abandon(journal, owner, moved)
             raise
 
     def _apply_journaled(
@@ -155,6 +169,7 @@ class Executor:
         plan: Plan,
         commit: Commit | None,
         moved: Mapping[str, tuple[str | None, str]],
+        entered: list[bool] | None = None,
     ) -> Plan:
         done: list[Op] = []
         # the op being applied: an interrupt (Ctrl-C, SIGTERM) can land just after the
@@ -162,6 +177,8 @@ class Executor:
         # (tolerating "gone"), as recovery does for op #done (Rule 4)
         current: list[Op] = []
         try:
+            if entered is not None:
+                entered.append(True)  # from here on, the rollback below owns the journal
             for index, op in enumerate(plan):
                 current[:] = [op]
                 self.backend.apply(op)
@@ -277,38 +294,78 @@ class Executor:
             else:
                 plan, owners = prepare(_NO_TX)
         else:
-            for _ in self._after_rebuilds():
-                with self.store.transaction() as tx:
-                    if self._rebuilding(tx):
-                        continue
-                    if isinstance(prepare, tuple):
-                        plan = prepare
-                    else:
-                        plan, owners = prepare(tx)
-                    tx.journal_begin(
-                        id=journal,
-                        kind="teardown",
-                        owner=json.dumps(list(owners)),
-                        pid=self.pid,
-                        started=self.started,
-                        plan=plan_to_json(plan),
-                        places=self._places(plan),
-                    )
-                    break
-        # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
-        problems = self._run_tolerant(plan)
-        if self.store is not None:
             try:
-                with self.store.transaction() as tx:
-                    if problems:
-                        tx.journal_fail(journal)
-                    else:
-                        tx.teardown_done(journal, owners)
-            except errors.StoreError:
-                self._stranded.add(journal)
+                for _ in self._after_rebuilds():
+                    with self.store.transaction() as tx:
+                        if self._rebuilding(tx):
+                            continue
+                        if isinstance(prepare, tuple):
+                            plan = prepare
+                        else:
+                            plan, owners = prepare(tx)
+                        tx.journal_begin(
+                            id=journal,
+                            kind="teardown",
+                            owner=json.dumps(list(owners)),
+                            pid=self.pid,
+                            started=self.started,
+                            plan=plan_to_json(plan),
+                            places=self._places(plan),
+                        )
+                        break
+            except BaseException as exc:
+                if not isinstance(exc, Exception):
+                    self._fail_interrupted(journal)  # (if it committed after all)
                 raise
+        # No per-op progress: recovering a teardown runs its whole plan again (Rule 4).
+        try:
+            problems = self._run_tolerant(plan)
+            if self.store is not None:
+                try:
+                    with self.store.transaction() as tx:
+                        if problems:
+                            tx.journal_fail(journal)
+                        else:
+                            tx.teardown_done(journal, owners)
+                except errors.StoreError:
+                    self._stranded.add(journal)
+                    raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                # An interrupt (Ctrl-C, SIGTERM) in a process that lives on: left open,
+                # the journal would look like work in flight until the process exits,
+                # holding its records; as a failed teardown, a retry of the call or gc
+                # finishes it (Rule 3). (Ended already: nothing to do.)
+                self._fail_interrupted(journal)
+            raise
         if problems:
             raise errors.TeardownError(what, problems)
+
+    def _abandon(
+        self, journal: str, owner: str, moved: Mapping[str, tuple[str | None, str]]
+    ) -> None:
+        """A setup journal an interrupt may have committed before any op ran: if it was,
+        forget its records and cursor moves and end it (a clean rollback of nothing)."""
+        assert self.store is not None
+        try:
+            with self.store.transaction() as tx:
+                if tx.c.execute("SELECT 1 FROM journal WHERE id = ?", (journal,)).fetchone():
+                    tx.forget(owner)
+                    tx.restore_cursors(moved)
+                    tx.journal_end(journal)
+        except BaseException:
+            self._stranded.add(journal)  # recovered at this process's next call, or gc
+
+    def _fail_interrupted(self, journal: str) -> None:
+        """A teardown journal an interrupt cut short: a failed teardown now (if there
+        is one by that id)."""
+        if self.store is None:
+            return
+        try:
+            with self.store.transaction() as tx:
+                tx.journal_fail(journal)
+        except BaseException:
+            self._stranded.add(journal)
 
     def _run_tolerant(self, plan: Plan) -> list[BaseException]:
         problems: list[BaseException] = []

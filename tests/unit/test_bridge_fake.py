@@ -1705,3 +1705,25 @@ def test_a_port_in_use_names_the_address_it_is_held_on(ctl: Controller) -> None:
         web.connect(b, publish=["8080:80"])
     with pytest.raises(errors.PortInUse, match="workload 'a'; free it"):  # (the one asked)
         web.connect(b, publish=["127.0.0.1:8080:80"])
+
+
+def test_a_disconnect_interrupted_in_a_process_that_lives_on(ctl: Controller) -> None:
+    # (a REPL, a test runner): its journal stayed open, so the endpoint could neither
+    # be disconnected again nor connected, and its port stayed reserved, until the
+    # process exited
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    web.connect(app, publish=["8080:80"])
+    kernel = kernel_of(ctl)
+    real = kernel._apply_DelLink
+
+    def interrupted(op: object) -> None:
+        kernel._apply_DelLink = real  # type: ignore[method-assign]
+        raise KeyboardInterrupt
+
+    kernel._apply_DelLink = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        web.disconnect(app)
+    web.disconnect(app)  # (again: finishes it)
+    assert ctl.ports() == [] and app.snapshot().link_names() == {"lo"}
+    web.connect(app, publish=["8080:80"])

@@ -6,11 +6,13 @@ were before the call (DESIGN: setup either completes or is rolled back).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -177,6 +179,84 @@ def test_an_interrupt_just_after_an_op_rolls_that_op_back_too(
         )
     assert kernel.dump() == kernel_before
     assert store.dump() == store_before
+
+
+class _InterruptedOnCommit:
+    """A store whose first write transaction commits and is then interrupted (Ctrl-C,
+    a SIGTERM turned into an exception) before the caller gets on: the journaling one."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store, self.fired = store, False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.store.transaction() as tx:
+            yield tx
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_as_the_setup_journal_commits_forgets_it(store: LocalStore) -> None:
+    """In a process that lives on (a REPL, a test runner), the journal stayed open: its
+    records held, and shared setup blocked everyone, until the process exited."""
+    kernel = FakeKernel()
+    kernel_before, store_before = kernel.dump(), store.dump()
+    with pytest.raises(KeyboardInterrupt):
+        Executor(kernel, _InterruptedOnCommit(store)).apply(  # type: ignore[arg-type]
+            _prepare("o1"), owner="o1", commit=_commit
+        )
+    assert (kernel.dump(), store.dump()) == (kernel_before, store_before)
+    Executor(kernel, store).apply(_prepare("o1"), owner="o1", commit=_commit)  # (again)
+
+
+class _InterruptedAt:
+    """A backend interrupted before it applies op ``index``."""
+
+    def __init__(self, kernel: FakeKernel, index: int) -> None:
+        self.kernel, self.index, self.seen = kernel, index, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.kernel, name)
+
+    def apply(self, op: object) -> None:
+        self.seen += 1
+        if self.seen == self.index + 1:
+            raise KeyboardInterrupt
+        self.kernel.apply(op)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["on-commit", 0, 1])
+def test_an_interrupted_teardown_is_finished_by_a_retry_or_gc(
+    store: LocalStore, where: str | int
+) -> None:
+    """In a process that lives on, its journal stayed open: the records stayed (a
+    disconnect again said nothing, a connect said AlreadyConnected) and no gc, in this
+    process or another, finished it until the process exited."""
+    kernel = FakeKernel()
+    kernel.apply(CreateNamespace(ns="a"))
+    kernel.apply(BindPort(ns=None, protocol="tcp", address="0.0.0.0", port=9000))
+    _records(store, "o1")
+    plan: Plan = (
+        UnbindPort(ns=None, protocol="tcp", address="0.0.0.0", port=9000),
+        DeleteNamespace(ns="a"),
+    )
+    backend = kernel if where == "on-commit" else _InterruptedAt(kernel, int(where))
+    interrupted = _InterruptedOnCommit(store) if where == "on-commit" else store
+    with pytest.raises(KeyboardInterrupt):
+        Executor(backend, interrupted).teardown(  # type: ignore[arg-type]
+            plan, owners=["o1"], what="t"
+        )
+    (journal,) = store.read(lambda tx: tx.journals())
+    assert journal["failed"]  # (not a live process's work in flight)
+    (report,) = Executor(kernel, store).recover()  # (gc; this process is alive)
+    assert report.kind == "teardown" and report.errors == ()
+    assert kernel.namespaces() == () and kernel.bound_sockets(None) == ()
+    dump = store.dump()
+    assert dump["namespaces"] == dump["ports"] == dump["journal"] == []
 
 
 def test_failure_in_prepare_changes_nothing(store: LocalStore) -> None:
