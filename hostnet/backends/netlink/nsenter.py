@@ -103,7 +103,7 @@ class Started(Generic[T]):
             raise
         if self._fail:
             raise self._fail[0]
-        return self._box.pop()  # (the caller's now: close leaves it alone)
+        return self._box[0]
 
     def close(self) -> None:
         """Wait for the thread (interrupts put off meanwhile) and close what it opened."""
