@@ -1386,23 +1386,7 @@ class Controller:
                     )
         return list(requests)
 
-    def _connect(self, network: Network, workload: Namespace | str, **kwargs: Any) -> Endpoint:
-        # The workload's socket is opened by a short-lived thread while the checks and
-        # reads before the observation run (0.15 ms of a bridge connect, on a machine
-        # with a core to spare).
-        try:
-            name: str | None = check_namespace_name(_workload_name(workload))
-        except errors.HostnetError:
-            name = None  # (_connect_target says what is wrong)
-        if name is not None and name != self.host_ns:
-            self.backend.prefetch(name)
-        try:
-            return self._connect_now(network, workload, **kwargs)
-        finally:
-            if name is not None:
-                self._release(name)  # (if a host-network workload, or a check, left it)
-
-    def _connect_now(
+    def _connect(
         self,
         network: Network,
         workload: Namespace | str,

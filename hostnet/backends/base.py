@@ -89,10 +89,6 @@ class Backend(Protocol):
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` (no shell) with its network namespace set to ``ns``."""
 
-    def prefetch(self, ns: str) -> None:
-        """A hint: ``ns`` is about to be worked in; a backend may start opening what it
-        needs there (released by ``release``). Never raises."""
-
     def release(self, ns: str | None) -> None:
         """Drop any cached handle into ``ns`` (an open socket keeps a deleted namespace
         alive)."""

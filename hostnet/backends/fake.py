@@ -350,9 +350,6 @@ class FakeKernel:
             "the fake backend has no processes; run this on the netlink backend as root"
         )
 
-    def prefetch(self, ns: str) -> None:
-        pass
-
     def release(self, ns: str | None) -> None:
         pass
 

@@ -91,9 +91,6 @@ class FaultyBackend:
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> Any:
         return self.inner.popen(ns, argv, **kwargs)
 
-    def prefetch(self, ns: str) -> None:
-        self.inner.prefetch(ns)
-
     def release(self, ns: str | None) -> None:
         release = getattr(self.inner, "release", None)
         if release is not None:

@@ -223,8 +223,6 @@ class NetlinkBackend:
         # The namespace this process started in is what "None" means in every op.
         self._root_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._handles: dict[str | None, _Handle] = {}
-        # sockets being opened ahead of need (prefetch), with the namespace's identity
-        self._opening: dict[str, tuple[tuple[int, int] | None, nsenter.Started[_Opened]]] = {}
         self._held: dict[tuple[str | None, str, str, int], socket.socket] = {}
         self._lock = _Gate()
         # Links made for another namespace ask for an index there (see _create_link),
@@ -272,7 +270,7 @@ class NetlinkBackend:
             del self._handles[ns]
         self._lock.checked.discard(ns)
         try:
-            opened = self._prefetched(ns, ident) or self._in_ns(ns, _Opened)
+            opened = self._in_ns(ns, _Opened)
         except PermissionError as exc:
             raise errors.PermissionDenied(
                 f"open netlink socket in {ns or 'root namespace'}"
@@ -282,38 +280,6 @@ class NetlinkBackend:
         if self._lock.held:
             self._lock.checked.add(ns)
         return handle
-
-    def prefetch(self, ns: str) -> None:
-        """Start opening ``ns``'s socket in a short-lived thread, so that the call about
-        to need it finds it open (or waits less): a connect does its checks meanwhile."""
-        with self._lock:
-            if ns in self._handles or ns in self._opening:
-                return
-            try:
-                ident = self._ident(ns)
-                fd = nsenter.open_namespace(ns)
-            except errors.HostnetError:
-                return  # (the call that needs it says so)
-            self._opening[ns] = (ident, nsenter.start_in(fd, _Opened))
-
-    def _prefetched(self, ns: str | None, ident: tuple[int, int] | None) -> _Opened | None:
-        """What prefetch opened for ``ns``, if it is still the namespace of that name."""
-        if ns is None or ns not in self._opening:
-            return None
-        then, started = self._opening.pop(ns)
-        try:
-            opened = started.wait()
-        except Exception:
-            return None  # (opened again the usual way, which says what stands in the way)
-        if then != ident:
-            opened.close()
-            return None
-        return opened
-
-    def _drop_prefetched(self, ns: str) -> None:
-        pending = self._opening.pop(ns, None)
-        if pending is not None:
-            pending[1].close()
 
     def _chan(self, ns: str | None) -> Channel:
         return self._handle(ns).chan
@@ -331,16 +297,12 @@ class NetlinkBackend:
             handle = self._handles.pop(ns, None)
             if handle is not None:
                 handle.close()
-            if ns is not None:
-                self._drop_prefetched(ns)
 
     def close(self) -> None:
         with self._lock:
             for handle in self._handles.values():
                 handle.close()
             self._handles.clear()
-            for ns in list(self._opening):
-                self._drop_prefetched(ns)
             for sock in self._held.values():
                 sock.close()
             self._held.clear()

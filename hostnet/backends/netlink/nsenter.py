@@ -20,7 +20,7 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from hostnet import errors
 from hostnet.backends.netlink_paths import NETNS_RUN_DIR, ns_path
@@ -65,60 +65,42 @@ def setns(fd: int) -> None:
         raise _oserror("setns")
 
 
-class Started(Generic[T]):
-    """``fn`` running in a new thread that ends with it (``start``): ``wait()`` (once)
-    for its result or its exception. A bare ``_thread`` and a lock: threading.Thread's
-    start and join handshakes cost a third more, and this runs once per namespace
-    hostnet opens."""
-
-    __slots__ = ("_box", "_done", "_fail", "_finished")
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self._box: list[T] = []
-        self._fail: list[BaseException] = []
-        self._finished: list[bool] = []
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-
-        def body() -> None:
-            try:
-                self._box.append(fn())
-            except BaseException as exc:  # handed back to the caller by wait
-                self._fail.append(exc)
-            finally:
-                self._finished.append(True)
-                self._done.release()
-
-        _thread.start_new_thread(body, ())
-
-    def wait(self) -> T:
-        try:
-            self._done.acquire()
-        except BaseException:
-            # Interrupted (Ctrl-C, SIGTERM): wait for the thread anyway, so the caller's
-            # clean-up never races it, and close what it opened for a caller now gone.
-            # The signal's handler may run just after the acquire succeeded (a signal
-            # the kernel gave the thread): the lock is ours then, and the thread done.
-            self.close()
-            raise
-        if self._fail:
-            raise self._fail[0]
-        return self._box[0]
-
-    def close(self) -> None:
-        """Wait for the thread (interrupts put off meanwhile) and close what it opened."""
-        while not self._finished and not self._done.acquire(timeout=0.1):
-            pass
-        close = getattr(self._box[0], "close", None) if self._box else None
-        self._box.clear()
-        if callable(close):
-            close()
-
-
 def in_fresh_thread(fn: Callable[[], T]) -> T:
     """Run ``fn`` in a new thread that ends with it, wait, and return its result or
-    raise its exception."""
-    return Started(fn).wait()
+    raise its exception. A bare ``_thread`` and a lock: threading.Thread's start and
+    join handshakes cost a third more, and this runs once per namespace hostnet opens."""
+    box: list[T] = []
+    fail: list[BaseException] = []
+    finished: list[bool] = []
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def body() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # handed back to the caller below
+            fail.append(exc)
+        finally:
+            finished.append(True)
+            done.release()
+
+    _thread.start_new_thread(body, ())
+    try:
+        done.acquire()
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): wait for the thread anyway, so the caller's
+        # clean-up never races it, and close what it opened for a caller now gone. The
+        # signal's handler may run just after the acquire succeeded (a signal the
+        # kernel gave the thread): the lock is ours then, and the thread done.
+        while not finished and not done.acquire(timeout=0.1):
+            pass
+        close = getattr(box[0], "close", None) if box else None
+        if callable(close):
+            close()
+        raise
+    if fail:
+        raise fail[0]
+    return box[0]
 
 
 def run_in(fd: int | None, fn: Callable[[], T]) -> T:
@@ -132,24 +114,6 @@ def run_in(fd: int | None, fn: Callable[[], T]) -> T:
         return fn()
 
     return in_fresh_thread(inside)
-
-
-def start_in(fd: int, fn: Callable[[], T]) -> Started[T]:
-    """Start ``fn`` in a fresh thread switched to namespace ``fd``, which the thread
-    closes once it is inside (or failed to get there), and return at once."""
-
-    def inside() -> T:
-        try:
-            setns(fd)
-        finally:
-            os.close(fd)
-        return fn()
-
-    try:
-        return Started(inside)
-    except BaseException:
-        os.close(fd)  # (no thread could be started)
-        raise
 
 
 _sysctl_dirs_checked: bool | None = None
