@@ -39,6 +39,7 @@ import psutil
 from hostnet import errors
 from hostnet.backends.base import Backend
 from hostnet.ops import (
+    BARE,
     SAME_NS,
     CreateNamespace,
     DeleteNamespace,
@@ -176,11 +177,17 @@ class Executor:
         # kernel did it and before it is counted, so the rollback undoes it too
         # (tolerating "gone"), as recovery does for op #done (Rule 4)
         current: list[Op] = []
+        # the names taken for the namespaces the plan makes: the token tells the one
+        # made on it from one made later under that name by someone else (Rule 5)
+        reserved: dict[str, str] = {}
         try:
             if entered is not None:
                 entered.append(True)  # from here on, the rollback below owns the journal
             for index, op in enumerate(plan):
                 current[:] = [op]
+                if self.store is not None and isinstance(op, CreateNamespace):
+                    reserved[op.ns] = self.backend.reserve_namespace(op.ns)
+                    self.store.journal_place(journal, index, {_reserved(op.ns): reserved[op.ns]})
                 self.backend.apply(op)
                 done.append(op)
                 current.clear()
@@ -205,15 +212,21 @@ class Executor:
         except BaseException as exc:
             failed = plan[min(len(done), len(plan) - 1)] if plan else None
             # (an op that failed with an error of its own changed nothing: backends undo
-            # what a failing op did; one interrupted may have been done)
-            # (not a namespace: one of that name could be another's by now)
-            unsure = [
-                op
-                for op in current
-                if not isinstance(exc, Exception)
-                and not isinstance(op, CreateNamespace)
-                and not (done and done[-1] is op)
-            ]
+            # what a failing op did; one interrupted may have been done. A namespace's
+            # name may have been taken for it, whatever happened after: given back; one
+            # made on it is deleted, never one of that name made by someone else.)
+            interrupted = not isinstance(exc, Exception)
+            unsure: list[Op] = []
+            for op in current:
+                if done and done[-1] is op:
+                    continue
+                if isinstance(op, CreateNamespace):  # (an interrupt in reserve_namespace
+                    # may have left its empty file: removed, never a namespace)
+                    token = reserved.get(op.ns, BARE if interrupted else None)
+                    if token is not None:
+                        unsure.append(DeleteNamespace(ns=op.ns, reserved=token))
+                elif interrupted:
+                    unsure.append(_guard(op.inverse()))
             self._roll_back(journal, owner, done, exc, failed, moved, unsure=unsure)
             raise  # _roll_back raises ApplyError itself when the rollback failed
         return plan
@@ -229,17 +242,16 @@ class Executor:
         *,
         unsure: Sequence[Op] = (),
     ) -> None:
-        """Undo ``done``, and first ``unsure`` (an op an interrupt came during, done or
-        not: undone as recovery would, a link only if it has the MAC hostnet gave it,
-        since one of that name may be another's). A clean rollback forgets the owner's
+        """Undo ``done``, and first the inverses ``unsure`` (of an op an interrupt came
+        during, done or not, guarded as recovery guards them: a link only if it has the
+        MAC hostnet gave it, since one of that name may be another's). A clean rollback
+        forgets the owner's
         records and puts back the allocation cursors its plan moved (``moved``), so
         nothing shows it was tried; a rollback with errors keeps them and turns the
         journal into a failed teardown of exactly the inverses that failed, which
         ``recover`` (``hostnet gc``) retries. Forgetting them instead would let a later
         retry remove objects someone created since."""
-        left = self._undo_inverses(
-            [*(_guard(op.inverse()) for op in unsure), *(op.inverse() for op in reversed(done))]
-        )
+        left = self._undo_inverses([*unsure, *(op.inverse() for op in reversed(done))])
         if self.store is not None:
             with self.store.transaction() as tx:
                 if left:
@@ -410,17 +422,17 @@ class Executor:
         """The namespaces ``plan`` acts in (those it makes itself aside), each with its
         bind mount now, "" for one that does not exist, and the mount namespace they
         were read in (VIEW); the root namespace (ROOT) with its identity, which changes
-        with a reboot (Rule 5)."""
+        with a reboot (Rule 5); RESERVES if it makes namespaces (_apply_journaled)."""
         made = {op.ns for op in plan if isinstance(op, CreateNamespace)}
-        out: dict[str, str] = {}
+        out: dict[str, str] = {RESERVES: "1"} if made else {}
         for name in set().union(*map(namespaces_of, plan)) - made:
             now = self._where(name)
             if now is not None:  # None: the kernel cannot tell; no guard then
                 out[name] = now
-        if out.keys() - {ROOT}:
+        if out.keys() - {ROOT, RESERVES}:
             view = self.backend.mount_view()
             if view is None:
-                return {k: v for k, v in out.items() if k == ROOT}
+                return {k: v for k, v in out.items() if k in (ROOT, RESERVES)}
             out[VIEW] = view
         return out
 
@@ -449,18 +461,35 @@ class Executor:
         namespaces are not judged, as before journals had places)."""
         view = places.get(VIEW)
         mounts = (
-            {k: v for k, v in places.items() if k not in (VIEW, ROOT)}
+            {k: v for k, v in places.items() if k != ROOT and not k.startswith("@")}
             if view is not None and view == self.backend.mount_view()
             else None
         )
         moved = set()
         for name, then in places.items():
-            if name == VIEW or (name != ROOT and mounts is None):
-                continue
+            if name.startswith("@") or (name != ROOT and mounts is None):
+                continue  # (VIEW, RESERVES, reservations: not namespaces)
             now = self._where(name)
             if now is not None and now != then:
                 moved.add(name)
         return moved, mounts
+
+    def _undo_of(
+        self, op: Op, places: Mapping[str, str], moved: set[str], mounts: dict[str, str] | None
+    ) -> Op | None:
+        """The inverse of setup op ``op`` as recovery may apply it, None to skip it. A
+        namespace the plan made is deleted only if made on the reservation recorded. If
+        the journal records reservations and has none for it, the process died before
+        it took the name, or just after: a namespace of that name is someone else's,
+        an empty file (its reservation, or another's left) is removed."""
+        inverse = op.inverse()
+        if isinstance(op, CreateNamespace):
+            token = places.get(_reserved(op.ns))
+            if token is not None:
+                inverse = DeleteNamespace(ns=op.ns, reserved=token)
+            elif RESERVES in places and op.ns not in places:
+                inverse = DeleteNamespace(ns=op.ns, reserved=BARE)
+        return self._guarded(inverse, places, moved, mounts)
 
     def _guarded(
         self, op: Op, places: Mapping[str, str], moved: set[str], mounts: dict[str, str] | None
@@ -546,7 +575,7 @@ class Executor:
             end = entry["done"] if entry["failed"] else entry["done"] + 1
             touched = plan[: min(end, len(plan))]
             # undone in reverse: the inverses to apply, in that order
-            todo = [self._guarded(op.inverse(), places, moved, mounts) for op in reversed(touched)]
+            todo = [self._undo_of(op, places, moved, mounts) for op in reversed(touched)]
             problems = [err for _, err in self._undo_inverses([i for i in todo if i])]
             ops, skipped = len(touched) - todo.count(None), todo.count(None)
         else:
@@ -581,12 +610,20 @@ REBUILDS = f'"{REBUILD_OWNER}'
 ROOT = ""
 #: In a journal's places: the mount namespace its mounts were read in
 VIEW = "@view"
+#: In a journal's places: its process records the names it takes for the namespaces
+#: its plan makes (``_reserved``), before making them
+RESERVES = "@reserves"
 
 
 def _guard(inverse: Op) -> Op:
     """``inverse`` of an op that may not have been applied: a link is deleted only if it
     has the MAC hostnet would have given it (recovery's guard)."""
     return attrs.evolve(inverse, same_mac=True) if isinstance(inverse, DelLink) else inverse
+
+
+def _reserved(name: str) -> str:
+    """The key of a namespace's reservation token in a journal's places."""
+    return f"@reserved:{name}"
 
 
 def namespaces_of(op: Op) -> set[str]:

@@ -130,6 +130,10 @@ class CreateNamespace(Op):
         return DeleteNamespace(ns=self.ns)
 
 
+#: ``DeleteNamespace.reserved`` for "only a name's empty file, never a namespace"
+BARE = ""
+
+
 @frozen(kw_only=True)
 class DeleteNamespace(Op):
     """Delete a namespace; the kernel destroys its links (and their veth peers).
@@ -139,8 +143,12 @@ class DeleteNamespace(Op):
     failed teardowns retried by gc, run ops planned long before."""
 
     ns: str
-    # a guard, not part of what the op does (its inverse, CreateNamespace, has none)
+    # guards, not part of what the op does (its inverse, CreateNamespace, has none)
     mount: str | None = attrs.field(default=None, eq=False)
+    #: ``Backend.reserve_namespace``'s token for the file the namespace was to be made
+    #: on: a namespace of that name on another file is not the one meant (recovery);
+    #: BARE: only an empty file of that name, no namespace, is
+    reserved: str | None = attrs.field(default=None, eq=False)
     destructive: ClassVar[bool] = True
 
     def inverse(self) -> Op:

@@ -89,6 +89,13 @@ class Backend(Protocol):
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` (no shell) with its network namespace set to ``ns``."""
 
+    def reserve_namespace(self, name: str) -> str:
+        """Take the name for a namespace the next ``CreateNamespace`` of it makes (in
+        /run/netns: an empty file, which it is mounted on); NamespaceExists if taken.
+        Returns a token: ``DeleteNamespace(reserved=token)`` deletes only a namespace
+        made on that very reservation (or the reservation itself), never one made later
+        under the same name by someone else."""
+
     def release(self, ns: str | None) -> None:
         """Drop any cached handle into ``ns`` (an open socket keeps a deleted namespace
         alive)."""

@@ -52,6 +52,7 @@ from hostnet.model import (
 )
 from hostnet.names import check_ifname
 from hostnet.ops import (
+    BARE,
     SAME_NS,
     AddAddress,
     AddFdb,
@@ -163,6 +164,7 @@ class _Namespace:
     fdb: set[tuple[str, str, str]] = attrs.field(factory=set)
     nft: FakeNftables = attrs.field(factory=FakeNftables)
     cookie: int = 0  # as the kernel's netns cookie: never given to another namespace
+    file: str = ""  # the token of the file it is mounted on (reserve_namespace)
 
 
 class FakeKernel:
@@ -183,6 +185,9 @@ class FakeKernel:
         self._index = itertools.count(1)
         self._cookies = itertools.count(1)
         self._namespaces: dict[str | None, _Namespace] = {}
+        # names reserved for a namespace, not made yet: the token of each one's file
+        self._reserved: dict[str, str] = {}
+        self._files = itertools.count(1)
         self._held: set[tuple[str | None, str, str, int]] = set()
         root = self._new_namespace(None)
         root.links["lo"].up = True
@@ -240,7 +245,7 @@ class FakeKernel:
 
     def dump(self) -> dict[str, Any]:
         """Everything, as plain data: for comparing states before and after."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {name: "reserved" for name in self._reserved}
         for key, space in sorted(self._namespaces.items(), key=lambda kv: str(kv[0])):
             snap = self.observe(key)
             out[str(key)] = {
@@ -258,10 +263,17 @@ class FakeKernel:
     # -- Backend -----------------------------------------------------------------------
 
     def namespaces(self) -> tuple[str, ...]:
-        return tuple(sorted(k for k in self._namespaces if k is not None))
+        # (a name reserved is listed, as its file in /run/netns is)
+        return tuple(sorted({*(k for k in self._namespaces if k is not None), *self._reserved}))
 
     def has_namespace(self, name: str) -> bool:
-        return name in self._namespaces
+        return name in self._namespaces or name in self._reserved
+
+    def reserve_namespace(self, name: str) -> str:
+        if self.has_namespace(name):
+            raise errors.NamespaceExists(name)
+        token = self._reserved[name] = str(next(self._files))
+        return token
 
     def observe(
         self, ns: str | None, *, firewall: bool = True, addresses: bool = True
@@ -377,9 +389,12 @@ class FakeKernel:
         return space
 
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
-        if op.ns in self._namespaces:
-            raise errors.NamespaceExists(op.ns)
+        token = self._reserved.pop(op.ns, None)
+        if token is None:  # (not reserved: its file is made now)
+            token = self.reserve_namespace(op.ns)
+            del self._reserved[op.ns]
         space = self._new_namespace(op.ns)
+        space.file = token
         # as the kernel (devconf_inherit_init_net 0): IPv4 settings are copied from the
         # root namespace, IPv6 ones start from their defaults
         root = self._namespaces[None].sysctls
@@ -389,7 +404,14 @@ class FakeKernel:
         self._lo_up(space)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
+        if op.ns in self._reserved:  # a file without a namespace: removed
+            if op.reserved not in (None, BARE, self._reserved[op.ns]):
+                raise errors.NamespaceNotFound(op.ns)
+            del self._reserved[op.ns]
+            return
         space = self._ns(op.ns)
+        if op.reserved is not None and op.reserved != space.file:  # (BARE: never)
+            raise errors.NamespaceNotFound(op.ns)  # not made on that reservation
         if op.mount is not None and op.mount != self.namespace_mount(op.ns):
             raise errors.NamespaceNotFound(op.ns)  # the one meant is gone
         for link in list(space.links.values()):

@@ -28,6 +28,7 @@ import pytest
 from hostnet import errors
 from hostnet.backends.base import Backend
 from hostnet.ops import (
+    BARE,
     AddAddress,
     AddFdb,
     AddLink,
@@ -91,6 +92,31 @@ class BackendContract:
             world.backend.apply(DeleteNamespace(ns=ns))
         with pytest.raises(errors.NamespaceNotFound):
             world.backend.observe(ns)
+
+    def test_a_namespace_is_made_on_its_reservation_and_deleted_only_on_it(
+        self, world: World
+    ) -> None:
+        name = world.name("r")
+        world.created.append(name)  # (cleaned up whatever happens)
+        token = world.backend.reserve_namespace(name)
+        assert world.backend.has_namespace(name)  # (the name is taken)
+        with pytest.raises(errors.NamespaceExists):
+            world.backend.reserve_namespace(name)
+        world.backend.apply(CreateNamespace(ns=name))  # (on its reservation)
+        assert world.backend.observe(name).link_names() == {"lo"}
+        # a bare file is all BARE deletes, and another reservation's token nothing
+        for guard in (BARE, "1" + token):
+            with pytest.raises(errors.NotFoundError):
+                world.backend.apply(DeleteNamespace(ns=name, reserved=guard))
+        world.backend.release(name)
+        world.backend.apply(DeleteNamespace(ns=name, reserved=token))
+        assert not world.backend.has_namespace(name)
+        # (one made again under that name may be on a file with the same token: the
+        # kernel reuses a deleted file's inode at once)
+        # a reservation never made into a namespace: BARE (or its token) removes it
+        world.backend.reserve_namespace(name)
+        world.backend.apply(DeleteNamespace(ns=name, reserved=BARE))
+        assert not world.backend.has_namespace(name)
 
     def test_a_namespace_made_again_under_its_name_is_another(self, world: World) -> None:
         ns = world.ns()

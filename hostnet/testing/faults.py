@@ -91,6 +91,9 @@ class FaultyBackend:
     def popen(self, ns: str | None, argv: Sequence[str], **kwargs: Any) -> Any:
         return self.inner.popen(ns, argv, **kwargs)
 
+    def reserve_namespace(self, name: str) -> str:
+        return self.inner.reserve_namespace(name)
+
     def release(self, ns: str | None) -> None:
         release = getattr(self.inner, "release", None)
         if release is not None:

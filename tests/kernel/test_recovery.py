@@ -333,3 +333,47 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
                 backend.apply(DeleteNamespace(ns=name))
         backend.close()
     assert not [n for n in NetlinkBackend().namespaces() if n.startswith(prefix)]
+
+
+def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path: Path) -> None:
+    # killed after journaling a namespace's create, before it took the name; then
+    # someone made a namespace of that name: recovery deleted theirs, by name
+    import json
+
+    import psutil
+
+    from hostnet.executor import RESERVES
+    from hostnet.ops import plan_to_json
+    from hostnet.stores.local import LocalStore
+
+    prefix = unique_prefix("hz")
+    host, name = f"{prefix}host", f"{prefix}x"
+    backend = NetlinkBackend()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # (a pid no process has)
+    try:
+        backend.apply(CreateNamespace(ns=host))
+        store = LocalStore(tmp_path / "state")
+        with store.transaction() as tx:
+            tx.add_namespace(name, host, created=True, owner=f"ns:{name}")
+            tx.journal_begin(
+                id="died",
+                kind="setup",
+                owner=json.dumps([f"ns:{name}"]),
+                pid=child.pid,
+                started=psutil.boot_time(),
+                plan=plan_to_json((CreateNamespace(ns=name),)),
+                places={RESERVES: "1"},
+            )
+        store.close()
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
+        ctl = Controller(host=host, state_dir=tmp_path / "state", backend=backend)
+        assert [r.journal for r in ctl.recovered] == ["died"]
+        assert "theirs0" in backend.observe(name).link_names()
+        assert ctl.store.read(lambda tx: tx.namespaces()) == []
+        ctl.close()
+    finally:
+        for ns in (name, host):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL, check=False)
+        backend.close()

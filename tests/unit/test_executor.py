@@ -162,20 +162,18 @@ class _InterruptedAfter:
             raise KeyboardInterrupt
 
 
-# (op 0 makes a namespace: one interrupted right after it is left, see Executor.apply)
-@pytest.mark.parametrize("index", range(1, len(PLAN)))
+@pytest.mark.parametrize("index", range(len(PLAN)))
 def test_an_interrupt_just_after_an_op_rolls_that_op_back_too(
     store: LocalStore, index: int
 ) -> None:
     """A DNAT added by the kernel and not yet counted when the interrupt came stayed
-    behind and sent a later workload's traffic elsewhere (found on the kernel)."""
+    behind and sent a later workload's traffic elsewhere (found on the kernel); so did
+    a namespace (op 0), until it was made on a reservation of its name."""
     kernel = FakeKernel(seed=1)
-    kernel.apply(CreateNamespace(ns="app"))  # so that op 0 is not the one that counts
-    plan = PLAN[1:]
     kernel_before, store_before = kernel.dump(), store.dump()
     with pytest.raises(KeyboardInterrupt):
-        Executor(_InterruptedAfter(kernel, index - 1), store).apply(  # type: ignore[arg-type]
-            plan, owner="o1"
+        Executor(_InterruptedAfter(kernel, index), store).apply(  # type: ignore[arg-type]
+            PLAN, owner="o1"
         )
     assert kernel.dump() == kernel_before
     assert store.dump() == store_before
@@ -397,7 +395,9 @@ def test_not_found_during_teardown_counts_as_done(store: LocalStore) -> None:
 # -- recovery ---------------------------------------------------------------------------
 
 
-def _journal(store: LocalStore, *, kind: str, plan: Plan, owners, done: int, pid: int) -> str:
+def _journal(
+    store: LocalStore, *, kind: str, plan: Plan, owners, done: int, pid: int, places=None
+) -> str:
     with store.transaction() as tx:
         tx.journal_begin(
             id=f"{kind}-journal",
@@ -406,6 +406,7 @@ def _journal(store: LocalStore, *, kind: str, plan: Plan, owners, done: int, pid
             pid=pid,
             started=12345.0,
             plan=plan_to_json(plan),
+            places=places,
         )
     store.journal_progress(f"{kind}-journal", done)
     return f"{kind}-journal"
@@ -445,6 +446,40 @@ def test_recover_rolls_back_the_setup_of_a_dead_process(
             assert Executor(kernel, store).recover() == []  # nothing left to do
         finally:
             store.close()
+
+
+@pytest.mark.parametrize(
+    ("reserved", "then", "left"),
+    [
+        # it took the name (recorded), and made its namespace or died first: deleted
+        ("token", "made on it", False),
+        ("token", "bare file", False),
+        # it died before taking the name (or before recording it)...
+        (None, "another's", True),  # ...and someone made theirs meanwhile: kept
+        (None, "bare file", False),  # ...just after: its empty file is removed
+    ],
+)
+def test_recovery_deletes_only_a_namespace_made_on_its_reservation(
+    store: LocalStore, dead: int, reserved: str | None, then: str, left: bool
+) -> None:
+    """Recovery deleted, by name, a namespace someone else made after the process died
+    before making its own (found by a SIGKILL fuzz on the kernel)."""
+    kernel = FakeKernel()
+    plan: Plan = (CreateNamespace(ns="app"),)
+    places = {"@reserves": "1"}
+    token = kernel.reserve_namespace("app")
+    if reserved is not None:
+        places["@reserved:app"] = token
+    if then == "made on it":
+        kernel.apply(plan[0])
+    elif then == "another's":
+        kernel.apply(DeleteNamespace(ns="app"))
+        kernel.apply(CreateNamespace(ns="app"))  # (on a file of its own)
+    _journal(store, kind="setup", plan=plan, owners=["ns:app"], done=0, pid=dead, places=places)
+    (report,) = Executor(kernel, store).recover()
+    assert report.errors == ()
+    assert kernel.has_namespace("app") == left
+    assert store.read(lambda tx: tx.journals()) == []
 
 
 def test_recover_finishes_the_teardown_of_a_dead_process(store: LocalStore) -> None:

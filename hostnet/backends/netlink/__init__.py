@@ -52,6 +52,7 @@ from hostnet.model import (
 )
 from hostnet.names import check_ifname
 from hostnet.ops import (
+    BARE,
     SAME_NS,
     AddAddress,
     AddFdb,
@@ -230,6 +231,8 @@ class NetlinkBackend:
         self._index_refusals = 0
         # (name, unique mount id, cookie) of the namespace CreateNamespace made last
         self._born: tuple[str, str | None, int | None] | None = None
+        # names reserved by reserve_namespace, for the next CreateNamespace of each
+        self._reserved: set[str] = set()
 
     # -- handles -----------------------------------------------------------------------
 
@@ -598,17 +601,30 @@ class NetlinkBackend:
                     handle.indexes.clear()
                 handler(op)
 
+    def reserve_namespace(self, name: str) -> str:
+        with self._lock:
+            token = nsenter.reserve_namespace(name)
+            self._reserved.add(name)
+            return token
+
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
         # lo up with one ioctl from the creating thread, and no sockets opened: most
         # callers (Controller.create_namespace) would close them at once, and the next
         # op in this namespace opens them lazily (_handle) for a fraction of a millisecond.
-        cookie = nsenter.create_namespace(op.ns, nsenter.lo_up)
+        reserved = op.ns in self._reserved
+        self._reserved.discard(op.ns)
+        cookie = nsenter.create_namespace(op.ns, nsenter.lo_up, reserved=reserved)
         self.release(op.ns)
         # for namespace_id, which Controller.create_namespace asks right after (the
         # unique mount id tells it is still that namespace; the inode alone could not)
         self._born = (op.ns, nsenter.mount_id(ns_path(op.ns)), cookie)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
+        self._reserved.discard(op.ns)
+        if op.reserved == BARE and nsenter.is_namespace(ns_path(op.ns)):
+            raise errors.NamespaceNotFound(op.ns)  # a namespace, not the empty file meant
+        if op.reserved and nsenter.entry_token(op.ns) != op.reserved:
+            raise errors.NamespaceNotFound(op.ns)  # not made on that reservation
         if (
             op.mount is not None
             and nsenter.is_namespace(ns_path(op.ns))  # (not a file left half deleted)

@@ -11,6 +11,7 @@ bind mount of ``/proc/thread-self/ns/net`` onto ``/run/netns/NAME``, which is ex
 from __future__ import annotations
 
 import _thread
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -213,9 +214,11 @@ def _prepare_run_dir() -> None:
         _run_dir_ready = True
 
 
-def create_namespace(name: str, setup: Callable[[], T]) -> T:
-    """Create the named namespace, run ``setup`` inside it (from the creating thread) and
-    return its result. On any failure nothing is left behind."""
+def reserve_namespace(name: str) -> str:
+    """Make /run/netns/NAME, an empty file for a namespace about to be mounted there
+    (``create_namespace(..., reserved=True)``); NamespaceExists if the name is taken.
+    Returns its token (``entry_token``), which tells this file from any other made
+    under that name later (Rule 5: recovery deletes only a namespace hostnet made)."""
     try:
         _prepare_run_dir()
     except PermissionError as exc:
@@ -224,14 +227,39 @@ def create_namespace(name: str, setup: Callable[[], T]) -> T:
         if exc.errno in (errno.EPERM, errno.EACCES):
             raise errors.PermissionDenied(f"create namespace {name!r}") from exc
         raise errors.KernelError(f"create namespace {name!r}", exc.errno or 0, str(exc)) from exc
-    path = ns_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        fd = os.open(ns_path(name), os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     except FileExistsError:
         raise errors.NamespaceExists(name) from None
     except PermissionError as exc:
         raise errors.PermissionDenied(f"create namespace {name!r}") from exc
-    os.close(fd)
+    try:
+        return str(os.fstat(fd).st_ino)
+    finally:
+        os.close(fd)
+
+
+def entry_token(name: str) -> str | None:
+    """The token of the file /run/netns/NAME (None: there is none): its inode as the
+    directory lists it, which is the file's own whatever is mounted on it. A file keeps
+    its inode while it exists, so the same token means the same file."""
+    try:
+        with os.scandir(NETNS_RUN_DIR) as entries:
+            for entry in entries:
+                if entry.name == name:
+                    return str(entry.inode())
+    except FileNotFoundError:
+        pass
+    return None
+
+
+def create_namespace(name: str, setup: Callable[[], T], *, reserved: bool = False) -> T:
+    """Create the named namespace, run ``setup`` inside it (from the creating thread) and
+    return its result; ``reserved``: on the file ``reserve_namespace`` made for it. On
+    any failure nothing is left behind (the reserved file neither)."""
+    if not reserved:
+        reserve_namespace(name)
+    path = ns_path(name)
     mounted = False
 
     def body() -> T:
@@ -248,7 +276,8 @@ def create_namespace(name: str, setup: Callable[[], T]) -> T:
     except BaseException as failure:
         if mounted:
             _libc.umount2(path.encode(), MNT_DETACH)
-        os.unlink(path)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         if isinstance(failure, OSError) and failure.errno in (errno.EPERM, errno.EACCES):
             raise errors.PermissionDenied(f"create namespace {name!r}") from failure
         if isinstance(failure, OSError) and not isinstance(failure, errors.HostnetError):
