@@ -245,12 +245,11 @@ class Executor:
         """Undo ``done``, and first the inverses ``unsure`` (of an op an interrupt came
         during, done or not, guarded as recovery guards them: a link only if it has the
         MAC hostnet gave it, since one of that name may be another's). A clean rollback
-        forgets the owner's
-        records and puts back the allocation cursors its plan moved (``moved``), so
-        nothing shows it was tried; a rollback with errors keeps them and turns the
-        journal into a failed teardown of exactly the inverses that failed, which
-        ``recover`` (``hostnet gc``) retries. Forgetting them instead would let a later
-        retry remove objects someone created since."""
+        forgets the owner's records and puts back the allocation cursors its plan moved
+        (``moved``), so nothing shows it was tried; a rollback with errors keeps them
+        and turns the journal into a failed teardown of exactly the inverses that
+        failed, which ``recover`` (``hostnet gc``) retries. Forgetting them instead
+        would let a later retry remove objects someone created since."""
         left = self._undo_inverses([*unsure, *(op.inverse() for op in reversed(done))])
         if self.store is not None:
             with self.store.transaction() as tx:

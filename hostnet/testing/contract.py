@@ -522,11 +522,17 @@ class BackendContract:
         assert world.backend.observe(ns).link("br0") is None
 
     def test_a_link_of_another_kind_is_not_the_one_meant(self, world: World) -> None:
+        # a macvlan endpoint's eth0 died with its parent; the workload made its own
         ns = world.ns()
         world.backend.apply(AddLink(ns=ns, name="eth0", kind="veth", peer="p1"))
-        made = AddLink(ns=ns, name="eth0", kind="bridge")  # (what the record says)
+        made = AddLink(ns=ns, name="eth0", kind="macvlan", parent="lan0")  # (recorded)
         with pytest.raises(errors.NotFoundError):  # "that one is gone"
             world.backend.apply(DelLink(ns=ns, name="eth0", recreate=made))
+        assert world.backend.observe(ns).link("eth0") is not None
+        # so is one of another kind when recovering (same_mac)
+        with pytest.raises(errors.NotFoundError):
+            bridge = AddLink(ns=ns, name="eth0", kind="bridge")
+            world.backend.apply(DelLink(ns=ns, name="eth0", recreate=bridge, same_mac=True))
         assert world.backend.observe(ns).link("eth0") is not None
 
     def test_a_bridges_mtu_is_its_smallest_ports(self, world: World) -> None:

@@ -183,6 +183,8 @@ class _Handle:
             self.ipv6conf = None
 
 
+MACVLANS = ("macvlan", "macvtap")
+
 #: refusals in a row after which a backend stops asking for interface indexes
 INDEX_REFUSALS = 3
 
@@ -857,14 +859,16 @@ class NetlinkBackend:
         chan.request(msg, msg_type)
 
     def _apply_DelLink(self, op: DelLink) -> None:
-        if op.recreate is None:
+        if op.recreate is None or (op.recreate.kind not in MACVLANS and not op.same_mac):
             self._link_request(op.ns, op.name, [], msg_type=RTM_DELLINK)
             return
-        # Only a link of the kind hostnet made (a workload may have made an eth0 of its
-        # own after a macvlan endpoint died with its parent). A link hostnet gave a MAC
-        # (a bridge, a shim, a macvlan endpoint) is deleted only if it still has it,
-        # when asked: one of that name with another MAC was made by someone else since
-        # (a teardown retried by gc runs long after it was planned).
+        # Only a link of the kind hostnet made: a macvlan endpoint (eth0...) dies with
+        # its parent, and the workload may have made an eth0 of its own since (the
+        # other links hostnet deletes have names of its own: veth<id>, br-<id>). A link
+        # hostnet gave a MAC (a bridge, a shim, a macvlan endpoint) is deleted only if
+        # it still has it, when asked: one of that name with another MAC was made by
+        # someone else since (a teardown retried by gc runs long after it was planned).
+        # (Not one more request for every veth: the delete after it took a tick more.)
         found = self._get_link(op.ns, op.name)
         guard = op.recreate.mac.lower() if op.same_mac and op.recreate.mac else None
         mac = found["mac"].lower() if found["mac"] is not None else None
