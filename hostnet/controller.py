@@ -2229,7 +2229,9 @@ class Controller:
                             "kind": "missing-link",
                             "subject": net["name"],
                             "detail": f"{damage}: the host cannot reach the network's "
-                            "endpoints; `hostnet gc` makes it again",
+                            "endpoints; `hostnet gc` makes it again (unless the parent "
+                            "cannot take it now: an MTU lowered under the network's, a "
+                            "bridge port; gc says so)",
                         }
                     )
             for link in _host_links(net["data"]):
@@ -2518,7 +2520,8 @@ class Controller:
         a network manager set it down or flushed it), as recorded: the shim's ops in the
         network's plan and the routes in its endpoints'. Not while other work is in
         flight (a connect may be adding a route through the shim). Returns the networks
-        whose shim was made again."""
+        whose shim was made again; one that cannot be (the parent's MTU lowered under
+        the network's, the parent made a bridge port) is warned about, and gc goes on."""
         if self.host_ns is not None and not self.backend.has_namespace(self.host_ns):
             return []  # the host itself is gone (a Controller left open)
 
@@ -2566,7 +2569,17 @@ class Controller:
                 )
                 return (*gone, *ops)
 
-            self.executor.apply(prepare, owner=f"{REBUILD_OWNER}shim:{net['id']}")
+            try:
+                self.executor.apply(prepare, owner=f"{REBUILD_OWNER}shim:{net['id']}")
+            except errors.HostnetError as exc:  # (rolled back: as it was)
+                if repaired and repaired[-1] == net["name"]:
+                    repaired.pop()
+                warnings.warn(
+                    f"could not make the host shim of macvlan network {net['name']!r} "
+                    f"again: {exc}",
+                    errors.HostnetWarning,
+                    stacklevel=3,
+                )
         return repaired
 
     def _quiet(self, tx: Tx) -> bool:

@@ -210,7 +210,8 @@ class PortInUse(ConflictError):
     says who it is; ``holder`` names the hostnet workload when it is a reservation, and
     ``held_for_gc`` says that workload is gone but a failed teardown still names it;
     ``abandoned``, that its namespace is gone or its temporary namespace's process died
-    (``gc`` frees the port).
+    (``gc`` frees the port); ``held_on``, the address the holder has (the one asked, or
+    one it clashes with: ``0.0.0.0`` asked, ``127.0.0.1`` held).
     """
 
     def __init__(
@@ -227,31 +228,32 @@ class PortInUse(ConflictError):
         held_on: str | None = None,
     ) -> None:
         self.port = port
-        self.held_on = held_on  # the address the holder has, when not the one asked
+        self.held_on = held_on
         self.protocol = protocol
         self.host_ip = host_ip
         self.owner_pid = owner_pid
         self.owner_name = owner_name
         self.holder = holder
         self.held_for_gc = held_for_gc
+        on = ""  # the address the holder has, when not the one asked
+        if held_on is not None and held_on != host_ip:
+            on = f" on {held_on}" if ":" not in held_on else f" on [{held_on}]"
         if holder is not None and held_for_gc:
             who = (
-                f"still reserved for hostnet workload {holder!r}: a teardown that failed "
+                f"still reserved for hostnet workload {holder!r}{on}: a teardown that failed "
                 "names it, and `hostnet gc` frees the port when it finishes that teardown"
             )
         elif holder is not None and abandoned:
             who = (
-                f"reserved for hostnet workload {holder!r}, whose namespace is gone or whose "
-                "process (a `hostnet run`) died: `hostnet gc` frees the port"
+                f"reserved for hostnet workload {holder!r}{on}, whose namespace is gone or "
+                "whose process (a `hostnet run`) died: `hostnet gc` frees the port"
             )
         elif holder is not None:
-            who = f"reserved by hostnet workload {holder!r}"
+            who = f"reserved by hostnet workload {holder!r}{on}"
         elif owner_pid is not None:
-            who = f"bound by process {owner_pid} ({owner_name or 'unknown'})"
+            who = f"bound by process {owner_pid} ({owner_name or 'unknown'}){on}"
         else:
-            who = "bound by a socket whose owner is not visible"
-        if held_on is not None and held_on != host_ip:
-            who += f" on {held_on}" if ":" not in held_on else f" on [{held_on}]"
+            who = f"bound by a socket whose owner is not visible{on}"
         shown = f"[{host_ip}]" if ":" in host_ip else host_ip
         super().__init__(
             f"host port {shown}:{port}/{protocol} is {who}; free it or choose another port"

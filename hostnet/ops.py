@@ -232,10 +232,11 @@ class AddLink(Op):
 
 @frozen(kw_only=True)
 class DelLink(Op):
-    """Delete a link. With ``recreate`` (the inverse), a link of that name and another
-    kind is not the one meant, and counts as already gone; so is one with another MAC
-    than ``recreate`` gives it, with ``same_mac`` (set by recovery, which runs ops
-    planned long before)."""
+    """Delete a link. With ``same_mac`` (set by recovery, which runs ops planned long
+    before), a link of that name of another kind, or with another MAC than ``recreate``
+    (the inverse) gives it, is not the one meant, and counts as already gone; so is one
+    of another kind when ``recreate`` is a macvlan (an endpoint's ``eth0`` dies with its
+    parent, and the workload may make its own)."""
 
     name: str
     recreate: AddLink | None = None

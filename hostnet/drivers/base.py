@@ -71,7 +71,8 @@ class Driver(ABC):
     - ``link_group``: the network gets a link group of its own (``data["group"]``) for
       its endpoints' host-side links, so they can all be deleted in one kernel call.
     - ``options``: the option keys the default ``validate`` accepts (others are
-      ``InvalidOption``).
+      ``InvalidOption``); ``not_supported``: option keys Docker's driver of that name
+      takes and this one does not, each with what to do instead (a clearer refusal).
     - ``scope``: Docker's ``Scope`` of the driver's networks, as ``inspect`` shows it.
     """
 
@@ -228,7 +229,8 @@ def default_routes(ep: EndpointInfo, target: Snapshot, *, internal: bool) -> lis
 
 # -- option values shared by drivers ----------------------------------------------------
 
-# Docker's (Go's strconv.ParseBool: 1, t, true in any case), and yes/on, no/off
+# Docker's (Go's strconv.ParseBool: 1, t, T, true, True, TRUE...), in any case here,
+# and yes/on, no/off
 _TRUE, _FALSE = ("true", "t", "1", "yes", "on"), ("false", "f", "0", "no", "off")
 
 

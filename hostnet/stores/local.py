@@ -779,6 +779,9 @@ class Tx:
             (id, kind, owner, pid, started, _dumps(plan), time.time(), _dumps(places or {})),
         )
 
+    def journal_exists(self, id: str) -> bool:
+        return self.c.execute("SELECT 1 FROM journal WHERE id = ?", (id,)).fetchone() is not None
+
     def journal_end(self, id: str) -> None:
         self.c.execute("DELETE FROM journal WHERE id = ?", (id,))
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from hostnet import errors
 from hostnet.backends.netlink import NetlinkBackend
-from hostnet.ops import AddAddress, AddLink, SetMaster
+from hostnet.ops import AddAddress, AddLink, CreateNamespace, SetMaster
 from hostnet.testing.world import World
 
 
@@ -33,6 +34,25 @@ def test_a_link_replaced_behind_hostnets_back_is_found_again() -> None:
         snap = backend.observe(ns)
         assert snap.addresses_of("br0") == ("10.44.0.1/24",)
         assert snap.link("p0").master == "br0"  # type: ignore[union-attr]
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
+def test_a_create_on_a_reservation_someone_replaced_mounts_nothing_over_theirs() -> None:
+    backend = NetlinkBackend()
+    world = World(backend, tag="hv")
+    name = world.name("r")
+    world.created.append(name)
+    try:
+        backend.reserve_namespace(name)
+        # someone removes the (empty) file and makes a namespace of that name
+        subprocess.run(["ip", "netns", "del", name], check=True)
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
+        with pytest.raises(errors.NamespaceExists):
+            backend.apply(CreateNamespace(ns=name))
+        assert "theirs0" in backend.observe(name).link_names()
     finally:
         assert world.cleanup() == []
         backend.close()

@@ -482,6 +482,25 @@ def test_recovery_deletes_only_a_namespace_made_on_its_reservation(
     assert store.read(lambda tx: tx.journals()) == []
 
 
+def test_a_recovery_that_failed_is_retried_in_full(store: LocalStore, dead: int) -> None:
+    """A setup whose recovery failed stayed a failed setup, which a retry takes as
+    "exactly what completed": the op in doubt (a namespace made on its reservation,
+    whose delete failed) was left, and the journal ended (found by a review)."""
+    kernel = FakeKernel()
+    plan: Plan = (CreateNamespace(ns="app"),)
+    token = kernel.reserve_namespace("app")
+    kernel.apply(plan[0])  # made; the process died before counting it
+    places = {"@reserves": "1", "@reserved:app": token}
+    _journal(store, kind="setup", plan=plan, owners=["ns:app"], done=0, pid=dead, places=places)
+    backend = FaultyBackend(kernel, fail_kinds={"DeleteNamespace"})
+    (first,) = Executor(backend, store).recover()
+    assert first.errors != () and kernel.has_namespace("app")
+    backend.fail_kinds = frozenset()
+    (second,) = Executor(backend, store).recover()
+    assert second.errors == () and not kernel.has_namespace("app")
+    assert store.read(lambda tx: tx.journals()) == []
+
+
 def test_recover_finishes_the_teardown_of_a_dead_process(store: LocalStore) -> None:
     kernel = FakeKernel()
     kernel.apply(CreateNamespace(ns="app"))

@@ -366,3 +366,18 @@ def test_audit_says_a_macvlan_parent_went_missing(ctl: Controller) -> None:
         (f["subject"], "lan0" in f["detail"]) for f in ctl.audit() if f["kind"] == "missing-link"
     ]
     assert found == [("lan", True)]
+
+
+def test_a_shim_gc_cannot_make_again_is_warned_about_and_gc_goes_on(ctl: Controller) -> None:
+    net = lan(ctl, ip_range="192.168.50.128/25", host_shim=True, mtu=1500)
+    net.connect(ctl.create_namespace("app"))
+    ctl.create_namespace("gone")
+    kernel = kernel_of(ctl)
+    kernel._ns(HOST).links["lan0"].mtu = 1400  # (the admin lowered it)
+    kernel.apply(DelLink(ns=HOST, name=net.data["shim"]))
+    kernel.apply(DeleteNamespace(ns="gone"))  # (behind hostnet's back)
+    before = kernel.dump()
+    with pytest.warns(errors.HostnetWarning, match="could not make the host shim"):
+        report = ctl.gc()
+    assert report["shims"] == [] and report["stale"] == ["gone"]  # (the rest was done)
+    assert kernel.dump() == {k: v for k, v in before.items() if k != "gone"}  # (rolled back)

@@ -233,8 +233,9 @@ class NetlinkBackend:
         self._index_refusals = 0
         # (name, unique mount id, cookie) of the namespace CreateNamespace made last
         self._born: tuple[str, str | None, int | None] | None = None
-        # names reserved by reserve_namespace, for the next CreateNamespace of each
-        self._reserved: set[str] = set()
+        # names reserved by reserve_namespace (with their tokens), for the next
+        # CreateNamespace of each
+        self._reserved: dict[str, str] = {}
 
     # -- handles -----------------------------------------------------------------------
 
@@ -605,16 +606,19 @@ class NetlinkBackend:
 
     def reserve_namespace(self, name: str) -> str:
         with self._lock:
-            token = nsenter.reserve_namespace(name)
-            self._reserved.add(name)
+            token = self._reserved[name] = nsenter.reserve_namespace(name)
             return token
 
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
         # lo up with one ioctl from the creating thread, and no sockets opened: most
         # callers (Controller.create_namespace) would close them at once, and the next
         # op in this namespace opens them lazily (_handle) for a fraction of a millisecond.
-        reserved = op.ns in self._reserved
-        self._reserved.discard(op.ns)
+        # (on the file reserved, if it is still that empty file: not on one someone
+        # made after removing it, nor on their namespace)
+        token = self._reserved.pop(op.ns, None)
+        path = ns_path(op.ns)
+        reserved = token is not None and not nsenter.is_namespace(path)
+        reserved = reserved and nsenter.file_token(path) == token
         cookie = nsenter.create_namespace(op.ns, nsenter.lo_up, reserved=reserved)
         self.release(op.ns)
         # for namespace_id, which Controller.create_namespace asks right after (the
@@ -622,7 +626,7 @@ class NetlinkBackend:
         self._born = (op.ns, nsenter.mount_id(ns_path(op.ns)), cookie)
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
-        self._reserved.discard(op.ns)
+        self._reserved.pop(op.ns, None)
         if op.reserved == BARE and nsenter.is_namespace(ns_path(op.ns)):
             raise errors.NamespaceNotFound(op.ns)  # a namespace, not the empty file meant
         if op.reserved and nsenter.entry_token(op.ns) != op.reserved:

@@ -217,8 +217,10 @@ def _prepare_run_dir() -> None:
 def reserve_namespace(name: str) -> str:
     """Make /run/netns/NAME, an empty file for a namespace about to be mounted there
     (``create_namespace(..., reserved=True)``); NamespaceExists if the name is taken.
-    Returns its token (``entry_token``), which tells this file from any other made
-    under that name later (Rule 5: recovery deletes only a namespace hostnet made)."""
+    Returns its token (``entry_token``): the same while the file exists, so no one
+    else's namespace can have it then (Rule 5: recovery deletes only a namespace
+    hostnet made). Once the file is gone, the next one made may get the same token:
+    the kernel reuses the inode number at once."""
     try:
         _prepare_run_dir()
     except PermissionError as exc:
@@ -251,6 +253,14 @@ def entry_token(name: str) -> str | None:
     except FileNotFoundError:
         pass
     return None
+
+
+def file_token(path: str) -> str | None:
+    """The token of ``path``, a file with nothing mounted on it (None: none there)."""
+    try:
+        return str(os.stat(path).st_ino)
+    except FileNotFoundError:
+        return None
 
 
 def create_namespace(name: str, setup: Callable[[], T], *, reserved: bool = False) -> T:
