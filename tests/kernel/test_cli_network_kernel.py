@@ -270,7 +270,9 @@ def test_ctrl_c_stops_a_shell_loop_around_run_as_it_stops_one_around_the_command
     name = cli.world.name("loop")  # (+ the iteration: the fixture removes them if left)
     run = " ".join(shlex.quote(a) for a in [*cli.base, "run", "--network", "web"])
     loop = (
-        f"for i in 1 2 3; do {run} --name {name}x$i -- sh -c 'echo ready; sleep 30'; "
+        # (exec: a Ctrl-C between the echo and the sleep would reach only the shell,
+        # which, waiting for a child it then starts, lets it sleep on: the loop goes on)
+        f"for i in 1 2 3; do {run} --name {name}x$i -- sh -c 'echo ready; exec sleep 30'; "
         "echo next $?; done"
     )
     proc = subprocess.Popen(
@@ -288,7 +290,7 @@ def test_ctrl_c_stops_a_shell_loop_around_run_as_it_stops_one_around_the_command
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        proc.communicate()  # (and its pipes closed)
     assert "next" not in out and "ready" not in out, (out, err)
     assert proc.returncode == -signal.SIGINT, err
     assert cli.ok("ports").splitlines()[1:] == []
