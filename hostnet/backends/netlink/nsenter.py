@@ -243,8 +243,8 @@ def reserve_namespace(name: str) -> str:
 
 def entry_token(name: str) -> str | None:
     """The token of the file /run/netns/NAME (None: there is none): its inode as the
-    directory lists it, which is the file's own whatever is mounted on it. A file keeps
-    its inode while it exists, so the same token means the same file."""
+    directory lists it, which is the file's own whatever is mounted on it (a file keeps
+    its inode while it exists; one made after it is deleted may get the same)."""
     try:
         with os.scandir(NETNS_RUN_DIR) as entries:
             for entry in entries:
