@@ -908,6 +908,14 @@ DAMAGED = (
 )
 
 
+def _settle(conn: sqlite3.Connection) -> None:
+    """End a transaction an interrupt left open on ``conn`` (between its BEGIN and the
+    code that ends it), so that it holds no lock and the next statement is not part of
+    it: nothing of it was committed, so nothing of it counts."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
 def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
     """SQLite's error, with what stands in the way and what to do (errors' contract)."""
     text = str(exc)
@@ -1039,11 +1047,12 @@ class LocalStore:
                 "Controller had it open; what it recorded is lost (`hostnet audit` lists "
                 "what is left in the kernel)"
             )
+        # (one try from BEGIN on: an interrupt, Ctrl-C or SIGTERM, that came while
+        # BEGIN waited for another process's write lock is raised as soon as BEGIN
+        # returns, and the transaction must not stay open, holding the lock)
         try:
+            _settle(conn)
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
-        try:
             yield Tx(conn)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -1059,6 +1068,7 @@ class LocalStore:
         """Run ``fn(tx)`` in a read transaction (a consistent snapshot)."""
         conn = self._conn()
         try:
+            _settle(conn)
             conn.execute("BEGIN")
             try:
                 return fn(Tx(conn))
@@ -1067,10 +1077,15 @@ class LocalStore:
                     conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
+        except BaseException:
+            _settle(conn)  # (an interrupt just after BEGIN)
+            raise
 
     def journal_progress(self, id: str, done: int) -> None:
         try:
-            self._conn().execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
+            conn = self._conn()
+            _settle(conn)
+            conn.execute("UPDATE journal SET done = ? WHERE id = ?", (done, id))
         except sqlite3.Error as exc:
             raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
@@ -1079,7 +1094,9 @@ class LocalStore:
         just made, with the mount that names it): one write."""
         sql = "UPDATE journal SET done = ?, places = json_patch(places, ?) WHERE id = ?"
         try:
-            self._conn().execute(sql, (done, _dumps(dict(places)), id))
+            conn = self._conn()
+            _settle(conn)
+            conn.execute(sql, (done, _dumps(dict(places)), id))
         except sqlite3.Error as exc:
             raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from typing import Any
 
@@ -53,6 +54,46 @@ def test_a_create_on_a_reservation_someone_replaced_mounts_nothing_over_theirs()
         with pytest.raises(errors.NamespaceExists):
             backend.apply(CreateNamespace(ns=name))
         assert "theirs0" in backend.observe(name).link_names()
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
+def test_an_nft_run_an_interrupt_cut_short_leaves_nothing_for_the_next() -> None:
+    # Ctrl-C handled between running a command and reading its output left the output
+    # in the (cached) context: the next listing read two JSON documents (found by a fuzz)
+    from hostnet.backends.netlink import nft, nsenter
+
+    backend = NetlinkBackend()
+    world = World(backend, tag="hn")
+    try:
+        ns = world.ns()
+        fd = nsenter.open_namespace(ns)
+        try:
+            ctx = nsenter.run_in(fd, nft.NftContext)
+        finally:
+            os.close(fd)
+        real = ctx._lib
+
+        class Interrupted:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def nft_run_cmd_from_buffer(self, handle: Any, text: bytes) -> int:
+                real.nft_run_cmd_from_buffer(handle, text)
+                ctx._lib = real
+                raise KeyboardInterrupt  # (the command ran; its output is not read)
+
+        ctx._lib = Interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            ctx.run("list ruleset")
+        # (an add prints nothing: not the listing left over)
+        assert (
+            ctx.run('{"nftables": [{"add": {"table": {"family": "inet", "name": "t"}}}]}') is None
+        )
+        listing = ctx.run("list ruleset")
+        assert listing is not None and "nftables" in listing
+        ctx.close()
     finally:
         assert world.cleanup() == []
         backend.close()

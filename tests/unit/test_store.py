@@ -443,3 +443,47 @@ def test_a_store_deleted_under_an_open_one_or_emptied_is_refused(tmp_path: Path)
     (tmp_path / "b" / "state.db").write_bytes(b"")
     with pytest.raises(StoreError, match="is empty"):
         LocalStore(tmp_path / "b")
+
+
+class _InterruptedAfter:
+    """A connection whose ``statement`` runs and is then interrupted (a Ctrl-C whose
+    handler runs as soon as the statement returns: one that came while BEGIN waited
+    for another process's write lock)."""
+
+    def __init__(self, conn: sqlite3.Connection, statement: str) -> None:
+        self.conn, self.statement, self.fired = conn, statement, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        result = self.conn.execute(sql, *args)
+        if sql == self.statement and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return result
+
+
+@pytest.mark.parametrize("statement", ["BEGIN IMMEDIATE", "BEGIN"])
+def test_an_interrupt_just_after_begin_leaves_no_transaction_open(
+    store: LocalStore, statement: str
+) -> None:
+    """The write lock stayed held: every later call of the process failed ("cannot
+    start a transaction within a transaction"), and every other process's writes
+    waited and failed, until the process exited (found by a fuzz)."""
+    real = store._conn()
+    store._local.conn = _InterruptedAfter(real, statement)
+    with pytest.raises(KeyboardInterrupt):
+        if statement == "BEGIN":
+            store.read(lambda tx: tx.namespaces())
+        else:
+            with store.transaction() as tx:
+                tx.add_namespace("a", "", created=True, owner="ns:a")
+    assert not real.in_transaction
+    other = sqlite3.connect(store.path, timeout=0.1, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # (the write lock is free)
+    other.execute("ROLLBACK")
+    other.close()
+    with store.transaction() as tx:
+        tx.add_namespace("b", "", created=True, owner="ns:b")
+    assert [r["name"] for r in store.read(lambda tx: tx.namespaces())] == ["b"]

@@ -100,6 +100,10 @@ class NftContext:
         with self._lock:
             if self._ctx is None:
                 raise errors.HostnetError("nftables context is closed")
+            # (what a run an interrupt cut short left in the buffers is not this run's:
+            # read, each buffer is emptied)
+            self._lib.nft_ctx_get_output_buffer(self._ctx)
+            self._lib.nft_ctx_get_error_buffer(self._ctx)
             rc = self._lib.nft_run_cmd_from_buffer(self._ctx, text.encode())
             out = self._lib.nft_ctx_get_output_buffer(self._ctx) or b""
             err = self._lib.nft_ctx_get_error_buffer(self._ctx) or b""
