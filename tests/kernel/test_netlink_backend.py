@@ -99,6 +99,45 @@ def test_an_nft_run_an_interrupt_cut_short_leaves_nothing_for_the_next() -> None
         backend.close()
 
 
+def test_a_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
+    # Ctrl-C between two answers of a dump left it running on the cached socket: the
+    # kernel refused every later dump there (EBUSY), for the life of the process
+    backend = NetlinkBackend()
+    world = World(backend, tag="hd")
+    try:
+        ns = world.ns()
+        for i in range(40):  # (a link dump of more than one answer)
+            subprocess.run(
+                ["ip", "-n", ns, "link", "add", f"d{i}", "type", "veth", "peer", "name", f"e{i}"],
+                check=True,
+            )
+        backend.observe(ns)
+        chan = backend._handles[ns].chan
+        real = chan.sock
+
+        class Interrupted:
+            def __init__(self) -> None:
+                self.reads = 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def recv(self, size: int) -> bytes:
+                self.reads += 1
+                if self.reads == 2:
+                    chan.sock = real
+                    raise KeyboardInterrupt
+                return real.recv(size)
+
+        chan.sock = Interrupted()  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            backend.observe(ns)
+        assert len(backend.observe(ns).link_names()) == 81
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
 def test_a_vxlan_gets_the_udp_port_and_vni_asked_for() -> None:
     # the port travels in network byte order; sent through a host-order field it would
     # come out as 46354 for 4789

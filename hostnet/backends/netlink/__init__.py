@@ -264,6 +264,10 @@ class NetlinkBackend:
 
     def _handle(self, ns: str | None) -> _Handle:
         handle = self._handles.get(ns)
+        if handle is not None and handle.chan.broken:  # (a dump an interrupt cut short)
+            handle.close()
+            del self._handles[ns]
+            handle = None
         if handle is not None and ns in self._lock.checked:
             return handle
         ident = self._ident(ns)

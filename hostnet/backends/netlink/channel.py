@@ -51,11 +51,23 @@ class Channel:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self._seq = 0
+        # A dump left unread (an interrupt between two of its answers) goes on as the
+        # socket is read, and the kernel refuses the next dump on it (EBUSY): such a
+        # channel is done for, and its owner opens another (NetlinkBackend._handle).
+        self.broken = False
 
     def close(self) -> None:
         self.sock.close()
 
     def _exchange(self, body: bytes, msg_type: int, flags: int, until: int) -> list[bytes]:
+        try:
+            return self._answers(body, msg_type, flags, until)
+        except BaseException as exc:
+            if until == _DONE and not isinstance(exc, NetlinkError):  # (that ends a dump)
+                self.broken = True
+            raise
+
+    def _answers(self, body: bytes, msg_type: int, flags: int, until: int) -> list[bytes]:
         self._seq += 1
         seq = self._seq
         self.sock.send(rtnl.message(body, msg_type, flags, seq))
