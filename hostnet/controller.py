@@ -17,6 +17,7 @@ Order of every call that changes something:
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -1000,7 +1001,14 @@ class Controller:
         return attrs.evolve(spec, subnets=tuple(configs))
 
     def delete_network(self, name: str, *, force: bool = False) -> None:
-        record = self._network_record(name, applied=True)
+        try:
+            record = self._network_record(name, applied=True)
+        except errors.ConflictError:
+            # being deleted: by a deletion that failed, or that an interrupt cut short
+            # in this process (a failed teardown)? Then this call finishes it, as gc would
+            if not self._finish_deletion(name):
+                raise
+            return
         if recorded_driver(record["driver"]).builtin:
             raise errors.ConflictError(f"the predefined {name!r} network cannot be deleted")
 
@@ -1061,6 +1069,33 @@ class Controller:
             for ns in released:
                 self._release(ns)
         self._take_over_defaults(gone)
+
+    def _finish_deletion(self, name: str) -> bool:
+        """Retry the failed teardown(s) deleting network ``name`` (none in flight);
+        whether the network is gone now. TeardownError if a retry fails again."""
+
+        def failed(tx: Tx) -> list[str]:
+            record = tx.network(self.host_key, name)
+            if record is None or record["state"] != "deleting":
+                return []
+            return [
+                j["id"]
+                for j in tx.journals()
+                if j["kind"] == "teardown"
+                and j["failed"]
+                and not j["retrying"]
+                and record["id"] in json.loads(j["owner"])
+            ]
+
+        journals = self.store.read(failed)
+        if not journals:
+            return False
+        for report in self.executor.recover(only=frozenset(journals)):
+            if report.errors:
+                problems = [errors.HostnetError(e) for e in report.errors]
+                raise errors.TeardownError(f"delete network {name!r}", problems)
+        self._repair_defaults()  # (as gc: routes its endpoints gave, handed on)
+        return self.store.read(lambda tx: tx.network(self.host_key, name)) is None
 
     def _endpoint_rows(
         self,

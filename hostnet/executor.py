@@ -346,8 +346,7 @@ class Executor:
                 # An interrupt (Ctrl-C, SIGTERM) in a process that lives on: left open,
                 # the journal would look like work in flight until the process exits,
                 # holding its records; as a failed teardown, gc finishes it (Rule 3), and
-                # so does a retry of a disconnect or a namespace's delete (a network's
-                # delete says gc retries it). (Ended already: nothing to do.)
+                # so does a retry of the call. (Ended already: nothing to do.)
                 self._fail_interrupted(journal)
             raise
         if problems:

@@ -25,6 +25,7 @@ from hostnet.ops import (
     DelLinkGroup,
     ForgetFlows,
     NftBatch,
+    Op,
     SetSysctl,
     TrackFlows,
 )
@@ -1727,3 +1728,29 @@ def test_a_disconnect_interrupted_in_a_process_that_lives_on(ctl: Controller) ->
     web.disconnect(app)  # (again: finishes it)
     assert ctl.ports() == [] and app.snapshot().link_names() == {"lo"}
     web.connect(app, publish=["8080:80"])
+
+
+def test_a_network_delete_interrupted_in_a_process_that_lives_on(ctl: Controller) -> None:
+    # its retry said "being deleted (`hostnet gc` retries it)": it finishes it now
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    web.connect(app, publish=["8080:80"])
+    kernel = kernel_of(ctl)
+    real = kernel.apply
+    seen: list[object] = []
+
+    def interrupted(op: Op) -> None:
+        seen.append(op)
+        if len(seen) == 2:  # (Ctrl-C after the teardown's first op)
+            kernel.apply = real  # type: ignore[method-assign]
+            raise KeyboardInterrupt
+        real(op)
+
+    kernel.apply = interrupted  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        web.delete(force=True)
+    web.delete(force=True)  # (again)
+    assert "web" not in [n.name for n in ctl.networks()] and ctl.ports() == []
+    assert app.snapshot().link_names() == {"lo"}
+    assert ctl.store.dump()["journal"] == []
+    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
