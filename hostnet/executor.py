@@ -250,6 +250,7 @@ class Executor:
         and turns the journal into a failed teardown of exactly the inverses that
         failed, which ``recover`` (``hostnet gc``) retries. Forgetting them instead
         would let a later retry remove objects someone created since."""
+        unsure = [self._pinned(journal, op) for op in unsure]
         left = self._undo_inverses([*unsure, *(op.inverse() for op in reversed(done))])
         if self.store is not None:
             with self.store.transaction() as tx:
@@ -490,6 +491,26 @@ class Executor:
                 inverse = DeleteNamespace(ns=op.ns, reserved=BARE)
         return self._guarded(inverse, places, moved, mounts)
 
+    def _pinned(self, journal: str, op: Op) -> Op:
+        """A namespace delete guarded by its reservation's token alone, with the mount
+        of what it is about to delete recorded first, and guarded by it too. Should the
+        process die after the delete and before the journal ends, someone may make a
+        namespace of that name whose file has the token again (the kernel reuses the
+        inode at once): the mount, never reused, tells it apart, and recovery leaves it
+        (found by a SIGKILL fuzz)."""
+        if (
+            self.store is None
+            or not isinstance(op, DeleteNamespace)
+            or not op.reserved
+            or op.mount is not None
+        ):
+            return op
+        made = self._made_place(op.ns)
+        if not made:
+            return op  # (nothing there, or the kernel cannot tell)
+        self.store.journal_note(journal, made)
+        return attrs.evolve(op, mount=made[op.ns])
+
     def _guarded(
         self, op: Op, places: Mapping[str, str], moved: set[str], mounts: dict[str, str] | None
     ) -> Op | None:
@@ -575,6 +596,7 @@ class Executor:
             touched = plan[: min(end, len(plan))]
             # undone in reverse: the inverses to apply, in that order
             todo = [self._undo_of(op, places, moved, mounts) for op in reversed(touched)]
+            todo = [self._pinned(entry["id"], op) if op else None for op in todo]
             left = self._undo_inverses([i for i in todo if i])
             problems = [err for _, err in left]
             ops, skipped = len(touched) - todo.count(None), todo.count(None)

@@ -1100,6 +1100,16 @@ class LocalStore:
         except sqlite3.Error as exc:
             raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
+    def journal_note(self, id: str, places: Mapping[str, str]) -> None:
+        """More of the places a journal acts in, its progress unchanged: one write."""
+        sql = "UPDATE journal SET places = json_patch(places, ?) WHERE id = ?"
+        try:
+            conn = self._conn()
+            _settle(conn)
+            conn.execute(sql, (_dumps(dict(places)), id))
+        except sqlite3.Error as exc:
+            raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
+
     def dump(self) -> dict[str, Any]:
         """Every table as rows, for tests comparing states before and after."""
         conn = self._conn()

@@ -377,3 +377,58 @@ def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path
         for ns in (name, host):
             subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL, check=False)
         backend.close()
+
+
+def test_a_recovery_killed_after_its_delete_spares_a_namespace_made_since(tmp_path: Path) -> None:
+    # recovery deleted the namespace a dead create made on its reservation and was
+    # killed before ending the journal; someone made a namespace of that name, whose
+    # file got the freed inode, the token: the next recovery deleted theirs (a fuzz)
+    import json
+
+    from hostnet.executor import RESERVES, Executor
+    from hostnet.ops import plan_to_json
+    from hostnet.stores.local import LocalStore
+
+    prefix = unique_prefix("hy")
+    name = f"{prefix}x"
+    backend = NetlinkBackend()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # (a pid no process has)
+    store = LocalStore(tmp_path / "state")
+    try:
+        token = backend.reserve_namespace(name)
+        backend.apply(CreateNamespace(ns=name))  # made; it died before recording the mount
+        with store.transaction() as tx:
+            tx.journal_begin(
+                id="died",
+                kind="setup",
+                owner=json.dumps([f"ns:{name}"]),
+                pid=child.pid,
+                started=1.0,
+                plan=plan_to_json((CreateNamespace(ns=name),)),
+                places={RESERVES: "1", f"@reserved:{name}": token},
+            )
+        real = backend.apply
+
+        def killed_after(op: object) -> None:
+            real(op)  # type: ignore[arg-type]
+            raise SystemExit("killed")  # (before the journal ends)
+
+        backend.apply = killed_after  # type: ignore[method-assign]
+        with pytest.raises(SystemExit):
+            Executor(backend, store).recover()
+        backend.apply = real  # type: ignore[method-assign]
+        assert not backend.has_namespace(name)
+        subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
+        # (the killed recovery claimed the journal for this process, alive: the claim of
+        # a dead one, as if that recovery had run in a process of its own)
+        with store.transaction() as tx:
+            tx.c.execute("UPDATE journal SET pid = ?, failed = 0", (child.pid,))
+        (report,) = Executor(backend, store).recover()
+        assert report.errors == ()
+        assert "theirs0" in backend.observe(name).link_names()
+    finally:
+        store.close()
+        subprocess.run(["ip", "netns", "del", name], stderr=subprocess.DEVNULL, check=False)
+        backend.close()
