@@ -134,15 +134,7 @@ class Executor:
                             continue
                         plan = prepare if isinstance(prepare, tuple) else prepare(tx)
                         moved = tx.moved
-                        tx.journal_begin(
-                            id=journal,
-                            kind="setup",
-                            owner=json.dumps([owner]),
-                            pid=self.pid,
-                            started=self.started,
-                            plan=plan_to_json(plan),
-                            places=self._places(plan),
-                        )
+                        self._journal(tx, journal, "setup", [owner], plan)
                         break
             except BaseException as exc:
                 if not isinstance(exc, Exception):
@@ -315,15 +307,7 @@ class Executor:
                             plan = prepare
                         else:
                             plan, owners = prepare(tx)
-                        tx.journal_begin(
-                            id=journal,
-                            kind="teardown",
-                            owner=json.dumps(list(owners)),
-                            pid=self.pid,
-                            started=self.started,
-                            plan=plan_to_json(plan),
-                            places=self._places(plan),
-                        )
+                        self._journal(tx, journal, "teardown", owners, plan)
                         break
             except BaseException as exc:
                 if not isinstance(exc, Exception):
@@ -352,6 +336,18 @@ class Executor:
             raise
         if problems:
             raise errors.TeardownError(what, problems)
+
+    def _journal(self, tx: Tx, journal: str, kind: str, owners: Sequence[str], plan: Plan) -> None:
+        """Journal ``plan`` before it is applied (Rule 4), with the places it acts in."""
+        tx.journal_begin(
+            id=journal,
+            kind=kind,
+            owner=json.dumps(list(owners)),
+            pid=self.pid,
+            started=self.started,
+            plan=plan_to_json(plan),
+            places=self._places(plan),
+        )
 
     def _abandon(
         self, journal: str, owner: str, moved: Mapping[str, tuple[str | None, str]]
