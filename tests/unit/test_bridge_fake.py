@@ -1708,49 +1708,38 @@ def test_a_port_in_use_names_the_address_it_is_held_on(ctl: Controller) -> None:
         web.connect(b, publish=["127.0.0.1:8080:80"])
 
 
-def test_a_disconnect_interrupted_in_a_process_that_lives_on(ctl: Controller) -> None:
-    # (a REPL, a test runner): its journal stayed open, so the endpoint could neither
-    # be disconnected again nor connected, and its port stayed reserved, until the
-    # process exited
-    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
-    app = ctl.create_namespace("app")
-    web.connect(app, publish=["8080:80"])
-    kernel = kernel_of(ctl)
-    real = kernel._apply_DelLink
-
-    def interrupted(op: object) -> None:
-        kernel._apply_DelLink = real  # type: ignore[method-assign]
-        raise KeyboardInterrupt
-
-    kernel._apply_DelLink = interrupted  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        web.disconnect(app)
-    web.disconnect(app)  # (again: finishes it)
-    assert ctl.ports() == [] and app.snapshot().link_names() == {"lo"}
-    web.connect(app, publish=["8080:80"])
-
-
-def test_a_network_delete_interrupted_in_a_process_that_lives_on(ctl: Controller) -> None:
-    # its retry said "being deleted (`hostnet gc` retries it)": it finishes it now
-    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
-    app = ctl.create_namespace("app")
-    web.connect(app, publish=["8080:80"])
+def interrupt_op(ctl: Controller, nth: int) -> None:
+    """Ctrl-C in place of the ``nth`` op the kernel is asked for from now on (once)."""
     kernel = kernel_of(ctl)
     real = kernel.apply
-    seen: list[object] = []
+    seen: list[Op] = []
 
     def interrupted(op: Op) -> None:
         seen.append(op)
-        if len(seen) == 2:  # (Ctrl-C after the teardown's first op)
+        if len(seen) == nth:
             kernel.apply = real  # type: ignore[method-assign]
             raise KeyboardInterrupt
         real(op)
 
     kernel.apply = interrupted  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("call", ["disconnect", "delete"])
+def test_a_teardown_interrupted_in_a_process_that_lives_on(ctl: Controller, call: str) -> None:
+    # (a REPL, a test runner): the journal stayed open, so the endpoint could neither
+    # be disconnected again nor connected, and its port stayed reserved, until the
+    # process exited; a network's delete again said "being deleted (gc retries it)"
+    web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = ctl.create_namespace("app")
+    web.connect(app, publish=["8080:80"])
+    interrupt_op(ctl, 1 if call == "disconnect" else 2)
+    finish = web.disconnect if call == "disconnect" else lambda _app: web.delete(force=True)
     with pytest.raises(KeyboardInterrupt):
-        web.delete(force=True)
-    web.delete(force=True)  # (again)
-    assert "web" not in [n.name for n in ctl.networks()] and ctl.ports() == []
-    assert app.snapshot().link_names() == {"lo"}
+        finish(app)
+    finish(app)  # (again: finishes it)
+    assert ctl.ports() == [] and app.snapshot().link_names() == {"lo"}
     assert ctl.store.dump()["journal"] == []
-    ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    if call == "delete":
+        assert "web" not in [n.name for n in ctl.networks()]
+        web = ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    web.connect(app, publish=["8080:80"])
