@@ -665,10 +665,8 @@ class NetlinkBackend:
         check_ifname(op.name)
         if op.peer is not None:
             check_ifname(op.peer)
-        if op.kind in ("macvlan", "macvtap") and op.parent_ns != SAME_NS:
-            where = op.parent_ns  # created next to its parent, moved into op.ns by fd
-        else:
-            where = op.ns
+        # (a macvlan is created next to its parent, moved into op.ns by fd)
+        where = op.parent_ns if op.kind in MACVLANS and op.parent_ns != SAME_NS else op.ns
         chan = self._chan(where)
         fds: list[int] = []
         try:
@@ -714,7 +712,7 @@ class NetlinkBackend:
                 # The peer cannot be brought up in the same request (the kernel opens
                 # it before the pair is linked and answers ENOTCONN); see below.
                 data.append(rtnl.attr(rtnl.VETH_INFO_PEER, rtnl.ifinfo(*peer)))
-            elif op.kind in ("macvlan", "macvtap"):
+            elif op.kind in MACVLANS:
                 if op.parent is None:
                     raise errors.InvalidOption("parent", None, "a macvlan needs a parent")
                 # Looked up every time: a parent is the admin's link, which may have been
@@ -757,7 +755,7 @@ class NetlinkBackend:
             except NetlinkError as exc:
                 if exc.code == errno.EEXIST and op.kind == "veth" and op.peer:
                     raise self._which_exists(op) from exc
-                if exc.code == errno.EINVAL and op.kind in ("macvlan", "macvtap") and op.mtu:
+                if exc.code == errno.EINVAL and op.kind in MACVLANS and op.mtu:
                     parent_mtu = self._get_link(where, op.parent or "")["mtu"]
                     if parent_mtu is not None and op.mtu > parent_mtu:
                         raise errors.MtuAboveParent(
@@ -1100,7 +1098,7 @@ def _sysctl_path(key: str) -> str:
 def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
     kind = "loopback" if m["type"] == rtnl.ARPHRD_LOOPBACK else m["kind"]
     parent = None
-    if kind in ("macvlan", "macvtap") and not m["link_netnsid"]:
+    if kind in MACVLANS and not m["link_netnsid"]:
         parent = names.get(m["link"] or 0)
     elif kind == "vxlan":
         parent = names.get(m["vxlan_link"] or 0)
