@@ -2572,7 +2572,8 @@ class Controller:
             endpoints = tx.endpoints()
             return [n for n in nets if _shim_damage(n, host, endpoints) is not None]
 
-        if not self.store.read(damaged):
+        broken = self.store.read(damaged)
+        if not broken:
             return []
         if not self.store.read(self._quiet):
             warnings.warn(
@@ -2583,7 +2584,7 @@ class Controller:
             )
             return []
         repaired: list[str] = []
-        for net in self.store.read(damaged):
+        for net in broken:
 
             def prepare(tx: Tx, id: str = net["id"]) -> Plan:
                 now = [n for n in damaged(tx) if n["id"] == id]
