@@ -228,18 +228,24 @@ def _disabled(backend: NetlinkBackend, ns: str, ifname: str) -> str:
     return backend.sysctl(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
 
 
+@pytest.mark.parametrize("private", [True, False], ids=["private-procfs", "proc"])
 @pytest.mark.parametrize("direct", [True, False], ids=["through-directory", "thread"])
 def test_ipv6_is_turned_off_on_the_workload_end_only(
-    direct: bool, monkeypatch: pytest.MonkeyPatch
+    direct: bool, private: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``AddLink(ipv6=False)`` turns IPv6 off on the end inside the workload (a veth's
     peer, a macvlan) before it comes up, whether the setting is written through the
     namespace's sysctl directory or, where the kernel was not seen to allow that, from a
-    thread inside the namespace; the host's end and the caller's own links keep theirs."""
+    thread inside the namespace, and whether sysctls are opened through a private procfs
+    or, where there is none, /proc; the host's end and the caller's own links keep
+    theirs."""
     from hostnet.backends.netlink import nsenter
 
     if not direct:
         monkeypatch.setattr(nsenter, "_sysctl_dirs_checked", False)
+    procs = nsenter._PrivateProc()
+    procs.unavailable = not private
+    monkeypatch.setattr(nsenter, "_procs", procs)
     backend = NetlinkBackend()
     ours = {name: _disabled(backend, None, name) for name in ("lo", "all")}
     world = World(backend, tag="h6")
@@ -263,6 +269,61 @@ def test_ipv6_is_turned_off_on_the_workload_end_only(
         assert _disabled(backend, other, "eth0") == "1"
         assert not [a for a in backend.observe(other).addresses if a.ifname == "eth0"]
         assert {name: _disabled(backend, None, name) for name in ours} == ours
+        assert (procs.root is not None) == private
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
+def _procfs_mounts() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if " - proc " in line]
+
+
+@pytest.mark.parametrize("how", ["private-procfs", "no-mount-api", "read-only-proc-sys"])
+def test_sysctls_are_each_namespaces_own_through_private_procfs_made_in_turns(
+    how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sysctls are opened through private procfs instances (each has its own cached
+    entries, so a lookup does not walk those of every namespace opened before:
+    benchmarks/sysctl_dirs.py), a new one every PROC_TURNS opens; none is mounted where
+    anyone sees it. Without the mount API, or with /proc/sys read-only (a container's),
+    /proc is used. Either way each namespace's own values are read."""
+    from hostnet.backends.netlink import nsenter
+
+    made: list[int | None] = []
+
+    def counted() -> int | None:
+        made.append(None if how == "no-mount-api" else mount())
+        return made[-1]
+
+    mount = nsenter._mount_proc
+    monkeypatch.setattr(nsenter, "_mount_proc", counted)
+    monkeypatch.setattr(nsenter, "_read_only", lambda path: how == "read-only-proc-sys")
+    monkeypatch.setattr(nsenter, "_procs", nsenter._PrivateProc())
+    monkeypatch.setattr(nsenter, "PROC_TURNS", 3)
+    mounts = _procfs_mounts()
+    backend = NetlinkBackend()
+    world = World(backend, tag="hp")
+    try:
+        names = [world.ns() for _ in range(5)]
+        for i, ns in enumerate(names):
+            script = f"echo {20 + i} > /proc/sys/net/ipv6/conf/lo/hop_limit"
+            subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], check=True)
+        # (two opens each: the namespace's conf directory, then the file)
+        got = [backend.sysctl(ns, "net/ipv6/conf/lo/hop_limit") for ns in names]
+        assert got == [str(20 + i) for i in range(5)]
+        assert backend.sysctl(None, "net/ipv6/conf/lo/hop_limit") != "20"
+        assert _procfs_mounts() == mounts
+        expected = {"private-procfs": 4, "no-mount-api": 1, "read-only-proc-sys": 0}[how]
+        assert len(made) == expected  # (after a failure, never tried again)
+        assert nsenter._procs.unavailable == (how != "private-procfs")
+        fd = nsenter.open_sysctl("net/ipv6/conf", os.O_PATH | os.O_DIRECTORY)
+        try:  # (each procfs instance is a filesystem, a device, of its own)
+            mine = os.fstat(fd).st_dev != os.stat("/proc/sys/net/ipv6/conf").st_dev
+            assert mine == (how == "private-procfs")
+        finally:
+            os.close(fd)
     finally:
         assert world.cleanup() == []
         backend.close()

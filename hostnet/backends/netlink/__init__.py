@@ -123,7 +123,7 @@ class _Opened:
         self.route = open_route_socket()
         try:
             flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
-            self.ipv6conf: int | None = os.open("/proc/sys/net/ipv6/conf", flags)
+            self.ipv6conf: int | None = nsenter.open_sysctl("net/ipv6/conf", flags)
         except FileNotFoundError:
             self.ipv6conf = None
         except BaseException:
@@ -440,14 +440,14 @@ class NetlinkBackend:
         """An fd on /proc/sys/<key> of ``ns``: /proc/sys/net resolves the namespace when
         the file is opened, so it is opened from inside and then kept. Per-interface
         keys are not kept: the interface (and its file) can go away."""
-        path = _sysctl_path(key)
+        _check_sysctl(key)
 
         def opener() -> nsenter.Fds:
             opened = nsenter.Fds()  # (closed by nsenter if the caller is interrupted)
             try:
-                opened.add(path, os.O_RDWR)
+                opened.add_sysctl(key, os.O_RDWR)
             except PermissionError:
-                opened.add(path, os.O_RDONLY)
+                opened.add_sysctl(key, os.O_RDONLY)
             return opened
 
         handle = self._handle(ns)
@@ -1089,10 +1089,9 @@ def _echoed_indexes(message: bytes) -> tuple[int, int | None]:
     return int(index), rtnl.as_u32(found.get(rtnl.IFLA_LINK))
 
 
-def _sysctl_path(key: str) -> str:
+def _check_sysctl(key: str) -> None:
     if ".." in key or key.startswith("/") or not key.startswith("net/"):
         raise errors.InvalidOption("sysctl", key, "only net/... keys, without '..'")
-    return "/proc/sys/" + key
 
 
 def _link_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Link:
