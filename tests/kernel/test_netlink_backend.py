@@ -280,6 +280,37 @@ def _procfs_mounts() -> list[str]:
         return [line for line in f if " - proc " in line]
 
 
+def test_a_sysctl_refused_only_through_a_private_procfs_is_opened_through_proc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A security module may refuse what is opened through hostnet's own procfs while
+    allowing it through /proc: then /proc is used, from then on; a file refused through
+    both (a read-only sysctl opened for writing) is refused as before."""
+    from hostnet.backends.netlink import nsenter
+
+    procs = nsenter._PrivateProc()
+    monkeypatch.setattr(nsenter, "_procs", procs)
+    real_open = os.open
+
+    def refusing(path: str, flags: int, *args: Any, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and dir_fd == procs.root:
+            raise PermissionError(13, "refused by a security module", path)
+        return real_open(path, flags, *args, dir_fd=dir_fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(nsenter.os, "open", refusing)
+        with pytest.raises(PermissionError):  # (read-only everywhere)
+            nsenter.open_sysctl("net/ipv4/conf/all/mc_forwarding", os.O_WRONLY)
+        assert not procs.unavailable
+        fd = nsenter.open_sysctl("net/ipv6/conf/lo/hop_limit", os.O_RDONLY)
+    try:
+        with open("/proc/sys/net/ipv6/conf/lo/hop_limit") as f:
+            assert os.pread(fd, 16, 0).decode() == f.read()
+    finally:
+        os.close(fd)
+    assert procs.unavailable
+
+
 @pytest.mark.parametrize("how", ["private-procfs", "no-mount-api", "read-only-proc-sys"])
 def test_sysctls_are_each_namespaces_own_through_private_procfs_made_in_turns(
     how: str, monkeypatch: pytest.MonkeyPatch

@@ -246,9 +246,17 @@ class _PrivateProc:
     def open(self, key: str, flags: int) -> int:
         with self.lock:  # (held while the root is used: another thread may renew it)
             root = self._root()
-            if root is None:
-                return os.open("/proc/sys/" + key, flags | os.O_CLOEXEC)
-            return os.open("sys/" + key, flags | os.O_CLOEXEC, dir_fd=root)
+            if root is not None:
+                try:
+                    return os.open("sys/" + key, flags | os.O_CLOEXEC, dir_fd=root)
+                except PermissionError:
+                    # (refused through it, as a security module may: allowed through
+                    # /proc, it is not used again; refused there too, the error is
+                    # the file's, raised below)
+                    fd = os.open("/proc/sys/" + key, flags | os.O_CLOEXEC)
+                    self.unavailable = True
+                    return fd
+            return os.open("/proc/sys/" + key, flags | os.O_CLOEXEC)
 
     def _root(self) -> int | None:
         if self.unavailable:
