@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -311,6 +312,107 @@ def test_a_sysctl_refused_only_through_a_private_procfs_is_opened_through_proc(
     assert procs.unavailable
 
 
+SECCOMP_KILLS_FSOPEN = """
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+def insn(code, jt, jf, k):
+    return struct.pack("HBBI", code, jt, jf, k)
+program = b"".join([
+    insn(0x20, 0, 0, 4),             # load the architecture
+    insn(0x15, 0, 3, 0xC000003E),    # x86_64, else allow
+    insn(0x20, 0, 0, 0),             # load the call's number
+    insn(0x15, 0, 1, 430),           # fsopen: kill the process
+    insn(0x06, 0, 0, 0x80000000),
+    insn(0x06, 0, 0, 0x7FFF0000),    # allow
+])
+buf = ctypes.create_string_buffer(program)
+prog = struct.pack("HxxxxxxQ", len(program) // 8, ctypes.addressof(buf))
+assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(prog), 0, 0) == 0  # PR_SET_SECCOMP, filter
+from hostnet.backends.netlink import nsenter
+fd = nsenter.open_sysctl("net/ipv4/ip_forward", os.O_RDONLY)
+print(os.pread(fd, 8, 0).decode().strip(), nsenter._procs.unavailable)
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter is written for x86_64")
+def test_a_process_under_a_seccomp_filter_never_calls_the_mount_api() -> None:
+    """A seccomp filter may kill the process for a call it does not allow (systemd's
+    SystemCallFilter= does, and fsopen is in @mount) instead of refusing it: under any
+    filter, sysctls are opened through /proc, and the process lives."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SECCOMP_KILLS_FSOPEN], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert proc.stdout.split() == [f.read().strip(), "True"]
+
+
+def test_nothing_mounted_below_proc_sys_is_gone_around() -> None:
+    """A read-only mount below /proc/sys (a container runtime's, an admin's) is
+    respected: a private procfs would not have it, so /proc is used, and a write
+    there fails as it did before. Run in a child's own mount and network namespaces
+    (both go with it)."""
+    script = (
+        "import os\n"
+        "from hostnet.backends.netlink import nsenter\n"
+        "print(nsenter._proc_sys_plain())\n"
+        "try:\n"
+        "    nsenter.open_sysctl('net/ipv6/conf/lo/hop_limit', os.O_WRONLY)\n"
+        "    print('written')\n"
+        "except OSError as exc:\n"
+        "    print(exc.errno == 30)\n"  # EROFS
+    )
+    shell = (
+        "mount --bind /proc/sys/net /proc/sys/net && "
+        "mount -o remount,bind,ro /proc/sys/net && "
+        f'exec {sys.executable} -c "$0"'
+    )
+    proc = subprocess.run(
+        ["unshare", "-m", "-n", "sh", "-c", shell, script],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"]
+
+
+def test_ipv6_goes_off_when_only_the_private_procfs_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A security module refusing writes through hostnet's own procfs (and not through
+    /proc): the workload's IPv6 still goes off."""
+    from hostnet.backends.netlink import nsenter
+
+    procs = nsenter._PrivateProc()
+    monkeypatch.setattr(nsenter, "_procs", procs)
+    real_open = os.open
+
+    def refusing(path: str, flags: int, *args: Any, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and flags & (os.O_WRONLY | os.O_RDWR) and not procs.unavailable:
+            raise PermissionError(13, "refused by a security module", path)
+        return real_open(path, flags, *args, dir_fd=dir_fd)
+
+    backend = NetlinkBackend()
+    world = World(backend, tag="hq")
+    try:
+        host, app = world.ns(), world.ns()
+        backend.observe(app, firewall=False, addresses=False)
+        monkeypatch.setattr(os, "open", refusing)
+        backend.apply(
+            AddLink(ns=host, name="v0", kind="veth", peer="eth0", peer_ns=app, up=True,
+                    peer_up=True, ipv6=False)
+        )  # fmt: skip
+        monkeypatch.undo()
+        assert _disabled(backend, app, "eth0") == "1"
+        assert procs.unavailable
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
 @pytest.mark.parametrize("how", ["private-procfs", "no-mount-api", "read-only-proc-sys"])
 def test_sysctls_are_each_namespaces_own_through_private_procfs_made_in_turns(
     how: str, monkeypatch: pytest.MonkeyPatch
@@ -330,7 +432,7 @@ def test_sysctls_are_each_namespaces_own_through_private_procfs_made_in_turns(
 
     mount = nsenter._mount_proc
     monkeypatch.setattr(nsenter, "_mount_proc", counted)
-    monkeypatch.setattr(nsenter, "_read_only", lambda path: how == "read-only-proc-sys")
+    monkeypatch.setattr(nsenter, "_proc_sys_plain", lambda: how != "read-only-proc-sys")
     monkeypatch.setattr(nsenter, "_procs", nsenter._PrivateProc())
     monkeypatch.setattr(nsenter, "PROC_TURNS", 3)
     mounts = _procfs_mounts()

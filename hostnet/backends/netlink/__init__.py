@@ -472,13 +472,17 @@ class NetlinkBackend:
         handle = self._handle(ns)
         if handle.ipv6conf is None:
             return  # the namespace has no IPv6 (its directory could not be opened)
+        key = f"net/ipv6/conf/{ifname}/disable_ipv6"
         try:
             if nsenter.sysctl_dirs_stay_inside():
-                fd = os.open(
-                    f"{ifname}/disable_ipv6", os.O_WRONLY | os.O_CLOEXEC, dir_fd=handle.ipv6conf
-                )
+                flags = os.O_WRONLY | os.O_CLOEXEC
+                try:
+                    fd = os.open(f"{ifname}/disable_ipv6", flags, dir_fd=handle.ipv6conf)
+                except PermissionError:  # (refused through the directory's procfs
+                    # only, as a security module may: nsenter.open_sysctl tries /proc)
+                    fd = self._sysctl_fd(ns, key)
             else:
-                fd = self._sysctl_fd(ns, f"net/ipv6/conf/{ifname}/disable_ipv6")
+                fd = self._sysctl_fd(ns, key)
         except (FileNotFoundError, errors.NotFoundError):
             # a link under IPv6's minimum MTU (its parent's, say) has no IPv6 at all
             if self._link_mtu(ns, ifname) < IPV6_MIN_MTU:

@@ -214,7 +214,7 @@ _FSOPEN_CLOEXEC = _FSMOUNT_CLOEXEC = 1
 _FSCONFIG_CMD_CREATE = 6
 _libc.syscall.restype = ctypes.c_long
 
-#: namespaces whose sysctls are looked up through one private procfs before the next is made
+#: sysctl opens made through one private procfs before the next is made
 PROC_TURNS = 32
 
 
@@ -226,16 +226,21 @@ class _PrivateProc:
     /proc/sys/net's per-namespace directories (``ipv6``, ``ipv4``, ...), all under the
     one entry of ``net`` and with the same name, so they share a hash chain: the first
     lookup of ``net/ipv6`` in a namespace walks the entries of every namespace that
-    made one before it, each compared under a lock. Measured on this kernel: 20 us
-    for the first namespace, 270 us after 1000 (benchmarks/sysctl_dirs.py); the entries stay
-    for as long as their namespaces live. A procfs instance of our own has its own
+    made one before it, each compared under a lock. Measured on this kernel: 20 us for
+    the first namespace, 270 us after 1000 (benchmarks/sysctl_dirs.py); the entries
+    stay for as long as their namespaces live. A procfs instance of our own has its own
     entries: made with the mount API (``fsopen``, ``fsconfig``, ``fsmount``: a mount
     attached nowhere, seen by no one else, gone with its last descriptor), and a new one
-    after every :data:`PROC_TURNS` namespaces, a lookup walks a chain of at most that.
-    Where the kernel does not allow it (no mount API, no right to mount procfs, a
-    seccomp filter), or /proc/sys is read-only here (as in a container: not gone around),
-    /proc is used, as before. The instances are the process's: a thread of another
-    namespace looks names up in its own through them, as through /proc."""
+    after every :data:`PROC_TURNS` opens, a lookup walks a chain of at most that.
+
+    /proc is used, as before, where that cannot be had or should not be: no mount API
+    (before Linux 5.2) or no right to mount procfs; one procfs per pid namespace (before
+    5.8: no entries of its own); a seccomp filter (which may kill the process for the
+    call rather than refuse it); anything mounted at or below /proc/sys, such as a
+    container's read-only /proc/sys (an instance of our own would go around it); and
+    from the first open refused through an instance but allowed through /proc (a
+    security module). The instances are the process's: a thread of another namespace
+    looks names up in its own through them, as through /proc."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -250,9 +255,8 @@ class _PrivateProc:
                 try:
                     return os.open("sys/" + key, flags | os.O_CLOEXEC, dir_fd=root)
                 except PermissionError:
-                    # (refused through it, as a security module may: allowed through
-                    # /proc, it is not used again; refused there too, the error is
-                    # the file's, raised below)
+                    # (refused through it: allowed through /proc, it is not used
+                    # again; refused there too, the error is the file's, raised here)
                     fd = os.open("/proc/sys/" + key, flags | os.O_CLOEXEC)
                     self.unavailable = True
                     return fd
@@ -261,27 +265,57 @@ class _PrivateProc:
     def _root(self) -> int | None:
         if self.unavailable:
             return None
-        if self.root is None and _read_only("/proc/sys"):
-            self.unavailable = True
-            return None
-        if self.root is None or self.turns >= PROC_TURNS:
+        if self.root is None:
+            self.root = _first_proc()
+            self.unavailable = self.root is None
+        elif self.turns >= PROC_TURNS:
             fresh = _mount_proc()
-            if fresh is None:
-                self.unavailable = self.root is None  # (else: keep the last one)
-            else:
-                # (files opened through the old one keep it until they are closed)
-                if self.root is not None:
-                    os.close(self.root)
+            if fresh is not None:  # (else: keep the last one)
+                os.close(self.root)  # (files opened through it keep it until closed)
                 self.root, self.turns = fresh, 0
         self.turns += 1
         return self.root
 
 
-def _read_only(path: str) -> bool:
+def _first_proc() -> int | None:
+    """The first private procfs instance, where one may be used (see _PrivateProc)."""
+    if _seccomp_filtered() or not _proc_sys_plain():
+        return None
+    root = _mount_proc()
+    if root is not None and os.fstat(root).st_dev == _proc_device():
+        os.close(root)  # (the one procfs of the pid namespace: no entries of its own)
+        return None
+    return root
+
+
+def _seccomp_filtered() -> bool:
     try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Seccomp:"):
+                    return line.split()[1] != "0"
     except OSError:
-        return True
+        pass
+    return True  # (cannot tell)
+
+
+def _proc_sys_plain() -> bool:
+    """Whether /proc/sys is writable and nothing is mounted at or below it."""
+    try:
+        if os.statvfs("/proc/sys").f_flag & os.ST_RDONLY:
+            return False
+        with open("/proc/self/mountinfo") as f:
+            points = [line.split()[4] for line in f]
+    except (OSError, IndexError):
+        return False
+    return not any(p == "/proc/sys" or p.startswith("/proc/sys/") for p in points)
+
+
+def _proc_device() -> int | None:
+    try:
+        return os.stat("/proc").st_dev
+    except OSError:
+        return None
 
 
 def _mount_proc() -> int | None:
