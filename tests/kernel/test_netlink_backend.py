@@ -348,11 +348,26 @@ def test_a_process_under_a_seccomp_filter_never_calls_the_mount_api() -> None:
         assert proc.stdout.split() == [f.read().strip(), "True"]
 
 
-def test_nothing_mounted_below_proc_sys_is_gone_around() -> None:
-    """A read-only mount below /proc/sys (a container runtime's, an admin's) is
+@pytest.mark.parametrize(
+    ("mount", "expected"),
+    [
+        # a read-only /proc/sys/net: /proc, and the write fails as it did before
+        ("mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,ro /proc/sys/net",
+         ["False", "True"]),
+        # binfmt_misc's place (mounted on most systemd hosts): nothing to do with net
+        ("mount -t tmpfs none /proc/sys/fs/binfmt_misc", ["True", "written"]),
+    ],
+    ids=["read-only-net", "binfmt_misc"],
+)  # fmt: skip
+def test_nothing_mounted_below_proc_sys_net_is_gone_around(
+    mount: str, expected: list[str]
+) -> None:
+    """A read-only mount on /proc/sys/net (a container runtime's, an admin's) is
     respected: a private procfs would not have it, so /proc is used, and a write
-    there fails as it did before. Run in a child's own mount and network namespaces
-    (both go with it)."""
+    there fails as it did before; a mount elsewhere below /proc/sys changes nothing.
+    Run in a child's own mount and network namespaces (both go with it)."""
+    if "binfmt_misc" in mount and not os.path.isdir("/proc/sys/fs/binfmt_misc"):
+        pytest.skip("no /proc/sys/fs/binfmt_misc here")
     script = (
         "import os\n"
         "from hostnet.backends.netlink import nsenter\n"
@@ -363,20 +378,15 @@ def test_nothing_mounted_below_proc_sys_is_gone_around() -> None:
         "except OSError as exc:\n"
         "    print(exc.errno == 30)\n"  # EROFS
     )
-    shell = (
-        "mount --bind /proc/sys/net /proc/sys/net && "
-        "mount -o remount,bind,ro /proc/sys/net && "
-        f'exec {sys.executable} -c "$0"'
-    )
     proc = subprocess.run(
-        ["unshare", "-m", "-n", "sh", "-c", shell, script],
+        ["unshare", "-m", "-n", "sh", "-c", f'{mount} && exec {sys.executable} -c "$0"', script],
         capture_output=True,
         text=True,
         check=False,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", "True"]
+    assert proc.stdout.split() == expected
 
 
 def test_ipv6_goes_off_when_only_the_private_procfs_is_refused(

@@ -236,8 +236,9 @@ class _PrivateProc:
     /proc is used, as before, where that cannot be had or should not be: no mount API
     (before Linux 5.2) or no right to mount procfs; one procfs per pid namespace (before
     5.8: no entries of its own); a seccomp filter (which may kill the process for the
-    call rather than refuse it); anything mounted at or below /proc/sys, such as a
-    container's read-only /proc/sys (an instance of our own would go around it); and
+    call rather than refuse it); anything mounted on /proc/sys or at or below
+    /proc/sys/net, such as a container's read-only /proc/sys (an instance of our own
+    would go around it); and
     from the first open refused through an instance but allowed through /proc (a
     security module). The instances are the process's: a thread of another namespace
     looks names up in its own through them, as through /proc."""
@@ -300,7 +301,8 @@ def _seccomp_filtered() -> bool:
 
 
 def _proc_sys_plain() -> bool:
-    """Whether /proc/sys is writable and nothing is mounted at or below it."""
+    """Whether /proc/sys is writable and nothing is mounted on it or at or below
+    /proc/sys/net (elsewhere below it, binfmt_misc for one, changes nothing here)."""
     try:
         if os.statvfs("/proc/sys").f_flag & os.ST_RDONLY:
             return False
@@ -308,7 +310,9 @@ def _proc_sys_plain() -> bool:
             points = [line.split()[4] for line in f]
     except (OSError, IndexError):
         return False
-    return not any(p == "/proc/sys" or p.startswith("/proc/sys/") for p in points)
+    return not any(
+        p in ("/proc/sys", "/proc/sys/net") or p.startswith("/proc/sys/net/") for p in points
+    )
 
 
 def _proc_device() -> int | None:
