@@ -672,7 +672,8 @@ class Controller:
         rows = tx.endpoints(workload=workload, published=False)
         if not rows:  # the usual case, without reading (and decoding) every network
             return
-        drivers = {n["id"]: n for n in tx.networks(self.host_key)}
+        ids = {r["network"] for r in rows}
+        drivers = {n["id"]: n for n in tx.networks(self.host_key, applied=False, ids=ids)}
         rows = [r for r in rows if r["network"] in drivers]
         same = [r for r in rows if drivers[r["network"]]["name"] == network]
         if same:
@@ -792,18 +793,18 @@ class Controller:
                 # last network of another process, whose teardown had not finished yet
                 # (its records go only when its kernel work is done).
                 observe_again()
-            spec = self._prepare_network(tx, drv, asked, host)
+            # (without their plans: this must not cost more with every network made)
+            others = tx.networks(self.host_key, applied=False)
+            spec = self._prepare_network(tx, drv, asked, host, others)
             with driver_call(drv, "decide"):
-                drv.check_siblings(
-                    spec, [NetworkSpec.from_json(n["spec"]) for n in tx.networks(self.host_key)]
-                )
+                drv.check_siblings(spec, [NetworkSpec.from_json(n["spec"]) for n in others])
                 data = drv.decide(spec, network_id, host)
-            for other in tx.networks(self.host_key):  # any state: recovery deletes by name
+            for other in others:  # any state: recovery deletes by name
                 taken = set(_host_links(other["data"])) & set(_host_links(data))
                 if taken:
                     raise errors.LinkExists(sorted(taken)[0], self.host_ns)
             if cls.link_group:
-                data["group"] = self._link_group(tx, host)
+                data["group"] = self._link_group(tx, host, others)
             wanted = drv.host_addresses(spec)
             if wanted:
                 config = next(c for c in spec.subnets if c.network.version == 4)
@@ -962,9 +963,12 @@ class Controller:
                 f"the host's shared setup {key!r}", f"network {name} is being {doing}", 0.0
             )
 
-    def _link_group(self, tx: Tx, host: Snapshot | None) -> int:
-        """A link group number no link of the host and no other network uses."""
-        used = {n["data"].get("group") for n in tx.networks(self.host_key)}
+    def _link_group(
+        self, tx: Tx, host: Snapshot | None, networks: Sequence[dict[str, Any]]
+    ) -> int:
+        """A link group number no link of the host and none of ``networks`` (the
+        host's) uses."""
+        used = {n["data"].get("group") for n in networks}
         used |= {link.group for link in host.links} if host is not None else set()
         name = f"group:{self.host_key}"
         value = tx.next_cursor(name, LINK_GROUP_BASE)
@@ -977,14 +981,20 @@ class Controller:
         raise errors.ExhaustedError("no free link group left for a new network")
 
     def _prepare_network(
-        self, tx: Tx, driver: Driver, spec: NetworkSpec, host: Snapshot | None
+        self,
+        tx: Tx,
+        driver: Driver,
+        spec: NetworkSpec,
+        host: Snapshot | None,
+        networks: Sequence[dict[str, Any]],
     ) -> NetworkSpec:
-        """Subnets and gateways (IPAM), inside the creating transaction."""
+        """Subnets and gateways (IPAM), inside the creating transaction; ``networks``:
+        the host's."""
         if not driver.allocates_addresses:
             return spec
         taken = [
             (n["name"], ipaddress.ip_network(sub["subnet"]))
-            for n in tx.networks(self.host_key)
+            for n in networks
             for sub in n["spec"].get("subnets", ())
         ]
         configs: list[SubnetConfig] = []
@@ -1025,7 +1035,9 @@ class Controller:
             # driver; otherwise an active one inherits it (one being deleted too
             # cannot: its own deletion would then forget the setup without undoing it).
             owned = tx.shared_owned_by(record["id"])
-            others = [n for n in tx.networks(self.host_key) if n["id"] != record["id"]]
+            others = [
+                n for n in tx.networks(self.host_key, applied=False) if n["id"] != record["id"]
+            ]
             failed = tx.journal_owners(failed=True)  # a create whose rollback failed is not coming
             heirs: dict[str, dict[str, Any]] = {}
             for shared in owned:
@@ -1677,7 +1689,7 @@ class Controller:
             if layer is not None:  # networks on the same LAN (a macvlan parent)
                 same = [
                     n
-                    for n in tx.networks(self.host_key)
+                    for n in tx.networks(self.host_key, applied=False)
                     if n["id"] != network.id
                     and n["driver"] == network.spec.driver
                     and driver.link_layer(NetworkSpec.from_json(n["spec"])) == layer

@@ -490,12 +490,28 @@ class Tx:
             row = rows[0] if rows else None
         return None if row is None else self._network_row(row)
 
-    def networks(self, host: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT id, name, driver, host, spec, data, state, at, applied FROM networks"
-        args: tuple[Any, ...] = ()
+    def networks(
+        self,
+        host: str | None = None,
+        *,
+        applied: bool = True,
+        ids: Collection[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Networks (of ``host``; with these ``ids``), by name; without their applied
+        plans if ``applied=False``: several KB of JSON each, which a call made for one
+        endpoint must not decode for every network (its cost would grow with them)."""
+        sql = "SELECT id, name, driver, host, spec, data, state, at"
+        sql += ", applied FROM networks" if applied else " FROM networks"
+        where: list[str] = []
+        args: list[Any] = []
         if host is not None:
-            sql += " WHERE host = ?"
-            args = (host,)
+            where.append("host = ?")
+            args.append(host)
+        if ids is not None:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            args += list(ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return [self._network_row(r) for r in self.c.execute(sql + " ORDER BY name", args)]
 
     # -- shared host setup (firewall tables, forwarding) --------------------------------

@@ -487,3 +487,22 @@ def test_an_interrupt_just_after_begin_leaves_no_transaction_open(
     with store.transaction() as tx:
         tx.add_namespace("b", "", created=True, owner="ns:b")
     assert [r["name"] for r in store.read(lambda tx: tx.namespaces())] == ["b"]
+
+
+def test_networks_are_read_by_id_and_without_their_plans_when_asked(store: LocalStore) -> None:
+    """A call made for one endpoint reads only the networks it needs, without their
+    applied plans (several KB of JSON each): its cost must not grow with the number
+    of networks (a workload on several networks, a host with hundreds)."""
+    with store.transaction() as tx:
+        for name, host in (("a", ""), ("b", ""), ("c", ""), ("d", "other")):
+            tx.add_network(
+                id=name * 64, name=name, driver="bridge", host=host, spec={}, data={"k": name}
+            )
+            tx.activate("networks", "id", name * 64, [{"op": "AddLink", "ns": None}])
+    every = store.read(lambda tx: tx.networks(""))
+    assert [n["name"] for n in every] == ["a", "b", "c"]
+    assert all(n["applied"] == [{"op": "AddLink", "ns": None}] for n in every)
+    light = store.read(lambda tx: tx.networks("", applied=False, ids=["c" * 64, "d" * 64]))
+    assert [(n["name"], n["data"], "applied" in n) for n in light] == [("c", {"k": "c"}, False)]
+    assert store.read(lambda tx: tx.networks(ids=["d" * 64, "a" * 64]))[1]["host"] == "other"
+    assert store.read(lambda tx: tx.networks("", ids=[])) == []
