@@ -480,3 +480,35 @@ def test_the_sysctl_directory_probe_writes_nothing_outside_its_namespace() -> No
     assert nsenter._probe_sysctl_dirs() is True  # what this kernel does
     with open("/proc/sys/net/ipv6/conf/lo/hop_limit") as f:
         assert f.read() == before
+
+
+def test_the_tables_observed_are_those_nft_lists_in_every_family() -> None:
+    """The observation lists a namespace's nftables tables with one netlink dump of the
+    tables alone (libnftables' `list tables` reads the whole ruleset first), named as
+    `nft list tables` names them, in every family."""
+    backend = NetlinkBackend()
+    world = World(backend, tag="ht")
+    try:
+        ns = world.ns()
+        assert backend.observe(ns).nft_tables == ()
+        for family in ("ip", "ip6", "inet", "arp", "bridge", "netdev"):
+            subprocess.run(["ip", "netns", "exec", ns, "nft", "add", "table", family,
+                            f"t_{family}"], check=True)  # fmt: skip
+        listed = subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "list", "tables"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        expected = sorted(line.removeprefix("table ").strip() for line in listed.splitlines())
+        assert len(expected) == 6
+        assert list(backend.observe(ns).nft_tables) == expected
+        assert backend.observe(None).nft_tables == tuple(  # (the caller's own: not these)
+            sorted(
+                line.removeprefix("table ").strip()
+                for line in subprocess.run(
+                    ["nft", "list", "tables"], capture_output=True, text=True, check=True
+                ).stdout.splitlines()
+            )
+        )
+    finally:
+        assert world.cleanup() == []
+        backend.close()

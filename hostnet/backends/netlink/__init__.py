@@ -142,11 +142,11 @@ class _Handle:
 
     __slots__ = (
         "chan",
-        "conntrack",
         "diag",
         "ident",
         "indexes",
         "ipv6conf",
+        "netfilter",
         "nft",
         "sysctls",
         "top_index",
@@ -157,7 +157,8 @@ class _Handle:
         # the namespace's /proc/sys/net/ipv6/conf (None: it has no IPv6), see _ipv6_off
         self.ipv6conf = opened.ipv6conf
         self.diag: socket.socket | None = None  # opened on first use (bound_sockets)
-        self.conntrack: Channel | None = None  # opened on first use (ForgetFlows)
+        # ctnetlink and nftables' tables (opened on first use: ForgetFlows, observe)
+        self.netfilter: Channel | None = None
         self.ident = ident
         self.nft: NftContext | None = None
         self.sysctls: dict[str, int] = {}  # key -> fd of /proc/sys/<key>
@@ -171,8 +172,8 @@ class _Handle:
         self.chan.close()
         if self.diag is not None:
             self.diag.close()
-        if self.conntrack is not None:
-            self.conntrack.close()
+        if self.netfilter is not None:
+            self.netfilter.close()
         if self.nft is not None:
             self.nft.close()
         for fd in self.sysctls.values():
@@ -417,14 +418,7 @@ class NetlinkBackend:
                     unroutable.append(f"{parsed['dst']}/{parsed['dst_len']}")
             tables: tuple[str, ...] = ()
             if firewall and nft_available():
-                listing = self._nft(ns).run("list tables", "nft list tables") or {}
-                tables = tuple(
-                    sorted(
-                        f"{t['table']['family']} {t['table']['name']}"
-                        for t in listing.get("nftables", [])
-                        if "table" in t
-                    )
-                )
+                tables = conntrack.nft_tables(self._netfilter(ns, handle))
             cookie = nsenter.netns_cookie(handle.chan.sock)
         return Snapshot(
             ns=ns,
@@ -1044,9 +1038,13 @@ class NetlinkBackend:
             return  # no connection tracking loaded: nothing to forget
         if count == 0:
             return
-        if handle.conntrack is None:
-            handle.conntrack = Channel(self._in_ns(op.ns, conntrack.open_socket))
-        conntrack.forget(handle.conntrack, op.addresses, op.ports)
+        conntrack.forget(self._netfilter(op.ns, handle), op.addresses, op.ports)
+
+    def _netfilter(self, ns: str | None, handle: _Handle) -> Channel:
+        """The NETLINK_NETFILTER channel of ``ns`` (its ``handle``), opened on first use."""
+        if handle.netfilter is None:
+            handle.netfilter = Channel(self._in_ns(ns, conntrack.open_socket))
+        return handle.netfilter
 
     def _apply_BindPort(self, op: BindPort) -> None:
         key = (op.ns, op.protocol, op.address, op.port)

@@ -1,4 +1,5 @@
-"""Forgetting connection-tracking state: the conntrack entries of an endpoint's flows.
+"""Netfilter over netlink: forgetting connection-tracking state (the conntrack entries of
+an endpoint's flows), and listing nftables tables.
 
 Why: NAT decisions live in conntrack entries, not in the rules. A UDP client that keeps
 its source port keeps hitting the entry made for its first packet: after an endpoint
@@ -119,3 +120,33 @@ def forget(chan: Channel, addresses: Collection[str] = (), ports: Collection[str
             if exc.code != errno.ENOENT:  # gone meanwhile (timed out): fine
                 raise
     return deleted
+
+
+# -- nftables tables -------------------------------------------------------------------
+
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_GETTABLE = 1
+NFT_GET_TABLE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
+NFTA_TABLE_NAME = 1
+#: nftables' address families (nfgenmsg) by the names the nft command gives them
+NFT_FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
+
+
+def nft_tables(chan: Channel) -> tuple[str, ...]:
+    """The nftables tables of the namespace ``chan``'s socket lives in, as "family name"
+    (``nft list tables``), sorted: one dump of the tables alone. (libnftables' ``list
+    tables`` reads the whole ruleset first: 0.5 ms with 5 bridge networks, 5.4 ms with
+    200.) Empty where the kernel has no nftables."""
+    try:
+        found = chan.dump(NFGEN.pack(socket.AF_UNSPEC, 0, 0), NFT_GET_TABLE)
+    except NetlinkError as exc:
+        if exc.code in _ABSENT:
+            return ()
+        raise
+    names = []
+    for message in found:
+        family = NFGEN.unpack_from(message, rtnl.NLMSG.size)[0]
+        name = rtnl.as_str(rtnl.attrs(message, rtnl.NLMSG.size + NFGEN.size).get(NFTA_TABLE_NAME))
+        if name is not None:
+            names.append(f"{NFT_FAMILIES.get(family, str(family))} {name}")
+    return tuple(sorted(names))
