@@ -769,7 +769,15 @@ class Controller:
         with driver_call(drv, "validate"):
             spec = drv.validate(spec)
         network_id = new_id()
-        host = self._observe(self.host_ns) if cls.observe_host else None
+        with driver_call(drv, "shared_keys"):
+            keys = drv.shared_keys(spec)
+        # A network that may make shared setup observes the host inside its journaling
+        # transaction (prepare below); observed here as well, the host would be observed
+        # twice, and an observation's cost grows with the host's links and routes.
+        settled = self.store.read(
+            lambda tx: all(tx.shared(self.host_key, key) is not None for key in keys)
+        )
+        host = self._observe(self.host_ns) if cls.observe_host and settled else None
         sysctls = self._host_sysctls(cls.host_sysctls)
         created: list[Op] = []
         asked = spec
@@ -784,10 +792,10 @@ class Controller:
             nonlocal spec
             if tx.network_named(self.host_key, name):  # before its subnet clashes, as Docker
                 raise errors.NetworkExists(name)
-            with driver_call(drv, "shared_keys"):
-                keys = drv.shared_keys(asked)
             self._check_shared_settled(tx, keys)
-            if any(tx.shared(self.host_key, key) is None for key in keys):
+            if (cls.observe_host and host is None) or any(
+                tx.shared(self.host_key, key) is None for key in keys
+            ):
                 # this network may make the shared setup: plan it on the host as it is
                 # now. Observed earlier, the host may still have shown the setup of the
                 # last network of another process, whose teardown had not finished yet
