@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from hostnet import errors
-from hostnet.backends.netlink import conntrack, nsenter, rtnl
+from hostnet.backends.netlink import netfilter, nsenter, rtnl
 from hostnet.backends.netlink.channel import Channel, NetlinkError, open_route_socket
 from hostnet.backends.netlink.nft import NftContext
 from hostnet.backends.netlink.nft import available as nft_available
@@ -418,7 +418,7 @@ class NetlinkBackend:
                     unroutable.append(f"{parsed['dst']}/{parsed['dst_len']}")
             tables: tuple[str, ...] = ()
             if firewall and nft_available():
-                tables = conntrack.nft_tables(self._netfilter(ns, handle))
+                tables = netfilter.nft_tables(self._netfilter(ns, handle))
             cookie = nsenter.netns_cookie(handle.chan.sock)
         return Snapshot(
             ns=ns,
@@ -1038,12 +1038,12 @@ class NetlinkBackend:
             return  # no connection tracking loaded: nothing to forget
         if count == 0:
             return
-        conntrack.forget(self._netfilter(op.ns, handle), op.addresses, op.ports)
+        netfilter.forget(self._netfilter(op.ns, handle), op.addresses, op.ports)
 
     def _netfilter(self, ns: str | None, handle: _Handle) -> Channel:
         """The NETLINK_NETFILTER channel of ``ns`` (its ``handle``), opened on first use."""
         if handle.netfilter is None:
-            handle.netfilter = Channel(self._in_ns(ns, conntrack.open_socket))
+            handle.netfilter = Channel(self._in_ns(ns, netfilter.open_socket))
         return handle.netfilter
 
     def _apply_BindPort(self, op: BindPort) -> None:

@@ -238,10 +238,10 @@ class _PrivateProc:
     5.8: no entries of its own); a seccomp filter (which may kill the process for the
     call rather than refuse it); anything mounted on /proc/sys or at or below
     /proc/sys/net, such as a container's read-only /proc/sys (an instance of our own
-    would go around it); and
-    from the first open refused through an instance but allowed through /proc (a
-    security module). The instances are the process's: a thread of another namespace
-    looks names up in its own through them, as through /proc."""
+    would go around it); and from the first open refused through an instance but
+    allowed through /proc (a security module). The instances are the process's: a
+    thread of another namespace looks names up in its own through them, as through
+    /proc."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
