@@ -46,9 +46,11 @@ from baselines.kernel import (
     bridge_msg,
     in_thread,
     make_namespace,
+    net_namespace_objects,
     open_ns,
     prepare_run_dir,
     route_socket,
+    wait_for_cleanup,
 )
 from common import (
     Timer,
@@ -138,6 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hostnet import Controller
     from hostnet.backends.netlink import NetlinkBackend
 
+    # The kernel destroys deleted namespaces later, holding the lock every netlink
+    # change takes (a host namespace with 200 bridges, for a second or more): wait for
+    # what an earlier run left, so it does not fall on this run's timings.
+    waited = wait_for_cleanup(0)
+    baseline = net_namespace_objects()
     machine = machine_info()
     prefix = unique_prefix("nw")
     state = tempfile.mkdtemp(prefix="hostnet-bench-networks-")
@@ -191,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 floor.close()
             left = sweep_namespaces(prefix)
             shutil.rmtree(state, ignore_errors=True)
+            wait_for_cleanup(baseline)  # (for whatever runs next)
     if left:
         print(f"could not remove: {left}", file=sys.stderr)
         return 1
@@ -208,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     last = statistics.median(by_position[-1])
     print(
         f"connecting {args.workloads} workloads to {args.per_workload} networks each "
-        f"(of {args.n}): 1st network {first:.2f} ms, {args.per_workload}th {last:.2f} ms "
+        f"(of {args.n}): network #1 {first:.2f} ms, #{args.per_workload} {last:.2f} ms "
         f"({last / first:.2f}x)"
     )
     if not args.no_write:
@@ -216,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "networks",
             {
                 "params": vars(args),
+                "waited_for_netns_cleanup_s": waited,
                 "create": {"stats": results, "growth": growth, "versus_floor": pair},
                 "connect_by_position": [summarize(s) for s in by_position],
                 "samples_ms": {"create": create, "connect_by_position": by_position},

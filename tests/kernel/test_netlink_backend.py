@@ -482,6 +482,44 @@ def test_the_sysctl_directory_probe_writes_nothing_outside_its_namespace() -> No
         assert f.read() == before
 
 
+def test_a_table_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
+    """As for the route socket's dumps: the netfilter socket the tables are listed
+    through is opened again after an interrupt left a dump running on it."""
+    backend = NetlinkBackend()
+    world = World(backend, tag="hf")
+    try:
+        ns = world.ns()
+        script = "".join(f"add table inet t{i}\n" for i in range(800))  # (several answers)
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=script,
+                       text=True, check=True)  # fmt: skip
+        assert len(backend.observe(ns).nft_tables) == 800
+        chan = backend._handles[ns].netfilter
+        assert chan is not None
+        real = chan.sock
+
+        class Interrupted:
+            def __init__(self) -> None:
+                self.reads = 0
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def recv(self, size: int) -> bytes:
+                self.reads += 1
+                if self.reads == 2:
+                    chan.sock = real
+                    raise KeyboardInterrupt
+                return real.recv(size)
+
+        chan.sock = Interrupted()  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            backend.observe(ns)
+        assert len(backend.observe(ns).nft_tables) == 800
+    finally:
+        assert world.cleanup() == []
+        backend.close()
+
+
 def test_the_tables_observed_are_those_nft_lists_in_every_family() -> None:
     """The observation lists a namespace's nftables tables with one netlink dump of the
     tables alone (libnftables' `list tables` reads the whole ruleset first), named as

@@ -338,6 +338,34 @@ def test_a_failed_dump_keeps_the_kernels_text() -> None:
     assert info.value.args[1] == "Unknown table"
 
 
+def test_a_dump_the_kernel_marks_interrupted_is_made_again() -> None:
+    """NLM_F_DUMP_INTR: the objects changed while the dump was read in parts, so it may
+    miss some; it is asked again (the second answer here is whole), as libnftables
+    does, and a kernel that keeps interrupting gets DUMP_TRIES tries, then the last
+    answer stands."""
+    from hostnet.backends.netlink.channel import DUMP_TRIES
+
+    def answer(seq: int, name: str, flags: int) -> bytes:
+        link = rtnl.message(
+            rtnl.ifinfo(rtnl.string(rtnl.IFLA_IFNAME, name), index=seq), RTM_NEWLINK, flags, seq
+        )
+        return link + rtnl.NLMSG.pack(20, 3, flags, seq, 0) + rtnl.I32.pack(0)  # + DONE
+
+    class Answers(ScriptedSocket):
+        def __init__(self, interrupted: int) -> None:
+            super().__init__(b"")
+            self.interrupted = interrupted
+
+        def recv(self, _size: int) -> bytes:
+            seq = len(self.sent)  # (one request per dump, numbered from 1)
+            return answer(seq, f"x{seq}", 0x12 if seq <= self.interrupted else 0x2)
+
+    chan = Channel(Answers(interrupted=1))  # type: ignore[arg-type]
+    assert [rtnl.link(m)["name"] for m in chan.dump(rtnl.ifinfo(), 18)] == ["x2"]
+    chan = Channel(Answers(interrupted=99))  # type: ignore[arg-type]
+    assert [rtnl.link(m)["name"] for m in chan.dump(rtnl.ifinfo(), 18)] == [f"x{DUMP_TRIES}"]
+
+
 def offline_backend() -> Any:
     """The netlink backend's message builders, with every interface at index 5 and no
     socket: what it would send, without a kernel."""

@@ -1041,7 +1041,12 @@ class NetlinkBackend:
         netfilter.forget(self._netfilter(op.ns, handle), op.addresses, op.ports)
 
     def _netfilter(self, ns: str | None, handle: _Handle) -> Channel:
-        """The NETLINK_NETFILTER channel of ``ns`` (its ``handle``), opened on first use."""
+        """The NETLINK_NETFILTER channel of ``ns`` (its ``handle``), opened on first use,
+        and again after a dump an interrupt cut short (the kernel refuses the next
+        dump on that socket, as on the route socket: _handle)."""
+        if handle.netfilter is not None and handle.netfilter.broken:
+            handle.netfilter.close()
+            handle.netfilter = None
         if handle.netfilter is None:
             handle.netfilter = Channel(self._in_ns(ns, netfilter.open_socket))
         return handle.netfilter

@@ -26,6 +26,9 @@ NETLINK_ROUTE = 0
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_ECHO, NLM_F_DUMP = 0x1, 0x4, 0x8, 0x300
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200
+NLM_F_DUMP_INTR = 0x10  # the dump saw the objects change under it: it may miss some
+#: dumps made again while the kernel says they were interrupted (then: the last one)
+DUMP_TRIES = 10
 NLMSGERR_ATTR_MSG = 1
 
 # what ends an exchange: the ACK (or error) of a request, the first answer of a GET
@@ -55,6 +58,7 @@ class Channel:
         # socket is read, and the kernel refuses the next dump on it (EBUSY): such a
         # channel is done for, and its owner opens another (NetlinkBackend._handle).
         self.broken = False
+        self.interrupted = False  # the last exchange had NLM_F_DUMP_INTR
 
     def close(self) -> None:
         self.sock.close()
@@ -73,14 +77,17 @@ class Channel:
         self.sock.send(rtnl.message(body, msg_type, flags, seq))
         out: list[bytes] = []
         header = rtnl.NLMSG
+        self.interrupted = False
         while True:
             data = self.sock.recv(1 << 20)
             offset = 0
             while offset + header.size <= len(data):
-                length, kind, _flags, got, _pid = header.unpack_from(data, offset)
+                length, kind, got_flags, got, _pid = header.unpack_from(data, offset)
                 if length < header.size:
                     break
                 if got == seq:  # else a late answer to an earlier, abandoned request
+                    if got_flags & NLM_F_DUMP_INTR:
+                        self.interrupted = True
                     if kind in (NLMSG_ERROR, NLMSG_DONE):
                         code = 0
                         if length >= header.size + 4:
@@ -115,8 +122,14 @@ class Channel:
         return int(rtnl.IFINFO.unpack_from(answer, rtnl.NLMSG.size)[2])
 
     def dump(self, body: bytes, msg_type: int) -> list[bytes]:
-        """Every message of a dump, undecoded."""
-        return self._exchange(body, msg_type, NLM_F_REQUEST | NLM_F_DUMP, _DONE)
+        """Every message of a dump, undecoded. A dump the kernel marks interrupted (the
+        objects changed while it was read in parts, so some may be missing) is made
+        again, as libnftables does, up to DUMP_TRIES times."""
+        for _ in range(DUMP_TRIES):
+            found = self._exchange(body, msg_type, NLM_F_REQUEST | NLM_F_DUMP, _DONE)
+            if not self.interrupted:
+                break
+        return found
 
 
 def _error(message: bytes, code: int) -> NetlinkError:
