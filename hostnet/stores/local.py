@@ -16,10 +16,12 @@ allocations) carries an ``owner`` id, so rolling back or tearing down is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -932,8 +934,9 @@ def _settle(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
-def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
-    """SQLite's error, with what stands in the way and what to do (errors' contract)."""
+def _advice(path: Path, exc: sqlite3.Error | OSError, timeout: float) -> str:
+    """SQLite's error (or the filesystem's), with what stands in the way and what to do
+    (errors' contract)."""
     text = str(exc)
     if "locked" in text or "busy" in text:
         return (
@@ -941,12 +944,12 @@ def _advice(path: Path, exc: sqlite3.Error, timeout: float) -> str:
             f"{timeout:g} s (a hostnet call that is stuck, or an sqlite3 session left "
             f"in a transaction: `fuser -v {path}` names it); try again once it is done"
         )
-    if "full" in text:
+    if "full" in text or "No space" in text:
         return (
             f"{path}: {text}: the state directory's filesystem is full; free space, then "
             "run `hostnet gc`, which finishes what this call could not record"
         )
-    if "readonly" in text or "read-only" in text:
+    if "readonly" in text or "read-only" in text.lower():
         return f"{path}: {text}: the state directory is read-only; hostnet needs to write it"
     if "not a database" in text or "malformed" in text:
         return f"{path}: {text}: {DAMAGED}"
@@ -976,12 +979,15 @@ class LocalStore:
                 "pass state_dir= or set HOSTNET_STATE_DIR to a writable directory"
             ) from exc
         self.path = self.state_dir / "state.db"
+        self._timeout = timeout
+        if not self.path.exists():
+            self._create()
         if self.path.is_file() and self.path.stat().st_size == 0:
             # (SQLite would take it for a new, empty store, and hostnet would forget
-            # everything it made: a store it made is never empty)
+            # everything it made: a store it made is never empty, not even while it is
+            # being made, see _create)
             raise errors.StoreError(f"{self.path} is empty (truncated?): {DAMAGED}")
         self._local = threading.local()
-        self._timeout = timeout
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         try:
@@ -989,6 +995,32 @@ class LocalStore:
         except BaseException:
             self.close()  # (the connection opened for it)
             raise
+
+    def _create(self) -> None:
+        """A new store, made whole under a name of its own and then linked into place:
+        a process starting at the same moment finds no store or a whole one, never the
+        empty file SQLite makes first, which stands for a truncated store."""
+        fd, name = tempfile.mkstemp(prefix=".state.db.", dir=self.state_dir)
+        os.close(fd)
+        try:
+            os.chmod(name, 0o644)  # (what SQLite gives the files it makes)
+            conn = sqlite3.connect(name, timeout=self._timeout, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                self._migrate_schema(conn)
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # (all of it in the file)
+            finally:
+                conn.close()
+            with contextlib.suppress(FileExistsError):  # (another process's: whole too)
+                os.link(name, self.path)
+        except (sqlite3.Error, OSError) as exc:
+            raise errors.StoreError(
+                "cannot create " + _advice(self.path, exc, self._timeout)
+            ) from exc
+        finally:
+            for leftover in (name, name + "-wal", name + "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -1013,12 +1045,11 @@ class LocalStore:
 
     def _migrate(self) -> None:
         try:
-            self._migrate_schema()
+            self._migrate_schema(self._conn())
         except sqlite3.Error as exc:
             raise errors.StoreError(_advice(self.path, exc, self._timeout)) from exc
 
-    def _migrate_schema(self) -> None:
-        conn = self._conn()
+    def _migrate_schema(self, conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _SCHEMA.split(";"):
