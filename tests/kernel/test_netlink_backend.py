@@ -123,12 +123,12 @@ def test_a_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
             def __getattr__(self, name: str) -> Any:
                 return getattr(real, name)
 
-            def recv(self, size: int) -> bytes:
+            def recv_into(self, buffer: bytearray) -> int:
                 self.reads += 1
                 if self.reads == 2:
                     chan.sock = real
                     raise KeyboardInterrupt
-                return real.recv(size)
+                return real.recv_into(buffer)
 
         chan.sock = Interrupted()  # type: ignore[assignment]
         with pytest.raises(KeyboardInterrupt):
@@ -504,12 +504,12 @@ def test_a_table_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
             def __getattr__(self, name: str) -> Any:
                 return getattr(real, name)
 
-            def recv(self, size: int) -> bytes:
+            def recv_into(self, buffer: bytearray) -> int:
                 self.reads += 1
                 if self.reads == 2:
                     chan.sock = real
                     raise KeyboardInterrupt
-                return real.recv(size)
+                return real.recv_into(buffer)
 
         chan.sock = Interrupted()  # type: ignore[assignment]
         with pytest.raises(KeyboardInterrupt):

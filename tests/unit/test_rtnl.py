@@ -294,6 +294,11 @@ class ScriptedSocket:
     def recv(self, _size: int) -> bytes:
         return self.answer
 
+    def recv_into(self, buffer: bytearray) -> int:
+        answer = self.recv(len(buffer))
+        buffer[: len(answer)] = answer
+        return len(answer)
+
     def close(self) -> None:
         pass
 

@@ -23,6 +23,7 @@ from collections.abc import Collection
 
 import psutil
 
+from hostnet.backends.netlink.channel import receive
 from hostnet.model import BoundSocket
 
 NETLINK_SOCK_DIAG = 4
@@ -91,7 +92,7 @@ def _dump(
     width = 16 if family == socket.AF_INET6 else 4
     out: list[tuple[str, int, int, bool]] = []
     while True:
-        data = sock.recv(1 << 20)
+        data = receive(sock)
         offset = 0
         while offset + 16 <= len(data):
             length, kind, _flags, got_seq, _pid = _HEADER.unpack_from(data, offset)
