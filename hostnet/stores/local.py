@@ -17,6 +17,7 @@ allocations) carries an ``owner`` id, so rolling back or tearing down is
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -1011,8 +1012,15 @@ class LocalStore:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # (all of it in the file)
             finally:
                 conn.close()
-            with contextlib.suppress(FileExistsError):  # (another process's: whole too)
+            try:
                 os.link(name, self.path)
+            except FileExistsError:
+                pass  # another process's, whole too
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                    raise
+                # a filesystem without hard links: made in place by SQLite, as before
+                # (which a process starting at the same moment may take for damaged)
         except (sqlite3.Error, OSError) as exc:
             raise errors.StoreError(
                 "cannot create " + _advice(self.path, exc, self._timeout)

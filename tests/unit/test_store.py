@@ -537,3 +537,25 @@ def test_networks_are_read_by_id_and_without_their_plans_when_asked(store: Local
     assert [(n["name"], n["data"], "applied" in n) for n in light] == [("c", {"k": "c"}, False)]
     assert store.read(lambda tx: tx.networks(ids=["d" * 64, "a" * 64]))[1]["host"] == "other"
     assert store.read(lambda tx: tx.networks("", ids=[])) == []
+
+
+def test_a_state_dir_without_hard_links_still_gets_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the filesystem has no hard links, the store is made in place by SQLite, as
+    before; nothing is left of the attempt."""
+    import errno
+    import os
+
+    def refused(src: str, dst: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", refused)
+    store = LocalStore(tmp_path / "s")
+    try:
+        with store.transaction() as tx:
+            tx.add_namespace("a", "", created=True, owner="ns:a")
+        assert [r["name"] for r in store.read(lambda tx: tx.namespaces())] == ["a"]
+    finally:
+        store.close()
+    assert sorted(f.name for f in (tmp_path / "s").iterdir()) == ["state.db"]
