@@ -1131,13 +1131,16 @@ def _route_from(m: Mapping[str, Any], names: Mapping[int, str]) -> Route | None:
         return None
     if m["family"] not in (socket.AF_INET, socket.AF_INET6):  # an AF_UNSPEC dump has MPLS
         return None
-    family = m["family"]
-    dst = m["dst"] or ("::" if family == socket.AF_INET6 else "0.0.0.0")
-    net = ipaddress.ip_network(f"{dst}/{m['dst_len']}", strict=False)
-    if net.version == 6 and (net.is_link_local or net.is_multicast):
-        return None
     oif = m["oif"]
-    return Route(dst=str(net), gateway=m["gateway"], ifname=names.get(oif) if oif else None)
+    ifname = names.get(oif) if oif else None
+    if m["family"] == socket.AF_INET:
+        # (the kernel keeps IPv4 destinations masked: it refuses any other)
+        return Route(dst=f"{m['dst'] or '0.0.0.0'}/{m['dst_len']}", gateway=m["gateway"],
+                     ifname=ifname)  # fmt: skip
+    net = ipaddress.ip_network(f"{m['dst'] or '::'}/{m['dst_len']}", strict=False)
+    if net.is_link_local or net.is_multicast:
+        return None
+    return Route(dst=str(net), gateway=m["gateway"], ifname=ifname)
 
 
 def _normalise_nft(listing: Mapping[str, Any]) -> dict[str, Any]:

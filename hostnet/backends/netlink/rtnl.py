@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 NLMSG = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
@@ -56,6 +56,20 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 NDA_DST, NDA_LLADDR = 1, 2
 
 MACVLAN_MODE_NAMES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
+
+# what ``link`` reads of a link's description, by level
+_LINK_READ = frozenset(
+    (IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_LINKINFO,
+     IFLA_STATS64, IFLA_GROUP, IFLA_LINK_NETNSID)
+)  # fmt: skip
+_INFO_READ = frozenset((IFLA_INFO_KIND, IFLA_INFO_DATA))
+_ROUTE_READ = frozenset((RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE))
+_DATA_READ: dict[str, frozenset[int]] = {
+    "bridge": frozenset((IFLA_BR_MCAST_SNOOPING,)),
+    "macvlan": frozenset((IFLA_MACVLAN_MODE,)),
+    "macvtap": frozenset((IFLA_MACVLAN_MODE,)),
+    "vxlan": frozenset((IFLA_VXLAN_ID, IFLA_VXLAN_LINK)),
+}
 
 
 # -- encoding ---------------------------------------------------------------------------
@@ -140,15 +154,22 @@ def hairpin() -> bytes:
 # -- decoding ---------------------------------------------------------------------------
 
 
-def attrs(data: bytes, offset: int, end: int | None = None) -> dict[int, bytes]:
-    """The attributes in ``data[offset:end]`` by type (the last one wins)."""
+def attrs(
+    data: bytes, offset: int, end: int | None = None, only: Collection[int] | None = None
+) -> dict[int, bytes]:
+    """The attributes in ``data[offset:end]`` by type (the last one wins); only those of
+    the types ``only`` if given (the others are not copied out: a bridge's description
+    carries some 90 attributes, of which hostnet reads a dozen)."""
     end = len(data) if end is None else end
     out: dict[int, bytes] = {}
-    while offset + NLA.size <= end:
-        length, kind = NLA.unpack_from(data, offset)
-        if length < NLA.size:
+    unpack = NLA.unpack_from
+    while offset + 4 <= end:
+        length, kind = unpack(data, offset)
+        if length < 4:
             break
-        out[kind & NLA_TYPE_MASK] = data[offset + NLA.size : offset + length]
+        kind &= NLA_TYPE_MASK
+        if only is None or kind in only:
+            out[kind] = data[offset + 4 : offset + length]
         offset += (length + 3) & ~3
     return out
 
@@ -181,10 +202,14 @@ def link(data: bytes) -> dict[str, Any]:
     index, type, flags, name, mtu, mac, master, group, link, link_netnsid (bool),
     kind, macvlan_mode, vni, vxlan_link, mcast_snooping, stats (dict or None)."""
     _family, dev_type, index, flags, _change = IFINFO.unpack_from(data, NLMSG.size)
-    found = attrs(data, NLMSG.size + IFINFO.size)
-    info = attrs(found[IFLA_LINKINFO], 0) if IFLA_LINKINFO in found else {}
+    found = attrs(data, NLMSG.size + IFINFO.size, only=_LINK_READ)
+    info = attrs(found[IFLA_LINKINFO], 0, only=_INFO_READ) if IFLA_LINKINFO in found else {}
     kind = as_str(info.get(IFLA_INFO_KIND))
-    extra = attrs(info[IFLA_INFO_DATA], 0) if IFLA_INFO_DATA in info else {}
+    extra = (
+        attrs(info[IFLA_INFO_DATA], 0, only=_DATA_READ.get(kind or "", ()))
+        if IFLA_INFO_DATA in info
+        else {}
+    )
     mode = vni = vxlan_link = snooping = None
     if kind == "bridge" and IFLA_BR_MCAST_SNOOPING in extra:
         snooping = bool(extra[IFLA_BR_MCAST_SNOOPING][0])
@@ -239,7 +264,7 @@ def route(data: bytes) -> dict[str, Any]:
     family, dst_len, _src, _tos, table, _proto, _scope, kind, _flags = RTMSG.unpack_from(
         data, NLMSG.size
     )
-    found = attrs(data, NLMSG.size + RTMSG.size)
+    found = attrs(data, NLMSG.size + RTMSG.size, only=_ROUTE_READ)
     return {
         "family": family,
         "dst_len": dst_len,
