@@ -21,8 +21,8 @@ import errno
 import json
 import os
 import re
+import secrets
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -39,6 +39,10 @@ RETRYING = 2  # journal.failed: a failed journal some process is retrying right 
 #: A row of ``revive`` that is no network: hostnet had turned forwarding on in the host
 #: before it restarted (so it may again, whichever Controller makes the networks again)
 FORWARDING_ALLOWED = "allow-forwarding"
+#: the files a store is made in before it is linked to state.db (LocalStore._create),
+#: and how old (s) one must be to be left over from a process killed while making it
+_UNFINISHED = ".state.db."
+UNFINISHED_AGE = 60.0
 #: how many policy decisions the store keeps (the oldest go first)
 KEEP_ADMISSIONS = 10_000
 
@@ -983,6 +987,9 @@ class LocalStore:
         self._timeout = timeout
         if not self.path.exists():
             self._create()
+        elif self.path.stat().st_nlink > 1:
+            # (a second name a process killed while making the store left: _create)
+            self._sweep_unfinished()
         if self.path.is_file() and self.path.stat().st_size == 0:
             # (SQLite would take it for a new, empty store, and hostnet would forget
             # everything it made: a store it made is never empty, not even while it is
@@ -1000,11 +1007,13 @@ class LocalStore:
     def _create(self) -> None:
         """A new store, made whole under a name of its own and then linked into place:
         a process starting at the same moment finds no store or a whole one, never the
-        empty file SQLite makes first, which stands for a truncated store."""
-        fd, name = tempfile.mkstemp(prefix=".state.db.", dir=self.state_dir)
-        os.close(fd)
+        empty file SQLite makes first, which stands for a truncated store. (Between
+        processes of hostnets from before this, the race is as it was.)"""
+        self._sweep_unfinished()
+        name = str(self.state_dir / f"{_UNFINISHED}{secrets.token_hex(8)}")
         try:
-            os.chmod(name, 0o644)  # (what SQLite gives the files it makes)
+            # (mode as SQLite gives the files it makes: 0644 less the umask)
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o644))
             conn = sqlite3.connect(name, timeout=self._timeout, isolation_level=None)
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -1027,8 +1036,24 @@ class LocalStore:
             ) from exc
         finally:
             for leftover in (name, name + "-wal", name + "-shm"):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     os.unlink(leftover)
+
+    def _sweep_unfinished(self) -> None:
+        """Remove what a process killed while making a store left: its files, which no
+        one ever opens (one may even be a second name of the store itself), once they
+        are older than any making still under way."""
+        try:
+            entries = list(os.scandir(self.state_dir))
+        except OSError:
+            return
+        now = time.time()
+        for entry in entries:
+            if not entry.name.startswith(_UNFINISHED):
+                continue
+            with contextlib.suppress(OSError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > UNFINISHED_AGE:
+                    os.unlink(entry.path)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

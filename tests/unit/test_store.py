@@ -559,3 +559,56 @@ def test_a_state_dir_without_hard_links_still_gets_a_store(
     finally:
         store.close()
     assert sorted(f.name for f in (tmp_path / "s").iterdir()) == ["state.db"]
+
+
+def test_a_new_store_is_made_with_the_umask_and_its_errors_are_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store file gets the mode SQLite would give it (0644 less the umask), and a
+    state directory where nothing can be made gives a StoreError that says why, not
+    the filesystem's bare error (found by a review)."""
+    import errno
+    import os
+
+    previous = os.umask(0o077)
+    try:
+        LocalStore(tmp_path / "private").close()
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "private" / "state.db").stat().st_mode & 0o777 == 0o600
+
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if ".state.db." in str(path):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(StoreError, match="read-only"):
+        LocalStore(tmp_path / "ro")
+
+
+def test_what_a_process_killed_while_making_a_store_left_is_swept(tmp_path: Path) -> None:
+    """A process killed while making a store leaves its files, and after the link one
+    of them is a second name of the store itself, which nothing must ever open: the
+    next start removes those older than a making still under way."""
+    import os
+    import time
+
+    state = tmp_path / "s"
+    LocalStore(state).close()
+    stale = state / ".state.db.0123456789abcdef"
+    os.link(state / "state.db", stale)  # killed after the link
+    (state / ".state.db.00000000deadbeef").write_bytes(b"half a store")  # before it
+    (state / ".state.db.00000000deadbeef-wal").write_bytes(b"")
+    young = state / ".state.db.fedcba9876543210"  # another process making one now
+    young.write_bytes(b"")
+    old = time.time() - 3600
+    for name in (stale, state / ".state.db.00000000deadbeef"):
+        os.utime(name, (old, old))
+    os.utime(state / ".state.db.00000000deadbeef-wal", (old, old))
+    os.utime(young, None)
+    LocalStore(state).close()
+    assert sorted(f.name for f in state.iterdir()) == sorted(["state.db", young.name])
+    assert (state / "state.db").stat().st_nlink == 1
