@@ -1040,11 +1040,13 @@ class LocalStore:
                     os.unlink(leftover)
 
     def _sweep_unfinished(self) -> None:
-        """Remove what a process killed while making a store left: its files, which no
-        one ever opens (one may even be a second name of the store itself), once they
-        are older than any making still under way."""
+        """Remove what a process killed while making a store left, which no one ever
+        opens: a second name of the store itself (at once: a making that linked its
+        file unlinks that name right after), and the files of one it did not finish,
+        once they are older than any making still under way."""
         try:
             entries = list(os.scandir(self.state_dir))
+            store = self.path.stat().st_ino if self.path.exists() else None
         except OSError:
             return
         now = time.time()
@@ -1052,7 +1054,8 @@ class LocalStore:
             if not entry.name.startswith(_UNFINISHED):
                 continue
             with contextlib.suppress(OSError):
-                if now - entry.stat(follow_symlinks=False).st_mtime > UNFINISHED_AGE:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_ino == store or now - st.st_mtime > UNFINISHED_AGE:
                     os.unlink(entry.path)
 
     def _conn(self) -> sqlite3.Connection:

@@ -604,10 +604,9 @@ def test_what_a_process_killed_while_making_a_store_left_is_swept(tmp_path: Path
     (state / ".state.db.00000000deadbeef-wal").write_bytes(b"")
     young = state / ".state.db.fedcba9876543210"  # another process making one now
     young.write_bytes(b"")
-    old = time.time() - 3600
-    for name in (stale, state / ".state.db.00000000deadbeef"):
+    old = time.time() - 3600  # (not the store's second name: its age is the store's)
+    for name in (state / ".state.db.00000000deadbeef", state / ".state.db.00000000deadbeef-wal"):
         os.utime(name, (old, old))
-    os.utime(state / ".state.db.00000000deadbeef-wal", (old, old))
     os.utime(young, None)
     LocalStore(state).close()
     assert sorted(f.name for f in state.iterdir()) == sorted(["state.db", young.name])
