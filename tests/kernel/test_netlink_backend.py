@@ -100,6 +100,28 @@ def test_an_nft_run_an_interrupt_cut_short_leaves_nothing_for_the_next() -> None
         backend.close()
 
 
+def _interrupt_second_read(chan: Any) -> None:
+    """Ctrl-C between two answers of a dump: the second read of ``chan``'s socket
+    raises KeyboardInterrupt (and gives the real socket back)."""
+    real = chan.sock
+
+    class Interrupted:
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def recv_into(self, buffer: bytearray) -> int:
+            self.reads += 1
+            if self.reads == 2:
+                chan.sock = real
+                raise KeyboardInterrupt
+            return int(real.recv_into(buffer))
+
+    chan.sock = Interrupted()
+
+
 def test_a_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
     # Ctrl-C between two answers of a dump left it running on the cached socket: the
     # kernel refused every later dump there (EBUSY), for the life of the process
@@ -114,23 +136,7 @@ def test_a_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
             )
         backend.observe(ns)
         chan = backend._handles[ns].chan
-        real = chan.sock
-
-        class Interrupted:
-            def __init__(self) -> None:
-                self.reads = 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-
-            def recv_into(self, buffer: bytearray) -> int:
-                self.reads += 1
-                if self.reads == 2:
-                    chan.sock = real
-                    raise KeyboardInterrupt
-                return real.recv_into(buffer)
-
-        chan.sock = Interrupted()  # type: ignore[assignment]
+        _interrupt_second_read(chan)
         with pytest.raises(KeyboardInterrupt):
             backend.observe(ns)
         assert len(backend.observe(ns).link_names()) == 81
@@ -495,23 +501,7 @@ def test_a_table_dump_an_interrupt_cut_short_does_not_refuse_the_next() -> None:
         assert len(backend.observe(ns).nft_tables) == 800
         chan = backend._handles[ns].netfilter
         assert chan is not None
-        real = chan.sock
-
-        class Interrupted:
-            def __init__(self) -> None:
-                self.reads = 0
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(real, name)
-
-            def recv_into(self, buffer: bytearray) -> int:
-                self.reads += 1
-                if self.reads == 2:
-                    chan.sock = real
-                    raise KeyboardInterrupt
-                return real.recv_into(buffer)
-
-        chan.sock = Interrupted()  # type: ignore[assignment]
+        _interrupt_second_read(chan)
         with pytest.raises(KeyboardInterrupt):
             backend.observe(ns)
         assert len(backend.observe(ns).nft_tables) == 800
