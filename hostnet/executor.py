@@ -611,8 +611,7 @@ class Executor:
             elif entry["kind"] == "teardown":  # as Executor.teardown does
                 tx.teardown_done(entry["id"], owners)
             else:
-                for owner in owners:
-                    tx.forget(owner)
+                tx.forget_all(owners)
                 tx.journal_end(entry["id"])
         return Recovered(
             journal=entry["id"],

@@ -13,7 +13,7 @@ import pytest
 from hostnet.errors import NamespaceExists, PortInUse, StoreError
 from hostnet.model import clashes
 from hostnet.policy.ports import PortAllocator, PortRequest
-from hostnet.stores.local import SCHEMA_VERSION, LocalStore
+from hostnet.stores.local import FORGET_CHUNK, SCHEMA_VERSION, LocalStore
 
 
 @pytest.fixture
@@ -373,6 +373,31 @@ def test_forget_takes_a_networks_address_cursors_and_nobody_elses(store: LocalSt
     with store.transaction() as tx:
         tx.forget("abc")
         assert [n for n in names if tx.next_cursor(n, 0) == 5] == names[2:]
+
+
+def test_forget_all_is_forget_of_each_owner_across_chunks(store: LocalStore) -> None:
+    # more owners than one statement takes, each holding a record of every kind
+    owners = [f"o{i:04d}" for i in range(2 * FORGET_CHUNK + 100)]
+    with store.transaction() as tx:
+        for i, owner in enumerate(owners):
+            tx.add_namespace(f"n{i}", "", created=True, owner=owner)
+            tx.reserve_port("", "tcp", "0.0.0.0", 10000 + i, owner, "w")
+            tx.reserve_port("", "udp", "0.0.0.0", 10000 + i, f"{owner}/1", "w")  # later
+            tx.allocate("net", f"10.{i // 250}.{i % 250}.1", owner)
+            tx.set_cursor(f"ip:{owner}/10.0.0.0/24", 5)
+            tx.set_ident(owner, "boot/1")
+    gone = owners[::2]  # every other one: the rest must stay, in every table
+    with store.transaction() as tx:
+        tx.forget_all([*gone, gone[0], "nobody"])  # (a repeat, and an owner of nothing)
+    kept = owners[1::2]
+    dump = store.dump()
+    assert sorted(r[3] for r in dump["namespaces"]) == kept
+    assert sorted({r[4].split("/")[0] for r in dump["ports"]}) == kept
+    assert len(dump["ports"]) == 2 * len(kept)
+    assert sorted(r[2] for r in dump["addresses"]) == kept
+    assert sorted(r[0] for r in dump["idents"]) == kept
+    cursors = store.read(lambda tx: [tx.next_cursor(f"ip:{o}/10.0.0.0/24", 0) for o in owners])
+    assert cursors == [0 if o in gone else 5 for o in owners]
 
 
 def test_a_teardown_ends_only_the_failed_teardowns_it_redid(store: LocalStore) -> None:
