@@ -205,10 +205,10 @@ def _dumps(value: Any) -> str:
 #: how many owners Tx.forget_all deletes with one statement per table (SQLite takes at
 #: least 999 parameters; published is asked with each owner twice)
 FORGET_CHUNK = 400
-#: the tables whose rows belong to an owner, and the column that names it
+#: the tables whose rows belong to an owner, and the column that names it (ports and
+#: cursors, which also go by prefix, are Tx.forget_all's own)
 _OWNED_BY = (
     ("addresses", "owner"),
-    ("ports", "owner"),
     ("endpoints", "id"),
     ("networks", "id"),
     ("revive", "network"),
@@ -217,6 +217,13 @@ _OWNED_BY = (
     ("idents", "owner"),
     ("shared", "owner"),
 )
+
+
+def _padded(owners: list[str]) -> list[str]:
+    """``owners`` repeated at the end up to one of a few lengths, so that forget_all's
+    statements come in a few texts only (SQLite's statement cache holds 128)."""
+    size = next(n for n in (1, 8, 64, FORGET_CHUNK) if n >= len(owners))
+    return owners + owners[-1:] * (size - len(owners))
 
 
 def address_cursor(pool: str) -> str:
@@ -243,10 +250,10 @@ class Tx:
     def forget_all(self, owners: Collection[str]) -> None:
         """``forget`` each of ``owners``: every table is visited once per
         ``FORGET_CHUNK`` owners, not once per owner (disconnect_all forgets 1000
-        endpoints; one by one, that was 12,000 statements, several of them scans)."""
-        owners = list(dict.fromkeys(owners))
+        endpoints; one by one, that was 11 statements each, several of them scans)."""
+        owners = [owners] if isinstance(owners, str) else list(owners)
         for start in range(0, len(owners), FORGET_CHUNK):
-            part = owners[start : start + FORGET_CHUNK]
+            part = _padded(owners[start : start + FORGET_CHUNK])
             marks = ",".join("?" * len(part))
             for table, column in _OWNED_BY:
                 self.c.execute(
@@ -260,10 +267,10 @@ class Tx:
         # Ports published later on an endpoint belong to "<endpoint id>/<suffix>" (a
         # range of the owner index: "0" is the character after "/"), and a network's
         # address cursors are "ip:<network id>/<subnet>" (address_cursor()): nothing
-        # allocates from its pools any more. One indexed range per owner.
+        # allocates from its pools any more. Indexed lookups, one per owner.
         self.c.executemany(
-            "DELETE FROM ports WHERE owner >= ? || '/' AND owner < ? || '0'",
-            [(owner, owner) for owner in owners],
+            "DELETE FROM ports WHERE owner = ? OR (owner >= ? || '/' AND owner < ? || '0')",
+            [(owner, owner, owner) for owner in owners],
         )
         firsts = [address_cursor(f"{owner}/") for owner in owners]
         self.c.executemany(
@@ -356,18 +363,20 @@ class Tx:
         ).fetchall()
         networks = []
         workloads: set[str] = set()
+        gone: list[str] = []
         for network, driver in rows:
-            endpoints = self.c.execute(
+            for endpoint, workload in self.c.execute(
                 "SELECT id, workload FROM endpoints WHERE network = ?", (network,)
-            ).fetchall()
-            self.forget_all([endpoint for endpoint, _ in endpoints])
-            workloads.update(workload for _, workload in endpoints)
+            ).fetchall():
+                gone.append(endpoint)
+                workloads.add(workload)
             if driver in ("none", "host"):  # the built-in ones: nothing to make again
                 continue
             networks.append(network)
             self.c.execute(
                 "INSERT OR IGNORE INTO revive (network, host) VALUES (?, ?)", (network, host)
             )
+        self.forget_all(gone)
         owned = self.c.execute(
             "SELECT 1 FROM shared WHERE host = ? AND key LIKE 'sysctl:%'", (host,)
         ).fetchone()

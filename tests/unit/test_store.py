@@ -400,6 +400,73 @@ def test_forget_all_is_forget_of_each_owner_across_chunks(store: LocalStore) -> 
     assert cursors == [0 if o in gone else 5 for o in owners]
 
 
+def _forget_one_by_one(c: sqlite3.Connection, owner: str) -> None:
+    """Tx.forget as it was before forget_all (session 11): the reference."""
+    c.execute("DELETE FROM addresses WHERE owner = ?", (owner,))
+    c.execute(
+        "DELETE FROM ports WHERE owner = ? OR (owner >= ? || '/' AND owner < ? || '0')",
+        (owner, owner, owner),
+    )
+    first = f"ip:{owner}/"
+    c.execute("DELETE FROM cursors WHERE name >= ? AND name < ?", (first, first[:-1] + "0"))
+    c.execute("DELETE FROM published WHERE endpoint = ? OR owner = ?", (owner, owner))
+    for table, column in [("endpoints", "id"), ("networks", "id"), ("revive", "network")]:
+        c.execute(f"DELETE FROM {table} WHERE {column} = ?", (owner,))
+    for table in ("namespaces", "leases", "idents", "shared"):
+        c.execute(f"DELETE FROM {table} WHERE owner = ?", (owner,))
+
+
+@pytest.mark.parametrize("forget", ["a", "a/1", "ab a0 a", "a/ a/1/x b", "every"])
+def test_forget_all_deletes_what_forgetting_each_owner_did(tmp_path: Path, forget: str) -> None:
+    # owners that are prefixes of one another, with and without "/", in every table
+    owners = ["a", "a/", "a/1", "a/1/x", "a0", "ab", "a.b", "b", "b/a", "%", "_"]
+    gone = owners if forget == "every" else forget.split()
+
+    def fill(tx: Any) -> None:
+        for i, o in enumerate(owners):
+            c = tx.c
+            c.execute("INSERT INTO namespaces VALUES (?, 'h', 1, ?, 'active', 0)", (f"n{i}", o))
+            c.execute("INSERT INTO idents VALUES (?, 'boot/1', NULL)", (o,))
+            c.execute("INSERT INTO revive VALUES (?, 'h')", (o,))
+            c.execute("INSERT INTO leases VALUES (?, ?, 1, 0)", (o, f"n{i}"))
+            c.execute(
+                "INSERT INTO networks VALUES (?, ?, 'bridge', 'h', '{}', '{}', '[]', 'active', 0)",
+                (o, f"net{i}"),
+            )
+            c.execute(
+                "INSERT INTO endpoints VALUES (?, 'x', ?, NULL, '{}', '[]', 'active', 0)",
+                (o, f"w{i}"),
+            )
+            c.execute("INSERT INTO published VALUES (?, ?, '[]', '[]', 0, '[]')", (f"{o}#p", o))
+            c.execute("INSERT INTO published VALUES (?, 'other', '[]', '[]', 0, '[]')", (o,))
+            c.execute("INSERT INTO addresses VALUES ('net', ?, ?)", (f"10.0.0.{i}", o))
+            c.execute("INSERT INTO ports VALUES ('h', 'tcp', '0.0.0.0', ?, ?, 'w')", (100 + i, o))
+            c.execute("INSERT INTO shared VALUES ('h', ?, ?, '[]')", (f"k{i}", o))
+            c.execute("INSERT INTO cursors VALUES (?, '5')", (f"ip:{o}/10.0.0.0/24",))
+
+    def state(store: LocalStore) -> dict[str, Any]:
+        out = store.dump()
+        out["cursors"] = store.read(lambda tx: tx.c.execute("SELECT * FROM cursors").fetchall())
+        return {k: sorted(map(repr, v)) for k, v in out.items()}
+
+    expected, actual = LocalStore(tmp_path / "old"), LocalStore(tmp_path / "new")
+    try:
+        for s in (expected, actual):
+            with s.transaction() as tx:
+                fill(tx)
+        before = state(actual)
+        with expected.transaction() as tx:
+            for owner in gone:
+                _forget_one_by_one(tx.c, owner)
+        with actual.transaction() as tx:
+            tx.forget_all(gone)
+        assert state(actual) == state(expected)
+        assert state(actual) != before  # (it did delete)
+    finally:
+        expected.close()
+        actual.close()
+
+
 def test_a_teardown_ends_only_the_failed_teardowns_it_redid(store: LocalStore) -> None:
     owners = {"j1": '["a"]', "j2": '["a", "b"]', "j3": '["a", "c"]', "j4": "[]", "j5": '["b"]'}
     owners |= {"me": '["a", "b"]', "j6": '["b", "d"]'}
