@@ -33,6 +33,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -326,6 +327,35 @@ def machine_info() -> dict[str, Any]:
         "pyroute2": _package_version("pyroute2"),
         "hostnet_path": _module_path("hostnet"),
         "hostnet_source": source_info(),
+        "probes": machine_probes(),
+    }
+
+
+def machine_probes() -> dict[str, float]:
+    """How fast this machine is at what decides hostnet's ratios (medians of 5): the
+    CPU at Python (``python_loop_ms``: a loop of 1,000,000 additions) and the hand-off
+    to a fresh thread and back (``thread_us``: start one, wait for it). The floors are
+    system calls and barely depend on the first; hostnet's work over them does (a
+    machine three times slower at Python had ratios 1.3 to 1.4 times higher, session 12
+    in docs/performance.md), so compare ratios between machines with these beside."""
+    loops, threads = [], []
+    for _ in range(5):
+        start = time.perf_counter_ns()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        loops.append((time.perf_counter_ns() - start) / 1e6)
+        for _ in range(20):
+            done = threading.Event()
+            start = time.perf_counter_ns()
+            thread = threading.Thread(target=done.set)
+            thread.start()
+            done.wait()
+            thread.join()
+            threads.append((time.perf_counter_ns() - start) / 1e3)
+    return {
+        "python_loop_ms": round(statistics.median(loops), 2),
+        "thread_us": round(statistics.median(threads), 1),
     }
 
 

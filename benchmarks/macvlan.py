@@ -803,6 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{machine['date']}  kernel {machine['kernel']}  python {machine['python']}  "
         f"pyroute2 {machine['pyroute2']}  {machine['cpus']} CPUs  load {machine['loadavg']}"
+        f"  python loop {machine['probes']['python_loop_ms']} ms, thread {machine['probes']['thread_us']} us"
     )
     prefix = unique_prefix("mv")
     root_before = root_view()

@@ -720,6 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{machine['date']}  kernel {machine['kernel']}  python {machine['python']}  "
         f"pyroute2 {machine['pyroute2']}  {machine['cpus']} CPUs  load {machine['loadavg']}"
+        f"  python loop {machine['probes']['python_loop_ms']} ms, thread {machine['probes']['thread_us']} us"
     )
     imports: dict[str, Any] = {"runs": 0, "errors": {}}
     if args.import_runs:

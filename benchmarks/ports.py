@@ -624,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{machine['date']}  kernel {machine['kernel']}  python {machine['python']}  "
         f"{machine['cpus']} CPUs  load {machine['loadavg']}"
+        f"  python loop {machine['probes']['python_loop_ms']} ms, thread {machine['probes']['thread_us']} us"
     )
     source = machine.get("hostnet_source") or {}
     print(

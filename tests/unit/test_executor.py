@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -444,6 +445,81 @@ def test_recover_rolls_back_the_setup_of_a_dead_process(
             assert kernel.dump() == kernel_before
             assert store.dump() == store_before
             assert Executor(kernel, store).recover() == []  # nothing left to do
+        finally:
+            store.close()
+
+
+#: A bridge endpoint's plan: its address and route live on the veth the first op makes.
+ENDPOINT: Plan = (
+    AddLink(
+        ns=None,
+        name="veth-app",
+        kind="veth",
+        peer="eth0",
+        peer_ns="app",
+        mac="02:00:00:00:00:01",
+        up=True,
+        peer_up=True,
+    ),
+    AddAddress(ns="app", ifname="eth0", address="10.9.0.2/24"),
+    AddRoute(ns="app", dst="0.0.0.0/0", gateway="10.9.0.1", ifname="eth0"),
+    NftBatch(
+        ns=None,
+        commands=json.dumps({"nftables": [{"add": _TABLE}]}),
+        undo=json.dumps({"nftables": [{"delete": _TABLE}]}),
+    ),
+)
+
+
+def _progress_seen(plan: Plan) -> list[int]:
+    """The progress the journal held while each op of ``plan`` was applied, as the
+    executor records it (what a process killed during that op leaves behind)."""
+    seen: list[int] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStore(tmp)
+
+        class Watching(FakeKernel):
+            def apply(self, op: Any) -> None:
+                seen.extend(j["done"] for j in store.read(lambda tx: tx.journals()))
+                super().apply(op)
+
+        try:
+            kernel = Watching()
+            kernel.apply(CreateNamespace(ns="app"))  # (no journal: not seen)
+            Executor(kernel, store).apply(plan, owner="o1")
+        finally:
+            store.close()
+    return seen
+
+
+def test_no_progress_is_recorded_before_ops_that_go_with_a_recorded_link() -> None:
+    # the address and the route go with the veth: one progress update, before the
+    # firewall change, instead of three
+    assert _progress_seen(ENDPOINT) == [0, 0, 0, 3]
+    # the host end's address and eth0's go with the veth too; a route without its
+    # device named, a sysctl, the firewall and held ports do not
+    assert _progress_seen(PLAN[1:]) == [0, 0, 0, 0, 4, 5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("in_flight_applied", [False, True])
+@pytest.mark.parametrize("crash", range(len(ENDPOINT)))
+def test_recovery_after_a_crash_at_any_op_of_an_endpoint_leaves_nothing(
+    dead: int, crash: int, in_flight_applied: bool
+) -> None:
+    done = _progress_seen(ENDPOINT)[crash]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStore(tmp)
+        try:
+            kernel = FakeKernel()
+            kernel.apply(CreateNamespace(ns="app"))
+            kernel_before, store_before = kernel.dump(), store.dump()
+            _journal(store, kind="setup", plan=ENDPOINT, owners=["o1"], done=done, pid=dead)
+            for op in ENDPOINT[: crash + (1 if in_flight_applied else 0)]:
+                kernel.apply(op)
+            (report,) = Executor(kernel, store).recover()
+            assert report.errors == ()
+            assert kernel.dump() == kernel_before  # the address and route went with eth0
+            assert store.dump() == store_before
         finally:
             store.close()
 
