@@ -4,9 +4,7 @@ Invariants:
 
 Rule 1. A plan is journaled (in the same store transaction that records what it is for:
         pending records, address and port allocations, all tagged with an owner id)
-        before its first op touches the kernel. Progress is recorded after every op,
-        except before an op that undoing the recorded ones undoes too (an address or
-        route on a link a recorded op made: the link's delete takes it along).
+        before its first op touches the kernel. Progress is recorded after every op.
 Rule 2. Setup either completes or is rolled back: on the first failure the inverses of
         the completed ops are applied in reverse, every rollback error is collected (not
         just the first), then the owner's records are forgotten. The caller gets the
@@ -52,7 +50,6 @@ from hostnet.ops import (
     plan_from_json,
     plan_to_json,
     split_nft,
-    undone_with,
 )
 from hostnet.stores.local import LocalStore, Tx
 
@@ -175,8 +172,6 @@ class Executor:
         # the names taken for the namespaces the plan makes: the token tells the one
         # made on it from one made later under that name by someone else (Rule 5)
         reserved: dict[str, str] = {}
-        # the progress the journal holds: a recovery undoes ops [0, recorded] (Rule 4)
-        recorded = 0
         try:
             if entered is not None:
                 entered.append(True)  # from here on, the rollback below owns the journal
@@ -194,20 +189,11 @@ class Executor:
                     made = self._made_place(op.ns)
                     if made:
                         self.store.journal_place(journal, index + 1, made)
-                        recorded = index + 1
                         continue
                 # Not after the last op: the closing transaction ends the journal, and
-                # recovery treats op #done as possibly applied anyway (Rule 4). Nor
-                # before an op that undoing ops [0, recorded] undoes too (Rule 1): a
-                # bridge endpoint's address and route go with its veth, one commit
-                # each saved.
-                if (
-                    self.store is not None
-                    and index + 1 < len(plan)
-                    and not undone_with(plan, recorded, index + 1)
-                ):
+                # recovery treats op #done as possibly applied anyway (Rule 4).
+                if self.store is not None and index + 1 < len(plan):
                     self.store.journal_progress(journal, index + 1)
-                    recorded = index + 1
             if self.store is not None:
                 with self.store.transaction() as tx:
                     if commit is not None:

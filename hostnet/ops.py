@@ -508,31 +508,18 @@ def teardown_plan(recorded: Plan) -> Plan:
     gone = _deleted_links(undo)
     if not gone:
         return undo
-    return tuple(op for op in undo if not _goes_with(op, gone))
-
-
-def _goes_with(undo: Op, gone: set[tuple[str | None, str]]) -> bool:
-    """Whether ``undo`` (an inverse) is pointless once the links ``gone`` are deleted:
-    it acts on one of them, and the kernel drops a link's addresses, routes, neighbours,
-    master, state and per-interface sysctls with it."""
-    if isinstance(undo, DelAddress | DelRoute | DelNeighbour | DelFdb | SetLinkUp | SetMaster):
-        ifname = getattr(undo, "ifname", None) or getattr(undo, "name", None)
-        return (undo.ns, ifname) in gone
-    if isinstance(undo, SetSysctl):
-        return any(undo.ns == ns and f"/conf/{name}/" in undo.key for ns, name in gone)
-    return False
-
-
-def undone_with(plan: Plan, upto: int, index: int) -> bool:
-    """Whether undoing ``plan[:upto + 1]`` undoes ``plan[index]`` too: it acts on a link
-    one of those ops made (an address or a route on it), which the link's delete takes
-    along. The executor records no progress before such an op (Rule 1)."""
-    try:
-        undo = plan[index].inverse()
-        gone = _deleted_links(tuple(op.inverse() for op in plan[: upto + 1]))
-    except NotImplementedError:
-        return False
-    return bool(gone) and _goes_with(undo, gone)
+    out: list[Op] = []
+    for op in undo:
+        if isinstance(op, DelAddress | DelRoute | DelNeighbour | DelFdb | SetLinkUp | SetMaster):
+            ifname = getattr(op, "ifname", None) or getattr(op, "name", None)
+            if (op.ns, ifname) in gone:
+                continue
+        if isinstance(op, SetSysctl) and any(
+            op.ns == ns and f"/conf/{name}/" in op.key for ns, name in gone
+        ):
+            continue
+        out.append(op)
+    return tuple(out)
 
 
 def merge_nft(ops: Plan) -> Plan:

@@ -492,13 +492,10 @@ def _progress_seen(plan: Plan) -> list[int]:
     return seen
 
 
-def test_no_progress_is_recorded_before_ops_that_go_with_a_recorded_link() -> None:
-    # the address and the route go with the veth: one progress update, before the
-    # firewall change, instead of three
-    assert _progress_seen(ENDPOINT) == [0, 0, 0, 3]
-    # the host end's address and eth0's go with the veth too; a route without its
-    # device named, a sysctl, the firewall and held ports do not
-    assert _progress_seen(PLAN[1:]) == [0, 0, 0, 0, 4, 5, 6, 7, 8]
+def test_progress_is_recorded_after_every_op_but_the_last() -> None:
+    # Not skipped before ops that go with a recorded link (tried in session 12, see
+    # docs/decisions.md): a recovery that cannot delete the link would leave them.
+    assert _progress_seen(ENDPOINT) == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("in_flight_applied", [False, True])
@@ -518,7 +515,7 @@ def test_recovery_after_a_crash_at_any_op_of_an_endpoint_leaves_nothing(
                 kernel.apply(op)
             (report,) = Executor(kernel, store).recover()
             assert report.errors == ()
-            assert kernel.dump() == kernel_before  # the address and route went with eth0
+            assert kernel.dump() == kernel_before
             assert store.dump() == store_before
         finally:
             store.close()
