@@ -585,10 +585,11 @@ class Executor:
         places = entry.get("places") or {}
         moved, mounts = self._judge(places)
         if entry["kind"] == "setup":
-            # ops [0, done) completed; op #done may have been in flight when it died
-            # A failed journal knows exactly what completed (the failing op changed
-            # nothing: ops are atomic); only a crash leaves op #done in doubt.
-            end = entry["done"] if entry["failed"] else entry["done"] + 1
+            # ops [0, done) completed; op #done may have been in flight when it died.
+            # Also in a failed one: a setup journal is marked failed only by a
+            # recovery that could not read it (an older hostnet meeting an op it does
+            # not know), after its process died, op #done in doubt all the same.
+            end = entry["done"] + 1
             touched = plan[: min(end, len(plan))]
             # undone in reverse: the inverses to apply, in that order
             todo = [self._undo_of(op, places, moved, mounts) for op in reversed(touched)]

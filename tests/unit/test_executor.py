@@ -521,6 +521,34 @@ def test_recovery_after_a_crash_at_any_op_of_an_endpoint_leaves_nothing(
             store.close()
 
 
+@pytest.mark.parametrize("crash", range(len(ENDPOINT)))
+def test_a_setup_journal_marked_failed_unread_is_rolled_back_with_its_op_in_doubt(
+    dead: int, crash: int
+) -> None:
+    # A recovery that cannot read a journal (an older hostnet meeting an op it does
+    # not know) marks it failed; the one that reads it later must still undo the op
+    # the dead process was applying (found by a review: [0, done) was undone).
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LocalStore(tmp)
+        try:
+            kernel = FakeKernel()
+            kernel.apply(CreateNamespace(ns="app"))
+            kernel_before = kernel.dump()
+            journal = _journal(
+                store, kind="setup", plan=ENDPOINT, owners=["o1"], done=crash, pid=dead
+            )
+            with store.transaction() as tx:
+                tx.journal_fail(journal)
+            for op in ENDPOINT[: crash + 1]:  # op #done was applied when it died
+                kernel.apply(op)
+            (report,) = Executor(kernel, store).recover()
+            assert report.errors == ()
+            assert kernel.dump() == kernel_before
+            assert store.read(lambda tx: tx.journals()) == []
+        finally:
+            store.close()
+
+
 @pytest.mark.parametrize(
     ("reserved", "then", "left"),
     [
