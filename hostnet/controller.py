@@ -2993,10 +2993,17 @@ def _has_net_admin(pid: int) -> bool:
 
 
 def _rfc3339(at: float) -> str:
-    """A store timestamp as Docker writes times in inspect (UTC, nanoseconds)."""
-    whole = int(at)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{stamp}.{int((at - whole) * 1e9):09d}Z"
+    """A store timestamp as Docker writes times in inspect: Go's RFC 3339 with
+    nanoseconds, trailing zeros of the fraction dropped (none: no fraction), in UTC.
+    The fraction is the float's shortest decimal form, so that no binary noise shows
+    up in its last digits (1700000000.123456 is .123456, not .123456001)."""
+    text = repr(float(at))  # (what time.time() gave, digit for digit)
+    if "e" in text or "." not in text:
+        text = f"{at:.9f}"
+    whole, _, fraction = text.partition(".")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(whole)))
+    fraction = fraction[:9].rstrip("0")
+    return f"{stamp}.{fraction}Z" if fraction else f"{stamp}Z"
 
 
 class _Taken(Exception):

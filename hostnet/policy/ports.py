@@ -56,7 +56,8 @@ def _protocol(text: str, spec: str) -> str:
 
 
 def _host_ip(text: str, spec: str) -> str:
-    text = text.strip("[]")
+    # (brackets are taken off by _split_ip, in pairs: one left here is a typo, which
+    # ip_address refuses, not a character to drop and keep in PortBindings)
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -104,6 +105,8 @@ class PublishSpec:
     container_end: int
     #: the host address as written, without brackets ("" when the spec names none)
     asked_ip: str = ""
+    #: the host port as written when it asks for any free one: "" (none) or "0"
+    asked_port: str = ""
 
     @property
     def protocol(self) -> str:
@@ -124,7 +127,7 @@ class PublishSpec:
             return [(f"{self.container_start}/{proto}", self.asked_ip, port)]
         out = []
         for offset in range(self.container_end - self.container_start + 1):
-            port = "" if request.start is None else str(request.start + offset)
+            port = self.asked_port if request.start is None else str(request.start + offset)
             out.append((f"{self.container_start + offset}/{proto}", self.asked_ip, port))
         return out
 
@@ -188,6 +191,12 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
     # (the address as typed, without brackets, is what Docker's HostConfig shows)
     asked_ip, given, parts = _split_ip(body, spec, 3, as_docker=True)
     host_ip = given or default_ip
+    if given and len(parts) == 1:
+        # "[::]:80" (as Docker, which refuses it): no host port where one must be;
+        # taken as an ephemeral one, a typo would publish on a port nobody asked for
+        raise errors.InvalidPort(
+            spec, "an address needs a host port: [IP]:HOST:CONTAINER, or [IP]::CONTAINER for any"
+        )
     if len(parts) == 1:
         host_text, container_text = "", parts[0]
     elif len(parts) == 2:
@@ -196,10 +205,19 @@ def parse_publish(spec: str, default_ip: str = WILDCARD4) -> PublishSpec:
         raise errors.InvalidPort(spec, "expected [IP:][HOST:]CONTAINER[/PROTO]")
     c_start, c_end = _range(container_text, spec)
     n_cont = c_end - c_start + 1
+    if host_text == "0" and n_cont == 1:
+        host_text = ""  # host port 0: any free one, as Docker takes it (and shows "0")
+        asked_port = "0"
+    else:
+        asked_port = ""
     if not host_text:  # ephemeral: one host port per container port
         request = PortRequest(protocol=protocol, host_ip=host_ip, ephemeral=n_cont)
         return PublishSpec(
-            host=request, container_start=c_start, container_end=c_end, asked_ip=asked_ip
+            host=request,
+            container_start=c_start,
+            container_end=c_end,
+            asked_ip=asked_ip,
+            asked_port=asked_port,
         )
     h_start, h_end = _range(host_text, spec)
     n_host = h_end - h_start + 1

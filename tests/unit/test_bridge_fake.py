@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -94,7 +95,10 @@ def test_inspect_is_docker_shaped(ctl: Controller) -> None:
         False,
     )
     assert info["ConfigFrom"] == {"Network": ""} and info["ConfigOnly"] is False
-    created = datetime.datetime.fromisoformat(info["Created"][:26] + "+00:00")
+    # Go's RFC 3339 with nanoseconds, as Docker prints it: no trailing zeros
+    stamp = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{0,8}[1-9])?Z", info["Created"])
+    assert stamp is not None, info["Created"]
+    created = datetime.datetime.fromisoformat(stamp[1] + "+00:00")
     assert abs((datetime.datetime.now(datetime.UTC) - created).total_seconds()) < 60
     assert info["IPAM"]["Config"] == [
         {
@@ -333,7 +337,16 @@ def test_port_syntax_errors_and_conflicts(ctl: Controller) -> None:
     web.connect(a, publish=["8080:80"])
     kernel_of(ctl).bind_external(HOST, "tcp", "0.0.0.0", 8081, pid=4242, process="nginx")
     before_kernel, before_store = kernel_of(ctl).dump(), ctl.store.dump()
-    for spec in ("0:80", "8080:0", "80/icmp", "1-2:1-3", "a:b", "1.2.3:80:80", "[::1:80:80"):
+    for spec in (
+        "0:80-81",
+        "8080:0",
+        "[::]:80",
+        "80/icmp",
+        "1-2:1-3",
+        "a:b",
+        "1.2.3:80:80",
+        "[::1:80:80",
+    ):
         with pytest.raises(errors.InvalidPort):
             web.connect(b, publish=[spec])
     with pytest.raises(errors.PortInUse) as info:
@@ -585,7 +598,7 @@ def test_port_bindings_show_what_was_asked_and_ports_what_was_given(ctl: Control
     ep = web.connect(
         a, publish=["8080:80", "90", "0.0.0.0::53/udp", "9000-9001:9000-9001", "7000-7010:70"]
     )
-    web.publish(a, ["[::ffff:127.0.0.1]:6000:60", "61"])
+    web.publish(a, ["[::ffff:127.0.0.1]:6000:60", "61", "0:62"])
     info = ctl.inspect(a)
     assert info["HostConfig"]["PortBindings"] == {
         "80/tcp": [{"HostIp": "", "HostPort": "8080"}],
@@ -596,6 +609,7 @@ def test_port_bindings_show_what_was_asked_and_ports_what_was_given(ctl: Control
         "70/tcp": [{"HostIp": "", "HostPort": "7000-7010"}],
         "60/tcp": [{"HostIp": "::ffff:127.0.0.1", "HostPort": "6000"}],  # as typed
         "61/tcp": [{"HostIp": "", "HostPort": ""}],
+        "62/tcp": [{"HostIp": "", "HostPort": "0"}],  # any port, as typed
     }
     given = {m.docker_key(): m for m in (*ep.ports, *web.endpoints()[0].ports)}
     ports = info["NetworkSettings"]["Ports"]
@@ -603,6 +617,7 @@ def test_port_bindings_show_what_was_asked_and_ports_what_was_given(ctl: Control
     assert ports["90/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(given["90/tcp"].host_port)}]
     assert ports["70/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "7000"}]
     assert ports["61/tcp"][0]["HostPort"] != ""
+    assert int(ports["62/tcp"][0]["HostPort"]) == given["62/tcp"].host_port > 0
     # the same through the API's Endpoint
     (ep,) = web.endpoints()
     assert ep.asked[:2] == (("80/tcp", "", "8080"), ("90/tcp", "", ""))

@@ -750,3 +750,19 @@ def test_a_fake_controller_never_closed_leaves_no_state_directory() -> None:
     del ctl
     gc.collect()
     assert not state.exists()
+
+
+@pytest.mark.parametrize(
+    ("at", "text"),
+    [
+        (1700000000.0, "2023-11-14T22:13:20Z"),
+        (1700000000.5, "2023-11-14T22:13:20.5Z"),
+        (1700000000.123456, "2023-11-14T22:13:20.123456Z"),  # no binary noise after it
+        (1796017894.01192, "2026-11-30T05:51:34.01192Z"),
+    ],
+)
+def test_inspect_times_are_written_as_docker_writes_them(at: float, text: str) -> None:
+    # Go's RFC 3339 with nanoseconds: trailing zeros of the fraction dropped
+    from hostnet.controller import _rfc3339
+
+    assert _rfc3339(at) == text

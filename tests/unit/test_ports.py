@@ -53,6 +53,10 @@ def _host(spec: PublishSpec) -> tuple[object, ...]:
         (":8080:80", ("tcp", "0.0.0.0", 8080, 8080, False, 1), (80, 80)),
         ("::1:8080:80", ("tcp", "::1", 8080, 8080, False, 1), (80, 80)),
         ("2001:db8::1::80/udp", ("udp", "2001:db8::1", None, None, False, 1), (80, 80)),
+        # host port 0 is any free one, as Docker takes it
+        ("0:80", ("tcp", "0.0.0.0", None, None, False, 1), (80, 80)),
+        ("127.0.0.1:0:80/udp", ("udp", "127.0.0.1", None, None, False, 1), (80, 80)),
+        ("[::1]:0:80", ("tcp", "::1", None, None, False, 1), (80, 80)),
     ],
 )
 def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int, int]) -> None:
@@ -69,7 +73,9 @@ def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int
         "0",
         "65536",
         "8080:0",
-        "0:80",
+        "0:80-81",  # any one port for two container ports
+        "0-5:80-85",
+        "00:80",
         "65536:80",
         "8080:65536",
         "82-80",
@@ -97,6 +103,15 @@ def test_parse_publish(spec: str, host: tuple[object, ...], container: tuple[int
         "[::1]8080:80",
         "[nonsense]:80:80",
         "[fe80::1%eth0]:8080:80",  # nftables would drop the zone
+        # an address with no host port after it (Docker refuses these too); taken as
+        # "any port", a typo would publish on one nobody asked for
+        "[::]:80",
+        "[2001:db8::5]:9000/udp",
+        "[127.0.0.1]:80",
+        # a bracket without its pair is a typo, not a character to drop
+        "127.0.0.1]:8090:80",
+        "::]:8092:80",
+        "[::1:8080:80]",
     ],
 )
 def test_parse_publish_refuses_bad_input(spec: str) -> None:
@@ -105,6 +120,13 @@ def test_parse_publish_refuses_bad_input(spec: str) -> None:
     assert info.value.spec == spec
     assert isinstance(info.value, ValueError)
     assert repr(spec) in str(info.value)
+
+
+def test_port_bindings_show_the_host_port_as_typed() -> None:
+    # HostConfig.PortBindings keeps what was asked: "0" for any port, "" for none
+    assert parse_publish("0:80").bindings() == [("80/tcp", "", "0")]
+    assert parse_publish("127.0.0.1::80/udp").bindings() == [("80/udp", "127.0.0.1", "")]
+    assert parse_publish("80-81").bindings() == [("80/tcp", "", ""), ("81/tcp", "", "")]
 
 
 @pytest.mark.parametrize("value", [None, 80, b"80", ["80"]])
