@@ -183,9 +183,19 @@ class Executor:
                 self.backend.apply(op)
                 done.append(op)
                 current.clear()
-                if self.store is not None and isinstance(op, CreateNamespace):
+                if (
+                    self.store is not None
+                    and isinstance(op, CreateNamespace)
+                    and (
+                        index + 1 < len(plan)
+                        or not self.backend.reservation_is_unique(reserved[op.ns])
+                    )
+                ):
                     # which namespace it made (Rule 5): a rollback after a crash must
-                    # not delete one someone else makes under that name meanwhile
+                    # not delete one someone else makes under that name meanwhile, nor
+                    # apply later ops in it. Made by the last op on a reservation whose
+                    # token no later file can have, the token tells it apart alone,
+                    # and the closing transaction comes next (one write fewer)
                     made = self._made_place(op.ns)
                     if made:
                         self.store.journal_place(journal, index + 1, made)

@@ -96,6 +96,12 @@ class Backend(Protocol):
         made on that very reservation (or the reservation itself), never one made later
         under the same name by someone else."""
 
+    def reservation_is_unique(self, token: str) -> bool:
+        """Whether ``token`` (``reserve_namespace``'s) tells its file from every file
+        made after it under that name. Where it does not (the netlink backend on a
+        filesystem without file handles: the inode number alone, which the next file
+        often gets), the executor also records the mount of the namespace made on it."""
+
     def release(self, ns: str | None) -> None:
         """Drop any cached handle into ``ns`` (an open socket keeps a deleted namespace
         alive)."""

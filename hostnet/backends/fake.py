@@ -275,6 +275,9 @@ class FakeKernel:
         token = self._reserved[name] = str(next(self._files))
         return token
 
+    def reservation_is_unique(self, token: str) -> bool:
+        return True  # (a count, never reused)
+
     def observe(
         self, ns: str | None, *, firewall: bool = True, addresses: bool = True
     ) -> Snapshot:

@@ -94,6 +94,9 @@ class FaultyBackend:
     def reserve_namespace(self, name: str) -> str:
         return self.inner.reserve_namespace(name)
 
+    def reservation_is_unique(self, token: str) -> bool:
+        return self.inner.reservation_is_unique(token)
+
     def release(self, ns: str | None) -> None:
         release = getattr(self.inner, "release", None)
         if release is not None:

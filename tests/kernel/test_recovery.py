@@ -379,6 +379,66 @@ def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path
         backend.close()
 
 
+def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(tmp_path: Path) -> None:
+    # killed after making its namespace and before the closing transaction (the journal
+    # has the reservation's token, no mount); someone deleted the namespace and made
+    # one of that name, whose file got the freed inode number: the token tells theirs
+    # from the dead create's by the file handle's generation, and recovery leaves it
+    import json
+
+    import psutil
+
+    from hostnet.backends.netlink import nsenter
+    from hostnet.executor import RESERVES
+    from hostnet.ops import plan_to_json
+    from hostnet.stores.local import LocalStore
+
+    prefix = unique_prefix("hg")
+    host, name = f"{prefix}host", f"{prefix}x"
+    backend = NetlinkBackend()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # (a pid no process has)
+    try:
+        backend.apply(CreateNamespace(ns=host))
+        token = backend.reserve_namespace(name)
+        if not backend.reservation_is_unique(token):
+            pytest.skip("/run/netns is on a filesystem without file handles")
+        backend.apply(CreateNamespace(ns=name))
+        store = LocalStore(tmp_path / "state")
+        with store.transaction() as tx:
+            tx.add_namespace(name, host, created=True, owner=f"ns:{name}")
+            tx.journal_begin(
+                id="died",
+                kind="setup",
+                owner=json.dumps([f"ns:{name}"]),
+                pid=child.pid,
+                started=psutil.boot_time(),
+                plan=plan_to_json((CreateNamespace(ns=name),)),
+                places={RESERVES: "1", f"@reserved:{name}": token},
+            )
+        store.close()
+        inode = token.split("/")[0]
+        for _ in range(20):  # (until the new file gets the old inode number)
+            subprocess.run(["ip", "netns", "del", name], check=True)
+            subprocess.run(["ip", "netns", "add", name], check=True)
+            now = nsenter.entry_token(name)
+            if now is not None and now.split("/")[0] == inode:
+                break
+        else:
+            pytest.skip("the kernel gave the new file another inode number 20 times")
+        subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
+        ctl = Controller(host=host, state_dir=tmp_path / "state", backend=backend)
+        assert [r.journal for r in ctl.recovered] == ["died"]
+        assert backend.has_namespace(name)
+        assert "theirs0" in backend.observe(name).link_names()
+        assert ctl.store.read(lambda tx: tx.namespaces()) == []
+        ctl.close()
+    finally:
+        for ns in (name, host):
+            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL, check=False)
+        backend.close()
+
+
 def test_a_recovery_killed_after_its_delete_spares_a_namespace_made_since(tmp_path: Path) -> None:
     # recovery deleted the namespace a dead create made on its reservation and was
     # killed before ending the journal; someone made a namespace of that name, whose

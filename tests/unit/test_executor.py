@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -581,6 +581,33 @@ def test_recovery_deletes_only_a_namespace_made_on_its_reservation(
     assert report.errors == ()
     assert kernel.has_namespace("app") == left
     assert store.read(lambda tx: tx.journals()) == []
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_a_namespace_made_last_records_its_mount_only_if_its_token_is_not_unique(
+    store: LocalStore, unique: bool
+) -> None:
+    """The mount of a namespace the plan's last op made tells it from one made later
+    under its name by someone else, for a recovery; a token no later file can have
+    does that alone, and the journal then skips the write (the closing transaction is
+    next)."""
+    kernel = FakeKernel()
+    kernel.reservation_is_unique = lambda token: unique  # type: ignore[method-assign]
+    kernel.namespace_mount = lambda name: f"mount-of-{name}"  # type: ignore[method-assign]
+    kernel.mount_view = lambda: "view"  # type: ignore[method-assign]
+    seen: list[dict[str, str]] = []
+    real = store.journal_place
+
+    def journal_place(id: str, done: int, places: Mapping[str, str]) -> None:
+        seen.append(dict(places))
+        real(id, done, places)
+
+    store.journal_place = journal_place  # type: ignore[method-assign]
+    Executor(kernel, store).apply((CreateNamespace(ns="app"),), owner="ns:app")
+    assert kernel.has_namespace("app")
+    assert [sorted(p) for p in seen] == (
+        [["@reserved:app"]] if unique else [["@reserved:app"], ["@view", "app"]]
+    )
 
 
 def test_a_recovery_that_failed_is_retried_in_full(store: LocalStore, dead: int) -> None:

@@ -35,3 +35,25 @@ def test_a_signal_taken_by_the_thread_interrupts_the_caller_without_hanging() ->
     finally:
         watchdog.cancel()
         signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.parametrize(
+    ("recorded", "now", "same"),
+    [
+        ("12/1:0c000000aa", "12/1:0c000000aa", True),
+        # the same inode number, another file (the generation in the handle differs)
+        ("12/1:0c000000aa", "12/1:0c000000bb", False),
+        ("12/1:0c000000aa", "13/1:0d000000aa", False),
+        # one side without the handle (an older hostnet's journal; a filesystem without
+        # handles, or open_tree refused): the inode numbers decide, as before
+        ("12", "12/1:0c000000aa", True),
+        ("12/1:0c000000aa", "12", True),
+        ("12", "13", False),
+        ("12", None, False),  # no file there
+    ],
+)
+def test_reservation_tokens_compare_by_handle_where_both_have_one(
+    recorded: str, now: str | None, same: bool
+) -> None:
+    assert nsenter.same_token(recorded, now) is same
+    assert nsenter.token_is_unique(recorded) is ("/" in recorded)

@@ -611,6 +611,9 @@ class NetlinkBackend:
             token = self._reserved[name] = nsenter.reserve_namespace(name)
             return token
 
+    def reservation_is_unique(self, token: str) -> bool:
+        return nsenter.token_is_unique(token)
+
     def _apply_CreateNamespace(self, op: CreateNamespace) -> None:
         # lo up with one ioctl from the creating thread, and no sockets opened: most
         # callers (Controller.create_namespace) would close them at once, and the next
@@ -619,8 +622,11 @@ class NetlinkBackend:
         # made after removing it, nor on their namespace)
         token = self._reserved.pop(op.ns, None)
         path = ns_path(op.ns)
-        reserved = token is not None and not nsenter.is_namespace(path)
-        reserved = reserved and nsenter.file_token(path) == token
+        reserved = (
+            token is not None
+            and not nsenter.is_namespace(path)
+            and nsenter.same_token(token, nsenter.file_token(path))
+        )
         cookie = nsenter.create_namespace(op.ns, nsenter.lo_up, reserved=reserved)
         self.release(op.ns)
         # for namespace_id, which Controller.create_namespace asks right after (the
@@ -631,7 +637,7 @@ class NetlinkBackend:
         self._reserved.pop(op.ns, None)
         if op.reserved == BARE and nsenter.is_namespace(ns_path(op.ns)):
             raise errors.NamespaceNotFound(op.ns)  # a namespace, not the empty file meant
-        if op.reserved and nsenter.entry_token(op.ns) != op.reserved:
+        if op.reserved and not nsenter.same_token(op.reserved, nsenter.entry_token(op.ns)):
             raise errors.NamespaceNotFound(op.ns)  # not made on that reservation
         if (
             op.mount is not None

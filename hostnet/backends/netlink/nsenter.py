@@ -381,8 +381,9 @@ def reserve_namespace(name: str) -> str:
     (``create_namespace(..., reserved=True)``); NamespaceExists if the name is taken.
     Returns its token (``entry_token``): the same while the file exists, so no one
     else's namespace can have it then (Rule 5: recovery deletes only a namespace
-    hostnet made). Once the file is gone, the next one made may get the same token:
-    the kernel reuses the inode number at once."""
+    hostnet made). Once the file is gone, the next one made often gets its inode number
+    (the kernel reuses it at once), but not its token: that has the file handle too,
+    with the inode's generation, drawn anew for every file made (``same_token``)."""
     try:
         _prepare_run_dir()
     except PermissionError as exc:
@@ -398,16 +399,90 @@ def reserve_namespace(name: str) -> str:
     except PermissionError as exc:
         raise errors.PermissionDenied(f"create namespace {name!r}") from exc
     try:
-        return str(os.fstat(fd).st_ino)
+        return _token(os.fstat(fd).st_ino, _file_handle(fd, b"", _AT_EMPTY_PATH))
     finally:
         os.close(fd)
 
 
+# A token is the file's inode number and, where the filesystem gives file handles (ext4,
+# tmpfs, xfs, btrfs...), its handle: "INODE/HANDLE". The inode number alone is reused
+# at once by the next file made once this one is deleted; the handle holds the inode's
+# generation too, a random number drawn for each new inode, so that a file made later
+# on the same inode has another token (but for a chance of 1 in 2**32).
+_AT_EMPTY_PATH = 0x1000
+_OPEN_TREE_CLONE = 1
+_OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+#: open_tree(2) (Linux 5.2), the same number on every architecture but alpha
+_SYS_OPEN_TREE = 538 if platform.machine() == "alpha" else 428
+_HANDLE_BYTES = 128  # (MAX_HANDLE_SZ)
+_name_to_handle_at = getattr(_libc, "name_to_handle_at", None)  # glibc 2.14 and later
+if _name_to_handle_at is not None:
+    _name_to_handle_at.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_int),
+        ctypes.c_int,
+    ]
+_libc.syscall.restype = ctypes.c_long
+
+
+def _token(inode: int, handle: str | None) -> str:
+    return str(inode) if handle is None else f"{inode}/{handle}"
+
+
+def _file_handle(dirfd: int, name: bytes, flags: int = 0) -> str | None:
+    """The file handle of ``name`` under ``dirfd`` (type and bytes, in hex), None where
+    the filesystem or the C library gives none."""
+    if _name_to_handle_at is None:
+        return None
+    buf = ctypes.create_string_buffer(8 + _HANDLE_BYTES)  # struct file_handle
+    struct.pack_into("Ii", buf, 0, _HANDLE_BYTES, 0)
+    mount = ctypes.c_int()
+    if _name_to_handle_at(dirfd, name, buf, ctypes.byref(mount), flags) != 0:
+        return None  # (EOPNOTSUPP: no handles here; the caller compares inodes alone)
+    size, kind = struct.unpack_from("Ii", buf, 0)
+    return f"{kind}:{buf.raw[8 : 8 + size].hex()}"
+
+
+def token_is_unique(token: str) -> bool:
+    """Whether ``token`` has the file's handle (see above), not the inode alone."""
+    return "/" in token
+
+
+def same_token(recorded: str, now: str | None) -> bool:
+    """Whether the token read ``now`` is the one ``recorded``. One of the two may lack
+    the handle (recorded by an older hostnet, or read where the handle under a mount
+    cannot be had): then the inodes decide, as they did before handles."""
+    if now is None:
+        return False
+    if recorded == now:
+        return True
+    if "/" in recorded and "/" in now:
+        return False
+    return recorded.partition("/")[0] == now.partition("/")[0]
+
+
 def entry_token(name: str) -> str | None:
-    """The token of the file /run/netns/NAME (None: there is none): its inode as the
-    directory lists it, which is the file's own whatever is mounted on it (a file keeps
-    its inode while it exists; one made after it is deleted may get the same)."""
-    try:
+    """The token of the file /run/netns/NAME (None: there is none): the file's own,
+    whatever is mounted on it. Read through a copy of the /run/netns mount without the
+    mounts on it (open_tree), which sees the file a namespace covers; where that cannot
+    be had, the inode as the directory lists it, which is the file's own too."""
+    tree = _libc.syscall(
+        _SYS_OPEN_TREE,
+        ctypes.c_int(-100),  # AT_FDCWD
+        NETNS_RUN_DIR.encode(),
+        ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC),
+    )
+    if tree >= 0:
+        try:
+            inode = os.stat(name, dir_fd=tree, follow_symlinks=False).st_ino
+            return _token(inode, _file_handle(tree, name.encode()))
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(tree)
+    try:  # (ENOSYS, EPERM: the inode alone)
         with os.scandir(NETNS_RUN_DIR) as entries:
             for entry in entries:
                 if entry.name == name:
@@ -420,9 +495,11 @@ def entry_token(name: str) -> str | None:
 def file_token(path: str) -> str | None:
     """The token of ``path``, a file with nothing mounted on it (None: none there)."""
     try:
-        return str(os.stat(path).st_ino)
+        inode = os.stat(path).st_ino
     except FileNotFoundError:
         return None
+    # (made again between the two calls, the token is neither file's: no match)
+    return _token(inode, _file_handle(-100, path.encode()))  # (AT_FDCWD)
 
 
 def create_namespace(name: str, setup: Callable[[], T], *, reserved: bool = False) -> T:
