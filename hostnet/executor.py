@@ -50,6 +50,7 @@ from hostnet.ops import (
     plan_from_json,
     plan_to_json,
     split_nft,
+    token_parts,
 )
 from hostnet.stores.local import LocalStore, Tx
 
@@ -179,7 +180,7 @@ class Executor:
                 current[:] = [op]
                 if self.store is not None and isinstance(op, CreateNamespace):
                     reserved[op.ns] = self.backend.reserve_namespace(op.ns)
-                    self.store.journal_place(journal, index, {_reserved(op.ns): reserved[op.ns]})
+                    self.store.journal_place(journal, index, _token_places(op.ns, reserved[op.ns]))
                 self.backend.apply(op)
                 done.append(op)
                 current.clear()
@@ -226,7 +227,8 @@ class Executor:
                     # may have left its empty file: removed, never a namespace)
                     token = reserved.get(op.ns, BARE if interrupted else None)
                     if token is not None:
-                        unsure.append(DeleteNamespace(ns=op.ns, reserved=token))
+                        file, rest = token_parts(token)
+                        unsure.append(DeleteNamespace(ns=op.ns, reserved=file, handle=rest))
                 elif interrupted:
                     unsure.append(_guard(op.inverse()))
             self._roll_back(journal, owner, done, exc, failed, moved, unsure=unsure)
@@ -492,7 +494,8 @@ class Executor:
         if isinstance(op, CreateNamespace):
             token = places.get(_reserved(op.ns))
             if token is not None:
-                inverse = DeleteNamespace(ns=op.ns, reserved=token)
+                handle = places.get(_handle(op.ns))
+                inverse = DeleteNamespace(ns=op.ns, reserved=token, handle=handle)
             elif RESERVES in places and op.ns not in places:
                 inverse = DeleteNamespace(ns=op.ns, reserved=BARE)
         return self._guarded(inverse, places, moved, mounts)
@@ -657,6 +660,21 @@ def _guard(inverse: Op) -> Op:
 def _reserved(name: str) -> str:
     """The key of a namespace's reservation token in a journal's places."""
     return f"@reserved:{name}"
+
+
+def _handle(name: str) -> str:
+    """The key of the rest of that token (``token_parts``), where it has one."""
+    return f"@handle:{name}"
+
+
+def _token_places(name: str, token: str) -> dict[str, str]:
+    """A reservation token as a journal's places record it: in two parts, so that an
+    older version reads the one it knows (``token_parts``)."""
+    file, rest = token_parts(token)
+    out = {_reserved(name): file}
+    if rest is not None:
+        out[_handle(name)] = rest
+    return out
 
 
 def namespaces_of(op: Op) -> set[str]:

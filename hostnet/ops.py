@@ -134,6 +134,22 @@ class CreateNamespace(Op):
 BARE = ""
 
 
+def token_parts(token: str) -> tuple[str, str | None]:
+    """A reservation token (``Backend.reserve_namespace``) as journaled: the file's
+    part, which every version of hostnet reads, and the rest after a "/" (None: none),
+    which versions before session 13 never wrote. The two are journaled apart
+    (``DeleteNamespace.handle``, a journal's ``@handle:NAME``) so that an older
+    recovery still reads the part it knows, and ignores the rest, instead of finding a
+    token it cannot match and leaving the namespace."""
+    file, sep, rest = token.partition("/")
+    return file, (rest if sep else None)
+
+
+def joined_token(file: str | None, rest: str | None) -> str | None:
+    """``token_parts`` undone."""
+    return file if file is None or rest is None else f"{file}/{rest}"
+
+
 @frozen(kw_only=True)
 class DeleteNamespace(Op):
     """Delete a namespace; the kernel destroys its links (and their veth peers).
@@ -149,7 +165,14 @@ class DeleteNamespace(Op):
     #: on: a namespace of that name on another file is not the one meant (recovery);
     #: BARE: only an empty file of that name, no namespace, is
     reserved: str | None = attrs.field(default=None, eq=False)
+    #: the rest of that token (``token_parts``), where it has one
+    handle: str | None = attrs.field(default=None, eq=False)
     destructive: ClassVar[bool] = True
+
+    @property
+    def token(self) -> str | None:
+        """The whole reservation token this delete is guarded by (None: none)."""
+        return joined_token(self.reserved, self.handle)
 
     def inverse(self) -> Op:
         return CreateNamespace(ns=self.ns)

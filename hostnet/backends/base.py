@@ -94,7 +94,8 @@ class Backend(Protocol):
         /run/netns: an empty file, which it is mounted on); NamespaceExists if taken.
         Returns a token: ``DeleteNamespace(reserved=token)`` deletes only a namespace
         made on that very reservation (or the reservation itself), never one made later
-        under the same name by someone else."""
+        under the same name by someone else. A token of two parts, ``FILE/REST``, is
+        journaled as two (``ops.token_parts``): versions before session 13 read FILE."""
 
     def reservation_is_unique(self, token: str) -> bool:
         """Whether ``token`` (``reserve_namespace``'s) tells its file from every file

@@ -408,12 +408,12 @@ class FakeKernel:
 
     def _apply_DeleteNamespace(self, op: DeleteNamespace) -> None:
         if op.ns in self._reserved:  # a file without a namespace: removed
-            if op.reserved not in (None, BARE, self._reserved[op.ns]):
+            if op.token not in (None, BARE, self._reserved[op.ns]):
                 raise errors.NamespaceNotFound(op.ns)
             del self._reserved[op.ns]
             return
         space = self._ns(op.ns)
-        if op.reserved is not None and op.reserved != space.file:  # (BARE: never)
+        if op.token is not None and op.token != space.file:  # (BARE: never)
             raise errors.NamespaceNotFound(op.ns)  # not made on that reservation
         if op.mount is not None and op.mount != self.namespace_mount(op.ns):
             raise errors.NamespaceNotFound(op.ns)  # the one meant is gone

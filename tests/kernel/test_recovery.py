@@ -379,17 +379,23 @@ def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path
         backend.close()
 
 
-def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(tmp_path: Path) -> None:
+@pytest.mark.parametrize("open_tree", [True, False])
+def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_tree: bool
+) -> None:
     # killed after making its namespace and before the closing transaction (the journal
     # has the reservation's token, no mount); someone deleted the namespace and made
     # one of that name, whose file got the freed inode number: the token tells theirs
-    # from the dead create's by the file handle's generation, and recovery leaves it
+    # from the dead create's by the file handle's generation, and recovery leaves it.
+    # Also where the recovering process cannot read the handle under the mount
+    # (open_tree refused: a user namespace, a seccomp filter): a review found it then
+    # compared inode numbers alone, and deleted theirs.
     import json
 
     import psutil
 
     from hostnet.backends.netlink import nsenter
-    from hostnet.executor import RESERVES
+    from hostnet.executor import RESERVES, _token_places
     from hostnet.ops import plan_to_json
     from hostnet.stores.local import LocalStore
 
@@ -414,7 +420,7 @@ def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(tmp_path: Pat
                 pid=child.pid,
                 started=psutil.boot_time(),
                 plan=plan_to_json((CreateNamespace(ns=name),)),
-                places={RESERVES: "1", f"@reserved:{name}": token},
+                places={RESERVES: "1", **_token_places(name, token)},
             )
         store.close()
         inode = token.split("/")[0]
@@ -427,6 +433,9 @@ def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(tmp_path: Pat
         else:
             pytest.skip("the kernel gave the new file another inode number 20 times")
         subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
+        if not open_tree:
+            monkeypatch.setattr(nsenter, "_open_tree_ok", False)
+            assert nsenter.entry_token(name) == inode  # (the inode alone, as it then is)
         ctl = Controller(host=host, state_dir=tmp_path / "state", backend=backend)
         assert [r.journal for r in ctl.recovered] == ["died"]
         assert backend.has_namespace(name)

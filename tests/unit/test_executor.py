@@ -34,6 +34,7 @@ from hostnet.ops import (
     DeleteNamespace,
     DelLink,
     NftBatch,
+    Op,
     Plan,
     SetLinkUp,
     SetSysctl,
@@ -608,6 +609,50 @@ def test_a_namespace_made_last_records_its_mount_only_if_its_token_is_not_unique
     assert [sorted(p) for p in seen] == (
         [["@reserved:app"]] if unique else [["@reserved:app"], ["@view", "app"]]
     )
+
+
+def test_a_token_is_journaled_in_two_parts_an_older_recovery_reads(
+    store: LocalStore, dead: int
+) -> None:
+    """A token with a handle ("FILE/HANDLE") recorded whole was one an older hostnet's
+    recovery could never match (it compares the file part it knows): it left the
+    namespace and forgot it (a review). The file part is recorded as before, the
+    handle apart, and a recovery joins them again."""
+    kernel = FakeKernel()
+    reserve = kernel.reserve_namespace
+
+    def with_handle(name: str) -> str:
+        return f"{reserve(name)}/1:0c000000aa"
+
+    kernel.reserve_namespace = with_handle  # type: ignore[method-assign]
+    seen: list[dict[str, str]] = []
+    real = store.journal_place
+
+    def journal_place(id: str, done: int, places: Mapping[str, str]) -> None:
+        seen.append(dict(places))
+        real(id, done, places)
+
+    store.journal_place = journal_place  # type: ignore[method-assign]
+    Executor(kernel, store).apply((CreateNamespace(ns="app"),), owner="ns:app")
+    file = seen[0]["@reserved:app"]
+    assert "/" not in file and seen[0]["@handle:app"] == "1:0c000000aa"
+    # a recovery of it (died after the create) deletes it with the token joined again
+    token = f"{file}/1:0c000000aa"
+    plan: Plan = (CreateNamespace(ns="app"),)
+    places = {"@reserves": "1", "@reserved:app": file, "@handle:app": "1:0c000000aa"}
+    _journal(store, kind="setup", plan=plan, owners=["ns:app"], done=0, pid=dead, places=places)
+    deleted: list[str | None] = []
+    real_apply = kernel.apply
+
+    def apply(op: Op) -> None:
+        if isinstance(op, DeleteNamespace):
+            deleted.append(op.token)
+            return
+        real_apply(op)
+
+    kernel.apply = apply  # type: ignore[method-assign]
+    (report,) = Executor(kernel, store).recover()
+    assert report.errors == () and deleted == [token]
 
 
 def test_a_recovery_that_failed_is_retried_in_full(store: LocalStore, dead: int) -> None:

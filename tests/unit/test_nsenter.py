@@ -44,11 +44,14 @@ def test_a_signal_taken_by_the_thread_interrupts_the_caller_without_hanging() ->
         # the same inode number, another file (the generation in the handle differs)
         ("12/1:0c000000aa", "12/1:0c000000bb", False),
         ("12/1:0c000000aa", "13/1:0d000000aa", False),
-        # one side without the handle (an older hostnet's journal; a filesystem without
-        # handles, or open_tree refused): the inode numbers decide, as before
+        # recorded without a handle (an older hostnet's journal; a filesystem without
+        # handles): the inode numbers decide, as before
         ("12", "12/1:0c000000aa", True),
-        ("12/1:0c000000aa", "12", True),
+        ("12", "12", True),
         ("12", "13", False),
+        # recorded with one, read without (open_tree refused): no telling, so not taken
+        # for it (a review found recovery deleting another's namespace that way)
+        ("12/1:0c000000aa", "12", False),
         ("12", None, False),  # no file there
     ],
 )
@@ -56,4 +59,13 @@ def test_reservation_tokens_compare_by_handle_where_both_have_one(
     recorded: str, now: str | None, same: bool
 ) -> None:
     assert nsenter.same_token(recorded, now) is same
-    assert nsenter.token_is_unique(recorded) is ("/" in recorded)
+
+
+def test_a_token_is_unique_only_where_it_can_be_read_back_under_a_mount(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nsenter, "_open_tree_ok", True)
+    assert nsenter.token_is_unique("12/1:0c000000aa")
+    assert not nsenter.token_is_unique("12")
+    monkeypatch.setattr(nsenter, "_open_tree_ok", False)  # (refused here)
+    assert not nsenter.token_is_unique("12/1:0c000000aa")

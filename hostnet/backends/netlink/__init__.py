@@ -637,7 +637,7 @@ class NetlinkBackend:
         self._reserved.pop(op.ns, None)
         if op.reserved == BARE and nsenter.is_namespace(ns_path(op.ns)):
             raise errors.NamespaceNotFound(op.ns)  # a namespace, not the empty file meant
-        if op.reserved and not nsenter.same_token(op.reserved, nsenter.entry_token(op.ns)):
+        if op.reserved and not nsenter.same_token(op.token or "", nsenter.entry_token(op.ns)):
             raise errors.NamespaceNotFound(op.ns)  # not made on that reservation
         if (
             op.mount is not None

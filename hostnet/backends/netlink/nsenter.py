@@ -412,8 +412,8 @@ def reserve_namespace(name: str) -> str:
 _AT_EMPTY_PATH = 0x1000
 _OPEN_TREE_CLONE = 1
 _OPEN_TREE_CLOEXEC = os.O_CLOEXEC
-#: open_tree(2) (Linux 5.2), the same number on every architecture but alpha
-_SYS_OPEN_TREE = 538 if platform.machine() == "alpha" else 428
+#: open_tree(2) (Linux 5.2), numbered as the mount API's calls (``_MOUNT_API_NUMBERED``)
+_SYS_OPEN_TREE = 428
 _HANDLE_BYTES = 128  # (MAX_HANDLE_SZ)
 _name_to_handle_at = getattr(_libc, "name_to_handle_at", None)  # glibc 2.14 and later
 if _name_to_handle_at is not None:
@@ -446,21 +446,61 @@ def _file_handle(dirfd: int, name: bytes, flags: int = 0) -> str | None:
 
 
 def token_is_unique(token: str) -> bool:
-    """Whether ``token`` has the file's handle (see above), not the inode alone."""
-    return "/" in token
+    """Whether ``token`` has the file's handle (see above), not the inode alone, and
+    this process can read it back under a mounted namespace (``entry_token``)."""
+    return "/" in token and _open_tree_works()
 
 
 def same_token(recorded: str, now: str | None) -> bool:
-    """Whether the token read ``now`` is the one ``recorded``. One of the two may lack
-    the handle (recorded by an older hostnet, or read where the handle under a mount
-    cannot be had): then the inodes decide, as they did before handles."""
+    """Whether the token read ``now`` is the one ``recorded``. One recorded without a
+    handle (by a version before session 13, or on a filesystem without handles) is
+    matched by the inode alone, as then. One recorded with a handle is matched only by
+    the same handle: read without one (``open_tree`` refused here: a user namespace
+    with locked mounts, a seccomp filter), it cannot be told from a file made later on
+    the same inode number, so it is not taken for it (the namespace is left, never
+    another's deleted)."""
     if now is None:
         return False
-    if recorded == now:
-        return True
-    if "/" in recorded and "/" in now:
-        return False
-    return recorded.partition("/")[0] == now.partition("/")[0]
+    file, handle = recorded.partition("/")[::2]
+    file_now, handle_now = now.partition("/")[::2]
+    return file == file_now and (not handle or handle == handle_now)
+
+
+_open_tree_ok: bool | None = None
+
+
+def _open_tree_works() -> bool:
+    """Whether open_tree(2) can copy the /run/netns mount here (see ``entry_token``);
+    asked once per process (again while /run/netns does not exist yet). Not tried under
+    a seccomp filter, which may kill the process for a call it does not know instead of
+    refusing it (as for the private procfs above)."""
+    global _open_tree_ok
+    if _open_tree_ok is None:
+        if not _MOUNT_API_NUMBERED or _seccomp_filtered():
+            _open_tree_ok = False
+            return False
+        tree = _open_tree()
+        if tree < 0:
+            if ctypes.get_errno() == errno.ENOENT:
+                return False  # (no /run/netns yet: nothing to read; asked again later)
+            _open_tree_ok = False
+            return False
+        os.close(tree)
+        _open_tree_ok = True
+    return _open_tree_ok
+
+
+def _open_tree() -> int:
+    """A copy of the /run/netns mount without the mounts on it (a namespace's bind
+    mount among them), attached nowhere; negative if refused."""
+    return int(
+        _libc.syscall(
+            _SYS_OPEN_TREE,
+            ctypes.c_int(-100),  # AT_FDCWD
+            NETNS_RUN_DIR.encode(),
+            ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC),
+        )
+    )
 
 
 def entry_token(name: str) -> str | None:
@@ -468,12 +508,7 @@ def entry_token(name: str) -> str | None:
     whatever is mounted on it. Read through a copy of the /run/netns mount without the
     mounts on it (open_tree), which sees the file a namespace covers; where that cannot
     be had, the inode as the directory lists it, which is the file's own too."""
-    tree = _libc.syscall(
-        _SYS_OPEN_TREE,
-        ctypes.c_int(-100),  # AT_FDCWD
-        NETNS_RUN_DIR.encode(),
-        ctypes.c_uint(_OPEN_TREE_CLONE | _OPEN_TREE_CLOEXEC),
-    )
+    tree = _open_tree() if _open_tree_works() else -1
     if tree >= 0:
         try:
             inode = os.stat(name, dir_fd=tree, follow_symlinks=False).st_ino
