@@ -286,7 +286,7 @@ class NetworkInUse(ConflictError):
         self.endpoints = tuple(endpoints)
         super().__init__(
             f"network {network!r} still has endpoints {', '.join(self.endpoints)}; "
-            "disconnect them first or delete with force=True (CLI: --force)"
+            "disconnect them first or delete with force=True (CLI: network rm --disconnect)"
         )
 
 

@@ -53,6 +53,8 @@ class Command:
     # The exit code of hostnet's own errors, for commands that exit with their child's
     # code otherwise (125, as `docker run`: a script tells them from the command's).
     own_errors: int | None = None
+    # other names of the same command (Docker's: `network list` for `network ls`)
+    aliases: tuple[str, ...] = ()
 
 
 # -- ns ------------------------------------------------------------------------------------
@@ -320,11 +322,16 @@ COMMANDS: tuple[Command, ...] = (
     Command(name="network create", help="create a network; prints its id",
             run=net.cmd_network_create, arguments=net.args_network_create),
     Command(name="network ls", help="list networks", run=net.cmd_network_ls,
-            arguments=net.args_network_ls, recover=False),
+            arguments=net.args_network_ls, recover=False, aliases=("list",)),
     Command(name="network inspect", help="show networks and their endpoints (JSON)",
             run=net.cmd_network_inspect, arguments=net.args_network_inspect, recover=False),
     Command(name="network rm", help="delete a network", run=net.cmd_network_rm,
-            arguments=net.args_network_rm),
+            arguments=net.args_network_rm, aliases=("remove",)),
+    # (Docker's spelling; the top-level `connect` and `disconnect` are the same)
+    Command(name="network connect", help="connect a namespace to a network (= connect)",
+            run=net.cmd_connect, arguments=net.args_connect),
+    Command(name="network disconnect", help="disconnect a namespace from a network "
+            "(= disconnect)", run=net.cmd_disconnect, arguments=net.args_disconnect),
     Command(name="connect", help="connect a namespace to a network, publishing ports",
             run=net.cmd_connect, arguments=net.args_connect),
     Command(name="disconnect", help="disconnect a namespace from a network",

@@ -114,6 +114,10 @@ class _Parser(argparse.ArgumentParser):
             # (unrecognized arguments are the top parser's to say, after the command's
             # parser is done: said with the command's code)
             self.usage_exit = command.own_errors
+        leaf = getattr(parsed, "_parser", None)
+        if extras and isinstance(leaf, _Parser) and leaf is not self:
+            # said by the command's parser, with its usage: the flags it does take
+            leaf.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
 
 
@@ -150,11 +154,15 @@ def build_parser(commands: Sequence[Command] = COMMANDS) -> argparse.ArgumentPar
                 )
             text = command.help if leaf else GROUPS.get(path[-1], "")
             parser = subparsers[parent].add_parser(
-                path[-1], parents=[common], help=text, description=text
+                path[-1],
+                aliases=list(command.aliases) if leaf else [],
+                parents=[common],
+                help=text,
+                description=text,
             )
             if leaf:
                 command.arguments(parser)
-                parser.set_defaults(_command=command)
+                parser.set_defaults(_command=command, _parser=parser)
                 if command.own_errors is not None:
                     parser.usage_exit = command.own_errors  # type: ignore[attr-defined]
             else:

@@ -48,16 +48,20 @@ def format_port(mapping: PortMapping) -> str:
     return f"{host}:{mapping.host_port}->{mapping.container_port}/{mapping.protocol}"
 
 
-def parse_pairs(values: Iterable[str], option: str, shape: str) -> dict[str, str]:
+def parse_pairs(
+    values: Iterable[str], option: str, shape: str, *, labels: bool = False
+) -> dict[str, str]:
     """``["a=1", "b=2"]`` as a dict; a ValidationError for an item without ``=`` or a
-    key given twice (which of two values was meant is not ours to guess)."""
+    key given twice with two values (which was meant is not ours to guess); the same
+    value twice is fine. ``labels``: as Docker's ``--label``, a key alone has the empty
+    value, and the last of two values wins."""
     out: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not key:
+        if not key or not (sep or labels):
             raise errors.InvalidOption(option, item, f"expected {shape}")
-        if key in out:
+        if key in out and out[key] != value and not labels:
             raise errors.InvalidOption(option, item, f"{key!r} is given twice")
         out[key] = value
     return out
@@ -102,7 +106,7 @@ def args_network_create(parser: argparse.ArgumentParser) -> None:
         "multicast_snooping; macvlan: parent (required), macvlan_mode (mode), host_shim "
         "(shim), mtu",
     )
-    repeatable("--label", "labels", "KEY=VALUE", "a label kept with the network")
+    repeatable("--label", "labels", "KEY[=VALUE]", "a label kept with the network")
     parser.epilog = (
         "example: hostnet network create web --subnet 10.90.0.0/24 --gateway 10.90.0.1 "
         "-o mtu=1400 -o icc=false"
@@ -113,7 +117,7 @@ def cmd_network_create(ctx: Context, args: argparse.Namespace) -> int:
     # Everything is parsed before the Controller is asked for anything.
     options = parse_pairs(args.options, "-o", "KEY=VALUE")
     aux = parse_pairs(args.aux, "--aux-address", "NAME=IP")
-    labels = parse_pairs(args.labels, "--label", "KEY=VALUE")
+    labels = parse_pairs(args.labels, "--label", "KEY[=VALUE]", labels=True)
     ctl = ctx.controller
     network = ctl.create_network(
         args.name,
@@ -197,7 +201,15 @@ def inspect_each(ctx: Context, names: Sequence[str], inspect: Callable[[str], An
 def args_network_rm(parser: argparse.ArgumentParser) -> None:
     args_network_names(parser)
     parser.add_argument(
-        "-f", "--force", action="store_true", help="disconnect every workload first"
+        "-f",
+        "--force",
+        action="store_true",
+        help="no error for a network that does not exist (as Docker's -f)",
+    )
+    parser.add_argument(
+        "--disconnect",
+        action="store_true",
+        help="disconnect every workload first (else a network in use is not removed)",
     )
 
 
@@ -207,8 +219,10 @@ def cmd_network_rm(ctx: Context, args: argparse.Namespace) -> int:
     code, done = 0, []
     for name in args.names:
         try:
-            ctx.controller.delete_network(name, force=args.force)
+            ctx.controller.delete_network(name, force=args.disconnect)
         except errors.HostnetError as exc:
+            if args.force and isinstance(exc, errors.NetworkNotFound):
+                continue  # (as `docker network rm -f`: nothing said)
             ctx.error(str(exc))
             code = code or (2 if isinstance(exc, errors.ValidationError) else 1)
             continue
@@ -257,8 +271,23 @@ def describe_endpoint(ep: Endpoint) -> str:
     return "\n".join(f"{key:<10} {value}" for key, value in facts if value)
 
 
+def _no_host(network: Any, verb: str) -> None:
+    """The host network takes no namespace (as Docker refuses to connect a container to
+    it): its workloads are names, which ``attach``/``detach`` declare."""
+    if network.driver == "host":
+        raise errors.InvalidOption(
+            "network",
+            network.name,
+            f"a namespace cannot be {verb} the host network: a host-network workload has "
+            "no namespace of its own (declare one with `hostnet attach NAME --driver "
+            "host`, or run a command there with `hostnet run --network host -- CMD`)",
+        )
+
+
 def cmd_connect(ctx: Context, args: argparse.Namespace) -> int:
-    ep = ctx.controller.network(args.network).connect(
+    network = ctx.controller.network(args.network)
+    _no_host(network, "connected to")
+    ep = network.connect(
         args.namespace, publish=args.publish, ip=args.ip, ip6=args.ip6, mac=args.mac
     )
     ctx.emit(attrs.asdict(ep), describe_endpoint(ep))
@@ -271,7 +300,9 @@ def args_disconnect(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_disconnect(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.controller.network(args.network).disconnect(args.namespace)
+    network = ctx.controller.network(args.network)
+    _no_host(network, "disconnected from")
+    network.disconnect(args.namespace)
     ctx.emit(
         {"network": args.network, "namespace": args.namespace, "disconnected": True},
         f"{args.namespace} disconnected from {args.network}",
@@ -297,6 +328,16 @@ def args_run(parser: argparse.ArgumentParser) -> None:
         "--name",
         help=f"the namespace's name (default: {RUN_PREFIX}<random>); it must not exist yet",
     )
+    parser.add_argument("--ip", help="a static IPv4 address on the first network")
+    parser.add_argument("--ip6", help="a static IPv6 address on the first network")
+    parser.add_argument(
+        "--mac-address", dest="mac", help="eth0's MAC address on the first network"
+    )
+    parser.add_argument(
+        "--rm",
+        action="store_true",
+        help="accepted for Docker's sake: run always removes its namespace",
+    )
     parser.add_argument(
         "argv",
         nargs=argparse.REMAINDER,
@@ -319,9 +360,31 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     ctl = ctx.controller
     # Bad input fails before the namespace exists: the networks, then the port specs.
     networks = [ctl.network(name) for name in args.networks]
+    alone = next((n for n in networks if n.driver in ("host", "none")), None)
+    if alone is not None and len(networks) > 1:
+        raise errors.InvalidOption(
+            "--network",
+            args.networks,
+            f"{alone.name!r} ({alone.driver} networking) cannot be combined with other networks",
+        )
     for spec in args.publish:
         parse_publish(spec)
+    if alone is not None and args.publish:
+        raise errors.InvalidOption(
+            "--publish",
+            args.publish,
+            f"{alone.driver} networking publishes no ports"
+            + (": the command binds the host's own" if alone.driver == "host" else ""),
+        )
+    given = {"--ip": args.ip, "--ip6": args.ip6, "--mac-address": args.mac}
+    flag = next((flag for flag, value in given.items() if value is not None), None)
+    if alone is not None and flag is not None:
+        raise errors.InvalidOption(
+            flag, given[flag], f"{alone.driver} networking gives no interface of its own"
+        )
     name = args.name or f"{RUN_PREFIX}{secrets.token_hex(4)}"
+    if alone is not None and alone.driver == "host":
+        return _run_on_host(ctx, alone, name, argv)
     # temporary: should hostnet be killed outright, `hostnet gc` deletes the namespace
     # once the command has exited too
     try:
@@ -333,7 +396,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     proc = None
     try:
         for i, network in enumerate(networks):
-            network.connect(ns, publish=args.publish if i == 0 else ())
+            if i == 0:  # (as `docker run`: the addresses and ports are the first's)
+                network.connect(ns, publish=args.publish, ip=args.ip, ip6=args.ip6, mac=args.mac)
+            else:
+                network.connect(ns)
             check_interrupted()
         proc = start(ctx, ns, argv)
         if isinstance(proc, int):
@@ -347,6 +413,29 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
                 proc.kill()
                 proc.wait()
             _remove_run_namespace(ctx, ns)
+
+
+def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int:
+    """``run --network host``: the command runs in the host's network namespace (the
+    Controller's host), as ``docker run --network host`` does, as a host-network
+    workload ``name`` for as long as it runs: admitted by the security policy
+    (``--allow-host-network``), recorded, so ``audit`` lists it, then detached."""
+    host.connect(name)
+    proc = None
+    try:
+        proc = start(ctx, ctx.controller.host_workload(name), argv)
+        if isinstance(proc, int):
+            return proc
+        return wait_child(proc)
+    finally:
+        with deferred_signals():
+            if proc is not None and not isinstance(proc, int) and proc.poll() is None:
+                proc.kill()  # (interrupted before the wait: our own child, by its pid)
+                proc.wait()
+            try:
+                host.disconnect(name)
+            except errors.HostnetError as exc:  # said, but the command's exit code stays
+                ctx.error(f"detaching {name!r} from the host network failed: {exc}")
 
 
 def _remove_run_namespace(ctx: Context, ns: Any) -> None:

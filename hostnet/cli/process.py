@@ -41,6 +41,7 @@ from hostnet import errors
 if TYPE_CHECKING:
     from hostnet.cli.context import Context
     from hostnet.namespace import Namespace
+    from hostnet.network import HostWorkload
 
 #: Signals that end a program by default and that a user or a supervisor sends: while
 #: a command works they raise Interrupted, so its cleanup runs (SIGINT is Python's
@@ -244,7 +245,9 @@ def command_argv(raw: Sequence[str], command: str, usage: str) -> list[str]:
     return argv
 
 
-def start(ctx: Context, ns: Namespace, argv: Sequence[str]) -> subprocess.Popen[Any] | int:
+def start(
+    ctx: Context, ns: Namespace | HostWorkload, argv: Sequence[str]
+) -> subprocess.Popen[Any] | int:
     """Start ``argv`` in ``ns`` with our stdin, stdout and stderr (no shell). A command
     that cannot be started is reported and its exit code returned, like a shell does:
     127 not found, 126 not executable."""

@@ -144,3 +144,19 @@ def test_attach_none_and_gc_on_the_kernel(cli: Cli) -> None:
     gc = cli("gc")
     assert (gc.returncode, gc.stdout) == (0, f"forgot stale {name}\n")
     assert json.loads(cli("--json", "audit").stdout) == []
+
+
+def test_run_on_the_host_network_runs_in_the_host_namespace(cli: Cli) -> None:
+    # `docker run --network host`: the command shares the host's network namespace
+    # (here the throwaway namespace playing the host), admitted by the policy
+    inode = os.stat(f"/run/netns/{cli.host}").st_ino
+    refused = cli("run", "--network", "host", "--", "true")
+    assert refused.returncode == 125 and "refused by policy" in refused.stderr
+    where = cli(
+        "--allow-host-network", "run", "--network", "host", "--name", "job1", "--",
+        "readlink", "/proc/self/ns/net",
+    )  # fmt: skip
+    assert (where.returncode, where.stderr) == (0, ""), where
+    assert where.stdout.strip() == f"net:[{inode}]"
+    # detached once it ended: no workload left on the host network
+    assert json.loads(cli("--json", "network", "inspect", "host").stdout)[0]["Containers"] == {}

@@ -480,9 +480,13 @@ def test_every_registered_command_parses() -> None:
             "network rm": ["x"],
             "connect": ["net", "x"],
             "disconnect": ["net", "x"],
+            "network connect": ["net", "x"],
+            "network disconnect": ["net", "x"],
             "run": ["--network", "net", "--", "true"],
         }.get(command.name, [])
         assert parser.parse_args([*words, *extra])._command is command
+        for alias in command.aliases:  # (Docker's other names: `network list`...)
+            assert parser.parse_args([*words[:-1], alias, *extra])._command is command
 
 
 def test_clashing_commands_are_refused() -> None:

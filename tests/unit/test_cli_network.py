@@ -162,15 +162,18 @@ def test_inspect_is_a_list_of_the_controllers_json(cli: HostCli) -> None:
     assert "'nope' does not exist" in both.err and "Traceback" not in both.err
 
 
-def test_rm_refuses_a_network_in_use_unless_forced(cli: HostCli) -> None:
+def test_rm_refuses_a_network_in_use_unless_told_to_disconnect(cli: HostCli) -> None:
     network_id = created(cli, "web", "--subnet", "10.90.0.0/24")
     bridge = f"br-{network_id[:12]}"
     cli("ns", "create", "app1")
     assert cli("connect", "web", "app1", "-p", "8080:80").code == 0
 
     assert_one_line_error(cli("network", "rm", "web"), 1, "still has endpoints app1")
+    # -f is Docker's: no error for a network that does not exist, never "with its
+    # endpoints" (a Docker user's `rm -f` would have taken them down)
+    assert_one_line_error(cli("network", "rm", "-f", "web"), 1, "still has endpoints app1")
     assert bridge in host_links(cli)
-    removed = cli("network", "rm", "--force", "web")
+    removed = cli("network", "rm", "--disconnect", "web")
     assert (removed.code, removed.out) == (0, "web\n")
     assert bridge not in host_links(cli)
     assert cli.kernel.observe("app1").link_names() == {"lo"}
@@ -178,6 +181,9 @@ def test_rm_refuses_a_network_in_use_unless_forced(cli: HostCli) -> None:
     assert [row[1] for row in table(cli("network", "ls").out)[1:]] == ["host", "none"]
 
     assert_one_line_error(cli("network", "rm", "web"), 1, "'web' does not exist")
+    assert cli("network", "rm", "-f", "web").code == 0  # (said of nothing, as Docker)
+    gone = cli("network", "rm", "--force", "web", "nosuch")
+    assert (gone.code, gone.out, gone.err) == (0, "", "")
     assert_one_line_error(cli("network", "rm", "none"), 1, "cannot be deleted")
     created(cli, "db")
     assert cli("--json", "network", "rm", "db").json() == {"name": "db", "deleted": True}
@@ -193,8 +199,51 @@ def test_rm_takes_several_names_and_goes_past_one_that_fails(cli: HostCli) -> No
     assert "still has endpoints app1" in result.err and "'nope' does not exist" in result.err
     assert [row[1] for row in table(cli("network", "ls").out)[1:]] == ["b", "host", "none"]
     created(cli, "d")
-    both = cli("--json", "network", "rm", "--force", "b", "d")
+    both = cli("--json", "network", "rm", "--disconnect", "b", "d")
     assert both.json() == [{"name": "b", "deleted": True}, {"name": "d", "deleted": True}]
+
+
+def test_labels_and_options_take_what_docker_takes(cli: HostCli) -> None:
+    # a label without a value is the empty one and the last of two wins (Docker's
+    # --label); an option given twice with the same value is fine, two values are not
+    result = cli(
+        "--json", "network", "create", "web", "--label", "team", "--label", "tier=1",
+        "--label", "tier=2", "-o", "mtu=1400", "-o", "mtu=1400",
+    )  # fmt: skip
+    assert result.code == 0, result
+    info = result.json()
+    assert info["Labels"] == {"team": "", "tier": "2"}
+    assert info["Options"]["com.docker.network.driver.mtu"] == "1400"
+
+
+def test_network_connect_and_disconnect_are_docker_spellings(cli: HostCli) -> None:
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    cli("ns", "create", "app1")
+    assert cli("network", "connect", "web", "app1", "-p", "8080:80").code == 0
+    assert cli.kernel.observe("app1").link_names() == {"lo", "eth0"}
+    assert cli("network", "disconnect", "web", "app1").code == 0
+    assert cli.kernel.observe("app1").link_names() == {"lo"}
+    assert [row[1] for row in table(cli("network", "list").out)[1:]] == ["host", "none", "web"]
+    assert cli("network", "remove", "web").code == 0
+
+
+def test_a_namespace_cannot_join_the_host_network(cli: HostCli) -> None:
+    # as Docker refuses it; it used to "connect" a host-network workload of that name,
+    # leaving the namespace alone and barred from other networks
+    cli("ns", "create", "app1")
+    before = cli.world()
+    for verb in ("connect", "disconnect"):
+        result = cli("--allow-host-network", verb, "host", "app1")
+        assert_one_line_error(result, 2, "host-network workload has no namespace")
+        assert "hostnet attach" in result.err
+    assert cli.world() == before
+
+
+def test_an_unknown_flag_is_said_with_the_commands_usage(cli: HostCli) -> None:
+    result = cli("disconnect", "-f", "web", "app1")
+    assert result.code == 2
+    assert result.err.startswith("usage: hostnet disconnect ")
+    assert "unrecognized arguments: -f" in result.err
 
 
 # -- connect, disconnect -------------------------------------------------------------------
@@ -274,7 +323,7 @@ def test_connect_json_and_an_ephemeral_port(cli: HostCli) -> None:
         (["--subnet", "10.91.0.0/24", "--ip-range", "10.92.0.0/25"], 2, "not inside"),
         (["--subnet", "10.91.0.0/24", "--aux-address", "router"], 2, "expected NAME=IP"),
         (["--subnet", "10.91.0.0/24", "--aux-address", "r=10.99.0.1"], 2, "in no subnet"),
-        (["--label", "team"], 2, "expected KEY=VALUE"),
+        (["--label", "=x"], 2, "expected KEY[=VALUE]"),
         (["--driver", "nosuch"], 1, "no network driver named 'nosuch'"),
         (["--driver", "host"], 1, "predefined"),
     ],
@@ -433,6 +482,26 @@ def test_run_with_a_name_and_options_after_the_command(cli: HostCli) -> None:
     assert "job1" not in cli.kernel.namespaces()
 
 
+def test_run_takes_docker_run_address_flags(cli: HostCli) -> None:
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    created(cli, "db", "--subnet", "10.91.0.0/24")
+    seen: list[tuple[list[str], str | None]] = []
+    original = cli.kernel.popen
+
+    def popen(ns: str | None, argv: Any, **kwargs: Any) -> Any:
+        link = next(x for x in cli.kernel.observe(ns).links if x.name == "eth0")
+        seen.append((list(cli.kernel.observe(ns).addresses_of("eth0")), link.mac))
+        return original(ns, argv, **kwargs)
+
+    cli.kernel.popen = popen  # type: ignore[method-assign]
+    result = cli(
+        "run", "--rm", "--network", "web", "--network", "db", "--ip", "10.90.0.77",
+        "--mac-address", "02:00:00:00:00:77", "--", sys.executable, "-c", "pass",
+    )  # fmt: skip
+    assert result.code == 0, result
+    assert seen == [(["10.90.0.77/24"], "02:00:00:00:00:77")]  # (on the first network)
+
+
 def test_run_joins_every_network_given(cli: HostCli) -> None:
     # `--network` twice used to keep the last one alone, without a word
     created(cli, "web", "--subnet", "10.90.0.0/24")
@@ -461,6 +530,16 @@ def test_run_joins_every_network_given(cli: HostCli) -> None:
         (["--network", "web", "-p", "8080:80", "--", "true"], 125, "reserved by hostnet"),
         (["--network", "web", "--name", "app0", "--", "true"], 125, "choose another --name"),
         (["--network", "web", "--name", "a/b", "--", "true"], 125, "invalid namespace name"),
+        # host and none alone (as Docker), and without ports: refused before anything
+        # is made (a namespace was made, connected and removed first)
+        (["--network", "web", "--network", "none", "--", "true"], 125, "cannot be combined"),
+        (["--network", "host", "--network", "web", "--", "true"], 125, "cannot be combined"),
+        (["--network", "none", "-p", "80", "--", "true"], 125, "none networking publishes no"),
+        (["--network", "host", "-p", "80", "--", "true"], 125, "binds the host's own"),
+        (["--network", "host", "--", "true"], 125, "refused by policy"),
+        (["--network", "host", "--ip", "10.90.0.9", "--", "true"], 125, "no interface"),
+        (["--network", "web", "--ip", "10.99.0.9", "--", "true"], 125, "10.99.0.9"),
+        (["--network", "web", "--mac-address", "nope", "--", "true"], 125, "nope"),
     ],
 )
 def test_bad_run_leaves_nothing_behind(
@@ -472,6 +551,29 @@ def test_bad_run_leaves_nothing_behind(
     before = cli.world()
     assert_one_line_error(cli("run", *argv), code, fragment)
     assert cli.world() == before
+
+
+def test_run_on_the_host_network_runs_in_the_host_namespace(cli: HostCli) -> None:
+    # `docker run --network host`: the command in the host's own network namespace, as
+    # a host-network workload (admitted by the policy, recorded) while it runs
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    recording = Recording(cli)
+    before = cli.world()
+    seen: list[list[str]] = []
+    original = cli.kernel.popen
+
+    def popen(ns: str | None, argv: Any, **kwargs: Any) -> Any:
+        with cli.controller() as ctl:
+            seen.append([e.network for e in ctl.endpoints("job1")])
+        return original(ns, argv, **kwargs)
+
+    cli.kernel.popen = popen  # type: ignore[method-assign]
+    result = cli("--allow-host-network", "run", "--network", "host", "--name", "job1", "--",
+                 sys.executable, "-c", "import sys; sys.exit(3)")  # fmt: skip
+    assert result.code == 3, result
+    assert [ns for ns, _, _ in recording.seen] == [HOST]
+    assert seen == [["host"]]
+    assert cli.world() == before  # detached afterwards
 
 
 def test_run_a_missing_program_exits_127_and_cleans_up(cli: HostCli) -> None:
