@@ -1226,7 +1226,7 @@ class Controller:
         return {
             "Name": record["name"],
             "Id": record["id"],
-            "Created": _rfc3339(record["at"]),
+            "Created": rfc3339(record["at"]),
             "Driver": record["driver"],
             "Scope": recorded_driver(record["driver"]).scope,
             "EnableIPv4": not spec.subnets or any(s.network.version == 4 for s in spec.subnets),
@@ -2992,7 +2992,7 @@ def _has_net_admin(pid: int) -> bool:
     return False
 
 
-def _rfc3339(at: float) -> str:
+def rfc3339(at: float) -> str:
     """A store timestamp as Docker writes times in inspect: Go's RFC 3339 with
     nanoseconds, trailing zeros of the fraction dropped (none: no fraction), in UTC.
     The fraction is the float's shortest decimal form, so that no binary noise shows
@@ -3337,4 +3337,4 @@ def _endpoint_info(ep: Endpoint) -> EndpointInfo:
     )
 
 
-__all__ = ["Controller", "new_id"]
+__all__ = ["Controller", "new_id", "rfc3339"]

@@ -56,6 +56,8 @@ class Network:
         self.driver: str = record["driver"]
         self.spec = NetworkSpec.from_json(record["spec"])
         self.data: dict[str, Any] = record["data"]
+        #: when it was made (seconds since the epoch; 0.0 where the record lacks it)
+        self.created_at: float = record.get("at") or 0.0
 
     def __repr__(self) -> str:
         return f"<Network {self.name!r} driver={self.driver} id={self.id[:12]}>"

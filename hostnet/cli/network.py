@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from hostnet.cli.process import (
     wait_child,
 )
 from hostnet.cli.table import format_table
+from hostnet.controller import rfc3339
 from hostnet.drivers.base import recorded_driver
 from hostnet.model import PortMapping
 from hostnet.network import Endpoint
@@ -141,9 +143,124 @@ def cmd_network_create(ctx: Context, args: argparse.Namespace) -> int:
 
 def args_network_ls(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="print network ids only")
+    parser.add_argument(
+        "-f",
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="as Docker's: name= (part of the name), id= (part of the id), driver=, "
+        "scope=, type=custom|builtin, label=KEY or label=KEY=VALUE; the same key again "
+        "widens, another narrows",
+    )
+    parser.add_argument(
+        "--format",
+        metavar="TEMPLATE",
+        help="each network by a template of Docker's placeholders: {{.ID}}, {{.Name}}, "
+        "{{.Driver}}, {{.Scope}}, {{.IPv6}}, {{.Internal}}, {{.Labels}}, {{.CreatedAt}}, "
+        "{{json .}}; 'table TEMPLATE' adds a header",
+    )
+    parser.add_argument("--no-trunc", action="store_true", help="full network ids")
+
+
+#: ``network ls --filter`` keys, as Docker's
+LS_FILTERS = ("driver", "id", "label", "name", "scope", "type")
+
+
+def _ls_filters(given: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or key not in LS_FILTERS:
+            raise errors.InvalidOption(
+                "--filter", item, f"expected KEY=VALUE with KEY one of {', '.join(LS_FILTERS)}"
+            )
+        if key == "type" and value not in ("custom", "builtin"):
+            raise errors.InvalidOption("--filter", item, "type is custom or builtin")
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def _ls_match(row: dict[str, Any], filters: dict[str, list[str]]) -> bool:
+    """Docker's: each key must match (AND), any of its values (OR)."""
+
+    def one(key: str, value: str) -> bool:
+        if key == "name":
+            return value in row["name"]
+        if key == "id":
+            return value in row["id"]
+        if key == "label":
+            label, sep, wanted = value.partition("=")
+            return label in row["labels"] and (not sep or row["labels"][label] == wanted)
+        if key == "type":
+            return (row["name"] in ("host", "none")) == (value == "builtin")
+        return bool(row[key] == value)  # driver, scope
+
+    return all(any(one(key, v) for v in values) for key, values in filters.items())
+
+
+#: ``network ls --format`` placeholders: Docker's names, and the row's key
+LS_FIELDS = {
+    "ID": "id",
+    "Name": "name",
+    "Driver": "driver",
+    "Scope": "scope",
+    "IPv6": "ipv6",
+    "Internal": "internal",
+    "Labels": "labels",
+    "CreatedAt": "created",
+}
+_PLACEHOLDER = re.compile(r"{{\s*(json\s+\.|\.(\w+))\s*}}")
+
+
+def _ls_format(template: str, rows: list[dict[str, Any]], full_ids: bool) -> str:
+    """``rows`` by a template of Docker's placeholders (no other Go template syntax: a
+    clear error, not a guess)."""
+    table = template.startswith("table ")
+    body = template[len("table ") :] if table else template
+    body = body.replace("\\t", "\t").replace("\\n", "\n")
+    for match in re.finditer(r"{{.*?}}", body):
+        placeholder = _PLACEHOLDER.fullmatch(match.group(0))
+        if placeholder is None or (placeholder[2] and placeholder[2] not in LS_FIELDS):
+            raise errors.InvalidOption(
+                "--format",
+                template,
+                f"{match.group(0)} is not one of hostnet's placeholders: "
+                + ", ".join(f"{{{{.{name}}}}}" for name in LS_FIELDS)
+                + ", {{json .}} (no other Go template syntax)",
+            )
+
+    def shown(row: dict[str, Any], name: str) -> str:
+        value = row[LS_FIELDS[name]]
+        if name == "ID" and not full_ids:
+            return str(value)[:12]
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dict):
+            return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+        return str(value)
+
+    def render(row: dict[str, Any]) -> str:
+        def one(match: re.Match[str]) -> str:
+            field = match[2]
+            if field is None:  # {{json .}}
+                return json.dumps({k: shown(row, k) for k in LS_FIELDS}, separators=(",", ":"))
+            return shown(row, field)
+
+        return _PLACEHOLDER.sub(one, body)
+
+    lines = [render(row) for row in rows]
+    if table:
+        header = _PLACEHOLDER.sub(
+            lambda m: "NETWORK ID" if m[2] == "ID" else (m[2] or "JSON").upper(), body
+        )
+        lines.insert(0, header)
+    return "\n".join(lines)
 
 
 def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
+    filters = _ls_filters(args.filters)
     networks = sorted(ctx.controller.networks(), key=lambda n: n.name)
     data: list[dict[str, Any]] = [
         {
@@ -153,18 +270,26 @@ def cmd_network_ls(ctx: Context, args: argparse.Namespace) -> int:
             "scope": _scope(n.driver),
             "subnets": [s.subnet for s in n.spec.subnets],
             "internal": n.spec.internal,
+            "ipv6": n.spec.enable_ipv6,
+            "labels": dict(n.spec.labels),
+            "created": rfc3339(n.created_at),
         }
         for n in networks
     ]
+    data = [d for d in data if _ls_match(d, filters)]
+    width = None if args.no_trunc else 12
     if args.quiet:  # ids only, with --json too (a list of full ids)
-        human = "\n".join(d["id"][:12] for d in data)
+        human = "\n".join(d["id"][:width] for d in data)
         ctx.emit([d["id"] for d in data], human)
         return 0
-    else:
-        human = format_table(
-            ["network id", "name", "driver", "scope"],
-            [[d["id"][:12], d["name"], d["driver"], d["scope"]] for d in data],
-        )
+    if args.format is not None:
+        text = _ls_format(args.format, data, full_ids=args.no_trunc)
+        print(text, file=ctx.stdout)  # (what was asked for, --json or not)
+        return 0
+    human = format_table(
+        ["network id", "name", "driver", "scope"],
+        [[d["id"][:width], d["name"], d["driver"], d["scope"]] for d in data],
+    )
     ctx.emit(data, human)
     return 0
 

@@ -703,3 +703,39 @@ def test_macvlan_networks_through_docker_style_options(cli: HostCli) -> None:
         "10.9.0.0/24",
     )
     assert bad.code == 1 and "nope0" in bad.err
+
+
+def test_network_ls_filters_and_formats_as_docker(cli: HostCli) -> None:
+    web_id = created(cli, "web", "--subnet", "10.90.0.0/24", "--label", "team=a")
+    created(cli, "webdb", "--subnet", "10.91.0.0/24", "--label", "team=b", "--internal")
+    created(cli, "cache", "--subnet", "10.92.0.0/24")
+
+    def names(*argv: str) -> list[str]:
+        result = cli("network", "ls", *argv, "--format", "{{.Name}}")
+        assert result.code == 0, result
+        return result.out.split()
+
+    assert names() == ["cache", "host", "none", "web", "webdb"]
+    assert names("--filter", "name=web") == ["web", "webdb"]  # (part of the name)
+    assert names("-f", "name=cache", "-f", "name=webdb") == ["cache", "webdb"]  # (OR)
+    assert names("-f", "name=web", "-f", "label=team=b") == ["webdb"]  # (AND)
+    assert names("-f", "label=team") == ["web", "webdb"]
+    assert names("-f", "driver=bridge", "-f", "type=custom") == ["cache", "web", "webdb"]
+    assert names("-f", "type=builtin") == ["host", "none"]
+    assert names("-f", f"id={web_id[:6]}") == ["web"]
+    table_out = cli("network", "ls", "-f", "name=webdb", "--format",
+                    "table {{.ID}}\\t{{.Name}}\\t{{.Internal}}\\t{{.Labels}}").out  # fmt: skip
+    header, row = table_out.splitlines()
+    assert header.split("\t") == ["NETWORK ID", "NAME", "INTERNAL", "LABELS"]
+    assert row.split("\t")[1:] == ["webdb", "true", "team=b"] and len(row.split("\t")[0]) == 12
+    [line] = cli("network", "ls", "-f", "name=cache", "--format", "{{json .}}").out.splitlines()
+    assert json.loads(line)["Name"] == "cache" and json.loads(line)["Driver"] == "bridge"
+    full = cli("network", "ls", "-q", "--no-trunc", "-f", "name=web", "-f", "label=team=a")
+    assert full.out.split() == [web_id]
+    for bad, fragment in [
+        (["-f", "colour=red"], "KEY one of driver"),
+        (["-f", "type=mine"], "custom or builtin"),
+        (["--format", "{{.Nope}}"], "not one of hostnet's placeholders"),
+        (["--format", "{{range .}}x{{end}}"], "no other Go template syntax"),
+    ]:
+        assert_one_line_error(cli("network", "ls", *bad), 2, fragment)

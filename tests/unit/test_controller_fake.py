@@ -763,6 +763,6 @@ def test_a_fake_controller_never_closed_leaves_no_state_directory() -> None:
 )
 def test_inspect_times_are_written_as_docker_writes_them(at: float, text: str) -> None:
     # Go's RFC 3339 with nanoseconds: trailing zeros of the fraction dropped
-    from hostnet.controller import _rfc3339
+    from hostnet.controller import rfc3339
 
-    assert _rfc3339(at) == text
+    assert rfc3339(at) == text
