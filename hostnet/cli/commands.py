@@ -234,6 +234,44 @@ def cmd_ports(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _args_port(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="a namespace (or host-network workload)")
+    parser.add_argument(
+        "port", nargs="?", metavar="PORT[/PROTO]", help="only this port (default proto tcp)"
+    )
+
+
+def cmd_port(ctx: Context, args: argparse.Namespace) -> int:
+    """``docker port``: a workload's published ports, ``80/tcp -> 0.0.0.0:8080``."""
+    ports: dict[str, Any] = ctx.controller.inspect(args.name)["NetworkSettings"]["Ports"]
+    rows = [
+        {"port": key, "host_ip": b["HostIp"], "host_port": b["HostPort"]}
+        for key, bindings in sorted(ports.items(), key=lambda kv: _port_key(kv[0]))
+        for b in bindings or ()
+    ]
+    if args.port is not None:
+        number, _, proto = args.port.partition("/")
+        wanted = f"{number}/{(proto or 'tcp').lower()}"
+        rows = [r for r in rows if r["port"] == wanted]
+        if not rows:
+            raise errors.NotFoundError(f"no public port {wanted!r} published for {args.name!r}")
+        human = "\n".join(_host_port(r) for r in rows)
+    else:
+        human = "\n".join(f"{r['port']} -> {_host_port(r)}" for r in rows)
+    ctx.emit(rows, human)
+    return 0
+
+
+def _port_key(key: str) -> tuple[int, str]:
+    number, _, proto = key.partition("/")
+    return (int(number) if number.isdigit() else 0, proto)
+
+
+def _host_port(row: dict[str, Any]) -> str:
+    ip = row["host_ip"]
+    return f"[{ip}]:{row['host_port']}" if ":" in ip else f"{ip}:{row['host_port']}"
+
+
 SEVERITIES = ("high", "medium", "low", "info")
 
 
@@ -345,6 +383,8 @@ COMMANDS: tuple[Command, ...] = (
     Command(name="detach", help="detach a workload from every network", run=cmd_detach,
             arguments=_args_workload),
     Command(name="ports", help="list reserved host ports", run=cmd_ports, recover=False),
+    Command(name="port", help="a workload's published ports, as `docker port`",
+            run=cmd_port, arguments=_args_port, recover=False),
     Command(name="gc", help="finish or roll back interrupted work, forget stale records",
             run=cmd_gc, recover=False),
     Command(name="audit", help="list the risks in the current state", run=cmd_audit,

@@ -739,3 +739,16 @@ def test_network_ls_filters_and_formats_as_docker(cli: HostCli) -> None:
         (["--format", "{{range .}}x{{end}}"], "no other Go template syntax"),
     ]:
         assert_one_line_error(cli("network", "ls", *bad), 2, fragment)
+
+
+def test_port_lists_published_ports_as_docker_port(cli: HostCli) -> None:
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    cli("ns", "create", "app1")
+    assert cli("connect", "web", "app1", "-p", "8080:80", "-p", "127.0.0.1:5353:53/udp").code == 0
+    result = cli("port", "app1")
+    assert (result.code, result.out) == (0, "53/udp -> 127.0.0.1:5353\n80/tcp -> 0.0.0.0:8080\n")
+    assert cli("port", "app1", "80").out == "0.0.0.0:8080\n"
+    assert cli("port", "app1", "53/UDP").out == "127.0.0.1:5353\n"
+    assert_one_line_error(cli("port", "app1", "81"), 1, "no public port '81/tcp'")
+    rows = cli("--json", "port", "app1").json()
+    assert {"port": "80/tcp", "host_ip": "0.0.0.0", "host_port": "8080"} in rows
