@@ -482,6 +482,7 @@ def test_every_registered_command_parses() -> None:
             "disconnect": ["net", "x"],
             "network connect": ["net", "x"],
             "network disconnect": ["net", "x"],
+            "port": ["x"],
             "run": ["--network", "net", "--", "true"],
         }.get(command.name, [])
         assert parser.parse_args([*words, *extra])._command is command
