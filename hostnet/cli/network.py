@@ -347,7 +347,8 @@ def cmd_network_rm(ctx: Context, args: argparse.Namespace) -> int:
             ctx.controller.delete_network(name, force=args.disconnect)
         except errors.HostnetError as exc:
             if args.force and isinstance(exc, errors.NetworkNotFound):
-                continue  # (as `docker network rm -f`: nothing said)
+                done.append({"name": name, "deleted": False})  # (as Docker: not said)
+                continue
             ctx.error(str(exc))
             code = code or (2 if isinstance(exc, errors.ValidationError) else 1)
             continue
@@ -400,12 +401,17 @@ def _no_host(network: Any, verb: str) -> None:
     """The host network takes no namespace (as Docker refuses to connect a container to
     it): its workloads are names, which ``attach``/``detach`` declare."""
     if network.driver == "host":
+        how = (
+            "declare one with `hostnet attach NAME --driver host`, or run a command there "
+            "with `hostnet run --network host -- CMD`"
+            if verb == "connected to"
+            else "one is detached with `hostnet detach NAME`"
+        )
         raise errors.InvalidOption(
             "network",
             network.name,
             f"a namespace cannot be {verb} the host network: a host-network workload has "
-            "no namespace of its own (declare one with `hostnet attach NAME --driver "
-            "host`, or run a command there with `hostnet run --network host -- CMD`)",
+            f"no namespace of its own ({how})",
         )
 
 
@@ -545,10 +551,25 @@ def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int
     Controller's host), as ``docker run --network host`` does, as a host-network
     workload ``name`` for as long as it runs: admitted by the security policy
     (``--allow-host-network``), recorded, so ``audit`` lists it, then detached."""
-    host.connect(name)
+    ctl = ctx.controller
+    if ctl.backend.has_namespace(name):  # (its name would be taken for it)
+        raise errors.NamespaceExists(
+            name, advice="run names its host-network workload itself: choose another --name"
+        )
+    if ctl.endpoints(name):  # (someone else's: never detached by this run)
+        raise errors.AlreadyConnected(name, host.name)
     proc = None
+    made = False
     try:
-        proc = start(ctx, ctx.controller.host_workload(name), argv)
+        try:
+            host.connect(name)
+        except Exception:
+            raise  # refused: nothing made
+        except BaseException:
+            made = True  # an interrupt (Ctrl-C, SIGTERM): it may have been made
+            raise
+        made = True
+        proc = start(ctx, ctl.host_workload(name), argv)
         if isinstance(proc, int):
             return proc
         return wait_child(proc)
@@ -558,7 +579,10 @@ def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int
                 proc.kill()  # (interrupted before the wait: our own child, by its pid)
                 proc.wait()
             try:
-                host.disconnect(name)
+                if made:
+                    host.disconnect(name)
+            except errors.EndpointNotFound:
+                pass  # detached under us (`hostnet detach`), or interrupted before made
             except errors.HostnetError as exc:  # said, but the command's exit code stays
                 ctx.error(f"detaching {name!r} from the host network failed: {exc}")
 

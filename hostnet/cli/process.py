@@ -261,7 +261,10 @@ def start(
     except OSError as exc:
         if isinstance(exc, errors.HostnetError):
             raise
-        ctx.error(f"cannot run {argv[0]!r} in namespace {ns.name!r}: {exc.strerror or exc}")
+        from hostnet.network import HostWorkload
+
+        where = "the host network" if isinstance(ns, HostWorkload) else f"namespace {ns.name!r}"
+        ctx.error(f"cannot run {argv[0]!r} in {where}: {exc.strerror or exc}")
         return 127 if exc.errno == errno.ENOENT else 126  # like a shell, and docker exec
 
 

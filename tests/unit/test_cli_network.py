@@ -235,7 +235,7 @@ def test_a_namespace_cannot_join_the_host_network(cli: HostCli) -> None:
     for verb in ("connect", "disconnect"):
         result = cli("--allow-host-network", verb, "host", "app1")
         assert_one_line_error(result, 2, "host-network workload has no namespace")
-        assert "hostnet attach" in result.err
+        assert ("hostnet attach" if verb == "connect" else "hostnet detach") in result.err
     assert cli.world() == before
 
 
@@ -752,3 +752,43 @@ def test_port_lists_published_ports_as_docker_port(cli: HostCli) -> None:
     assert_one_line_error(cli("port", "app1", "81"), 1, "no public port '81/tcp'")
     rows = cli("--json", "port", "app1").json()
     assert {"port": "80/tcp", "host_ip": "0.0.0.0", "host_port": "8080"} in rows
+
+
+def test_run_on_the_host_network_leaves_no_workload_behind(
+    cli: HostCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (a review) Ctrl-C just after the workload was recorded left it for good; a --name
+    # that is a namespace's or another workload's was taken
+    from hostnet.network import Network
+
+    created(cli, "web", "--subnet", "10.90.0.0/24")
+    cli("ns", "create", "app1")
+    cli("--allow-host-network", "attach", "svc", "--driver", "host")
+    before = cli.world()
+    real = Network.connect
+
+    def interrupted(self: Network, *args: Any, **kwargs: Any) -> Any:
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt  # (after it was made)
+
+    monkeypatch.setattr(Network, "connect", interrupted)
+    result = cli(
+        "--allow-host-network", "run", "--network", "host", "--name", "job1", "--", "true"
+    )
+    assert result.code == 130
+    monkeypatch.setattr(Network, "connect", real)
+    assert cli.world() == before
+    for name, fragment in [("app1", "choose another --name"), ("svc", "already connected")]:
+        result = cli("--allow-host-network", "run", "--network", "host", "--name", name,
+                     "--", "true")  # fmt: skip
+        assert_one_line_error(result, 125, fragment)
+        assert cli.world() == before  # (svc still attached)
+    detach = cli("disconnect", "host", "svc")
+    assert_one_line_error(detach, 2, "hostnet detach NAME")
+
+
+def test_network_rm_f_of_a_missing_network_prints_json_for_it(cli: HostCli) -> None:
+    assert cli("--json", "network", "rm", "-f", "nope").json() == {
+        "name": "nope",
+        "deleted": False,
+    }
