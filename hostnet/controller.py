@@ -66,6 +66,7 @@ from hostnet.ops import (
     AddLink,
     AddRoute,
     Adopt,
+    BindPort,
     CreateNamespace,
     DeleteNamespace,
     DelLink,
@@ -1476,8 +1477,12 @@ class Controller:
                 list(ports),
                 "only host-network workloads declare host ports; publish with publish=[...]",
             )
-        if hold and drv.needs_namespace:
-            raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
+        # hold: a namespace's published ports, or a host-network workload's declared
+        # ones (a driver that publishes nothing refuses publish= itself, later)
+        if hold and drv.needs_namespace and not publish:
+            raise errors.InvalidOption(
+                "hold", hold, "nothing to hold: it holds the ports published (publish=[...])"
+            )
         mac = _check_addressing(drv, info, ip=ip, ip6=ip6, mac=mac)
         ip = _unmapped(ip) if isinstance(ip, str) else ip
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
@@ -1551,6 +1556,13 @@ class Controller:
             reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
             mappings = _mappings(publish_specs, reserved)
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
+            # held: a host-network workload's declared ports, or the ports published
+            # (bound by this process while it lives, as Docker's daemon binds them)
+            held = (
+                flat_host
+                if not drv.needs_namespace
+                else [r for got in reserved[: len(publish_specs)] for r in got]
+            )
             # the namespace's other endpoints, pending ones too: their interface names
             # and default routes are taken even if the observation did not see them
             neighbours = tx.endpoints(ns=ns) if ns is not None else []
@@ -1577,7 +1589,7 @@ class Controller:
                     ns=ns,
                     mac=mac,
                     ports=mappings,
-                    held=tuple(flat_host) if hold else (),
+                    held=tuple(held) if hold else (),
                     static=tuple(
                         (key, value)
                         for key, value in (("IPv4Address", ip), ("IPv6Address", ip6))
@@ -1607,6 +1619,14 @@ class Controller:
                     ConnectContext(network=info, endpoint=endpoint, target=seen, host=host)
                 )
             plan = checked_plan(drv, "plan_connect", planned, {self.host_ns, ns or self.host_ns})
+            if drv.needs_namespace and endpoint.held:
+                # first: a port someone bound since it was checked fails the connect
+                # before any link is made
+                binds = tuple(
+                    BindPort(ns=info.host_ns, protocol=r.protocol, address=r.host_ip, port=r.port)
+                    for r in endpoint.held
+                )
+                plan = (*binds, *plan)
             if mappings and type(drv).plan_publish is Driver.plan_publish:
                 # a driver that publishes no ports and did not refuse them itself
                 raise errors.InvalidOption(

@@ -82,7 +82,11 @@ class Network:
         """Attach a workload (a Namespace, a namespace name, or for the host network a
         workload name). ``publish`` takes Docker's ``-p`` strings; ``ports`` declares the
         host ports a host-network workload will bind (reserved, and bound by hostnet
-        until the workload starts when ``hold=True``)."""
+        until the workload starts when ``hold=True``). With ``hold=True`` the published
+        host ports are bound by this process too, until the endpoint is disconnected or
+        the process ends (as Docker's daemon binds them), so no other process can bind
+        one and get nothing: for callers that live as long as the endpoint (``hostnet
+        run`` does it)."""
         return self._ctl._connect(
             self, workload, publish=publish, ports=ports, hold=hold, ip=ip, ip6=ip6, mac=mac
         )
