@@ -1407,7 +1407,10 @@ class Controller:
         return any(
             lease["name"] == workload
             and process_started(lease["pid"]) != lease["started"]
-            and not self.backend.processes(workload)
+            and (
+                lease["owner"] != f"ns:{workload}"  # (a host-network workload's)
+                or not self.backend.processes(workload)
+            )
             for lease in self.store.read(lambda tx: tx.leases())
         )
 
@@ -1453,6 +1456,7 @@ class Controller:
         ip: str | None,
         ip6: str | None,
         mac: str | None,
+        temporary: bool = False,
     ) -> Endpoint:
         self._host_unchanged()
         found: list[tuple[Driver, str, str | None]] = []
@@ -1479,6 +1483,15 @@ class Controller:
             )
         # hold: a namespace's published ports, or a host-network workload's declared
         # ones (a driver that publishes nothing refuses publish= itself, later)
+        if not isinstance(temporary, bool):
+            raise errors.ValidationError(f"temporary must be True or False, not {temporary!r}")
+        if temporary and drv.needs_namespace:
+            raise errors.InvalidOption(
+                "temporary",
+                temporary,
+                "a namespace's endpoints go with it: make the namespace temporary "
+                "(create_namespace(temporary=True))",
+            )
         if hold and drv.needs_namespace and not publish:
             raise errors.InvalidOption(
                 "hold", hold, "nothing to hold: it holds the ports published (publish=[...])"
@@ -1554,6 +1567,9 @@ class Controller:
                     f"({info.spec.option('macvlan_mode') or drv.name} mode)"
                 )
             reserved = allocator.reserve(tx, requests, owner=endpoint_id, workload=name)
+            if temporary and self.executor.started:  # (0.0: its start time is unknown)
+                # the endpoint's, forgotten with it; gc detaches it once the process died
+                tx.add_lease(endpoint_id, name, self.executor.pid, self.executor.started)
             mappings = _mappings(publish_specs, reserved)
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
             # held: a host-network workload's declared ports, or the ports published
@@ -2126,7 +2142,19 @@ class Controller:
                 )
         findings.extend(self._stale_endpoints(live, {r["name"] for r in records}))
         for lease in self.store.read(lambda tx: tx.leases()):
-            if lease["name"] in live and process_started(lease["pid"]) != lease["started"]:
+            if process_started(lease["pid"]) == lease["started"]:
+                continue
+            if lease["owner"] != f"ns:{lease['name']}":  # a host-network workload's
+                findings.append(
+                    {
+                        "severity": "low",
+                        "kind": "abandoned",
+                        "subject": lease["name"],
+                        "detail": f"host-network workload of pid {lease['pid']}, which has "
+                        "exited; `hostnet gc` detaches it",
+                    }
+                )
+            elif lease["name"] in live:
                 findings.append(
                     {
                         "severity": "low",
@@ -2872,6 +2900,29 @@ class Controller:
                     "`hostnet gc` deletes it once they end, force=True (CLI: --force) now"
                 )
 
+    def _gc_host_lease(self, lease: dict[str, Any]) -> bool:
+        """Detach the host-network workload of a dead process's lease (``connect(...,
+        temporary=True)``: a ``hostnet run --network host`` killed outright). Its
+        command may still run in the host namespace: the record goes, not the command
+        (hostnet never kills processes it finds). Whether it did so."""
+        owner, name = lease["owner"], lease["name"]
+        rows = self.store.read(lambda tx: tx.endpoints(workload=name))
+        mine = [r for r in rows if r["id"] == owner and r["ns"] is None and r["state"] == "active"]
+        if not mine:
+            return False
+        try:
+            self.network(mine[0]["network"]).disconnect(name)  # (by its id)
+        except errors.NotFoundError:
+            return False  # detached meanwhile
+        except errors.HostnetError as exc:
+            warnings.warn(
+                f"abandoned host-network workload {name!r} not detached: {exc}",
+                errors.HostnetWarning,
+                stacklevel=4,
+            )
+            return False
+        return True
+
     def _gc_abandoned(self) -> tuple[list[str], dict[str, list[int]]]:
         """Delete the temporary namespaces (``create_namespace(temporary=True)``) of
         processes that died, unless processes still run inside (a command that
@@ -2888,6 +2939,9 @@ class Controller:
                 return tx.namespace(name)
 
             record = self.store.read(read)
+            if record is None and self._gc_host_lease(lease):
+                abandoned.append(name)
+                continue
             if record is None or record["owner"] != lease["owner"] or record["state"] != "active":
                 continue  # being deleted, or a namespace of that name made since
             try:

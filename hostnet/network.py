@@ -78,6 +78,7 @@ class Network:
         ip: str | None = None,
         ip6: str | None = None,
         mac: str | None = None,
+        temporary: bool = False,
     ) -> Endpoint:
         """Attach a workload (a Namespace, a namespace name, or for the host network a
         workload name). ``publish`` takes Docker's ``-p`` strings; ``ports`` declares the
@@ -86,9 +87,20 @@ class Network:
         host ports are bound by this process too, until the endpoint is disconnected or
         the process ends (as Docker's daemon binds them), so no other process can bind
         one and get nothing: for callers that live as long as the endpoint (``hostnet
-        run`` does it)."""
+        run`` does it). ``temporary`` (a host-network workload): the workload is this
+        process's, for its lifetime; should the process die without detaching it,
+        ``gc`` does (a namespace's endpoints go with the namespace: make that temporary,
+        ``create_namespace(temporary=True)``)."""
         return self._ctl._connect(
-            self, workload, publish=publish, ports=ports, hold=hold, ip=ip, ip6=ip6, mac=mac
+            self,
+            workload,
+            publish=publish,
+            ports=ports,
+            hold=hold,
+            ip=ip,
+            ip6=ip6,
+            mac=mac,
+            temporary=temporary,
         )
 
     def disconnect(self, workload: Namespace | str) -> None:

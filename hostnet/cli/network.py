@@ -571,7 +571,7 @@ def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int
     made = False
     try:
         try:
-            host.connect(name)
+            host.connect(name, temporary=True)  # (gc detaches it if we are killed)
         except Exception:
             raise  # refused: nothing made
         except BaseException:

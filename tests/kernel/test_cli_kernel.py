@@ -205,3 +205,46 @@ def test_run_holds_its_published_ports_while_the_command_runs(cli: Cli) -> None:
     time.sleep(0.1)
     assert bind() == "bound"
     assert cli("network", "rm", "web").returncode == 0
+
+
+def test_gc_detaches_a_host_run_killed_outright(cli: Cli) -> None:
+    # `run --network host` killed with SIGKILL: its workload was recorded for good
+    import signal
+
+    from hostnet.testing.world import wait_until
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hostnet.cli.main", "--state-dir", str(cli.state),
+         "--host", cli.host, "--allow-host-network", "run", "--network", "host",
+         "--name", "jobk", "--", "sleep", "60"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    children: list[int] = []
+
+    def started() -> bool:
+        try:
+            with open(f"/proc/{run.pid}/task/{run.pid}/children") as f:
+                children[:] = [int(p) for p in f.read().split()]
+        except OSError:
+            return False
+        return bool(children)
+
+    try:
+        assert wait_until(started, timeout=20)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=10)
+        listed = json.loads(cli("--json", "network", "inspect", "host").stdout)
+        assert "jobk" in listed[0]["Containers"]
+        report = json.loads(cli("--json", "gc").stdout)
+        assert report["abandoned"] == ["jobk"]
+        listed = json.loads(cli("--json", "network", "inspect", "host").stdout)
+        assert listed[0]["Containers"] == {}
+    finally:
+        for pid in children:  # the command it started (ours): ended by its pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if run.poll() is None:
+            run.kill()
+            run.wait()

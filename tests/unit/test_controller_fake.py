@@ -766,3 +766,28 @@ def test_inspect_times_are_written_as_docker_writes_them(at: float, text: str) -
     from hostnet.controller import rfc3339
 
     assert rfc3339(at) == text
+
+
+def test_gc_detaches_the_temporary_host_workload_of_a_dead_process(tmp_path: Path) -> None:
+    # `hostnet run --network host` killed outright left its workload recorded for good
+    import subprocess
+    import sys
+
+    from hostnet.policy.security import SecurityPolicy
+
+    kernel = FakeKernel()
+    policy = SecurityPolicy(allow_host_network=True)
+    ctl = Controller(backend=kernel, state_dir=tmp_path, policy=policy)
+    ctl.attach("job1", driver="host", temporary=True)
+    ctl.attach("svc", driver="host")  # (not temporary: kept)
+    assert ctl.gc()["abandoned"] == []  # (its process lives: this one)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with ctl.store.transaction() as tx:  # (as if a process now dead had attached it)
+        tx.c.execute("UPDATE leases SET pid = ?", (child.pid,))
+    assert [f["subject"] for f in ctl.audit() if f["kind"] == "abandoned"] == ["job1"]
+    assert ctl.gc()["abandoned"] == ["job1"]
+    assert [e.workload for e in ctl.endpoints()] == ["svc"]
+    assert ctl.store.read(lambda tx: tx.leases()) == []
+    with pytest.raises(errors.InvalidOption, match="make the namespace temporary"):
+        ctl.network("none").connect(ctl.create_namespace("app"), temporary=True)
