@@ -66,7 +66,6 @@ from hostnet.ops import (
     AddLink,
     AddRoute,
     Adopt,
-    BindPort,
     CreateNamespace,
     DeleteNamespace,
     DelLink,
@@ -1481,8 +1480,6 @@ class Controller:
                 list(ports),
                 "only host-network workloads declare host ports; publish with publish=[...]",
             )
-        # hold: a namespace's published ports, or a host-network workload's declared
-        # ones (a driver that publishes nothing refuses publish= itself, later)
         if not isinstance(temporary, bool):
             raise errors.ValidationError(f"temporary must be True or False, not {temporary!r}")
         if temporary and drv.needs_namespace:
@@ -1492,10 +1489,8 @@ class Controller:
                 "a namespace's endpoints go with it: make the namespace temporary "
                 "(create_namespace(temporary=True))",
             )
-        if hold and drv.needs_namespace and not publish:
-            raise errors.InvalidOption(
-                "hold", hold, "nothing to hold: it holds the ports published (publish=[...])"
-            )
+        if hold and drv.needs_namespace:
+            raise errors.InvalidOption("hold", hold, "only for host-network workload ports")
         mac = _check_addressing(drv, info, ip=ip, ip6=ip6, mac=mac)
         ip = _unmapped(ip) if isinstance(ip, str) else ip
         publish_specs = [parse_publish(p, drv.default_host_ip(info.spec)) for p in publish]
@@ -1572,13 +1567,6 @@ class Controller:
                 tx.add_lease(endpoint_id, name, self.executor.pid, self.executor.started)
             mappings = _mappings(publish_specs, reserved)
             flat_host = [r for got in reserved[len(publish_specs) :] for r in got]
-            # held: a host-network workload's declared ports, or the ports published
-            # (bound by this process while it lives, as Docker's daemon binds them)
-            held = (
-                flat_host
-                if not drv.needs_namespace
-                else [r for got in reserved[: len(publish_specs)] for r in got]
-            )
             # the namespace's other endpoints, pending ones too: their interface names
             # and default routes are taken even if the observation did not see them
             neighbours = tx.endpoints(ns=ns) if ns is not None else []
@@ -1605,7 +1593,7 @@ class Controller:
                     ns=ns,
                     mac=mac,
                     ports=mappings,
-                    held=tuple(held) if hold else (),
+                    held=tuple(flat_host) if hold else (),
                     static=tuple(
                         (key, value)
                         for key, value in (("IPv4Address", ip), ("IPv6Address", ip6))
@@ -1635,14 +1623,6 @@ class Controller:
                     ConnectContext(network=info, endpoint=endpoint, target=seen, host=host)
                 )
             plan = checked_plan(drv, "plan_connect", planned, {self.host_ns, ns or self.host_ns})
-            if drv.needs_namespace and endpoint.held:
-                # first: a port someone bound since it was checked fails the connect
-                # before any link is made
-                binds = tuple(
-                    BindPort(ns=info.host_ns, protocol=r.protocol, address=r.host_ip, port=r.port)
-                    for r in endpoint.held
-                )
-                plan = (*binds, *plan)
             if mappings and type(drv).plan_publish is Driver.plan_publish:
                 # a driver that publishes no ports and did not refuse them itself
                 raise errors.InvalidOption(

@@ -83,14 +83,10 @@ class Network:
         """Attach a workload (a Namespace, a namespace name, or for the host network a
         workload name). ``publish`` takes Docker's ``-p`` strings; ``ports`` declares the
         host ports a host-network workload will bind (reserved, and bound by hostnet
-        until the workload starts when ``hold=True``). With ``hold=True`` the published
-        host ports are bound by this process too, until the endpoint is disconnected or
-        the process ends (as Docker's daemon binds them), so no other process can bind
-        one and get nothing: for callers that live as long as the endpoint (``hostnet
-        run`` does it). ``temporary`` (a host-network workload): the workload is this
-        process's, for its lifetime; should the process die without detaching it,
-        ``gc`` does (a namespace's endpoints go with the namespace: make that temporary,
-        ``create_namespace(temporary=True)``)."""
+        until the workload starts when ``hold=True``). ``temporary`` (a host-network
+        workload): the workload is this process's, for its lifetime; should the process
+        die without detaching it, ``gc`` does (a namespace's endpoints go with the
+        namespace: make that temporary, ``create_namespace(temporary=True)``)."""
         return self._ctl._connect(
             self,
             workload,

@@ -528,16 +528,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     try:
         for i, network in enumerate(networks):
             if i == 0:  # (as `docker run`: the addresses and ports are the first's)
-                # the published ports held (bound) by this process while the command
-                # runs, as Docker's daemon binds them: no other process takes them
-                network.connect(
-                    ns,
-                    publish=args.publish,
-                    ip=args.ip,
-                    ip6=args.ip6,
-                    mac=args.mac,
-                    hold=bool(args.publish),
-                )
+                network.connect(ns, publish=args.publish, ip=args.ip, ip6=args.ip6, mac=args.mac)
             else:
                 network.connect(ns)
             check_interrupted()

@@ -7,7 +7,6 @@ machine's own network is never touched.
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
@@ -202,47 +201,6 @@ def _forged_and_control(lab: Lab, app: Namespace, sport: int = 40000) -> list[st
         if listener.stdout:
             listener.stdout.close()
     return got + [line.split()[0] for line in rest.splitlines()]
-
-
-BIND = """
-import socket, sys
-kind = socket.SOCK_DGRAM if sys.argv[2] == "udp" else socket.SOCK_STREAM
-s = socket.socket(socket.AF_INET, kind)
-try:
-    s.bind(("0.0.0.0", int(sys.argv[1])))
-except OSError as exc:
-    print(exc.errno)
-else:
-    print("bound")
-"""
-
-
-def test_published_ports_held_by_the_connecting_process(lab: Lab) -> None:
-    # hold=True (what `hostnet run -p` asks): the published host ports are bound by the
-    # connecting process while it lives, as Docker's daemon binds them, so another
-    # process cannot bind them and get nothing; traffic still goes to the endpoint
-    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
-    app = lab.ns()
-    web.connect(app, publish=["18080:80", "15353:53/udp"], hold=True)
-
-    def bind(port: int, proto: str) -> str:
-        out = lab.host.run([sys.executable, "-c", BIND, str(port), proto], capture_output=True)
-        return out.stdout.decode().strip()
-
-    assert bind(18080, "tcp") == str(errno.EADDRINUSE)
-    assert bind(15353, "udp") == str(errno.EADDRINUSE)
-    with server(app, 80), server(app, 53, "udp"):
-        assert request(lab.host, UPLINK_HOST, 18080).startswith(app.name)
-        assert request(lab.host, "127.0.0.1", 18080).startswith(app.name)
-        assert request(lab.host, "127.0.0.1", 15353, "udp").startswith(app.name)
-        assert request(lab.outside, UPLINK_HOST, 18080) == f"{app.name} {UPLINK_OUT}"
-    # a port another process holds is refused, naming it, and nothing is made
-    other = lab.ns("other")
-    with server(lab.host, 18081, host="0.0.0.0"), pytest.raises(errors.PortInUse):
-        web.connect(other, publish=["18081:80"], hold=True)
-    assert lab.ctl.backend.observe(other.name).link_names() == {"lo"}
-    web.disconnect(app)
-    assert bind(18080, "tcp") == "bound" and bind(15353, "udp") == "bound"
 
 
 def test_a_port_published_on_localhost_ignores_forged_packets_from_the_lan(lab: Lab) -> None:

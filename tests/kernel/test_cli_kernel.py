@@ -162,51 +162,6 @@ def test_run_on_the_host_network_runs_in_the_host_namespace(cli: Cli) -> None:
     assert json.loads(cli("--json", "network", "inspect", "host").stdout)[0]["Containers"] == {}
 
 
-BIND = """
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("0.0.0.0", int(sys.argv[1])))
-except OSError as exc:
-    print(exc.errno)
-else:
-    print("bound")
-"""
-
-
-def test_run_holds_its_published_ports_while_the_command_runs(cli: Cli) -> None:
-    # as `docker run -p`: no other process can bind a published port (and get nothing)
-    # while the command runs; free again once it has ended
-    import errno
-    import time
-
-    from hostnet.testing.world import wait_until
-
-    assert cli("network", "create", "web", "--subnet", "10.93.0.0/24").returncode == 0
-
-    def bind() -> str:
-        argv = ["ip", "netns", "exec", cli.host, sys.executable, "-c", BIND, "18090"]
-        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
-
-    run = subprocess.Popen(
-        [sys.executable, "-m", "hostnet.cli.main", "--state-dir", str(cli.state),
-         "--host", cli.host, "run", "--network", "web", "-p", "18090:80", "--", "cat"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert wait_until(lambda: bind() == str(errno.EADDRINUSE), timeout=20), bind()
-    finally:
-        assert run.stdin is not None and run.stderr is not None
-        run.stdin.close()  # (cat ends, and run with it)
-        code = run.wait(timeout=30)
-        errors = run.stderr.read()
-        run.stderr.close()
-    assert code == 0, errors
-    time.sleep(0.1)
-    assert bind() == "bound"
-    assert cli("network", "rm", "web").returncode == 0
-
-
 def test_gc_detaches_a_host_run_killed_outright(cli: Cli) -> None:
     # `run --network host` killed with SIGKILL: its workload was recorded for good
     import signal
