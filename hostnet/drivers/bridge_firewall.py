@@ -21,7 +21,8 @@ and verdict maps keyed by bridge name. Adding or removing one published port is 
       chain prerouting     DNAT for packets to a host address from elsewhere (never
                            to 127.0.0.0/8 or ::1: such packets from outside are forged)
       chain output         DNAT for packets from the host itself (localhost:PORT works)
-      chain mark           marks packets from a bridge DNATed to a published port
+      chain mark           marks packets from a bridge DNATed to a published port;
+                           drops packets from a bridge to 127.0.0.0/8 but replies
       chain postrouting    masquerade: outbound, from the host itself, hairpin
       chain forward        established first, then the per-network chains: n-<net>
                            (egress) drops traffic into another hostnet bridge unless it
@@ -177,14 +178,29 @@ def base_setup() -> tuple[str, str]:
         ]
     dnat_done = _match({"ct": {"key": "status"}}, "dnat", "in")
     mark = _meta("mark")
-    cmds.append(
+    from_bridge = _match(_meta("iifname"), "@bridges")
+    cmds += [
         _rule(
             "mark",
-            _match(_meta("iifname"), "@bridges"),
+            from_bridge,
             dnat_done,
             {"mangle": {"key": mark, "value": {"|": [mark, PUBLISHED_MARK]}}},
-        )
-    )
+        ),
+        # The other half of CVE-2020-8558: route_localnet on the bridges (for the DNAT of
+        # 127.0.0.1:PORT from the host) makes the host take packets an endpoint sends to
+        # 127.0.0.0/8 through its gateway, and a workload with NET_RAW would reach the
+        # services the host keeps on localhost. Dropped unless they belong to a
+        # connection the host made (the replies of its own 127.0.0.1:PORT to an
+        # endpoint), as kube-proxy and Docker do. (IPv6 needs none: the kernel drops ::1
+        # from any other interface than lo.)
+        _rule(
+            "mark",
+            from_bridge,
+            _match(_daddr("ip"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
+            _match({"ct": {"key": "state"}}, ["new", "invalid", "untracked"], "in"),
+            {"drop": None},
+        ),
+    ]
     to_bridge = _match(_meta("oifname"), "@bridges")
     cmds += [
         # from the host itself (incl. 127.0.0.1) to a published port

@@ -152,8 +152,9 @@ while True:
 
 RAW_SENDER = r"""
 import socket, struct, sys
-ifname, dst_mac, dst_ip, port, payload, sport = (sys.argv[1:] + ["40000"])[:6]
-src_ip = "10.250.0.2"
+ifname, dst_mac, dst_ip, port, payload, sport, src_ip = (
+    sys.argv[1:] + ["40000", "10.250.0.2"][len(sys.argv) - 6 :]
+)[:7]
 def checksum(data):
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))
     total = (total >> 16) + (total & 0xFFFF)
@@ -211,6 +212,37 @@ def test_a_port_published_on_localhost_ignores_forged_packets_from_the_lan(lab: 
     app = lab.ns()
     web.connect(app, publish=["127.0.0.1:5353:53/udp", "5354:53/udp"])
     assert _forged_and_control(lab, app) == ["control"]
+
+
+def test_an_endpoint_cannot_reach_the_hosts_loopback(lab: Lab) -> None:
+    # route_localnet on the bridge (so that 127.0.0.1:PORT can be DNATed) made the host
+    # take packets from an endpoint addressed to 127.0.0.1: a workload with NET_RAW
+    # reached services the host keeps to itself on localhost (CVE-2020-8558, the half
+    # Docker and kube-proxy guard with a drop). A frame to the gateway is the control.
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    ep = web.connect(app)
+    bridge = lab.host.snapshot().link(web.inspect()["Options"]["com.docker.network.bridge.name"])
+    assert bridge is not None and ep.ip is not None
+    listener = lab.host.popen(
+        [sys.executable, "-c", LISTENER, "5355"], stdout=subprocess.PIPE, text=True
+    )
+    got = []
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        for dst, what in (("127.0.0.1", "forged"), ("10.91.0.1", "control")):
+            argv = [sys.executable, "-c", RAW_SENDER, "eth0", bridge.mac, dst, "5355", what]
+            app.run([*argv, "40000", ep.ip], check=True)
+        while not got or got[-1] != "control":
+            what, source = listener.stdout.readline().split()
+            assert source == ep.ip
+            got.append(what)
+    finally:
+        listener.kill()
+        listener.wait()
+        if listener.stdout:
+            listener.stdout.close()
+    assert got == ["control"]
 
 
 def test_gc_upgrades_tables_an_older_hostnet_made_without_the_guard(lab: Lab) -> None:
