@@ -538,12 +538,16 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         return wait_child(proc)
     finally:
         with deferred_signals():
-            if proc is not None and not isinstance(proc, int) and proc.poll() is None:
-                # Interrupted before the wait began: the command must not outlive its
-                # namespace. It is our own child, ended by its pid.
-                proc.kill()
-                proc.wait()
+            _end_child(proc)
             _remove_run_namespace(ctx, ns)
+
+
+def _end_child(proc: Any) -> None:
+    """A command ``run`` started and an interrupt left unwaited for (before the wait
+    began): it must not outlive its network. Our own child, ended by its pid."""
+    if proc is not None and not isinstance(proc, int) and proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int:
@@ -575,9 +579,7 @@ def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int
         return wait_child(proc)
     finally:
         with deferred_signals():
-            if proc is not None and not isinstance(proc, int) and proc.poll() is None:
-                proc.kill()  # (interrupted before the wait: our own child, by its pid)
-                proc.wait()
+            _end_child(proc)
             try:
                 if made:
                     host.disconnect(name)

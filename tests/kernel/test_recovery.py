@@ -335,16 +335,40 @@ def test_sigkill_at_random_points_leaks_nothing(tmp_path: Path, scenario: str) -
     assert not [n for n in NetlinkBackend().namespaces() if n.startswith(prefix)]
 
 
-def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path: Path) -> None:
-    # killed after journaling a namespace's create, before it took the name; then
-    # someone made a namespace of that name: recovery deleted theirs, by name
+def _journal_a_dead_create(
+    state: Path, host: str, name: str, pid: int, places: dict[str, str]
+) -> None:
+    """The records a create of namespace ``name`` leaves when its process (``pid``, dead)
+    is killed before its closing transaction: the pending namespace and its journal."""
     import json
 
     import psutil
 
-    from hostnet.executor import RESERVES
     from hostnet.ops import plan_to_json
     from hostnet.stores.local import LocalStore
+
+    store = LocalStore(state)
+    try:
+        with store.transaction() as tx:
+            tx.add_namespace(name, host, created=True, owner=f"ns:{name}")
+            tx.journal_begin(
+                id="died",
+                kind="setup",
+                owner=json.dumps([f"ns:{name}"]),
+                pid=pid,
+                started=psutil.boot_time(),
+                plan=plan_to_json((CreateNamespace(ns=name),)),
+                places=places,
+            )
+    finally:
+        store.close()
+
+
+def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path: Path) -> None:
+    # killed after journaling a namespace's create, before it took the name; then
+    # someone made a namespace of that name: recovery deleted theirs, by name
+
+    from hostnet.executor import RESERVES
 
     prefix = unique_prefix("hz")
     host, name = f"{prefix}host", f"{prefix}x"
@@ -353,19 +377,7 @@ def test_recovery_leaves_a_namespace_someone_made_after_the_create_died(tmp_path
     child.wait()  # (a pid no process has)
     try:
         backend.apply(CreateNamespace(ns=host))
-        store = LocalStore(tmp_path / "state")
-        with store.transaction() as tx:
-            tx.add_namespace(name, host, created=True, owner=f"ns:{name}")
-            tx.journal_begin(
-                id="died",
-                kind="setup",
-                owner=json.dumps([f"ns:{name}"]),
-                pid=child.pid,
-                started=psutil.boot_time(),
-                plan=plan_to_json((CreateNamespace(ns=name),)),
-                places={RESERVES: "1"},
-            )
-        store.close()
+        _journal_a_dead_create(tmp_path / "state", host, name, child.pid, {RESERVES: "1"})
         subprocess.run(["ip", "netns", "add", name], check=True)
         subprocess.run(["ip", "-n", name, "link", "add", "theirs0", "type", "bridge"], check=True)
         ctl = Controller(host=host, state_dir=tmp_path / "state", backend=backend)
@@ -390,14 +402,9 @@ def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(
     # Also where the recovering process cannot read the handle under the mount
     # (open_tree refused: a user namespace, a seccomp filter): a review found it then
     # compared inode numbers alone, and deleted theirs.
-    import json
-
-    import psutil
 
     from hostnet.backends.netlink import nsenter
     from hostnet.executor import RESERVES, _token_places
-    from hostnet.ops import plan_to_json
-    from hostnet.stores.local import LocalStore
 
     prefix = unique_prefix("hg")
     host, name = f"{prefix}host", f"{prefix}x"
@@ -410,19 +417,8 @@ def test_recovery_spares_a_namespace_made_since_on_the_freed_inode(
         if not backend.reservation_is_unique(token):
             pytest.skip("/run/netns is on a filesystem without file handles")
         backend.apply(CreateNamespace(ns=name))
-        store = LocalStore(tmp_path / "state")
-        with store.transaction() as tx:
-            tx.add_namespace(name, host, created=True, owner=f"ns:{name}")
-            tx.journal_begin(
-                id="died",
-                kind="setup",
-                owner=json.dumps([f"ns:{name}"]),
-                pid=child.pid,
-                started=psutil.boot_time(),
-                plan=plan_to_json((CreateNamespace(ns=name),)),
-                places={RESERVES: "1", **_token_places(name, token)},
-            )
-        store.close()
+        places = {RESERVES: "1", **_token_places(name, token)}
+        _journal_a_dead_create(tmp_path / "state", host, name, child.pid, places)
         inode = token.split("/")[0]
         for _ in range(20):  # (until the new file gets the old inode number)
             subprocess.run(["ip", "netns", "del", name], check=True)

@@ -584,6 +584,19 @@ def test_recovery_deletes_only_a_namespace_made_on_its_reservation(
     assert store.read(lambda tx: tx.journals()) == []
 
 
+def _places_written(store: LocalStore) -> list[dict[str, str]]:
+    """What ``store.journal_place`` is given from now on, call by call."""
+    seen: list[dict[str, str]] = []
+    real = store.journal_place
+
+    def journal_place(id: str, done: int, places: Mapping[str, str]) -> None:
+        seen.append(dict(places))
+        real(id, done, places)
+
+    store.journal_place = journal_place  # type: ignore[method-assign]
+    return seen
+
+
 @pytest.mark.parametrize("unique", [True, False])
 def test_a_namespace_made_last_records_its_mount_only_if_its_token_is_not_unique(
     store: LocalStore, unique: bool
@@ -596,14 +609,7 @@ def test_a_namespace_made_last_records_its_mount_only_if_its_token_is_not_unique
     kernel.reservation_is_unique = lambda token: unique  # type: ignore[method-assign]
     kernel.namespace_mount = lambda name: f"mount-of-{name}"  # type: ignore[method-assign]
     kernel.mount_view = lambda: "view"  # type: ignore[method-assign]
-    seen: list[dict[str, str]] = []
-    real = store.journal_place
-
-    def journal_place(id: str, done: int, places: Mapping[str, str]) -> None:
-        seen.append(dict(places))
-        real(id, done, places)
-
-    store.journal_place = journal_place  # type: ignore[method-assign]
+    seen = _places_written(store)
     Executor(kernel, store).apply((CreateNamespace(ns="app"),), owner="ns:app")
     assert kernel.has_namespace("app")
     assert [sorted(p) for p in seen] == (
@@ -625,14 +631,7 @@ def test_a_token_is_journaled_in_two_parts_an_older_recovery_reads(
         return f"{reserve(name)}/1:0c000000aa"
 
     kernel.reserve_namespace = with_handle  # type: ignore[method-assign]
-    seen: list[dict[str, str]] = []
-    real = store.journal_place
-
-    def journal_place(id: str, done: int, places: Mapping[str, str]) -> None:
-        seen.append(dict(places))
-        real(id, done, places)
-
-    store.journal_place = journal_place  # type: ignore[method-assign]
+    seen = _places_written(store)
     Executor(kernel, store).apply((CreateNamespace(ns="app"),), owner="ns:app")
     file = seen[0]["@reserved:app"]
     assert "/" not in file and seen[0]["@handle:app"] == "1:0c000000aa"
