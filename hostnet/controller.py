@@ -1402,16 +1402,17 @@ class Controller:
         rows = self.store.read(lambda tx: tx.endpoints(workload=workload))
         if any(r["ns"] is not None and not self.backend.has_namespace(r["ns"]) for r in rows):
             return True
-        # (as _gc_abandoned: not while processes it left run there, which gc keeps)
-        return any(
-            lease["name"] == workload
-            and process_started(lease["pid"]) != lease["started"]
-            and (
-                lease["owner"] != f"ns:{workload}"  # (a host-network workload's)
-                or not self.backend.processes(workload)
-            )
-            for lease in self.store.read(lambda tx: tx.leases())
-        )
+        # (as _gc_abandoned: a temporary namespace not while processes it left run
+        # there, which gc keeps; a host-network workload's lease by its endpoint id)
+        for lease in self.store.read(lambda tx: tx.leases()):
+            if lease["name"] != workload or process_started(lease["pid"]) == lease["started"]:
+                continue
+            if lease["owner"] == f"ns:{workload}":
+                if not self.backend.processes(workload):
+                    return True
+            elif any(r["id"] == lease["owner"] for r in rows):
+                return True
+        return False
 
     def _admit_ports(self, workload: str, requests: Sequence[PortRequest]) -> list[PortRequest]:
         """``requests`` as the policy admits them (or PolicyDenied): a request for any
@@ -2864,8 +2865,8 @@ class Controller:
         would lose its network under it)."""
         for lease in self.store.read(lambda tx: tx.leases()):
             pid = lease["pid"]
-            if lease["name"] != name or pid == self.executor.pid:
-                continue
+            if lease["owner"] != f"ns:{name}" or pid == self.executor.pid:
+                continue  # (another namespace's, a host-network workload's, or ours)
             if process_started(pid) == lease["started"]:
                 raise errors.ConflictError(
                     f"namespace {name!r} is the temporary namespace of process {pid} (a "
@@ -2918,10 +2919,11 @@ class Controller:
             def read(tx: Tx, name: str = name) -> dict[str, Any] | None:
                 return tx.namespace(name)
 
-            record = self.store.read(read)
-            if record is None and self._gc_host_lease(lease):
-                abandoned.append(name)
+            if lease["owner"] != f"ns:{name}":  # a host-network workload's (by its id)
+                if self._gc_host_lease(lease):
+                    abandoned.append(name)
                 continue
+            record = self.store.read(read)
             if record is None or record["owner"] != lease["owner"] or record["state"] != "active":
                 continue  # being deleted, or a namespace of that name made since
             try:

@@ -22,7 +22,8 @@ and verdict maps keyed by bridge name. Adding or removing one published port is 
                            to 127.0.0.0/8 or ::1: such packets from outside are forged)
       chain output         DNAT for packets from the host itself (localhost:PORT works)
       chain mark           marks packets from a bridge DNATed to a published port;
-                           drops packets from a bridge to 127.0.0.0/8 but replies
+                           drops packets from a bridge from 127.0.0.0/8, and to it
+                           unless the host DNATed their connection
       chain postrouting    masquerade: outbound, from the host itself, hairpin
       chain forward        established first, then the per-network chains: n-<net>
                            (egress) drops traffic into another hostnet bridge unless it
@@ -104,6 +105,10 @@ def _dnat(family: str, key: list[Any], maps: str) -> dict[str, Any]:
 
 def _daddr(proto: str) -> dict[str, Any]:
     return {"payload": {"protocol": proto, "field": "daddr"}}
+
+
+def _saddr(proto: str) -> dict[str, Any]:
+    return {"payload": {"protocol": proto, "field": "saddr"}}
 
 
 _L4 = [_meta("l4proto"), {"payload": {"protocol": "th", "field": "dport"}}]
@@ -188,16 +193,25 @@ def base_setup() -> tuple[str, str]:
         ),
         # The other half of CVE-2020-8558: route_localnet on the bridges (for the DNAT of
         # 127.0.0.1:PORT from the host) makes the host take packets an endpoint sends to
-        # 127.0.0.0/8 through its gateway, and a workload with NET_RAW would reach the
-        # services the host keeps on localhost. Dropped unless they belong to a
-        # connection the host made (the replies of its own 127.0.0.1:PORT to an
-        # endpoint), as kube-proxy and Docker do. (IPv6 needs none: the kernel drops ::1
-        # from any other interface than lo.)
+        # or from 127.0.0.0/8 through its gateway, and a workload with NET_RAW would
+        # reach the services the host keeps on localhost. A loopback source from a
+        # bridge is always forged (it also primed a flow whose "replies" were let in);
+        # a loopback destination passes only in a connection the host DNATed (the
+        # replies of its own 127.0.0.1:PORT to an endpoint): not a flow an endpoint
+        # started, nor an ICMP error "related" to the host's own loopback flows (a
+        # review found both ways past a drop of new flows alone). IPv6 needs none: the
+        # kernel drops ::1 from any other interface than lo.
+        _rule(
+            "mark",
+            from_bridge,
+            _match(_saddr("ip"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
+            {"drop": None},
+        ),
         _rule(
             "mark",
             from_bridge,
             _match(_daddr("ip"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
-            _match({"ct": {"key": "state"}}, ["new", "invalid", "untracked"], "in"),
+            _match({"&": [{"ct": {"key": "status"}}, "dnat"]}, 0),
             {"drop": None},
         ),
     ]

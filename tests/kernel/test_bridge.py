@@ -230,12 +230,17 @@ def test_an_endpoint_cannot_reach_the_hosts_loopback(lab: Lab) -> None:
     got = []
     try:
         assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
-        for dst, what in (("127.0.0.1", "forged"), ("10.91.0.1", "control")):
+        # to 127.0.0.1; from a loopback source (which primed a flow whose "replies" were
+        # let in: a review); then the control
+        for dst, src, what in (
+            ("127.0.0.1", ep.ip, "forged"),
+            ("10.91.0.1", "127.0.0.53", "spoofed"),
+            ("10.91.0.1", ep.ip, "control"),
+        ):
             argv = [sys.executable, "-c", RAW_SENDER, "eth0", bridge.mac, dst, "5355", what]
-            app.run([*argv, "40000", ep.ip], check=True)
+            app.run([*argv, "40000", src], check=True)
         while not got or got[-1] != "control":
-            what, source = listener.stdout.readline().split()
-            assert source == ep.ip
+            what, _source = listener.stdout.readline().split()
             got.append(what)
     finally:
         listener.kill()

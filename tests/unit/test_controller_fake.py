@@ -791,3 +791,36 @@ def test_gc_detaches_the_temporary_host_workload_of_a_dead_process(tmp_path: Pat
     assert ctl.store.read(lambda tx: tx.leases()) == []
     with pytest.raises(errors.InvalidOption, match="make the namespace temporary"):
         ctl.network("none").connect(ctl.create_namespace("app"), temporary=True)
+
+
+def test_a_host_workload_lease_and_a_namespace_of_the_same_name_are_told_apart(
+    tmp_path: Path,
+) -> None:
+    # (a review) gc took the lease for the namespace's and never detached the workload;
+    # deleting the namespace was refused as "the temporary namespace of process N"
+    import subprocess
+    import sys
+
+    from hostnet.executor import process_started
+    from hostnet.policy.security import SecurityPolicy
+
+    kernel = FakeKernel()
+    ctl = Controller(
+        backend=kernel, state_dir=tmp_path, policy=SecurityPolicy(allow_host_network=True)
+    )
+    ctl.attach("dup", driver="host", temporary=True)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with ctl.store.transaction() as tx:  # (another process's, alive)
+            tx.c.execute(
+                "UPDATE leases SET pid = ?, started = ?",
+                (alive.pid, process_started(alive.pid)),
+            )
+        ctl.create_namespace("dup")
+        ctl.delete_namespace("dup")  # (not the workload's lease to guard)
+        ctl.create_namespace("dup")
+    finally:
+        alive.kill()
+        alive.wait()
+    assert ctl.gc()["abandoned"] == ["dup"]  # (the workload's process is dead now)
+    assert ctl.endpoints() == [] and kernel.has_namespace("dup")
