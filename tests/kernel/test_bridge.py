@@ -269,6 +269,61 @@ def test_gc_upgrades_tables_an_older_hostnet_made_without_the_guard(lab: Lab) ->
     assert kinds.isdisjoint({"outdated-firewall", "missing-firewall"})
 
 
+ECHO = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    s.sendto(data, peer)  # (the reply makes the flow established in conntrack)
+    print(data.decode(), peer[0], flush=True)
+"""
+
+
+def test_an_endpoints_flow_to_the_loopback_ends_with_the_upgrade(lab: Lab) -> None:
+    # (a review) a flow an endpoint had with a service on the host's loopback before
+    # gc upgraded the firewall (tables of an older hostnet) stayed open as long as its
+    # sender kept it alive, its replies making it established; the guard drops every
+    # packet to 127.0.0.0/8 from a bridge whose connection the host did not DNAT,
+    # established or not
+    from tests.aging import age_firewall
+
+    web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
+    app = lab.ns()
+    ep = web.connect(app)
+    bridge = lab.host.snapshot().link(web.inspect()["Options"]["com.docker.network.bridge.name"])
+    assert bridge is not None and ep.ip is not None
+    age_firewall(lab.ctl, base_drop="127.0.0.0")  # (from before both guards)
+    echo = lab.host.popen(
+        [sys.executable, "-c", ECHO, "127.0.0.53", "5357"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+
+        def send(what: str) -> None:
+            argv = [sys.executable, "-c", RAW_SENDER, "eth0", bridge.mac, "127.0.0.53"]
+            app.run([*argv, "5357", what, "40001", ep.ip], check=True)
+
+        send("before")
+        assert echo.stdout.readline().split() == ["before", ep.ip]  # (the old tables)
+        send("before2")
+        assert echo.stdout.readline().split() == ["before2", ep.ip]  # established now
+        assert lab.ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
+        send("after")  # the same flow
+        control = lab.host.popen(
+            [sys.executable, "-c", "import socket; socket.socket(socket.AF_INET, "
+             "socket.SOCK_DGRAM).sendto(b'control', ('127.0.0.53', 5357))"]
+        )  # fmt: skip
+        control.wait()
+        assert echo.stdout.readline().split()[0] == "control"
+    finally:
+        echo.kill()
+        echo.wait()
+        if echo.stdout:
+            echo.stdout.close()
+
+
 def test_ports_published_later_answer_too(lab: Lab) -> None:
     web = lab.ctl.create_network("web", driver="bridge", subnet="10.91.0.0/24")
     app = lab.ns()
