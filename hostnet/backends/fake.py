@@ -86,7 +86,13 @@ KNOWN_KINDS = frozenset({"veth", "bridge", "macvlan", "macvtap", "vxlan"})
 MACVLAN_MODES = frozenset({"bridge", "private", "vepa", "passthru", "source"})
 
 #: Per-interface settings a link has from its start (net/ipv{4,6}/conf/<link>/<key>)
-IF_SYSCTLS = {"route_localnet": "0", "accept_dad": "1", "disable_ipv6": "0", "forwarding": "0"}
+IF_SYSCTLS = {
+    "route_localnet": "0",
+    "accept_dad": "1",
+    "disable_ipv6": "0",
+    "forwarding": "0",
+    "accept_source_route": "1",
+}
 
 
 def _link_of_sysctl(key: str) -> str | None:

@@ -202,11 +202,22 @@ class BridgeDriver(Driver):
         for config in spec.subnets:
             prefix = config.network.prefixlen
             ops.append(AddAddress(ns=host, ifname=bridge, address=f"{config.gateway}/{prefix}"))
-        ops.append(
+        ops += [
             SetSysctl(
                 ns=host, key=f"net/ipv4/conf/{bridge}/route_localnet", value="1", previous="0"
-            )
-        )
+            ),
+            # No source-routed packets from the network (the kernel's default for a new
+            # link is to take them where conf/all allows): an LSRR/SSRR option naming
+            # 127.0.0.1 sends a packet to the host's loopback after prerouting's guard
+            # (the firewall's mark chain), and route_localnet lets the reply out (a
+            # review, with conf/all/accept_source_route on)
+            SetSysctl(
+                ns=host,
+                key=f"net/ipv4/conf/{bridge}/accept_source_route",
+                value="0",
+                previous="1",
+            ),
+        ]
         if FORWARD6 in ctx.sysctls and self.mtu(spec) >= IPV6_MIN_MTU:
             # No router advertisements taken from the network: any endpoint with raw
             # sockets could otherwise give the host an address and a default route

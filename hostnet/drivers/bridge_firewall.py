@@ -199,8 +199,9 @@ def base_setup() -> tuple[str, str]:
         # a loopback destination passes only in a connection the host DNATed (the
         # replies of its own 127.0.0.1:PORT to an endpoint): not a flow an endpoint
         # started, nor an ICMP error "related" to the host's own loopback flows (a
-        # review found both ways past a drop of new flows alone). IPv6 needs none: the
-        # kernel drops ::1 from any other interface than lo.
+        # review found both ways past a drop of new flows alone). IPv6: the kernel drops
+        # ::1 from any other interface than lo; an IPv4-mapped source (::ffff:127.0.0.1,
+        # which applications take for localhost) never belongs on the wire: dropped.
         _rule(
             "mark",
             from_bridge,
@@ -212,6 +213,12 @@ def base_setup() -> tuple[str, str]:
             from_bridge,
             _match(_daddr("ip"), {"prefix": {"addr": "127.0.0.0", "len": 8}}),
             _match({"&": [{"ct": {"key": "status"}}, "dnat"]}, 0),
+            {"drop": None},
+        ),
+        _rule(
+            "mark",
+            from_bridge,
+            _match(_saddr("ip6"), {"prefix": {"addr": "::ffff:0.0.0.0", "len": 96}}),
             {"drop": None},
         ),
     ]

@@ -269,6 +269,70 @@ def test_gc_upgrades_tables_an_older_hostnet_made_without_the_guard(lab: Lab) ->
     assert kinds.isdisjoint({"outdated-firewall", "missing-firewall"})
 
 
+RAW6_SENDER = r"""
+import socket, struct, sys
+ifname, dst_mac, src_ip, dst_ip, port, payload = sys.argv[1:7]
+body = payload.encode()
+src, dst = socket.inet_pton(socket.AF_INET6, src_ip), socket.inet_pton(socket.AF_INET6, dst_ip)
+length = 8 + len(body)
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total >> 16) + (total & 0xFFFF)
+    return ~total & 0xFFFF
+udp = struct.pack("!HHHH", 40002, int(port), length, 0) + body
+pseudo = src + dst + struct.pack("!I3xB", length, 17)
+udp = udp[:6] + struct.pack("!H", checksum(pseudo + udp) or 0xFFFF) + udp[8:]
+ip6 = struct.pack("!IHBB", 6 << 28, length, 17, 64) + src + dst
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((ifname, 0))
+s.send(bytes.fromhex(dst_mac.replace(":", "")) + s.getsockname()[4] + b"\x86\xdd" + ip6 + udp)
+"""
+
+LISTENER6 = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", int(sys.argv[1])))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(2048)
+    print(data.decode(), peer[0], flush=True)
+"""
+
+
+def test_an_endpoint_cannot_pass_for_the_hosts_loopback_over_ipv6(lab: Lab) -> None:
+    # (a review) on a dual-stack network a packet from ::ffff:127.0.0.1, which
+    # applications take for localhost, reached a host service on [::]; and source
+    # routing through 127.0.0.1 is off on the bridge, whatever conf/all says
+    web = lab.ctl.create_network("web", driver="bridge", subnet=["10.91.0.0/24", "fd00:91::/64"])
+    app = lab.ns()
+    ep = web.connect(app)
+    name = web.inspect()["Options"]["com.docker.network.bridge.name"]
+    bridge = lab.host.snapshot().link(name)
+    assert bridge is not None and ep.ip6 is not None
+    key = f"net/ipv4/conf/{name}/accept_source_route"
+    assert lab.ctl.backend.sysctl(lab.host.name, key) == "0"
+    listener = lab.host.popen(
+        [sys.executable, "-c", LISTENER6, "5360"], stdout=subprocess.PIPE, text=True
+    )
+    got = []
+    try:
+        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+        for src, what in (("::ffff:127.0.0.1", "mapped"), (ep.ip6, "control")):
+            argv = [sys.executable, "-c", RAW6_SENDER, "eth0", bridge.mac, src, "fd00:91::1"]
+            app.run([*argv, "5360", what], check=True)
+        while not got or got[-1] != "control":
+            got.append(listener.stdout.readline().split()[0])
+    finally:
+        listener.kill()
+        listener.wait()
+        if listener.stdout:
+            listener.stdout.close()
+    assert got == ["control"]
+
+
 ECHO = r"""
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
