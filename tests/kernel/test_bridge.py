@@ -7,10 +7,13 @@ machine's own network is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -214,6 +217,30 @@ def test_a_port_published_on_localhost_ignores_forged_packets_from_the_lan(lab: 
     assert _forged_and_control(lab, app) == ["control"]
 
 
+@contextlib.contextmanager
+def _listening(ns: Namespace, script: str, *args: str) -> Iterator[Any]:
+    """A listener (``script``, which prints "ready", then a line per datagram) in ``ns``;
+    yields its stdout; killed afterwards."""
+    proc = ns.popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield proc.stdout
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def _until_control(out: Any) -> list[str]:
+    """The first words of the lines ``out`` gives, up to the "control" one: the frames
+    sent before it had their chance."""
+    got: list[str] = []
+    while not got or got[-1] != "control":
+        got.append(out.readline().split()[0])
+    return got
+
+
 def test_an_endpoint_cannot_reach_the_hosts_loopback(lab: Lab) -> None:
     # route_localnet on the bridge (so that 127.0.0.1:PORT can be DNATed) made the host
     # take packets from an endpoint addressed to 127.0.0.1: a workload with NET_RAW
@@ -224,12 +251,7 @@ def test_an_endpoint_cannot_reach_the_hosts_loopback(lab: Lab) -> None:
     ep = web.connect(app)
     bridge = lab.host.snapshot().link(web.inspect()["Options"]["com.docker.network.bridge.name"])
     assert bridge is not None and ep.ip is not None
-    listener = lab.host.popen(
-        [sys.executable, "-c", LISTENER, "5355"], stdout=subprocess.PIPE, text=True
-    )
-    got = []
-    try:
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+    with _listening(lab.host, LISTENER, "5355") as heard:
         # to 127.0.0.1; from a loopback source (which primed a flow whose "replies" were
         # let in: a review); then the control
         for dst, src, what in (
@@ -239,15 +261,7 @@ def test_an_endpoint_cannot_reach_the_hosts_loopback(lab: Lab) -> None:
         ):
             argv = [sys.executable, "-c", RAW_SENDER, "eth0", bridge.mac, dst, "5355", what]
             app.run([*argv, "40000", src], check=True)
-        while not got or got[-1] != "control":
-            what, _source = listener.stdout.readline().split()
-            got.append(what)
-    finally:
-        listener.kill()
-        listener.wait()
-        if listener.stdout:
-            listener.stdout.close()
-    assert got == ["control"]
+        assert _until_control(heard) == ["control"]
 
 
 def test_gc_upgrades_tables_an_older_hostnet_made_without_the_guard(lab: Lab) -> None:
@@ -314,23 +328,11 @@ def test_an_endpoint_cannot_pass_for_the_hosts_loopback_over_ipv6(lab: Lab) -> N
     assert bridge is not None and ep.ip6 is not None
     key = f"net/ipv4/conf/{name}/accept_source_route"
     assert lab.ctl.backend.sysctl(lab.host.name, key) == "0"
-    listener = lab.host.popen(
-        [sys.executable, "-c", LISTENER6, "5360"], stdout=subprocess.PIPE, text=True
-    )
-    got = []
-    try:
-        assert listener.stdout is not None and listener.stdout.readline().strip() == "ready"
+    with _listening(lab.host, LISTENER6, "5360") as heard:
         for src, what in (("::ffff:127.0.0.1", "mapped"), (ep.ip6, "control")):
             argv = [sys.executable, "-c", RAW6_SENDER, "eth0", bridge.mac, src, "fd00:91::1"]
             app.run([*argv, "5360", what], check=True)
-        while not got or got[-1] != "control":
-            got.append(listener.stdout.readline().split()[0])
-    finally:
-        listener.kill()
-        listener.wait()
-        if listener.stdout:
-            listener.stdout.close()
-    assert got == ["control"]
+        assert _until_control(heard) == ["control"]
 
 
 ECHO = r"""
@@ -359,20 +361,16 @@ def test_an_endpoints_flow_to_the_loopback_ends_with_the_upgrade(lab: Lab) -> No
     bridge = lab.host.snapshot().link(web.inspect()["Options"]["com.docker.network.bridge.name"])
     assert bridge is not None and ep.ip is not None
     age_firewall(lab.ctl, base_drop="127.0.0.0")  # (from before both guards)
-    echo = lab.host.popen(
-        [sys.executable, "-c", ECHO, "127.0.0.53", "5357"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+    with _listening(lab.host, ECHO, "127.0.0.53", "5357") as heard:
 
         def send(what: str) -> None:
             argv = [sys.executable, "-c", RAW_SENDER, "eth0", bridge.mac, "127.0.0.53"]
             app.run([*argv, "5357", what, "40001", ep.ip], check=True)
 
         send("before")
-        assert echo.stdout.readline().split() == ["before", ep.ip]  # (the old tables)
+        assert heard.readline().split() == ["before", ep.ip]  # (the old tables)
         send("before2")
-        assert echo.stdout.readline().split() == ["before2", ep.ip]  # established now
+        assert heard.readline().split() == ["before2", ep.ip]  # established now
         assert lab.ctl.gc()["restored"] == ["inet hostnet", "bridge hostnet"]
         send("after")  # the same flow
         control = lab.host.popen(
@@ -380,12 +378,7 @@ def test_an_endpoints_flow_to_the_loopback_ends_with_the_upgrade(lab: Lab) -> No
              "socket.SOCK_DGRAM).sendto(b'control', ('127.0.0.53', 5357))"]
         )  # fmt: skip
         control.wait()
-        assert echo.stdout.readline().split()[0] == "control"
-    finally:
-        echo.kill()
-        echo.wait()
-        if echo.stdout:
-            echo.stdout.close()
+        assert _until_control(heard) == ["control"]
 
 
 def test_ports_published_later_answer_too(lab: Lab) -> None:

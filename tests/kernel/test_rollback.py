@@ -231,18 +231,18 @@ def web(rig: Rig) -> Any:
     return rig.ctl.create_network("web", subnet=DUAL, ipv6=True)
 
 
-@pytest.mark.parametrize("fail_at", range(9))
+@pytest.mark.parametrize("fail_at", range(10))
 def test_first_bridge_network(rig: Rig, fail_at: int) -> None:
     # also makes the host's firewall tables and turns forwarding on
-    fails_cleanly(rig, lambda: web(rig), fail_at, ops=9)
+    fails_cleanly(rig, lambda: web(rig), fail_at, ops=10)
     assert rig.backend.sysctl(rig.host, FORWARDING[0]) == "1"
 
 
-@pytest.mark.parametrize("fail_at", range(5))
+@pytest.mark.parametrize("fail_at", range(6))
 def test_second_bridge_network(rig: Rig, fail_at: int) -> None:
     web(rig)
     fails_cleanly(
-        rig, lambda: rig.ctl.create_network("web2", subnet="10.92.0.0/24"), fail_at, ops=5
+        rig, lambda: rig.ctl.create_network("web2", subnet="10.92.0.0/24"), fail_at, ops=6
     )
 
 
