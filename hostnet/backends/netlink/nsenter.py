@@ -424,7 +424,6 @@ if _name_to_handle_at is not None:
         ctypes.POINTER(ctypes.c_int),
         ctypes.c_int,
     ]
-_libc.syscall.restype = ctypes.c_long
 
 
 def _token(inode: int, handle: str | None) -> str:
