@@ -524,7 +524,7 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         raise errors.NamespaceExists(
             name, advice="run makes its namespace itself: choose another --name"
         ) from exc
-    proc = None
+    procs: list[Any] = []
     try:
         for i, network in enumerate(networks):
             if i == 0:  # (as `docker run`: the addresses and ports are the first's)
@@ -532,22 +532,30 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
             else:
                 network.connect(ns)
             check_interrupted()
-        proc = start(ctx, ns, argv)
-        if isinstance(proc, int):
-            return proc
-        return wait_child(proc)
+        return _run_command(ctx, ns, argv, procs)
     finally:
         with deferred_signals():
-            _end_child(proc)
+            _end_children(procs)
             _remove_run_namespace(ctx, ns)
 
 
-def _end_child(proc: Any) -> None:
-    """A command ``run`` started and an interrupt left unwaited for (before the wait
-    began): it must not outlive its network. Our own child, ended by its pid."""
-    if proc is not None and not isinstance(proc, int) and proc.poll() is None:
-        proc.kill()
-        proc.wait()
+def _run_command(ctx: Context, workload: Any, argv: Sequence[str], procs: list[Any]) -> int:
+    """Start ``argv`` in ``workload`` (its process goes to ``procs``, for the caller's
+    clean-up) and wait for it: its exit code, or 126/127 if it could not start."""
+    proc = start(ctx, workload, argv)
+    if isinstance(proc, int):
+        return proc
+    procs.append(proc)
+    return wait_child(proc)
+
+
+def _end_children(procs: list[Any]) -> None:
+    """Commands ``run`` started and an interrupt left unwaited for (before the wait
+    began): they must not outlive their network. Our own children, ended by pid."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int:
@@ -562,24 +570,21 @@ def _run_on_host(ctx: Context, host: Any, name: str, argv: Sequence[str]) -> int
         )
     if ctl.endpoints(name):  # (someone else's: never detached by this run)
         raise errors.AlreadyConnected(name, host.name)
-    proc = None
+    procs: list[Any] = []
     made = False
     try:
         try:
             host.connect(name, temporary=True)  # (gc detaches it if we are killed)
-        except Exception:
-            raise  # refused: nothing made
-        except BaseException:
-            made = True  # an interrupt (Ctrl-C, SIGTERM): it may have been made
+        except BaseException as exc:
+            # refused (an error): nothing made; an interrupt (Ctrl-C, SIGTERM): it may
+            # have been made just before
+            made = not isinstance(exc, Exception)
             raise
         made = True
-        proc = start(ctx, ctl.host_workload(name), argv)
-        if isinstance(proc, int):
-            return proc
-        return wait_child(proc)
+        return _run_command(ctx, ctl.host_workload(name), argv, procs)
     finally:
         with deferred_signals():
-            _end_child(proc)
+            _end_children(procs)
             try:
                 if made:
                     host.disconnect(name)
